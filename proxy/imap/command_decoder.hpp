@@ -1,0 +1,62 @@
+// Decodes the client→server stream. Sans-IO: the caller reads the socket and hands
+// the bytes in; next() returns one event at a time and consumes input as it goes:
+//
+//   std::string_view input = bytes_read;
+//   for (;;) {
+//     Event ev = decoder.next(input);
+//     if (ev.kind == EventKind::NeedMore || ev.kind == EventKind::Blocked) break;
+//     ... forward ev.raw, look at decoder.command() ...
+//   }
+//
+// On Blocked the client waits for the server (see SessionState); the unconsumed input
+// stays with the caller, who calls next() again once the ResponseDecoder has moved on.
+// The decoder never writes anything itself: not even the "+" a server would send.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "proxy/imap/command.hpp"
+#include "proxy/imap/events.hpp"
+#include "proxy/imap/limits.hpp"
+#include "proxy/imap/message_assembler.hpp"
+#include "proxy/imap/session_state.hpp"
+
+namespace imapscope::imap {
+
+class CommandDecoder final : private LineGrammar {
+ public:
+  explicit CommandDecoder(SessionState& state, const DecoderLimits& limits = {});
+
+  [[nodiscard]] Event next(std::string_view& input);
+
+  // The current command: valid after MessagePart, Message and Error events, until the
+  // next call of next().
+  const Command& command() const { return command_; }
+  const SessionState& state() const { return state_; }
+
+ private:
+  enum class LineMode : std::uint8_t { Commands, IdleDone, SaslResponse };
+
+  LinePartInfo on_line_part(std::string_view message, std::size_t begin, std::size_t end, Tokenizer& tokenizer,
+                            std::vector<Token>& tokens) override;
+  bool literals_possible() const override { return mode_ == LineMode::Commands; }
+  bool literals_can_wait() const override { return true; }
+
+  void read_head(std::span<const Token> tokens);
+  void register_pending();
+  void after_complete_command();
+  Event on_error(const MessageAssembler::Output& out);
+
+  SessionState& state_;
+  DecoderLimits limits_;
+  MessageAssembler assembler_;
+  LineMode mode_ = LineMode::Commands;
+  Command command_;
+  bool registered_ = false;       // the current command is in the pending table
+  bool malformed_ = false;
+  bool tag_ok_ = false;           // the current command has a syntactically valid tag
+  std::vector<Token> head_tokens_;  // tokens of a rejected command's head
+};
+
+}  // namespace imapscope::imap
