@@ -1,27 +1,19 @@
-// imapscope entry point. Until the relay lands, it offers the codec on transcripts:
-//   imapscope decode FILE...   replays C:/S: transcripts through both decoders and
-//                              prints every event, as the tests see them.
+// imapscope entry point: parse flags and config (exceptions allowed here only),
+// then run the proxy; or validate a config; or replay transcripts through the codec.
 #include <cstdio>
 #include <exception>
 #include <string>
-#include <string_view>
+#include <vector>
 
+#include "proxy/app/config.hpp"
 #include "proxy/replay/conversation.hpp"
+#include "proxy/transport/proxy.hpp"
 
 namespace {
 
-int usage(int code) {
-  std::fputs(
-      "usage: imapscope decode FILE...\n"
-      "  Replays IMAP transcripts (lines 'C: ...' from the client, 'S: ...' from the\n"
-      "  server) through the command and response decoders and prints their events.\n",
-      code == 0 ? stdout : stderr);
-  return code;
-}
-
-int decode(int argc, char** argv) {
-  for (int i = 2; i < argc; ++i) {
-    for (const auto& script : imapscope::replay::load_scripts(argv[i])) {
+int decode(const std::vector<std::string>& files) {
+  for (const auto& file : files) {
+    for (const auto& script : imapscope::replay::load_scripts(file)) {
       std::printf("=== %s\n", script.name.c_str());
       const auto result = imapscope::replay::run_script(script);
       for (const auto& line : result.log) std::printf("%s\n", line.c_str());
@@ -30,15 +22,50 @@ int decode(int argc, char** argv) {
   return 0;
 }
 
+void print_summary(const imapscope::app::Config& config) {
+  for (const auto& l : config.proxy.listeners) {
+    std::printf("listener %s: %s tls=%s -> ", l.name.c_str(), l.listen.to_string().c_str(),
+                l.implicit_tls ? "implicit" : l.cert_file.empty() ? "none" : "starttls");
+    for (const auto& a : l.upstream.addresses) std::printf("%s ", a.to_string().c_str());
+    std::printf("tls=%s verify=%s\n",
+                l.upstream.tls == imapscope::transport::UpstreamTls::Implicit   ? "implicit"
+                : l.upstream.tls == imapscope::transport::UpstreamTls::Starttls ? "starttls"
+                                                                                : "none",
+                l.upstream.verify ? "yes" : "NO");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
   try {
-    if (argc < 2) return usage(2);
-    const std::string_view command = argv[1];
-    if (command == "--help" || command == "-h") return usage(0);
-    if (command == "decode" && argc > 2) return decode(argc, argv);
-    return usage(2);
+    if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
+      std::fputs(imapscope::app::usage().c_str(), stdout);
+      return 0;
+    }
+    if (!args.empty() && args[0] == "decode") {
+      if (args.size() < 2) throw imapscope::app::ConfigError("decode needs transcript files");
+      return decode({args.begin() + 1, args.end()});
+    }
+    bool check_only = false;
+    if (!args.empty() && args[0] == "--check-config") {
+      if (args.size() < 2) throw imapscope::app::ConfigError("--check-config needs a file");
+      args[0] = "--config";
+      check_only = true;
+    }
+    const auto config = imapscope::app::build_config(imapscope::app::parse_flags(args));
+    imapscope::util::set_log_level(config.log_level);
+    if (check_only) {
+      print_summary(config);
+      std::printf("config OK\n");
+      return 0;
+    }
+    imapscope::transport::Proxy proxy(config.proxy);
+    return proxy.run();
+  } catch (const imapscope::app::ConfigError& e) {
+    std::fprintf(stderr, "imapscope: %s\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "imapscope: %s\n", e.what());
     return 1;

@@ -1,0 +1,324 @@
+#include "proxy/app/config.hpp"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace imapscope::app {
+namespace {
+
+using nlohmann::json;
+
+// Reads typed values out of a JSON object, rejecting unknown keys (typos must not
+// silently fall back to defaults). Errors name the file and the JSON pointer.
+class Reader {
+ public:
+  Reader(const json& value, std::string file, std::string pointer)
+      : value_(value), file_(std::move(file)), pointer_(std::move(pointer)) {
+    if (!value_.is_object()) fail("", "must be an object");
+  }
+
+  [[noreturn]] void fail(const std::string& key, const std::string& reason) const {
+    throw ConfigError(file_ + ": " + (pointer_ + (key.empty() ? "" : "/" + key) + (pointer_.empty() && key.empty() ? "/" : "")) +
+                      ": " + reason);
+  }
+  bool has(const std::string& key) {
+    known_.insert(key);
+    return value_.contains(key);
+  }
+  std::string string(const std::string& key, const std::string& fallback) {
+    if (!has(key)) return fallback;
+    if (!value_[key].is_string()) fail(key, "must be a string");
+    return value_[key].get<std::string>();
+  }
+  bool boolean(const std::string& key, bool fallback) {
+    if (!has(key)) return fallback;
+    if (!value_[key].is_boolean()) fail(key, "must be true or false");
+    return value_[key].get<bool>();
+  }
+  std::uint64_t number(const std::string& key, std::uint64_t fallback, std::uint64_t min, std::uint64_t max) {
+    if (!has(key)) return fallback;
+    const auto& v = value_[key];
+    if (!v.is_number_unsigned() || v.get<std::uint64_t>() < min || v.get<std::uint64_t>() > max) {
+      fail(key, "must be a whole number from " + std::to_string(min) + " to " + std::to_string(max));
+    }
+    return v.get<std::uint64_t>();
+  }
+  std::string choice(const std::string& key, const std::string& fallback, const std::set<std::string>& allowed) {
+    auto v = string(key, fallback);
+    if (!allowed.count(v)) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      fail(key, "must be one of " + list + " (not \"" + v + "\")");
+    }
+    return v;
+  }
+  Reader object(const std::string& key) {
+    known_.insert(key);
+    static const json kEmpty = json::object();
+    return Reader(value_.contains(key) ? value_[key] : kEmpty, file_, pointer_ + "/" + key);
+  }
+  const json& array(const std::string& key) {
+    known_.insert(key);
+    if (!value_.contains(key) || !value_[key].is_array()) fail(key, "must be a list");
+    return value_[key];
+  }
+  std::string path(const std::string& key) const { return file_ + ": " + pointer_ + "/" + key; }
+  const std::string& file() const { return file_; }
+  const std::string& pointer() const { return pointer_; }
+  void reject_unknown() const {
+    for (const auto& [key, unused] : value_.items()) {
+      if (!known_.count(key)) fail(key, "unknown setting");
+    }
+  }
+
+ private:
+  const json& value_;
+  std::string file_;
+  std::string pointer_;
+  std::set<std::string> known_;
+};
+
+std::chrono::milliseconds millis(Reader& r, const std::string& key, std::chrono::milliseconds fallback) {
+  return std::chrono::milliseconds(r.number(key, static_cast<std::uint64_t>(fallback.count()), 1, 86'400'000));
+}
+
+transport::UpstreamSettings read_upstream(Reader r) {
+  transport::UpstreamSettings u;
+  const auto& addresses = r.array("addresses");
+  if (addresses.empty()) r.fail("addresses", "needs at least one \"host:port\"");
+  for (std::size_t i = 0; i < addresses.size(); ++i) {
+    const auto where = r.path("addresses") + "/" + std::to_string(i);
+    if (!addresses[i].is_string()) throw ConfigError(where + ": must be a \"host:port\" string");
+    u.addresses.push_back(parse_endpoint(addresses[i].get<std::string>(), where));
+  }
+  const auto tls = r.choice("tls", "none", {"none", "implicit", "starttls"});
+  u.tls = tls == "implicit" ? transport::UpstreamTls::Implicit
+          : tls == "starttls" ? transport::UpstreamTls::Starttls
+                              : transport::UpstreamTls::None;
+  u.ca_file = r.string("ca_file", "");
+  u.verify = r.boolean("verify", true);
+  u.server_name = r.string("server_name", "");
+  u.connect_timeout = millis(r, "connect_timeout_ms", u.connect_timeout);
+  r.reject_unknown();
+  return u;
+}
+
+transport::ListenerSettings read_listener(Reader r, std::size_t index) {
+  transport::ListenerSettings l;
+  l.name = r.string("name", "listener" + std::to_string(index));
+  if (!r.has("listen")) r.fail("listen", "is required (\"host:port\")");
+  l.listen = parse_endpoint(r.string("listen", ""), r.path("listen"));
+  const auto tls = r.choice("tls", "none", {"none", "starttls", "implicit"});
+  l.implicit_tls = tls == "implicit";
+  l.cert_file = r.string("cert", "");
+  l.key_file = r.string("key", "");
+  if (tls != "none" && (l.cert_file.empty() || l.key_file.empty())) r.fail("tls", "\"" + tls + "\" needs cert and key");
+  if (tls == "none" && !l.cert_file.empty()) r.fail("cert", "is set but tls is \"none\" (use \"starttls\")");
+  l.login_disabled_until_tls = r.boolean("login_disabled_until_tls", false);
+  if (!r.has("upstream")) r.fail("upstream", "is required");
+  l.upstream = read_upstream(r.object("upstream"));
+  r.reject_unknown();
+  return l;
+}
+
+util::LogLevel parse_level(const std::string& level, const std::string& where) {
+  if (level == "debug") return util::LogLevel::Debug;
+  if (level == "info") return util::LogLevel::Info;
+  if (level == "warning") return util::LogLevel::Warning;
+  if (level == "error") return util::LogLevel::Error;
+  throw ConfigError(where + ": must be one of debug, info, warning, error");
+}
+
+}  // namespace
+
+transport::Endpoint parse_endpoint(const std::string& text, const std::string& where) {
+  transport::Endpoint e;
+  std::string port;
+  if (!text.empty() && text[0] == '[') {
+    const auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      throw ConfigError(where + ": \"" + text + "\" is not [address]:port");
+    }
+    e.host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0) throw ConfigError(where + ": \"" + text + "\" is not host:port");
+    e.host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  char* end = nullptr;
+  const long value = std::strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || value < 0 || value > 65535) {
+    throw ConfigError(where + ": port \"" + port + "\" is not a number from 0 to 65535");
+  }
+  e.port = static_cast<std::uint16_t>(value);
+  return e;
+}
+
+Config load_config_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot be read");
+  std::stringstream text;
+  text << in.rdbuf();
+  json document;
+  try {
+    document = json::parse(text.str());
+  } catch (const json::parse_error& e) {
+    // e.byte is the position; e.what() says what was expected there.
+    throw ConfigError(path + ": byte " + std::to_string(e.byte) + ": " + e.what());
+  }
+  Config config;
+  Reader root(document, path, "");
+  config.log_level = parse_level(root.string("log_level", "info"), root.path("log_level"));
+  if (root.has("admin")) config.admin = parse_endpoint(root.string("admin", ""), root.path("admin"));
+  config.proxy.threads = static_cast<unsigned>(root.number("threads", 0, 0, 256));
+
+  auto timeouts = root.object("timeouts");
+  auto& t = config.proxy.timeouts;
+  t.tls_handshake = millis(timeouts, "tls_handshake_ms", t.tls_handshake);
+  t.greeting = millis(timeouts, "greeting_ms", t.greeting);
+  t.idle = millis(timeouts, "idle_ms", t.idle);
+  t.shutdown_grace = millis(timeouts, "shutdown_grace_ms", t.shutdown_grace);
+  timeouts.reject_unknown();
+
+  auto limits = root.object("limits");
+  auto& cl = config.proxy.client_limits;
+  cl.max_line_length = limits.number("max_line_length", cl.max_line_length, 1024, 64u << 20);
+  cl.max_literal_size = limits.number("max_literal_size", cl.max_literal_size, 0, std::uint64_t{1} << 40);
+  cl.max_inline_literal = limits.number("max_inline_literal", cl.max_inline_literal, 0, 1u << 20);
+  cl.max_list_depth = static_cast<unsigned>(limits.number("max_list_depth", cl.max_list_depth, 1, 10'000));
+  cl.max_tag_length = limits.number("max_tag_length", cl.max_tag_length, 1, 4096);
+  cl.max_pending_commands = limits.number("max_pending_commands", cl.max_pending_commands, 1, 100'000);
+  limits.reject_unknown();
+  config.proxy.server_limits = cl;
+  // A server's messages are the server's business: literals of any size pass.
+  config.proxy.server_limits.max_literal_size = std::numeric_limits<std::uint64_t>::max();
+
+  const auto& listeners = root.array("listeners");
+  for (std::size_t i = 0; i < listeners.size(); ++i) {
+    config.proxy.listeners.push_back(
+        read_listener(Reader(listeners[i], path, "/listeners/" + std::to_string(i)), i));
+  }
+  root.reject_unknown();
+  return config;
+}
+
+Flags parse_flags(const std::vector<std::string>& args) {
+  Flags f;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= args.size()) throw ConfigError("flag " + a + ": needs a value");
+      return args[++i];
+    };
+    if (a == "--config") f.config_file = value();
+    else if (a == "--listen") f.listen.push_back(value());
+    else if (a == "--listen-tls") f.listen_tls.push_back(value());
+    else if (a == "--tls-cert") f.tls_cert = value();
+    else if (a == "--tls-key") f.tls_key = value();
+    else if (a == "--upstream") f.upstream.push_back(value());
+    else if (a == "--upstream-tls") f.upstream_tls = true;
+    else if (a == "--upstream-starttls") f.upstream_starttls = true;
+    else if (a == "--upstream-ca") f.upstream_ca = value();
+    else if (a == "--upstream-insecure") f.upstream_insecure = true;
+    else if (a == "--login-disabled-until-tls") f.login_disabled = true;
+    else if (a == "--admin") f.admin = value();
+    else if (a == "--log-level") f.log_level = value();
+    else if (a == "--threads") {
+      const auto v = value();
+      char* end = nullptr;
+      const long n = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || n < 0 || n > 256) throw ConfigError("flag --threads: \"" + v + "\" is not 0..256");
+      f.threads = static_cast<int>(n);
+    } else {
+      throw ConfigError("unknown flag " + a + " (see --help)");
+    }
+  }
+  if (f.upstream_tls && f.upstream_starttls) throw ConfigError("flags --upstream-tls and --upstream-starttls exclude each other");
+  return f;
+}
+
+Config build_config(const Flags& f) {
+  Config config = f.config_file.empty() ? Config{} : load_config_file(f.config_file);
+  if (!f.log_level.empty()) config.log_level = parse_level(f.log_level, "flag --log-level");
+  if (!f.admin.empty()) config.admin = parse_endpoint(f.admin, "flag --admin");
+  if (f.threads >= 0) config.proxy.threads = static_cast<unsigned>(f.threads);
+
+  // Upstream from flags, over the config's (the first listener's) upstream.
+  transport::UpstreamSettings upstream;
+  if (!config.proxy.listeners.empty()) upstream = config.proxy.listeners.front().upstream;
+  const bool upstream_flags = !f.upstream.empty() || f.upstream_tls || f.upstream_starttls || !f.upstream_ca.empty() ||
+                              f.upstream_insecure;
+  if (!f.upstream.empty()) {
+    upstream.addresses.clear();
+    for (const auto& u : f.upstream) upstream.addresses.push_back(parse_endpoint(u, "flag --upstream"));
+  }
+  if (f.upstream_tls) upstream.tls = transport::UpstreamTls::Implicit;
+  if (f.upstream_starttls) upstream.tls = transport::UpstreamTls::Starttls;
+  if (!f.upstream_ca.empty()) upstream.ca_file = f.upstream_ca;
+  if (f.upstream_insecure) upstream.verify = false;
+
+  if (!f.listen.empty() || !f.listen_tls.empty()) {
+    config.proxy.listeners.clear();
+    auto add = [&](const std::string& address, bool implicit) {
+      transport::ListenerSettings l;
+      l.name = (implicit ? "imaps-" : "imap-") + std::to_string(config.proxy.listeners.size());
+      l.listen = parse_endpoint(address, implicit ? "flag --listen-tls" : "flag --listen");
+      l.implicit_tls = implicit;
+      l.cert_file = f.tls_cert;
+      l.key_file = f.tls_key;
+      l.login_disabled_until_tls = f.login_disabled;
+      l.upstream = upstream;
+      config.proxy.listeners.push_back(l);
+    };
+    for (const auto& a : f.listen) add(a, false);
+    for (const auto& a : f.listen_tls) add(a, true);
+  } else {
+    for (auto& l : config.proxy.listeners) {
+      if (upstream_flags) l.upstream = upstream;
+      if (!f.tls_cert.empty()) l.cert_file = f.tls_cert;
+      if (!f.tls_key.empty()) l.key_file = f.tls_key;
+      if (f.login_disabled) l.login_disabled_until_tls = true;
+    }
+  }
+  if (config.proxy.listeners.empty()) throw ConfigError("nothing to listen on: give --listen/--listen-tls or --config");
+  for (const auto& l : config.proxy.listeners) {
+    if (l.upstream.addresses.empty()) throw ConfigError("listener " + l.name + ": no upstream (give --upstream HOST:PORT)");
+    if (l.implicit_tls && (l.cert_file.empty() || l.key_file.empty())) {
+      throw ConfigError("listener " + l.name + ": implicit TLS needs --tls-cert and --tls-key");
+    }
+    if (l.cert_file.empty() != l.key_file.empty()) throw ConfigError("listener " + l.name + ": give both --tls-cert and --tls-key");
+  }
+  return config;
+}
+
+std::string usage() {
+  return R"(usage: imapscope [--config FILE] [flags]        run the proxy
+       imapscope --check-config FILE [flags]     validate settings, print them, exit
+       imapscope decode FILE...                  replay C:/S: transcripts through the codec
+
+Flags (over the config file):
+  --listen HOST:PORT         plain listener; offers STARTTLS when a certificate is given (repeatable)
+  --listen-tls HOST:PORT     implicit-TLS listener, 993 style (repeatable)
+  --tls-cert FILE            certificate chain (PEM) for the client side
+  --tls-key FILE             its private key (PEM)
+  --login-disabled-until-tls advertise LOGINDISABLED and refuse LOGIN/AUTHENTICATE before STARTTLS
+  --upstream HOST:PORT       the mail server; repeat for fallbacks, tried in order
+  --upstream-tls             implicit TLS towards the server
+  --upstream-starttls        STARTTLS towards the server
+  --upstream-ca FILE         CA certificates to verify the server (default: the system store)
+  --upstream-insecure        do NOT verify the server's certificate (says so in the log)
+  --admin HOST:PORT          metrics and admin API address (default 127.0.0.1:9143)
+  --threads N                event loops (default: one per core)
+  --log-level LEVEL          debug, info, warning, error
+  -h, --help                 this text
+
+Config file: JSON, see README.md ("Configuration").
+)";
+}
+
+}  // namespace imapscope::app

@@ -1,0 +1,45 @@
+// imapscope's settings: a JSON config file, then command-line flags over it.
+// Start-up only: errors are exceptions (ConfigError) that main turns into a
+// message naming the file, the key (a JSON pointer) or flag, and the reason.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "proxy/transport/settings.hpp"
+#include "proxy/util/log.hpp"
+
+namespace imapscope::app {
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Config {
+  transport::ProxySettings proxy;
+  transport::Endpoint admin{"127.0.0.1", 9143};
+  util::LogLevel log_level = util::LogLevel::Info;
+};
+
+// Reads a config file; throws ConfigError("FILE: /listeners/0/tls: must be ...").
+Config load_config_file(const std::string& path);
+
+// "host:port", "[v6]:port"; throws ConfigError naming `where`.
+transport::Endpoint parse_endpoint(const std::string& text, const std::string& where);
+
+// Applies command-line flags (argv without the program name) over config. Returns
+// the flags it did not know, in order, for the caller to report.
+struct Flags {
+  std::string config_file;
+  std::vector<std::string> listen, listen_tls, upstream;
+  std::string tls_cert, tls_key, upstream_ca, admin, log_level;
+  bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false, login_disabled = false;
+  int threads = -1;
+};
+Flags parse_flags(const std::vector<std::string>& args);
+Config build_config(const Flags& flags);
+
+std::string usage();
+
+}  // namespace imapscope::app

@@ -1,0 +1,25 @@
+// The capability list a client sees describes the client's leg, not the server's:
+// the proxy terminates TLS, handles STARTTLS itself and keeps the stream readable.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace imapscope::session {
+
+struct ClientLegView {
+  bool tls = false;                   // the client leg is encrypted (implicit TLS or after STARTTLS)
+  bool starttls_available = false;    // plain listener with a certificate
+  bool login_disabled_until_tls = false;
+};
+
+// Rewrites a space-separated capability list (from "* CAPABILITY ..." or a
+// "[CAPABILITY ...]" code):
+// - STARTTLS: shown only on a plain client leg that can upgrade;
+// - LOGINDISABLED: shown only on a plain client leg when login needs TLS there;
+// - AUTH=*-PLUS (SCRAM channel binding) removed: it can't survive TLS termination;
+// - COMPRESS=* removed, so the stream stays inspectable.
+// Returns the same text when nothing changes, so unchanged bytes stay unchanged.
+std::string rewrite_capabilities(std::string_view list, const ClientLegView& leg);
+
+}  // namespace imapscope::session

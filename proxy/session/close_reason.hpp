@@ -1,0 +1,40 @@
+// Why a session ended. One value per cause an administrator would tell apart.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace imapscope::session {
+
+enum class CloseReason : std::uint8_t {
+  ClientClosed,         // the client closed its connection (after LOGOUT or not)
+  ServerClosed,         // the mail server closed its connection
+  ClientError,          // reading from or writing to the client failed (reset, broken pipe)
+  ServerError,          // reading from or writing to the server failed
+  UpstreamUnavailable,  // no upstream address accepted a connection in time
+  UpstreamTlsFailed,    // TLS towards the server failed (handshake, certificate, STARTTLS refused)
+  UpstreamGreeting,     // the server sent no usable greeting in time
+  ClientTlsFailed,      // the client's TLS handshake failed or timed out
+  IdleTimeout,          // neither side sent anything for the idle timeout
+  ProtocolError,        // the client stream can no longer be delimited (fatal decode error)
+  Shutdown,             // imapscope is stopping and the drain grace period ended
+};
+
+constexpr std::string_view close_reason_name(CloseReason r) {
+  switch (r) {
+    case CloseReason::ClientClosed: return "client_closed";
+    case CloseReason::ServerClosed: return "server_closed";
+    case CloseReason::ClientError: return "client_error";
+    case CloseReason::ServerError: return "server_error";
+    case CloseReason::UpstreamUnavailable: return "upstream_unavailable";
+    case CloseReason::UpstreamTlsFailed: return "upstream_tls_failed";
+    case CloseReason::UpstreamGreeting: return "upstream_greeting";
+    case CloseReason::ClientTlsFailed: return "client_tls_failed";
+    case CloseReason::IdleTimeout: return "idle_timeout";
+    case CloseReason::ProtocolError: return "protocol_error";
+    case CloseReason::Shutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
+}  // namespace imapscope::session

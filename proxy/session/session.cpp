@@ -1,0 +1,228 @@
+#include "proxy/session/session.hpp"
+
+#include "proxy/imap/abnf.hpp"
+#include "proxy/imap/describe.hpp"
+
+namespace imapscope::session {
+namespace {
+
+std::string_view line_ending(std::string_view raw) {
+  if (raw.size() >= 2 && raw.substr(raw.size() - 2) == "\r\n") return raw.substr(raw.size() - 2);
+  if (!raw.empty() && raw.back() == '\n') return raw.substr(raw.size() - 1);
+  return {};
+}
+
+std::size_t offset_in(std::string_view outer, std::string_view inner) {
+  return static_cast<std::size_t>(inner.data() - outer.data());
+}
+
+// The answer to a command a limit refused; the server never sees it.
+std::pair<imap::Status, std::string_view> refusal(imap::ErrorCode code) {
+  switch (code) {
+    case imap::ErrorCode::LineTooLong: return {imap::Status::Bad, "[TOOBIG] Command line too long"};
+    case imap::ErrorCode::LiteralTooBig: return {imap::Status::Bad, "[TOOBIG] Literal too big"};
+    case imap::ErrorCode::ListTooDeep: return {imap::Status::Bad, "Lists nested too deeply"};
+    case imap::ErrorCode::TagTooLong: return {imap::Status::Bad, "Tag too long"};
+    case imap::ErrorCode::TooManyPendingCommands: return {imap::Status::No, "[LIMIT] Too many commands in progress"};
+    case imap::ErrorCode::LiteralSizeOverflow: break;
+  }
+  return {imap::Status::Bad, "Invalid command"};
+}
+
+}  // namespace
+
+Session::Session(const SessionSettings& settings)
+    : settings_(settings),
+      state_(settings.client_limits),
+      commands_(state_, settings_.client_limits),
+      responses_(state_, settings_.server_limits) {}
+
+bool Session::client_blocked() const {
+  return state_.transport_change_pending() || state_.client_input() == imap::ClientInput::AwaitingServer;
+}
+
+void Session::client_tls_started() {
+  settings_.client_leg.tls = true;
+  client_tls_requested_ = false;
+  state_.transport_changed();
+}
+
+void Session::send_to_client(std::string_view line) {
+  if (server_in_message_) {
+    deferred_client_ += line;
+  } else {
+    to_client_ += line;
+  }
+}
+
+void Session::flush_deferred() {
+  if (server_in_message_ || deferred_client_.empty()) return;
+  to_client_ += deferred_client_;
+  deferred_client_.clear();
+}
+
+void Session::answer(std::string_view tag, imap::Status status, std::string_view text) {
+  std::string line;
+  line.reserve(tag.size() + text.size() + 8);
+  line.append(tag).append(" ").append(imap::status_name(status)).append(" ").append(text).append("\r\n");
+  send_to_client(line);
+  // As if the server had answered: the command leaves the pending table and the
+  // client's wait (literal, STARTTLS...) is released.
+  (void)state_.on_tagged(tag, status);
+}
+
+bool Session::answer_locally(const imap::Command& c) {
+  if (c.kind != imap::CommandKind::Tagged || c.uid || c.tag.empty()) return false;
+  const ClientLegView& leg = settings_.client_leg;
+  switch (c.verb) {
+    case imap::Verb::Starttls:
+      // STARTTLS is the business of each leg: the server's leg was set up already.
+      if (!leg.tls && leg.starttls_available) {
+        answer(c.tag, imap::Status::Ok, "Begin TLS negotiation now");
+        client_tls_requested_ = true;
+      } else {
+        answer(c.tag, imap::Status::Bad, leg.tls ? "TLS is already active" : "STARTTLS is not available");
+      }
+      return true;
+    case imap::Verb::Compress:
+      // Not offered (see capabilities.hpp): compressed streams can't be inspected.
+      answer(c.tag, imap::Status::No, "[CANNOT] COMPRESS is not available through this proxy");
+      return true;
+    case imap::Verb::Login:
+    case imap::Verb::Authenticate:
+      if (!leg.tls && leg.login_disabled_until_tls) {
+        answer(c.tag, imap::Status::No, "[PRIVACYREQUIRED] Use STARTTLS before logging in");
+        return true;
+      }
+      return false;
+    default:
+      return false;
+  }
+}
+
+void Session::reject(const imap::Command& c) {
+  const auto [status, text] = refusal(*client_error_);
+  const bool tag_usable = !c.tag.empty() && c.kind == imap::CommandKind::Tagged &&
+                          c.tag.find_first_of("*+") == std::string_view::npos;
+  if (tag_usable) {
+    answer(c.tag, status, text);
+  } else {
+    send_to_client(std::string("* BAD ").append(text).append("\r\n"));
+  }
+}
+
+void Session::feed_client(std::string_view& input) {
+  while (!close_ && !client_tls_requested_) {
+    const auto ev = commands_.next(input);
+    switch (ev.kind) {
+      case imap::EventKind::NeedMore:
+      case imap::EventKind::Blocked:
+        return;
+      case imap::EventKind::MessagePart:
+        // The head of a command with a literal: decide now whether it goes on.
+        if (!suppress_client_message_ && answer_locally(commands_.command())) suppress_client_message_ = true;
+        if (!suppress_client_message_) to_server_ += ev.raw;
+        break;
+      case imap::EventKind::LiteralData:
+      case imap::EventKind::Skipped:
+        if (!suppress_client_message_) to_server_ += ev.raw;
+        break;
+      case imap::EventKind::Error:
+        // A command refused by a limit never reaches the server; the client gets
+        // the answer when the decoder has passed over the rest of it.
+        suppress_client_message_ = true;
+        client_error_ = ev.error.code;
+        if (!ev.error.recoverable) {
+          send_to_client(std::string("* BYE ").append(imap::error_reason(ev.error.code)).append("\r\n"));
+          close_ = CloseReason::ProtocolError;
+        }
+        break;
+      case imap::EventKind::Message:
+        on_client_message(ev.raw);
+        break;
+    }
+  }
+}
+
+void Session::on_client_message(std::string_view raw) {
+  const imap::Command& c = commands_.command();
+  const bool suppressed = suppress_client_message_;
+  suppress_client_message_ = false;
+  if (c.aborted) return;  // its head went out; the server refused the literal
+  if (c.rejected) {
+    if (client_error_) reject(c);
+    client_error_.reset();
+    return;
+  }
+  if (suppressed) return;  // answered locally when its head arrived
+  if (c.kind == imap::CommandKind::Tagged && answer_locally(c)) return;
+  if (c.kind == imap::CommandKind::Tagged) ++commands_forwarded_;
+  to_server_ += raw;
+}
+
+void Session::feed_server(std::string_view& input) {
+  while (!close_) {
+    const auto ev = responses_.next(input);
+    switch (ev.kind) {
+      case imap::EventKind::NeedMore:
+      case imap::EventKind::Blocked:
+        return;
+      case imap::EventKind::MessagePart:
+      case imap::EventKind::LiteralData:
+      case imap::EventKind::Skipped:
+      case imap::EventKind::Error:
+        // Inspection fails open: whatever the server sends reaches the client.
+        server_in_message_ = true;
+        server_message_split_ = true;
+        to_client_ += ev.raw;
+        break;
+      case imap::EventKind::Message:
+        forward_server_message(ev.raw);
+        server_in_message_ = false;
+        server_message_split_ = false;
+        flush_deferred();
+        break;
+    }
+  }
+}
+
+void Session::forward_server_message(std::string_view raw) {
+  const imap::Response& r = responses_.response();
+  if (server_message_split_ || r.rejected || r.malformed) {
+    to_client_ += raw;
+    return;
+  }
+  const ClientLegView& leg = settings_.client_leg;
+  const auto eol = line_ending(raw);
+  if (r.kind == imap::ResponseKind::Data && r.name == imap::ResponseName::Capability && !r.args.empty()) {
+    // capability-data = "CAPABILITY" *(SP capability) SP "IMAP4rev1" *(SP capability)
+    const std::size_t begin = offset_in(raw, r.args.front().text);
+    const auto list = raw.substr(begin, raw.size() - eol.size() - begin);
+    const auto rewritten = rewrite_capabilities(list, leg);
+    if (rewritten != list) {
+      to_client_.append(raw.substr(0, begin)).append(rewritten).append(eol);
+      return;
+    }
+  } else if ((r.kind == imap::ResponseKind::Status || r.kind == imap::ResponseKind::Tagged) &&
+             imap::iequals(r.code, "CAPABILITY")) {
+    const std::size_t open = offset_in(raw, r.code) - 1;  // "["
+    const std::size_t args_begin = offset_in(raw, r.code_args);
+    const std::size_t args_end = args_begin + r.code_args.size();
+    if (r.greeting && settings_.hide_greeting_capabilities) {
+      // resp-text = ["[" resp-text-code "]" SP] text: drop the code and its space.
+      std::size_t text_begin = raw.find(']', args_end);
+      text_begin = text_begin == std::string_view::npos ? raw.size() - eol.size() : text_begin + 1;
+      if (text_begin < raw.size() && raw[text_begin] == ' ') ++text_begin;
+      to_client_.append(raw.substr(0, open)).append(raw.substr(text_begin));
+      return;
+    }
+    const auto rewritten = rewrite_capabilities(r.code_args, leg);
+    if (rewritten != r.code_args) {
+      to_client_.append(raw.substr(0, args_begin)).append(rewritten).append(raw.substr(args_end));
+      return;
+    }
+  }
+  to_client_ += raw;
+}
+
+}  // namespace imapscope::session

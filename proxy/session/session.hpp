@@ -1,0 +1,84 @@
+// One proxied IMAP session, without sockets: the relay feeds it the bytes read from
+// each leg and writes out what it queues for each leg. It drives both decoders,
+// forwards what it doesn't touch as the original bytes, rewrites capability lists for
+// the client's leg, and answers locally what the server must not see (STARTTLS and
+// COMPRESS of the client leg, commands refused by a limit or by LOGINDISABLED).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "proxy/imap/command_decoder.hpp"
+#include "proxy/imap/response_decoder.hpp"
+#include "proxy/session/capabilities.hpp"
+#include "proxy/session/close_reason.hpp"
+
+namespace imapscope::session {
+
+struct SessionSettings {
+  imap::DecoderLimits client_limits;
+  imap::DecoderLimits server_limits;
+  ClientLegView client_leg;
+  // The proxy did STARTTLS towards the server before relaying its greeting: the
+  // greeting's capabilities are the pre-TLS ones, so they are dropped from it and the
+  // client asks again.
+  bool hide_greeting_capabilities = false;
+};
+
+class Session {
+ public:
+  explicit Session(const SessionSettings& settings);
+
+  // Consume what can be consumed now; input keeps the rest (client: while blocked).
+  void feed_client(std::string_view& input);
+  void feed_server(std::string_view& input);
+
+  // Bytes to write to each leg, in order. The relay drains them.
+  std::string& to_client() { return to_client_; }
+  std::string& to_server() { return to_server_; }
+
+  // The client waits for the server (literal "+", IDLE, AUTHENTICATE step): don't read it.
+  bool client_blocked() const;
+  // The client's STARTTLS was accepted: write to_client(), drop client bytes read
+  // before the handshake (never plaintext after STARTTLS), handshake, then call
+  // client_tls_started().
+  bool client_tls_requested() const { return client_tls_requested_; }
+  void client_tls_started();
+  // Set when the session must end once to_client() is written.
+  std::optional<CloseReason> close_requested() const { return close_; }
+  // Nothing of a server message is half-forwarded: a line may be added for the client.
+  bool server_between_messages() const { return !server_in_message_; }
+  // Queues a line for the client at the next server message boundary (BYE on shutdown).
+  void send_to_client(std::string_view line);
+
+  const imap::SessionState& state() const { return state_; }
+  const ClientLegView& client_leg() const { return settings_.client_leg; }
+  std::uint64_t commands_forwarded() const { return commands_forwarded_; }
+
+ private:
+  void on_client_message(std::string_view raw);
+  bool answer_locally(const imap::Command& command);
+  void reject(const imap::Command& command);
+  void answer(std::string_view tag, imap::Status status, std::string_view text);
+  void forward_server_message(std::string_view raw);
+  void flush_deferred();
+
+  SessionSettings settings_;
+  imap::SessionState state_;
+  imap::CommandDecoder commands_;
+  imap::ResponseDecoder responses_;
+  std::string to_client_;
+  std::string to_server_;
+  std::string deferred_client_;  // local answers waiting for a server message boundary
+  bool suppress_client_message_ = false;  // the current client message is not forwarded
+  bool server_in_message_ = false;
+  bool server_message_split_ = false;     // a MessagePart of the current server message went out
+  std::optional<imap::ErrorCode> client_error_;
+  bool client_tls_requested_ = false;
+  std::optional<CloseReason> close_;
+  std::uint64_t commands_forwarded_ = 0;
+};
+
+}  // namespace imapscope::session

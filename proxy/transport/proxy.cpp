@@ -1,0 +1,177 @@
+#include "proxy/transport/proxy.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/post.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <stdexcept>
+#include <thread>
+
+#include "proxy/transport/tls_context.hpp"
+#include "proxy/util/log.hpp"
+
+namespace imapscope::transport {
+namespace {
+
+constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+asio::ip::tcp::endpoint resolve_listen(const Endpoint& e) {
+  asio::error_code ec;
+  const auto address = asio::ip::make_address(e.host, ec);
+  if (ec) throw std::runtime_error("listen address must be an IP address: " + e.host);
+  return {address, e.port};
+}
+
+asio::ip::tcp::acceptor open_acceptor(asio::io_context& io, const asio::ip::tcp::endpoint& endpoint,
+                                      const std::string& name) {
+  asio::ip::tcp::acceptor acceptor(io);
+  asio::error_code ec;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.set_option(ReusePort(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw std::runtime_error("listener " + name + ": cannot listen on " + endpoint.address().to_string() + ":" +
+                                   std::to_string(endpoint.port()) + ": " + ec.message());
+  return acceptor;
+}
+
+}  // namespace
+
+Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
+  const unsigned threads = settings.threads ? settings.threads : std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < threads; ++i) loops_.push_back(std::make_unique<Loop>());
+
+  for (const auto& listener : settings_.listeners) {
+    auto runtime = std::make_unique<ListenerRuntime>();
+    runtime->settings = listener;
+    runtime->timeouts = settings_.timeouts;
+    runtime->client_limits = settings_.client_limits;
+    runtime->server_limits = settings_.server_limits;
+    if (!listener.cert_file.empty()) {
+      runtime->client_tls = make_server_tls_context(listener.cert_file, listener.key_file);
+    } else if (listener.implicit_tls) {
+      throw std::runtime_error("listener " + listener.name + ": implicit TLS needs a certificate and key");
+    }
+    if (listener.upstream.tls != UpstreamTls::None) {
+      runtime->upstream_tls = make_client_tls_context(listener.upstream.ca_file, listener.upstream.verify);
+      if (!listener.upstream.verify) {
+        util::log_line(util::LogLevel::Warning, "event=config listener=" + listener.name +
+                                                    " warning=\"upstream certificate NOT verified (--upstream-insecure):"
+                                                    " anyone on the path can read and change this traffic\"");
+      }
+    }
+    // Every loop accepts on the same port; a port 0 is fixed by the first bind.
+    auto endpoint = resolve_listen(listener.listen);
+    for (auto& loop : loops_) {
+      loop->acceptors.push_back(open_acceptor(loop->io, endpoint, listener.name));
+      endpoint = loop->acceptors.back().local_endpoint();
+    }
+    bound_.push_back(endpoint);
+    util::log_line(util::LogLevel::Info,
+                   "event=listening listener=" + listener.name + " address=" + endpoint.address().to_string() + ":" +
+                       std::to_string(endpoint.port()) + " tls=" +
+                       (listener.implicit_tls ? "implicit" : runtime->client_tls ? "starttls" : "none") +
+                       " upstream=" + (listener.upstream.addresses.empty() ? "" : listener.upstream.addresses[0].to_string()) +
+                       " upstream_tls=" +
+                       (listener.upstream.tls == UpstreamTls::Implicit ? "implicit"
+                        : listener.upstream.tls == UpstreamTls::Starttls ? "starttls"
+                                                                         : "none"));
+    runtimes_.push_back(std::move(runtime));
+  }
+}
+
+Proxy::~Proxy() = default;
+
+asio::awaitable<void> Proxy::accept_loop(asio::ip::tcp::acceptor& acceptor, const ListenerRuntime& runtime, Loop& loop) {
+  asio::steady_timer backoff(loop.io);
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (ec) {
+      // Out of file descriptors or memory: wait instead of spinning, then go on.
+      util::log_line(util::LogLevel::Warning, "event=accept_failed listener=" + runtime.settings.name +
+                                                  " error=" + util::log_quote(ec.message()));
+      backoff.expires_after(std::chrono::milliseconds(100));
+      (void)co_await backoff.async_wait(kNoThrow);
+      continue;
+    }
+    asio::error_code ignored;
+    socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    asio::co_spawn(loop.io, run_relay(std::move(socket), runtime, loop), asio::detached);
+  }
+}
+
+asio::awaitable<void> Proxy::run_relay(asio::ip::tcp::socket socket, const ListenerRuntime& runtime, Loop& loop) {
+  ++active_;
+  Relay relay(std::move(socket), runtime, next_id_++);
+  auto it = loop.relays.insert(loop.relays.end(), &relay);
+  co_await relay.run();
+  loop.relays.erase(it);
+  --active_;
+}
+
+asio::awaitable<void> Proxy::handle_signals() {
+  auto& io = loops_.front()->io;
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  auto [ec, signal] = co_await signals.async_wait(kNoThrow);
+  if (ec) co_return;
+  util::log_line(util::LogLevel::Info, "event=drain signal=" + std::to_string(signal) + " sessions=" +
+                                           std::to_string(active_.load()) + " grace_ms=" +
+                                           std::to_string(settings_.timeouts.shutdown_grace.count()));
+  for (auto& loop : loops_) {
+    asio::post(loop->io, [&l = *loop] {
+      for (auto& acceptor : l.acceptors) {
+        asio::error_code ignored;
+        acceptor.close(ignored);
+      }
+    });
+  }
+  asio::steady_timer timer(io);
+  const auto deadline = std::chrono::steady_clock::now() + settings_.timeouts.shutdown_grace;
+  while (active_ > 0 && std::chrono::steady_clock::now() < deadline) {
+    timer.expires_after(std::chrono::milliseconds(50));
+    (void)co_await timer.async_wait(kNoThrow);
+  }
+  if (active_ > 0) {
+    util::log_line(util::LogLevel::Info, "event=drain_timeout sessions=" + std::to_string(active_.load()));
+    for (auto& loop : loops_) {
+      asio::post(loop->io, [&l = *loop] {
+        for (Relay* relay : l.relays) relay->shutdown();
+      });
+    }
+    // Each session writes its BYE within a bounded time.
+    const auto hard_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (active_ > 0 && std::chrono::steady_clock::now() < hard_deadline) {
+      timer.expires_after(std::chrono::milliseconds(50));
+      (void)co_await timer.async_wait(kNoThrow);
+    }
+  }
+  for (auto& loop : loops_) loop->io.stop();
+}
+
+int Proxy::run() {
+  for (std::size_t l = 0; l < loops_.size(); ++l) {
+    auto& loop = *loops_[l];
+    for (std::size_t i = 0; i < runtimes_.size(); ++i) {
+      asio::co_spawn(loop.io, accept_loop(loop.acceptors[i], *runtimes_[i], loop), asio::detached);
+    }
+  }
+  asio::co_spawn(loops_.front()->io, handle_signals(), asio::detached);
+  std::vector<std::thread> threads;
+  for (std::size_t l = 1; l < loops_.size(); ++l) {
+    threads.emplace_back([&io = loops_[l]->io] { io.run(); });
+  }
+  loops_.front()->io.run();
+  for (auto& loop : loops_) loop->io.stop();
+  for (auto& t : threads) t.join();
+  util::log_line(util::LogLevel::Info, "event=stopped");
+  return 0;
+}
+
+}  // namespace imapscope::transport

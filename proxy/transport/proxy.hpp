@@ -1,0 +1,50 @@
+// The running proxy: one event loop per thread, every listener accepted on every
+// loop (SO_REUSEPORT spreads connections), and the drain on SIGTERM/SIGINT: stop
+// accepting, let sessions finish for the grace period, then BYE the rest.
+#pragma once
+
+#include <atomic>
+#include <list>
+#include <memory>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include "proxy/transport/relay.hpp"
+#include "proxy/transport/settings.hpp"
+
+namespace imapscope::transport {
+
+class Proxy {
+ public:
+  // Builds TLS contexts and binds every listener; throws std::runtime_error with the
+  // listener's name on failure (start-up only).
+  explicit Proxy(const ProxySettings& settings);
+  ~Proxy();
+
+  // Runs until a drain completes. Returns the process exit code.
+  int run();
+  // The addresses actually bound (port 0 resolved), per listener in order.
+  const std::vector<asio::ip::tcp::endpoint>& bound() const { return bound_; }
+
+ private:
+  struct Loop {
+    asio::io_context io{1};
+    std::vector<asio::ip::tcp::acceptor> acceptors;
+    std::list<Relay*> relays;
+  };
+
+  asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, const ListenerRuntime& runtime, Loop& loop);
+  asio::awaitable<void> run_relay(asio::ip::tcp::socket socket, const ListenerRuntime& runtime, Loop& loop);
+  asio::awaitable<void> handle_signals();
+
+  ProxySettings settings_;
+  std::vector<std::unique_ptr<ListenerRuntime>> runtimes_;
+  std::vector<std::unique_ptr<Loop>> loops_;
+  std::vector<asio::ip::tcp::endpoint> bound_;
+  std::atomic<std::size_t> active_{0};
+  std::atomic<std::uint64_t> next_id_{1};
+};
+
+}  // namespace imapscope::transport

@@ -1,0 +1,92 @@
+// One client connection, proxied: the coroutine that owns both legs. Two readers
+// feed the socket-free Session, two writers drain what it queues, a watchdog
+// enforces the idle timeout. All five end together, cooperatively: whoever sees the
+// end first records why and wakes the others; each writer then flushes what its leg
+// must still get (the server's last bytes, a BYE), so no byte is cut off mid-message.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <asio/awaitable.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/ssl/context.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "proxy/session/session.hpp"
+#include "proxy/transport/settings.hpp"
+#include "proxy/transport/stream.hpp"
+
+namespace imapscope::transport {
+
+// What a listener's sessions share: settings and TLS contexts (read-only).
+struct ListenerRuntime {
+  ListenerSettings settings;
+  Timeouts timeouts;
+  imap::DecoderLimits client_limits;
+  imap::DecoderLimits server_limits;
+  std::shared_ptr<asio::ssl::context> client_tls;    // our certificate; null: no TLS on the client leg
+  std::shared_ptr<asio::ssl::context> upstream_tls;  // null: plain upstream
+};
+
+// Wakes coroutines waiting on it; a waiter re-checks its condition after waking.
+class Signal {
+ public:
+  explicit Signal(const asio::any_io_executor& executor);
+  asio::awaitable<void> wait();
+  void notify() { timer_.cancel(); }
+
+ private:
+  asio::steady_timer timer_;
+};
+
+class Relay {
+ public:
+  Relay(asio::ip::tcp::socket client, const ListenerRuntime& listener, std::uint64_t id);
+  asio::awaitable<void> run();
+  // The drain period is over: end with "* BYE" at the next message boundary.
+  void shutdown();
+
+ private:
+  using CloseReason = session::CloseReason;
+
+  asio::awaitable<CloseReason> client_reader();
+  asio::awaitable<CloseReason> server_reader();
+  asio::awaitable<CloseReason> client_writer();
+  asio::awaitable<CloseReason> server_writer();
+  asio::awaitable<CloseReason> watchdog();
+  asio::awaitable<bool> client_starttls();
+  void feed_held();
+  void end(CloseReason reason);
+  void wake_all();
+  void log_end() const;
+
+  const ListenerRuntime& listener_;
+  std::uint64_t id_;
+  std::string client_peer_;
+  Stream client_;
+  std::unique_ptr<Stream> server_;
+  std::string server_peer_;
+  std::optional<session::Session> session_;
+  std::string held_client_;  // read, not yet consumed (the client waits for the server)
+  std::string held_server_;  // read, not yet consumed (the client leg is switching to TLS)
+  std::string out_client_;   // being written
+  std::string out_server_;
+  Signal progress_, client_wake_, server_wake_, drained_;
+  asio::steady_timer watchdog_timer_;
+  bool client_tls_in_progress_ = false;
+  bool client_writing_ = false;
+  bool client_dead_ = false;  // writes to it would fail
+  bool server_dead_ = false;
+  bool shutdown_ = false;
+  std::optional<CloseReason> ending_;
+  std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point last_activity_;
+  std::uint64_t bytes_from_client_ = 0;
+  std::uint64_t bytes_from_server_ = 0;
+};
+
+}  // namespace imapscope::transport

@@ -1,0 +1,58 @@
+// What the transport layer needs to know about listeners and upstreams. The app
+// fills these from the config file and flags (app/config.hpp).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "proxy/imap/limits.hpp"
+
+namespace imapscope::transport {
+
+struct Endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string to_string() const;
+};
+
+enum class UpstreamTls : std::uint8_t { None, Implicit, Starttls };
+
+struct UpstreamSettings {
+  std::vector<Endpoint> addresses;  // tried in order
+  UpstreamTls tls = UpstreamTls::None;
+  std::string ca_file;              // empty: the system store
+  bool verify = true;               // certificate and host name check
+  std::string server_name;          // SNI and name to check; empty: the address's host
+  std::chrono::milliseconds connect_timeout{10'000};
+};
+
+struct ListenerSettings {
+  std::string name;
+  Endpoint listen;
+  bool implicit_tls = false;             // 993 style; otherwise plain with STARTTLS when a cert is set
+  std::string cert_file;
+  std::string key_file;
+  bool login_disabled_until_tls = false; // plain listeners: LOGINDISABLED until STARTTLS
+  UpstreamSettings upstream;
+};
+
+struct Timeouts {
+  std::chrono::milliseconds tls_handshake{30'000};
+  std::chrono::milliseconds greeting{30'000};
+  // RFC 9051 §5.4: an idle client may be logged out after 30 minutes, not sooner;
+  // clients re-issue IDLE every 29 minutes. The proxy waits a little longer.
+  std::chrono::milliseconds idle{31 * 60'000};
+  std::chrono::milliseconds shutdown_grace{10'000};
+};
+
+struct ProxySettings {
+  std::vector<ListenerSettings> listeners;
+  Timeouts timeouts;
+  imap::DecoderLimits client_limits;
+  imap::DecoderLimits server_limits;
+  unsigned threads = 0;  // event loops; 0: one per core
+};
+
+}  // namespace imapscope::transport

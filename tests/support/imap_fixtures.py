@@ -1,0 +1,208 @@
+"""Real components for integration tests and the demo: test certificates, a Dovecot
+started on loopback with its own config and temp dir, and imapscope itself.
+
+Everything listens on 127.0.0.1 only; every process started here is stopped by its
+pid. Dovecot runs as root with an unprivileged mail user of our own (see
+first_valid_uid), so the temp dir's parents must be traversable by that user.
+"""
+import grp
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+MAIL_USER = "imapscope-mail"
+USERS = {"alice": "alice-secret", "bob": "bob-secret"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, timeout=20.0, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def ensure_mail_user():
+    try:
+        pwd.getpwnam(MAIL_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", MAIL_USER],
+                       check=True)
+    entry = pwd.getpwnam(MAIL_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def make_certs(directory):
+    """A test CA and a server certificate for localhost / 127.0.0.1 signed by it."""
+    def run(*args):
+        subprocess.run(args, check=True, capture_output=True)
+    ca_key, ca_cert = f"{directory}/ca.key", f"{directory}/ca.pem"
+    key, csr, cert = f"{directory}/server.key", f"{directory}/server.csr", f"{directory}/server.pem"
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca_cert,
+        "-days", "2", "-subj", "/CN=imapscope test CA")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=localhost")
+    ext = f"{directory}/san.ext"
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", cert, "-days", "2", "-extfile", ext)
+    for path in (key, cert, ca_cert):
+        os.chmod(path, 0o644)
+    return {"ca": ca_cert, "cert": cert, "key": key}
+
+
+class Dovecot:
+    """A private Dovecot: IMAP on a plain port (STARTTLS offered) and an implicit-TLS port."""
+
+    def __init__(self, certs=None, extra_config=""):
+        self.uid, self.gid = ensure_mail_user()
+        self.dir = tempfile.mkdtemp(prefix="imapscope-dovecot-")
+        os.chmod(self.dir, 0o755)  # the mail user must reach its maildirs
+        self.certs = certs or make_certs(self.dir)
+        self.port = free_port()
+        self.tls_port = free_port()
+        self.proc = None
+        self._write_config(extra_config)
+
+    def _write_config(self, extra):
+        d = self.dir
+        for sub in ("run", "state", "mail", "home"):
+            os.makedirs(f"{d}/{sub}", exist_ok=True)
+        for sub in ("mail", "home"):
+            os.chown(f"{d}/{sub}", self.uid, self.gid)
+        with open(f"{d}/users", "w") as f:
+            for user, password in USERS.items():
+                f.write(f"{user}:{{PLAIN}}{password}\n")
+        group = grp.getgrgid(self.gid).gr_name
+        config = f"""
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{self.certs['cert']}
+ssl_key = <{self.certs['key']}
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:{d}/mail/%u
+first_valid_uid = {self.uid}
+default_internal_user = {MAIL_USER}
+default_internal_group = {group}
+default_login_user = {MAIL_USER}
+mail_max_userip_connections = 10000
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid={self.uid} gid={self.gid} home={d}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {self.tls_port}
+    ssl = yes
+  }}
+}}
+service stats {{
+  unix_listener stats-reader {{
+    mode = 0666
+  }}
+  unix_listener stats-writer {{
+    mode = 0666
+  }}
+}}
+{extra}
+"""
+        self.config = f"{d}/dovecot.conf"
+        with open(self.config, "w") as f:
+            f.write(config)
+
+    def start(self):
+        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.config],
+                                     stdout=subprocess.DEVNULL, stderr=open(f"{self.dir}/stderr.log", "w"))
+        wait_for_port(self.port, proc=self.proc)
+        wait_for_port(self.tls_port, proc=self.proc)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self):
+        try:
+            with open(f"{self.dir}/dovecot.log") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+def imapscope_binary():
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.environ.get("IMAPSCOPE_BIN", ""),
+                  os.path.join(here, "..", "..", "build", "test", "proxy", "app", "imapscope"),
+                  os.path.join(here, "..", "..", "build", "release", "proxy", "app", "imapscope")]
+    for c in candidates:
+        if c and os.path.exists(c):
+            return os.path.abspath(c)
+    raise RuntimeError("imapscope binary not found; set IMAPSCOPE_BIN")
+
+
+class Imapscope:
+    """imapscope started with flags; its log goes to a file we can read."""
+
+    def __init__(self, args, log_dir=None):
+        self.args = args
+        self.log_dir = log_dir or tempfile.mkdtemp(prefix="imapscope-log-")
+        self.log_path = f"{self.log_dir}/imapscope.log"
+        self.proc = None
+
+    def start(self, wait_ports=()):
+        self.proc = subprocess.Popen([imapscope_binary()] + self.args, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log_path, "w"))
+        for port in wait_ports:
+            wait_for_port(port, proc=self.proc)
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
