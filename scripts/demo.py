@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""The embedded demo: a private Dovecot on loopback with demo users and a seeded
+mailbox, a self-signed certificate, and imapscope in front of it. Ctrl-C stops
+everything that was started here."""
+import imaplib
+import os
+import signal
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "support"))
+from imap_fixtures import USERS, Dovecot, Imapscope, free_port  # noqa: E402
+
+
+def port_or_free(preferred):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+def seed(dovecot):
+    c = imaplib.IMAP4("127.0.0.1", dovecot.port)
+    c.login("alice", USERS["alice"])
+    for i in range(1, 6):
+        c.append("INBOX", None, None,
+                 (f"From: bob@example.org\r\nTo: alice@example.org\r\nSubject: demo message {i}\r\n\r\n"
+                  f"Hello Alice, this is message {i}.\r\n").encode())
+    c.create("Archive")
+    c.logout()
+
+
+def main():
+    dovecot = Dovecot().start()
+    seed(dovecot)
+    plain, tls = port_or_free(1143), port_or_free(1993)
+    proxy = Imapscope(["--listen", f"127.0.0.1:{plain}", "--listen-tls", f"127.0.0.1:{tls}",
+                       "--tls-cert", dovecot.certs["cert"], "--tls-key", dovecot.certs["key"],
+                       "--upstream", f"127.0.0.1:{dovecot.port}"]).start([plain, tls])
+    ca = dovecot.certs["ca"]
+    print(f"""
+imapscope is running in front of a private Dovecot (127.0.0.1:{dovecot.port}).
+
+  plain + STARTTLS : 127.0.0.1:{plain}
+  implicit TLS     : 127.0.0.1:{tls}      (test CA: {ca})
+  users            : alice / {USERS['alice']}   bob / {USERS['bob']}   (alice has 5 messages)
+  imapscope log    : {proxy.log_path}
+
+Try:
+  openssl s_client -quiet -connect 127.0.0.1:{tls} -CAfile {ca}
+      a1 LOGIN alice {USERS['alice']}
+      a2 SELECT INBOX
+      a3 FETCH 1:* (FLAGS BODY[HEADER.FIELDS (SUBJECT)])
+      a4 LOGOUT
+  python3 -c "import imaplib,ssl; c=imaplib.IMAP4('127.0.0.1',{plain}); c.starttls(ssl.create_default_context(cafile='{ca}')); c.login('alice','{USERS['alice']}'); print(c.select('INBOX')); c.logout()"
+
+Ctrl-C stops imapscope and Dovecot.
+""", flush=True)
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    try:
+        while not stop and proxy.proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        proxy.stop()
+        dovecot.stop()
+        print("stopped imapscope and Dovecot")
+
+
+if __name__ == "__main__":
+    main()
