@@ -30,6 +30,18 @@ Status status_from(std::string_view word) {
   return Status::None;
 }
 
+ResponseName name_of(Status status) {
+  switch (status) {
+    case Status::Ok: return ResponseName::Ok;
+    case Status::No: return ResponseName::No;
+    case Status::Bad: return ResponseName::Bad;
+    case Status::Bye: return ResponseName::Bye;
+    case Status::Preauth: return ResponseName::Preauth;
+    case Status::None: break;
+  }
+  return ResponseName::Other;
+}
+
 std::size_t word_end(std::string_view line, std::size_t i) {
   while (i < line.size() && line[i] != ' ') ++i;
   return i;
@@ -126,7 +138,7 @@ void ResponseDecoder::resolve_text_line(std::string_view message) {
   auto view = [&](Span s) { return message.substr(std::min<std::size_t>(s.offset, message.size()), s.length); };
   response_.tag = view(text_parts_.tag);
   response_.name_text = view(text_parts_.name);
-  response_.name = response_name_from(response_.name_text);
+  response_.name = name_of(response_.status);
   response_.code = view(text_parts_.code);
   response_.code_args = view(text_parts_.code_args);
   response_.text = view(text_parts_.text);

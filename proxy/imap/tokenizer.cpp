@@ -1,5 +1,7 @@
 #include "proxy/imap/tokenizer.hpp"
 
+#include <array>
+
 #include "proxy/imap/abnf.hpp"
 
 namespace imapscope::imap {
@@ -75,6 +77,13 @@ std::size_t skip_quoted(const char* p, std::size_t i, std::size_t end) {
   }
   return end;
 }
+
+// Bytes that end an atom outside a section, and "[" that opens one.
+constexpr auto kAtomStop = [] {
+  std::array<bool, 256> t{};
+  for (unsigned char c : {' ', '(', ')', '"', '['}) t[c] = true;
+  return t;
+}();
 
 Token make_token(TokenKind kind, std::size_t offset, std::size_t length) {
   Token t;
@@ -157,8 +166,10 @@ TokenizeResult Tokenizer::tokenize(std::string_view message, std::size_t begin, 
         ++j;
         continue;
       }
-      if (d == ' ' || d == '(' || d == ')' || d == '"') break;
-      if (d == '[') ++brackets;
+      if (kAtomStop[static_cast<unsigned char>(d)]) {
+        if (d != '[') break;
+        ++brackets;
+      }
       ++j;
     }
     if (brackets != 0) result.malformed = true;

@@ -1,7 +1,7 @@
 #include "proxy/imap/verbs.hpp"
 
-#include <algorithm>
 #include <array>
+#include <cstring>
 #include <utility>
 
 #include "proxy/imap/abnf.hpp"
@@ -30,25 +30,39 @@ constexpr auto kResponseNames = [] {
   return t;
 }();
 
-// The same tables sorted by name, for a binary search on the hot path.
-template <typename Table>
-constexpr Table sorted(Table t) {
-  std::sort(t.begin(), t.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  return t;
-}
-constexpr auto kVerbsByName = sorted(kVerbs);
-constexpr auto kResponseNamesByName = sorted(kResponseNames);
+// Names grouped by length: a lookup folds the name once and compares it with the
+// few names of the same length (at most a handful), first byte first.
+constexpr std::size_t kLongest = 16;  // longer than any known name
 
-template <typename Table, typename Enum>
-Enum lookup(const Table& table, std::string_view name, Enum other) {
-  constexpr std::size_t kLongest = 16;  // longer than any known name
+template <typename Enum, std::size_t N>
+struct ByLength {
+  std::array<std::array<std::pair<std::string_view, Enum>, N>, kLongest + 1> rows{};
+  std::array<std::size_t, kLongest + 1> counts{};
+};
+
+template <typename Enum, std::size_t N>
+constexpr ByLength<Enum, N> group_by_length(const NameTable<Enum, N>& table) {
+  ByLength<Enum, N> g;
+  for (const auto& row : table) {
+    const auto n = row.first.size();
+    g.rows[n][g.counts[n]++] = row;
+  }
+  return g;
+}
+constexpr auto kVerbsByLength = group_by_length(kVerbs);
+constexpr auto kResponseNamesByLength = group_by_length(kResponseNames);
+
+template <typename Grouped, typename Enum>
+Enum lookup(const Grouped& grouped, std::string_view name, Enum other) {
   if (name.empty() || name.size() > kLongest) return other;
   char folded[kLongest];
   for (std::size_t i = 0; i < name.size(); ++i) folded[i] = ascii_upper(name[i]);
-  const std::string_view key(folded, name.size());
-  auto it = std::lower_bound(table.begin(), table.end(), key,
-                             [](const auto& row, std::string_view k) { return row.first < k; });
-  return (it != table.end() && it->first == key) ? it->second : other;
+  const auto& row = grouped.rows[name.size()];
+  for (std::size_t i = 0; i < grouped.counts[name.size()]; ++i) {
+    const auto candidate = row[i].first;
+    if (candidate[0] == folded[0] && std::memcmp(candidate.data(), folded, name.size()) == 0) return row[i].second;
+  }
+  return other;
 }
 
 }  // namespace
@@ -58,7 +72,7 @@ std::string_view verb_name(Verb v) {
   return i < kVerbs.size() ? kVerbs[i].first : std::string_view("OTHER");
 }
 
-Verb verb_from_name(std::string_view name) { return lookup(kVerbsByName, name, Verb::Other); }
+Verb verb_from_name(std::string_view name) { return lookup(kVerbsByLength, name, Verb::Other); }
 
 std::string_view response_name(ResponseName n) {
   const auto i = static_cast<std::size_t>(n);
@@ -66,7 +80,7 @@ std::string_view response_name(ResponseName n) {
 }
 
 ResponseName response_name_from(std::string_view name) {
-  return lookup(kResponseNamesByName, name, ResponseName::Other);
+  return lookup(kResponseNamesByLength, name, ResponseName::Other);
 }
 
 }  // namespace imapscope::imap
