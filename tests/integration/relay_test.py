@@ -165,6 +165,12 @@ class ByteExact(unittest.TestCase):
         d = direct()
         d.login("bob", USERS["bob"])
         d.select(box)
+        # 0 bytes: Dovecot refuses to store an empty message; the client must get the
+        # server's own answer, as it would directly.
+        through = c.append(box, None, None, b"")
+        straight = d.append(box, None, None, b"")
+        self.assertEqual(through[0], straight[0])
+        self.assertEqual(through[1][0].split(b" (")[0], straight[1][0].split(b" (")[0])
         for i, size in enumerate(self.SIZES):
             body = message(size, 1000 + i)
             digest = hashlib.sha256(body).hexdigest()

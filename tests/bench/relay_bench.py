@@ -1,0 +1,854 @@
+#!/usr/bin/env python3
+"""Relay benchmark: imapscope against HAProxy (TCP mode) and a direct connection.
+
+One run measures three paths to the same private Dovecot on 127.0.0.1:
+
+    direct      the client talks to Dovecot itself (its implicit-TLS port for the
+                TLS set-ups, its plain port for the plain one): the reference
+    imapscope   a Release build of imapscope in front of Dovecot
+    haproxy     HAProxy 2.6 in TCP mode (`haproxy -f <own cfg> -db`, never the
+                system service)
+
+with these set-ups (client leg -> server leg):
+
+    tls-plain   TLS -> plain   (imapscope --listen-tls + plain --upstream;
+                                HAProxy `bind ... ssl crt` + plain server)
+    tls-tls     TLS -> TLS     (imapscope --upstream-tls --upstream-ca;
+                                HAProxy `server ... ssl verify required ca-file`)
+    plain       plain -> plain (for the HAProxy plain reference figures)
+
+and for each path and set-up:
+
+    fetch       N sessions in parallel (one client process each, so that Python's
+                client isn't one core doing all the work) repeating
+                `UID FETCH <uid> BODY.PEEK[]` of a 10 MiB message for a bounded
+                number of rounds and seconds; aggregate MB/s (10^6 bytes) of
+                literal payload, and the CPU each party used per GB.
+    rtt         NOOP and `FETCH 1 (FLAGS)` latency, p50/p99 in microseconds, over
+                sequential commands on one logged-in, SELECTed session.
+    idle        sessions opened with asyncio (LOGIN, SELECT, IDLE), then the
+                proxy's VmRSS after minus before, per session (proxies only).
+
+Everything is bounded in count and time and stops by itself; every process started
+here is stopped by its pid. Python 3.11, standard library only. Run as root (Dovecot
+and apt-get need it):
+
+    python3 tests/bench/relay_bench.py
+
+Figures and how to read them: tests/bench/README.md, "Relay benchmark (vs HAProxy)".
+"""
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import resource
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+from imap_fixtures import USERS, Dovecot, free_port, wait_for_port  # noqa: E402
+
+BENCH_USERS = {f"bench{i:02d}": f"bench{i:02d}-secret" for i in range(20)}
+FETCH_USER = "alice"
+FETCH_MAILBOX = "bench"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------------------
+# Fixtures: a Dovecot sized for thousands of sessions, HAProxy, imapscope.
+# --------------------------------------------------------------------------------------
+
+DOVECOT_LIMITS = """
+# relay_bench: room for thousands of concurrent sessions.
+default_process_limit = 3000
+default_client_limit = 12000
+default_vsz_limit = 1G
+service imap-login {
+  # High-performance mode: a few long-lived login processes (they also carry TLS
+  # for the implicit-TLS port) instead of one process per connection.
+  service_count = 0
+  process_min_avail = 2
+  client_limit = 6000
+}
+service imap {
+  process_limit = 3000
+}
+service auth {
+  client_limit = 12000
+}
+service anvil {
+  client_limit = 12000
+}
+"""
+
+
+class BenchDovecot(Dovecot):
+    """The test fixture's Dovecot with higher limits and 20 more users."""
+
+    def __init__(self):
+        super().__init__(extra_config=DOVECOT_LIMITS)
+        with open(f"{self.dir}/users", "a") as f:
+            for user, password in BENCH_USERS.items():
+                f.write(f"{user}:{{PLAIN}}{password}\n")
+
+    def tree_pids(self):
+        return process_tree(self.proc.pid)
+
+    def count_imap_processes(self):
+        return sum(1 for pid in self.tree_pids() if read_comm(pid) == "imap")
+
+
+class Process:
+    """A child process with a log file, stopped by its pid."""
+
+    def __init__(self, argv, log_path, cwd=None):
+        self.argv, self.log_path, self.cwd = argv, log_path, cwd
+        self.proc = None
+
+    def start(self, ports):
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"),
+                                     stdin=subprocess.DEVNULL, cwd=self.cwd)
+        for port in ports:
+            wait_for_port(port, proc=self.proc)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_tail(self, n=2000):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-n:]
+        except OSError:
+            return ""
+
+
+def haproxy_config(port, setup, dovecot, pem, workdir):
+    if setup == "plain":
+        bind, server = f"bind 127.0.0.1:{port}", f"server dovecot 127.0.0.1:{dovecot.port}"
+    elif setup == "tls-plain":
+        bind = f"bind 127.0.0.1:{port} ssl crt {pem} ssl-min-ver TLSv1.2"
+        server = f"server dovecot 127.0.0.1:{dovecot.port}"
+    else:
+        bind = f"bind 127.0.0.1:{port} ssl crt {pem} ssl-min-ver TLSv1.2"
+        server = (f"server dovecot 127.0.0.1:{dovecot.tls_port} ssl verify required ca-file {dovecot.certs['ca']}"
+                  f" sni str(localhost) verifyhost localhost")
+    path = os.path.join(workdir, f"haproxy-{setup}.cfg")
+    with open(path, "w") as f:
+        f.write(f"""global
+    maxconn 10000
+    nbthread 2
+    ssl-server-verify required
+
+defaults
+    mode tcp
+    maxconn 10000
+    timeout connect 5s
+    timeout client 10m
+    timeout server 10m
+
+frontend imap_in
+    {bind}
+    default_backend dovecot
+
+backend dovecot
+    {server}
+""")
+    return path
+
+
+def start_proxy(path, setup, dovecot, args, workdir):
+    port = free_port()
+    certs = dovecot.certs
+    if path == "imapscope":
+        argv = [args.imapscope, "--threads", "2", "--log-level", "warning"]
+        if setup == "plain":
+            argv += ["--listen", f"127.0.0.1:{port}"]
+        else:
+            argv += ["--listen-tls", f"127.0.0.1:{port}", "--tls-cert", certs["cert"], "--tls-key", certs["key"]]
+        if setup == "tls-tls":
+            argv += ["--upstream", f"localhost:{dovecot.tls_port}", "--upstream-tls", "--upstream-ca", certs["ca"]]
+        else:
+            argv += ["--upstream", f"127.0.0.1:{dovecot.port}"]
+        log = os.path.join(workdir, f"imapscope-{setup}.log")
+    else:
+        pem = os.path.join(workdir, "haproxy.pem")
+        if not os.path.exists(pem):
+            with open(pem, "w") as out:
+                for part in (certs["cert"], certs["key"]):
+                    with open(part) as f:
+                        out.write(f.read())
+        cfg = haproxy_config(port, setup, dovecot, pem, workdir)
+        check = subprocess.run(["haproxy", "-c", "-q", "-f", cfg], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"haproxy -c {cfg}: {check.stdout}{check.stderr}")
+        argv = ["haproxy", "-f", cfg, "-db"]
+        log = os.path.join(workdir, f"haproxy-{setup}.log")
+    proc = Process(argv, log, cwd=workdir).start([port])
+    return proc, port
+
+
+def target(path, setup, dovecot, proxy_port):
+    """(port, client leg uses TLS) for a path."""
+    client_tls = setup != "plain"
+    if path == "direct":
+        return (dovecot.tls_port if client_tls else dovecot.port), client_tls
+    return proxy_port, client_tls
+
+
+# --------------------------------------------------------------------------------------
+# /proc helpers
+# --------------------------------------------------------------------------------------
+
+def read_stat(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(")") + 2:].split()
+    return {"ppid": int(fields[1]), "cpu": (int(fields[11]) + int(fields[12])) / CLK_TCK}
+
+
+def read_comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def process_tree(root):
+    children = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = read_stat(int(name))
+            if st:
+                children.setdefault(st["ppid"], []).append(int(name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0.0
+    for pid in pids:
+        st = read_stat(pid)
+        if st:
+            total += st["cpu"]
+    return total
+
+
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# A small blocking IMAP client on raw sockets: counts literal bytes, never copies them.
+# --------------------------------------------------------------------------------------
+
+def client_context(ca):
+    ctx = ssl.create_default_context(cafile=ca)
+    return ctx
+
+
+def connect(port, use_tls, ca, timeout=60):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if use_tls:
+        s = client_context(ca).wrap_socket(s, server_hostname="localhost")
+    return s
+
+
+class Reader:
+    def __init__(self, sock, bufsize=1 << 20):
+        self.sock = sock
+        self.buf = bytearray(bufsize)
+        self.mv = memoryview(self.buf)
+        self.pending = b""
+
+    def line(self):
+        while b"\r\n" not in self.pending:
+            n = self.sock.recv_into(self.mv)
+            if n == 0:
+                raise ConnectionError("connection closed")
+            self.pending += self.mv[:n]
+        line, _, self.pending = self.pending.partition(b"\r\n")
+        return line
+
+    def response(self, tag):
+        """Reads up to and including the tagged line; returns (tagged line, literal bytes)."""
+        tagb = tag + b" "
+        literal_left = 0
+        literal_total = 0
+        pending = self.pending
+        self.pending = b""
+        mv = self.mv
+        recv_into = self.sock.recv_into
+        while True:
+            # Complete lines first (a literal's announcement ends a line).
+            while literal_left == 0:
+                eol = pending.find(b"\r\n")
+                if eol < 0:
+                    break
+                line = pending[:eol]
+                pending = pending[eol + 2:]
+                if line.startswith(tagb):
+                    self.pending = pending
+                    return line, literal_total
+                if line.endswith(b"}"):
+                    size = int(line[line.rfind(b"{") + 1:-1].rstrip(b"+"))
+                    take = min(size, len(pending))
+                    literal_total += take
+                    literal_left = size - take
+                    pending = pending[take:]
+            n = recv_into(mv)
+            if n == 0:
+                raise ConnectionError("connection closed")
+            if literal_left:
+                take = n if n < literal_left else literal_left
+                literal_left -= take
+                literal_total += take
+                if take < n:
+                    pending += mv[take:n]
+            else:
+                pending += mv[:n]
+
+
+def command(sock, reader, tag, text):
+    sock.sendall(tag + b" " + text + b"\r\n")
+    line, literal = reader.response(tag)
+    if not line.startswith(tag + b" OK"):
+        raise RuntimeError(f"{text[:40]!r}: {line[:200]!r}")
+    return literal
+
+
+def login_session(port, use_tls, ca, user, password, mailbox, examine=True):
+    s = connect(port, use_tls, ca)
+    r = Reader(s)
+    greeting = r.line()
+    if not greeting.startswith(b"* OK"):
+        raise RuntimeError(f"greeting {greeting!r}")
+    command(s, r, b"l1", b"LOGIN " + user.encode() + b" " + password.encode())
+    command(s, r, b"l2", (b"EXAMINE " if examine else b"SELECT ") + mailbox.encode())
+    return s, r
+
+
+# --------------------------------------------------------------------------------------
+# Seeding
+# --------------------------------------------------------------------------------------
+
+def make_message(size, seed=1):
+    """A MIME-looking message of exactly size bytes: base64 lines of random data."""
+    rng = random.Random(seed)
+    header = (b"From: bench@example.org\r\nTo: alice@example.org\r\nSubject: relay bench\r\n"
+              b"MIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\n"
+              b"Content-Transfer-Encoding: base64\r\n\r\n")
+    import base64
+    raw = rng.randbytes(size)  # more than enough
+    body = base64.encodebytes(raw).replace(b"\n", b"\r\n")
+    return (header + body)[:size - 2] + b"\r\n"
+
+
+def seed(dovecot, size):
+    s = connect(dovecot.port, False, None)
+    r = Reader(s)
+    r.line()
+    command(s, r, b"s1", b"LOGIN " + FETCH_USER.encode() + b" " + USERS[FETCH_USER].encode())
+    command(s, r, b"s2", b"CREATE " + FETCH_MAILBOX.encode())
+    body = make_message(size)
+    s.sendall(b"s3 APPEND " + FETCH_MAILBOX.encode() + b" {%d}\r\n" % len(body))
+    if not r.line().startswith(b"+"):
+        raise RuntimeError("APPEND not accepted")
+    s.sendall(body + b"\r\n")
+    line, _ = r.response(b"s3")
+    if b"APPENDUID" not in line:
+        raise RuntimeError(f"APPEND: {line!r}")
+    uid = int(line.split(b"APPENDUID", 1)[1].split(b"]")[0].split()[-1])
+    s.sendall(b"s4 LOGOUT\r\n")
+    s.close()
+    # Warm the page cache and Dovecot's index once.
+    s, r = login_session(dovecot.port, False, None, FETCH_USER, USERS[FETCH_USER], FETCH_MAILBOX)
+    got = command(s, r, b"w1", b"UID FETCH %d BODY.PEEK[]" % uid)
+    s.close()
+    if got != len(body):
+        raise RuntimeError(f"seeded {len(body)} bytes, fetched {got}")
+    return uid, len(body)
+
+
+# --------------------------------------------------------------------------------------
+# Throughput: one process per session.
+# --------------------------------------------------------------------------------------
+
+def fetch_worker(index, port, use_tls, ca, uid, size, seconds, max_rounds, ready, go, results):
+    try:
+        s, r = login_session(port, use_tls, ca, FETCH_USER, USERS[FETCH_USER], FETCH_MAILBOX)
+        cipher = s.cipher()[0] if use_tls else "none"
+        ready.wait(timeout=60)
+        go.wait(timeout=60)
+        cpu0 = os.times()
+        start = time.monotonic()
+        deadline = start + seconds
+        rounds = total = 0
+        while rounds < max_rounds and time.monotonic() < deadline:
+            tag = b"f%d" % rounds
+            got = command(s, r, tag, b"UID FETCH %d BODY.PEEK[]" % uid)
+            if got != size:
+                raise RuntimeError(f"fetched {got} bytes, expected {size}")
+            total += got
+            rounds += 1
+        end = time.monotonic()
+        cpu1 = os.times()
+        s.close()
+        results.put({"index": index, "bytes": total, "rounds": rounds, "start": start, "end": end,
+                     "cpu": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system), "cipher": cipher})
+    except Exception as e:  # reported by the parent
+        results.put({"index": index, "error": repr(e)})
+        try:
+            ready.abort()
+            go.abort()
+        except Exception:
+            pass
+
+
+def measure_fetch(port, use_tls, ca, uid, size, args, dovecot, proxy):
+    ctx = mp.get_context("fork")
+    ready = ctx.Barrier(args.parallel + 1)
+    go = ctx.Barrier(args.parallel + 1)
+    results = ctx.Queue()
+    workers = [ctx.Process(target=fetch_worker, args=(i, port, use_tls, ca, uid, size, args.seconds, args.rounds,
+                                                      ready, go, results)) for i in range(args.parallel)]
+    for w in workers:
+        w.start()
+    dovecot_pids, dovecot_cpu0, proxy_cpu0 = [], 0.0, 0.0
+    try:
+        ready.wait(timeout=60)
+        dovecot_pids = dovecot.tree_pids()
+        dovecot_cpu0 = cpu_seconds(dovecot_pids)
+        proxy_cpu0 = cpu_seconds([proxy.pid]) if proxy else 0.0
+        go.wait(timeout=60)
+    except threading.BrokenBarrierError:
+        pass  # a worker failed: its error comes through the queue
+    out = []
+    deadline = time.monotonic() + args.seconds + 120
+    while len(out) < args.parallel and time.monotonic() < deadline:
+        try:
+            out.append(results.get(timeout=max(0.1, deadline - time.monotonic())))
+        except Exception:
+            break
+    for w in workers:
+        w.join(timeout=10)
+        if w.is_alive():
+            w.kill()
+            w.join()
+    dovecot_cpu = cpu_seconds(dovecot_pids) - dovecot_cpu0
+    proxy_cpu = (cpu_seconds([proxy.pid]) - proxy_cpu0) if proxy else 0.0
+    errors = [o["error"] for o in out if "error" in o]
+    if errors or len(out) < args.parallel:
+        raise RuntimeError(f"fetch workers failed: {errors or 'no result'}")
+    total = sum(o["bytes"] for o in out)
+    wall = max(o["end"] for o in out) - min(o["start"] for o in out)
+    gb = total / 1e9
+    return {"mb_s": total / 1e6 / wall, "bytes": total, "seconds": wall,
+            "rounds": sum(o["rounds"] for o in out),
+            "cpu_client_s_per_gb": sum(o["cpu"] for o in out) / gb,
+            "cpu_proxy_s_per_gb": proxy_cpu / gb if proxy else None,
+            "cpu_dovecot_s_per_gb": dovecot_cpu / gb,
+            "cpu_busy": (sum(o["cpu"] for o in out) + proxy_cpu + dovecot_cpu) / wall,
+            "cipher": out[0]["cipher"]}
+
+
+# --------------------------------------------------------------------------------------
+# Round trips
+# --------------------------------------------------------------------------------------
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return float("nan")
+    k = (len(sorted_values) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def measure_rtt(port, use_tls, ca, args):
+    s, r = login_session(port, use_tls, ca, FETCH_USER, USERS[FETCH_USER], FETCH_MAILBOX, examine=False)
+    out = {}
+    deadline = time.monotonic() + args.rtt_seconds
+    for name, text in (("noop", b"NOOP"), ("flags", b"FETCH 1 (FLAGS)")):
+        for i in range(100):  # warm-up
+            command(s, r, b"w%d" % i, text)
+        samples = []
+        for i in range(args.commands):
+            if time.monotonic() > deadline:
+                break
+            tag = b"r%d" % i
+            t0 = time.perf_counter_ns()
+            command(s, r, tag, text)
+            samples.append((time.perf_counter_ns() - t0) / 1000)
+        samples.sort()
+        out[name] = {"p50": percentile(samples, 50), "p99": percentile(samples, 99), "n": len(samples)}
+    s.sendall(b"z LOGOUT\r\n")
+    s.close()
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Idle sessions: asyncio, LOGIN + SELECT + IDLE, then the proxy's RSS.
+# --------------------------------------------------------------------------------------
+
+async def open_idle(port, ctx, user, password, sem, timeout):
+    async with sem:
+        async def steps():
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+                                                           server_hostname="localhost" if ctx else None)
+            try:
+                if not (await reader.readline()).startswith(b"* OK"):
+                    raise RuntimeError("no greeting")
+                for tag, text in ((b"a1", b"LOGIN %s %s" % (user.encode(), password.encode())),
+                                  (b"a2", b"SELECT INBOX")):
+                    writer.write(tag + b" " + text + b"\r\n")
+                    while True:
+                        line = await reader.readline()
+                        if not line:
+                            raise ConnectionError("closed")
+                        if line.startswith(tag + b" "):
+                            if not line.startswith(tag + b" OK"):
+                                raise RuntimeError(line[:100])
+                            break
+                writer.write(b"a3 IDLE\r\n")
+                while True:
+                    line = await reader.readline()
+                    if not line:
+                        raise ConnectionError("closed")
+                    if line.startswith(b"+"):
+                        return reader, writer
+                    if line.startswith(b"a3 "):
+                        raise RuntimeError(line[:100])
+            except BaseException:
+                writer.transport.abort()
+                raise
+        return await asyncio.wait_for(steps(), timeout)
+
+
+async def idle_sessions(port, use_tls, ca, count, concurrency, seconds):
+    ctx = client_context(ca) if use_tls else None
+    sem = asyncio.Semaphore(concurrency)
+    users = list(BENCH_USERS.items())
+    tasks = [asyncio.create_task(open_idle(port, ctx, *users[i % len(users)], sem, 60)) for i in range(count)]
+    done, pending = await asyncio.wait(tasks, timeout=seconds)
+    for t in pending:
+        t.cancel()
+    opened, errors = [], []
+    for t in done:
+        if t.exception() is None:
+            opened.append(t.result())
+        else:
+            errors.append(repr(t.exception()))
+    return opened, errors + ["timeout"] * len(pending)
+
+
+def close_all(sessions):
+    for _, writer in sessions:
+        writer.transport.abort()
+
+
+def measure_idle(port, use_tls, ca, args, proxy, dovecot):
+    loop = asyncio.new_event_loop()
+    try:
+        # Warm-up: the first sessions load what every later one shares.
+        warm, _ = loop.run_until_complete(idle_sessions(port, use_tls, ca, 20, 20, 60))
+        close_all(warm)
+        loop.run_until_complete(asyncio.sleep(0.5))
+        wait_dovecot_quiet(dovecot)
+        before = vm_rss_kib(proxy.pid)
+        started = time.monotonic()
+        sessions, errors = loop.run_until_complete(
+            idle_sessions(port, use_tls, ca, args.sessions, args.open_concurrency, args.idle_seconds))
+        open_seconds = time.monotonic() - started
+        loop.run_until_complete(asyncio.sleep(1.0))  # let the last writes settle
+        after = vm_rss_kib(proxy.pid)
+        n = len(sessions)
+        close_all(sessions)
+        loop.run_until_complete(asyncio.sleep(0.5))
+    finally:
+        loop.close()
+    wait_dovecot_quiet(dovecot)
+    return {"sessions": n, "failed": len(errors), "first_error": errors[0] if errors else "",
+            "rss_before_kib": before, "rss_after_kib": after,
+            "kib_per_session": (after - before) / n if n else float("nan"), "open_seconds": open_seconds}
+
+
+def wait_dovecot_quiet(dovecot, timeout=60):
+    """Until the imap processes of closed sessions are gone (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and dovecot.count_imap_processes() > 2:
+        time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------------------
+# Set-up of the machine: haproxy package, the imapscope build, file limits.
+# --------------------------------------------------------------------------------------
+
+def ensure_haproxy():
+    if shutil.which("haproxy"):
+        return
+    print("relay_bench: installing haproxy with apt-get", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    # policy-rc.d keeps Debian from starting the system haproxy service.
+    added_policy = False
+    if not os.path.exists("/usr/sbin/policy-rc.d"):
+        with open("/usr/sbin/policy-rc.d", "w") as f:
+            f.write("#!/bin/sh\nexit 101\n")
+        os.chmod("/usr/sbin/policy-rc.d", 0o755)
+        added_policy = True
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "haproxy"], check=True, env=env)
+    finally:
+        if added_policy:
+            os.remove("/usr/sbin/policy-rc.d")
+
+
+def ensure_imapscope(args):
+    if args.imapscope:
+        return os.path.abspath(args.imapscope)
+    build = os.path.join(ROOT, "build", "bench-relay")
+    if not os.path.exists(os.path.join(build, "build.ninja")):
+        subprocess.run(["cmake", "-S", ROOT, "-B", build, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
+                        "-DIMAPSCOPE_BENCH=OFF"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["cmake", "--build", build, "--target", "imapscope"], check=True, stdout=subprocess.DEVNULL)
+    return os.path.join(build, "proxy", "app", "imapscope")
+
+
+def raise_nofile(wanted):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new = min(max(soft, wanted), hard) if hard != resource.RLIM_INFINITY else max(soft, wanted)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (ValueError, OSError):
+        pass
+    child = subprocess.run(["sh", "-c", "ulimit -n"], capture_output=True, text=True).stdout.strip()
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0], child
+
+
+def haproxy_version():
+    out = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout
+    return out.split("\n")[0].replace("HAProxy version ", "").split(" - ")[0]
+
+
+# --------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------
+
+# The issue's figures for HAProxy 2.6 on this machine.
+REFERENCE = {
+    ("tls-plain", "haproxy"): {"mb_s": 530, "kib": 19},
+    ("tls-tls", "haproxy"): {"mb_s": 115, "kib": 38},
+    ("plain", "haproxy"): {"mb_s": 600, "noop_delta": 37},
+}
+SETUP_TITLES = {"tls-plain": "TLS→plain", "tls-tls": "TLS→TLS", "plain": "plain→plain"}
+
+
+def fmt(v, spec="{:.0f}"):
+    return "—" if v is None else spec.format(v)
+
+
+def report(results, setups, markdown=False):
+    lines = []
+    head = ["set-up", "path", "FETCH MB/s", "ref MB/s", "CPU s/GB client/proxy/dovecot", "NOOP p50/p99 µs",
+            "NOOP Δp50", "FLAGS p50/p99 µs", "KiB/idle session", "ref KiB"]
+    rows = []
+    for setup in setups:
+        direct = results.get((setup, "direct"), {})
+        for path in ("direct", "imapscope", "haproxy"):
+            res = results.get((setup, path))
+            if res is None:
+                continue
+            ref = REFERENCE.get((setup, path), {})
+            f = res.get("fetch") or {}
+            rt = res.get("rtt") or {}
+            idle = res.get("idle") or {}
+            noop = rt.get("noop", {})
+            flags = rt.get("flags", {})
+            d_noop = direct.get("rtt", {}).get("noop", {}).get("p50")
+            delta = None if path == "direct" or d_noop is None or not noop else noop["p50"] - d_noop
+            cpu = "—"
+            if f:
+                cpu = "/".join([fmt(f["cpu_client_s_per_gb"], "{:.2f}"), fmt(f["cpu_proxy_s_per_gb"], "{:.2f}"),
+                                fmt(f["cpu_dovecot_s_per_gb"], "{:.2f}")])
+            ref_delta = f" (ref +{ref['noop_delta']})" if "noop_delta" in ref else ""
+            rows.append([
+                SETUP_TITLES[setup], path,
+                fmt(f.get("mb_s")) if f else res.get("fetch_error", "—"),
+                fmt(ref.get("mb_s")),
+                cpu,
+                f"{noop['p50']:.0f} / {noop['p99']:.0f}" if noop else "—",
+                (f"{delta:+.0f}" if delta is not None else "—") + ref_delta,
+                f"{flags['p50']:.0f} / {flags['p99']:.0f}" if flags else "—",
+                (f"{idle['kib_per_session']:.1f} ({idle['sessions']})" if idle.get("sessions") else "—"),
+                fmt(ref.get("kib")),
+            ])
+    if markdown:
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for row in rows:
+            lines.append("| " + " | ".join(row) + " |")
+    else:
+        widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+        lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
+        lines.append("  ".join("-" * w for w in widths))
+        for row in rows:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--imapscope", help="imapscope binary (default: build build/bench-relay, Release)")
+    ap.add_argument("--setups", default="tls-plain,tls-tls,plain", help="comma-separated: tls-plain,tls-tls,plain")
+    ap.add_argument("--paths", default="direct,imapscope,haproxy", help="comma-separated: direct,imapscope,haproxy")
+    ap.add_argument("--parallel", type=int, default=4, help="FETCH sessions in parallel (one process each)")
+    ap.add_argument("--seconds", type=float, default=6.0, help="FETCH duration bound per path")
+    ap.add_argument("--rounds", type=int, default=200, help="FETCH rounds bound per session")
+    ap.add_argument("--message-bytes", type=int, default=10 * 1024 * 1024)
+    ap.add_argument("--commands", type=int, default=2000, help="sequential NOOPs, then FETCH FLAGS, per path")
+    ap.add_argument("--rtt-seconds", type=float, default=30.0, help="time bound of the round-trip test")
+    ap.add_argument("--sessions", type=int, default=2000, help="idle sessions per proxy")
+    ap.add_argument("--idle-seconds", type=float, default=120.0, help="time bound to open the idle sessions")
+    ap.add_argument("--open-concurrency", type=int, default=32)
+    ap.add_argument("--no-idle", action="store_true")
+    ap.add_argument("--json", help="write the raw results here")
+    args = ap.parse_args()
+    setups = [s for s in args.setups.split(",") if s]
+    paths = [p for p in args.paths.split(",") if p]
+    for s in setups:
+        if s not in SETUP_TITLES:
+            ap.error(f"unknown set-up {s}")
+    if os.geteuid() != 0:
+        ap.error("run as root (Dovecot's mail user, apt-get)")
+
+    run_started = time.monotonic()
+    nofile, child_nofile = raise_nofile(3 * args.sessions + 4000)
+    if "haproxy" in paths:
+        ensure_haproxy()
+    if "imapscope" in paths:
+        args.imapscope = ensure_imapscope(args)
+    print(f"relay_bench: RLIMIT_NOFILE {nofile} (children: ulimit -n = {child_nofile}); "
+          f"{os.cpu_count()} cores; haproxy {haproxy_version() if shutil.which('haproxy') else '-'}; "
+          f"imapscope {args.imapscope}", flush=True)
+
+    workdir = tempfile.mkdtemp(prefix="relay-bench-")
+    dovecot = BenchDovecot()
+    results = {}
+    procs = []
+    try:
+        dovecot.start()
+        uid, size = seed(dovecot, args.message_bytes)
+        print(f"relay_bench: Dovecot {dovecot.port}/{dovecot.tls_port}, message uid {uid}, {size} bytes", flush=True)
+        ca = dovecot.certs["ca"]
+        direct_done = {}
+        for setup in setups:
+            for path in paths:
+                t0 = time.monotonic()
+                client_tls = setup != "plain"
+                if path == "direct" and client_tls in direct_done:
+                    # The direct reference for a TLS client leg is the same for both TLS set-ups.
+                    results[(setup, path)] = direct_done[client_tls]
+                    continue
+                proxy, port = None, None
+                res = {}
+                try:
+                    if path != "direct":
+                        proxy, port = start_proxy(path, setup, dovecot, args, workdir)
+                        procs.append(proxy)
+                    port, use_tls = target(path, setup, dovecot, port)
+                    if proxy and not args.no_idle:
+                        try:
+                            res["idle"] = measure_idle(port, use_tls, ca, args, proxy, dovecot)
+                        except Exception as e:
+                            res["idle_error"] = repr(e)
+                    try:
+                        res["fetch"] = measure_fetch(port, use_tls, ca, uid, size, args, dovecot, proxy)
+                    except Exception as e:
+                        res["fetch_error"] = "failed"
+                        res["fetch_error_detail"] = repr(e)
+                    try:
+                        res["rtt"] = measure_rtt(port, use_tls, ca, args)
+                    except Exception as e:
+                        res["rtt_error"] = repr(e)
+                finally:
+                    if proxy:
+                        if proxy.proc.poll() is not None:
+                            res["proxy_exit"] = proxy.proc.returncode
+                            res["proxy_log"] = proxy.log_tail()
+                        proxy.stop()
+                results[(setup, path)] = res
+                if path == "direct":
+                    direct_done[client_tls] = res
+                f = res.get("fetch", {})
+                idle = res.get("idle", {})
+                rt = res.get("rtt", {})
+                print(f"relay_bench: {setup:9} {path:9} "
+                      f"fetch {f.get('mb_s', float('nan')):7.1f} MB/s ({f.get('rounds', 0)} rounds, "
+                      f"cpu busy {f.get('cpu_busy', float('nan')):.2f} cores)  "
+                      f"noop p50 {rt.get('noop', {}).get('p50', float('nan')):6.0f} µs  "
+                      f"idle {idle.get('kib_per_session', float('nan')):6.1f} KiB/session "
+                      f"({idle.get('sessions', 0)} ok, {idle.get('failed', 0)} failed, "
+                      f"{idle.get('open_seconds', 0):.0f} s)  [{time.monotonic() - t0:.0f} s]", flush=True)
+                for key in ("idle_error", "fetch_error_detail", "rtt_error", "proxy_exit"):
+                    if key in res:
+                        print(f"relay_bench:   {key}: {res[key]}", flush=True)
+                if idle.get("failed"):
+                    print(f"relay_bench:   idle first error: {idle['first_error']}", flush=True)
+    finally:
+        for p in procs:
+            p.stop()
+        dovecot.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    elapsed = time.monotonic() - run_started
+    print()
+    print(report(results, setups))
+    print()
+    print(report(results, setups, markdown=True))
+    print()
+    print(f"relay_bench: FETCH {args.parallel} sessions x {args.message_bytes} bytes, MB = 10^6 bytes; "
+          f"run took {elapsed:.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({f"{k[0]}/{k[1]}": v for k, v in results.items()}, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()

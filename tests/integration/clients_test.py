@@ -1,0 +1,192 @@
+"""More of the relay against a real Dovecot: a second real client (isync's mbsync)
+syncs a mailbox through the proxy with the same result as direct; upstream
+fallbacks; LOGINDISABLED; config errors at start-up. Everything on 127.0.0.1."""
+import glob
+import hashlib
+import imaplib
+import os
+import ssl
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from imap_fixtures import USERS, Dovecot, Imapscope, free_port, imapscope_binary  # noqa: E402
+
+DOVECOT = None
+
+
+def setUpModule():
+    global DOVECOT
+    DOVECOT = Dovecot().start()
+
+
+def tearDownModule():
+    DOVECOT.stop()
+
+
+def context():
+    return ssl.create_default_context(cafile=DOVECOT.certs["ca"])
+
+
+def maildir_digests(path):
+    """(folder, flags, SHA-256) of every message under a maildir tree, sorted. mbsync
+    adds an "X-TUID:" header of its own with a random value: it is left out."""
+    digests = []
+    for f in glob.glob(os.path.join(path, "**", "cur", "*"), recursive=True) + \
+            glob.glob(os.path.join(path, "**", "new", "*"), recursive=True):
+        with open(f, "rb") as fh:
+            lines = [line for line in fh.read().split(b"\n") if not line.startswith(b"X-TUID: ")]
+        folder = os.path.relpath(os.path.dirname(os.path.dirname(f)), path)
+        flags = f.rsplit(":2,", 1)[1] if ":2," in f else ""
+        digests.append((folder, flags, hashlib.sha256(b"\n".join(lines)).hexdigest()))
+    return sorted(digests)
+
+
+class Mbsync(unittest.TestCase):
+    def mbsync(self, port, ssl_type, workdir):
+        local = os.path.join(workdir, "local")
+        os.makedirs(local, exist_ok=True)
+        config = os.path.join(workdir, "mbsyncrc")
+        with open(config, "w") as f:
+            f.write(f"""IMAPAccount remote
+Host localhost
+Port {port}
+User bob
+Pass {USERS['bob']}
+SSLType {ssl_type}
+CertificateFile {DOVECOT.certs['ca']}
+
+IMAPStore remote
+Account remote
+
+MaildirStore local
+Path {local}/
+Inbox {local}/INBOX
+SubFolders Verbatim
+
+Channel sync
+Far :remote:
+Near :local:
+Patterns INBOX Sync-*
+Create Near
+Sync Pull
+SyncState *
+""")
+        result = subprocess.run(["mbsync", "-c", config, "-a"], capture_output=True, text=True, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        return maildir_digests(local)
+
+    def test_mbsync_through_proxy_equals_direct(self):
+        seed = imaplib.IMAP4("127.0.0.1", DOVECOT.port)
+        seed.login("bob", USERS["bob"])
+        seed.create("Sync-Source")
+        for i in range(30):
+            body = (f"From: sender{i}@example.org\r\nSubject: sync {i}\r\n\r\n" + f"line {i}\r\n" * (i * 300)).encode()
+            seed.append("Sync-Source", "(\\Seen)" if i % 2 else None, None, body)
+        seed.logout()
+
+        plain, tls = free_port(), free_port()
+        proxy = Imapscope(["--listen", f"127.0.0.1:{plain}", "--listen-tls", f"127.0.0.1:{tls}",
+                           "--tls-cert", DOVECOT.certs["cert"], "--tls-key", DOVECOT.certs["key"],
+                           "--upstream", f"127.0.0.1:{DOVECOT.port}"]).start([plain, tls])
+        try:
+            with tempfile.TemporaryDirectory() as direct_dir, tempfile.TemporaryDirectory() as tls_dir, \
+                    tempfile.TemporaryDirectory() as starttls_dir:
+                direct = self.mbsync(DOVECOT.tls_port, "IMAPS", direct_dir)
+                through_tls = self.mbsync(tls, "IMAPS", tls_dir)
+                through_starttls = self.mbsync(plain, "STARTTLS", starttls_dir)
+        finally:
+            proxy.stop()
+        self.assertGreaterEqual(len(direct), 30)
+        self.assertEqual(through_tls, direct)
+        self.assertEqual(through_starttls, direct)
+
+
+class Upstreams(unittest.TestCase):
+    def test_next_address_is_tried_when_the_first_is_down(self):
+        port = free_port()
+        dead = free_port()
+        proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{dead}",
+                           "--upstream", f"127.0.0.1:{DOVECOT.port}"]).start([port])
+        try:
+            c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+            self.assertEqual(c.login("alice", USERS["alice"])[0], "OK")
+            c.logout()
+        finally:
+            proxy.stop()
+
+    def test_upstream_starttls_refused_by_server_gives_bye(self):
+        # Dovecot's implicit-TLS port doesn't speak plaintext IMAP: no greeting comes.
+        port = free_port()
+        config = os.path.join(DOVECOT.dir, "greeting.json")
+        with open(config, "w") as f:
+            f.write('{"timeouts": {"greeting_ms": 2000}, "listeners": [{"listen": "127.0.0.1:%d", "upstream":'
+                    ' {"addresses": ["127.0.0.1:%d"], "tls": "starttls", "ca_file": "%s"}}]}'
+                    % (port, DOVECOT.tls_port, DOVECOT.certs["ca"]))
+        proxy = Imapscope(["--config", config]).start([port])
+        try:
+            with self.assertRaises(imaplib.IMAP4.error) as caught:
+                imaplib.IMAP4("127.0.0.1", port, timeout=60)
+            self.assertIn("UNAVAILABLE", str(caught.exception))
+        finally:
+            proxy.stop()
+        self.assertIn("reason=upstream_greeting", proxy.log())
+
+
+class LoginDisabled(unittest.TestCase):
+    def test_login_needs_starttls_when_asked(self):
+        port = free_port()
+        proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--tls-cert", DOVECOT.certs["cert"],
+                           "--tls-key", DOVECOT.certs["key"], "--login-disabled-until-tls",
+                           "--upstream", f"127.0.0.1:{DOVECOT.port}"]).start([port])
+        try:
+            c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+            self.assertIn("LOGINDISABLED", c.capabilities)
+            with self.assertRaises(imaplib.IMAP4.error) as caught:
+                c.login("alice", USERS["alice"])
+            self.assertIn("PRIVACYREQUIRED", str(caught.exception))
+            c.starttls(ssl_context=context())
+            self.assertNotIn("LOGINDISABLED", c.capabilities)
+            self.assertEqual(c.login("alice", USERS["alice"])[0], "OK")
+            c.logout()
+        finally:
+            proxy.stop()
+        self.assertNotIn(USERS["alice"], proxy.log())  # credentials never reach the log
+
+
+class StartupErrors(unittest.TestCase):
+    def run_imapscope(self, *args):
+        return subprocess.run([imapscope_binary(), *args], capture_output=True, text=True, timeout=30)
+
+    def test_bad_config_file_names_file_key_and_reason(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            f.write('{"listeners": [{"listen": "127.0.0.1:1143", "tls": "implicit",'
+                    ' "upstream": {"addresses": ["127.0.0.1:143"]}}]}')
+        try:
+            result = self.run_imapscope("--check-config", f.name)
+            self.assertEqual(result.returncode, 2)
+            self.assertIn(f'{f.name}: /listeners/0/tls: "implicit" needs cert and key', result.stderr)
+        finally:
+            os.unlink(f.name)
+
+    def test_check_config_accepts_a_good_file(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            f.write('{"listeners": [{"listen": "127.0.0.1:1143", "upstream": {"addresses": ["127.0.0.1:143"]}}]}')
+        try:
+            result = self.run_imapscope("--check-config", f.name)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            self.assertIn("config OK", result.stdout)
+        finally:
+            os.unlink(f.name)
+
+    def test_unusable_certificate_stops_startup(self):
+        result = self.run_imapscope("--listen-tls", f"127.0.0.1:{free_port()}", "--tls-cert", "/nonexistent.pem",
+                                    "--tls-key", "/nonexistent.key", "--upstream", "127.0.0.1:143")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("/nonexistent.pem", result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,103 @@
+// A broken config is refused with the file, the key and the reason.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
+#include "proxy/app/config.hpp"
+
+namespace imapscope::app {
+namespace {
+
+std::string write_temp(const std::string& text) {
+  char path[] = "/tmp/imapscope-config-XXXXXX";
+  const int fd = mkstemp(path);
+  EXPECT_GE(fd, 0);
+  close(fd);
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::string error_of(const std::string& text) {
+  const auto path = write_temp(text);
+  try {
+    (void)load_config_file(path);
+  } catch (const ConfigError& e) {
+    std::remove(path.c_str());
+    std::string message = e.what();
+    EXPECT_EQ(message.rfind(path + ": ", 0), 0u) << message;  // starts with the file
+    return message.substr(path.size() + 2);
+  }
+  std::remove(path.c_str());
+  return "no error";
+}
+
+const char* kListener = R"({"listen": "127.0.0.1:1143", "upstream": {"addresses": ["127.0.0.1:143"]}})";
+
+TEST(Config, LoadsAFullFile) {
+  const auto path = write_temp(R"({
+    "log_level": "warning", "threads": 2, "admin": "127.0.0.1:9999",
+    "timeouts": {"idle_ms": 60000},
+    "limits": {"max_line_length": 8192},
+    "listeners": [
+      {"name": "imaps", "listen": "[::1]:993", "tls": "implicit", "cert": "c.pem", "key": "k.pem",
+       "upstream": {"addresses": ["a.example:993", "b.example:993"], "tls": "implicit", "verify": false}}
+    ]})");
+  const auto config = load_config_file(path);
+  std::remove(path.c_str());
+  ASSERT_EQ(config.proxy.listeners.size(), 1u);
+  const auto& l = config.proxy.listeners[0];
+  EXPECT_EQ(l.listen.host, "::1");
+  EXPECT_EQ(l.listen.port, 993);
+  EXPECT_TRUE(l.implicit_tls);
+  EXPECT_EQ(l.upstream.addresses.size(), 2u);
+  EXPECT_EQ(l.upstream.tls, transport::UpstreamTls::Implicit);
+  EXPECT_FALSE(l.upstream.verify);
+  EXPECT_EQ(config.proxy.threads, 2u);
+  EXPECT_EQ(config.proxy.timeouts.idle.count(), 60000);
+  EXPECT_EQ(config.proxy.client_limits.max_line_length, 8192u);
+  EXPECT_EQ(config.admin.port, 9999);
+}
+
+TEST(Config, ErrorsNameTheKeyAndTheReason) {
+  EXPECT_EQ(error_of(std::string(R"({"listeners": [)") + kListener + R"(], "treads": 2})"), "/treads: unknown setting");
+  EXPECT_EQ(error_of(R"({"listeners": [{"listen": "127.0.0.1:1", "upstream": {"addresses": ["x:1"], "tls": "ssl"}}]})"),
+            "/listeners/0/upstream/tls: must be one of implicit, none, starttls (not \"ssl\")");
+  EXPECT_EQ(error_of(R"({"listeners": [{"listen": "127.0.0.1:99999", "upstream": {"addresses": ["x:1"]}}]})"),
+            "/listeners/0/listen: port \"99999\" is not a number from 0 to 65535");
+  EXPECT_EQ(error_of(R"({"listeners": [{"listen": "127.0.0.1:1", "tls": "implicit", "upstream": {"addresses": ["x:1"]}}]})"),
+            "/listeners/0/tls: \"implicit\" needs cert and key");
+  EXPECT_EQ(error_of(R"({"listeners": [{"listen": "127.0.0.1:1", "upstream": {"addresses": []}}]})"),
+            "/listeners/0/upstream/addresses: needs at least one \"host:port\"");
+  EXPECT_EQ(error_of(std::string(R"({"timeouts": {"idle_ms": -5}, "listeners": [)") + kListener + "]}"),
+            "/timeouts/idle_ms: must be a whole number from 1 to 86400000");
+}
+
+TEST(Config, SyntaxErrorsGiveThePosition) {
+  const auto message = error_of("{\"listeners\": [,]}");
+  EXPECT_EQ(message.rfind("byte 16: ", 0), 0u) << message;
+}
+
+TEST(Flags, SimpleCaseNeedsNoFile) {
+  const auto config = build_config(parse_flags({"--listen-tls", "0.0.0.0:993", "--tls-cert", "c", "--tls-key", "k",
+                                                "--upstream", "mail.example.org:993", "--upstream-tls"}));
+  ASSERT_EQ(config.proxy.listeners.size(), 1u);
+  EXPECT_TRUE(config.proxy.listeners[0].implicit_tls);
+  EXPECT_EQ(config.proxy.listeners[0].upstream.addresses[0].host, "mail.example.org");
+  EXPECT_EQ(config.proxy.listeners[0].upstream.tls, transport::UpstreamTls::Implicit);
+  EXPECT_TRUE(config.proxy.listeners[0].upstream.verify);
+}
+
+TEST(Flags, MistakesAreRefused) {
+  EXPECT_THROW(parse_flags({"--listen"}), ConfigError);
+  EXPECT_THROW(parse_flags({"--bogus"}), ConfigError);
+  EXPECT_THROW(parse_flags({"--upstream-tls", "--upstream-starttls"}), ConfigError);
+  EXPECT_THROW(build_config(parse_flags({"--listen", "127.0.0.1:143"})), ConfigError);  // no upstream
+  EXPECT_THROW(build_config(parse_flags({"--listen-tls", "127.0.0.1:993", "--upstream", "x:1"})), ConfigError);
+}
+
+}  // namespace
+}  // namespace imapscope::app

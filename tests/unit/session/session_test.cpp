@@ -1,0 +1,169 @@
+// Session playbooks: bytes in on one leg, bytes out on the legs, no sockets.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "proxy/session/capabilities.hpp"
+#include "proxy/session/session.hpp"
+
+namespace imapscope::session {
+namespace {
+
+struct Playbook {
+  explicit Playbook(SessionSettings settings) : session(settings) {}
+
+  std::string server(std::string_view bytes) {
+    session.feed_server(bytes);
+    EXPECT_TRUE(bytes.empty()) << "server bytes left: " << bytes;
+    return take(session.to_client());
+  }
+  std::string client(std::string_view bytes) {
+    session.feed_client(bytes);
+    left = std::string(bytes);
+    return take(session.to_server());
+  }
+  std::string to_client() { return take(session.to_client()); }
+  static std::string take(std::string& s) {
+    std::string out;
+    out.swap(s);
+    return out;
+  }
+
+  Session session;
+  std::string left;
+};
+
+SessionSettings tls_leg() {
+  SessionSettings s;
+  s.client_leg.tls = true;
+  return s;
+}
+
+SessionSettings plain_with_starttls() {
+  SessionSettings s;
+  s.client_leg.starttls_available = true;
+  return s;
+}
+
+TEST(Capabilities, DescribeTheClientLeg) {
+  ClientLegView plain{.tls = false, .starttls_available = true, .login_disabled_until_tls = false};
+  ClientLegView tls{.tls = true, .starttls_available = false, .login_disabled_until_tls = false};
+  EXPECT_EQ(rewrite_capabilities("IMAP4rev1 IDLE", plain), "IMAP4rev1 IDLE STARTTLS");
+  EXPECT_EQ(rewrite_capabilities("IMAP4rev1 STARTTLS IDLE", plain), "IMAP4rev1 STARTTLS IDLE");
+  EXPECT_EQ(rewrite_capabilities("IMAP4rev1 STARTTLS LOGINDISABLED IDLE", tls), "IMAP4rev1 IDLE");
+  EXPECT_EQ(rewrite_capabilities("IMAP4rev1 AUTH=SCRAM-SHA-256 AUTH=SCRAM-SHA-256-PLUS AUTH=PLAIN", tls),
+            "IMAP4rev1 AUTH=SCRAM-SHA-256 AUTH=PLAIN");
+  EXPECT_EQ(rewrite_capabilities("IMAP4rev1 COMPRESS=DEFLATE IDLE", tls), "IMAP4rev1 IDLE");
+  ClientLegView strict{.tls = false, .starttls_available = true, .login_disabled_until_tls = true};
+  EXPECT_EQ(rewrite_capabilities("IMAP4rev1 AUTH=PLAIN", strict), "IMAP4rev1 AUTH=PLAIN STARTTLS LOGINDISABLED");
+  // Unchanged lists come back unchanged, byte for byte.
+  EXPECT_EQ(rewrite_capabilities("IMAP4rev1 LITERAL+ ID", tls), "IMAP4rev1 LITERAL+ ID");
+}
+
+TEST(Session, UntouchedTrafficIsForwardedAsIs) {
+  Playbook p(tls_leg());
+  const std::string greeting = "* OK Dovecot ready.\r\n";
+  EXPECT_EQ(p.server(greeting), greeting);
+  const std::string login = "a1 LOGIN {5+}\r\nalice {6+}\r\nsecret\r\n";
+  EXPECT_EQ(p.client(login), login);
+  const std::string fetch = "* 1 FETCH (BODY[] {3}\r\nabc)\r\na2 OK done\r\n";
+  EXPECT_EQ(p.server(fetch), fetch);
+}
+
+TEST(Session, GreetingAndTaggedCapabilitiesDescribeTheClientLeg) {
+  Playbook p(plain_with_starttls());
+  EXPECT_EQ(p.server("* OK [CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE] ready\r\n"),
+            "* OK [CAPABILITY IMAP4rev1 IDLE STARTTLS] ready\r\n");
+  p.client("a CAPABILITY\r\n");
+  EXPECT_EQ(p.server("* CAPABILITY IMAP4rev1 AUTH=SCRAM-SHA-1-PLUS IDLE\r\na OK done\r\n"),
+            "* CAPABILITY IMAP4rev1 IDLE STARTTLS\r\na OK done\r\n");
+  p.client("b LOGIN u p\r\n");
+  EXPECT_EQ(p.server("b OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] Logged in\r\n"),
+            "b OK [CAPABILITY IMAP4rev1 STARTTLS] Logged in\r\n");
+}
+
+TEST(Session, GreetingCapabilitiesHiddenAfterUpstreamStarttls) {
+  SessionSettings s;
+  s.client_leg.tls = true;
+  s.hide_greeting_capabilities = true;
+  Playbook p(s);
+  EXPECT_EQ(p.server("* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] Dovecot ready.\r\n"),
+            "* OK Dovecot ready.\r\n");
+}
+
+TEST(Session, ClientStarttlsIsAnsweredLocallyAndDropsPipelinedPlaintext) {
+  Playbook p(plain_with_starttls());
+  p.server("* OK ready\r\n");
+  EXPECT_EQ(p.client("s1 STARTTLS\r\ns2 LOGIN alice secret\r\n"), "");  // the server sees nothing
+  EXPECT_EQ(p.to_client(), "s1 OK Begin TLS negotiation now\r\n");
+  EXPECT_TRUE(p.session.client_tls_requested());
+  EXPECT_EQ(p.left, "s2 LOGIN alice secret\r\n");  // the relay drops this before the handshake
+  p.session.client_tls_started();
+  EXPECT_TRUE(p.session.client_leg().tls);
+  EXPECT_EQ(p.client("s3 CAPABILITY\r\n"), "s3 CAPABILITY\r\n");
+  EXPECT_EQ(p.server("* CAPABILITY IMAP4rev1 STARTTLS\r\ns3 OK done\r\n"), "* CAPABILITY IMAP4rev1\r\ns3 OK done\r\n");
+}
+
+TEST(Session, StarttlsRefusedWhereNotOffered) {
+  Playbook p(tls_leg());
+  p.server("* OK ready\r\n");
+  EXPECT_EQ(p.client("s1 STARTTLS\r\n"), "");
+  EXPECT_EQ(p.to_client(), "s1 BAD TLS is already active\r\n");
+  EXPECT_EQ(p.client("s2 NOOP\r\n"), "s2 NOOP\r\n");
+}
+
+TEST(Session, CompressIsRefusedLocally) {
+  Playbook p(tls_leg());
+  p.server("* OK ready\r\n");
+  EXPECT_EQ(p.client("c1 COMPRESS DEFLATE\r\nc2 NOOP\r\n"), "c2 NOOP\r\n");
+  EXPECT_EQ(p.to_client(), "c1 NO [CANNOT] COMPRESS is not available through this proxy\r\n");
+}
+
+TEST(Session, LoginDisabledUntilTls) {
+  SessionSettings s = plain_with_starttls();
+  s.client_leg.login_disabled_until_tls = true;
+  Playbook p(s);
+  p.server("* OK ready\r\n");
+  EXPECT_EQ(p.client("l1 LOGIN alice secret\r\n"), "");
+  EXPECT_EQ(p.to_client(), "l1 NO [PRIVACYREQUIRED] Use STARTTLS before logging in\r\n");
+  // With a synchronising literal the refusal comes before the literal: nothing leaks.
+  EXPECT_EQ(p.client("l2 LOGIN {5}\r\n"), "");
+  EXPECT_EQ(p.to_client(), "l2 NO [PRIVACYREQUIRED] Use STARTTLS before logging in\r\n");
+  EXPECT_EQ(p.client("l3 NOOP\r\n"), "l3 NOOP\r\n");
+}
+
+TEST(Session, OverlongCommandGetsTaggedBadAndIsNotForwarded) {
+  SessionSettings s = tls_leg();
+  s.client_limits.max_line_length = 64;
+  Playbook p(s);
+  p.server("* OK ready\r\n");
+  EXPECT_EQ(p.client("t1 SEARCH TEXT \"" + std::string(100, 'x') + "\"\r\nt2 NOOP\r\n"), "t2 NOOP\r\n");
+  EXPECT_EQ(p.to_client(), "t1 BAD [TOOBIG] Command line too long\r\n");
+}
+
+TEST(Session, LocalAnswersWaitForTheServerMessageInFlight) {
+  Playbook p(tls_leg());
+  p.server("* OK ready\r\n");
+  p.client("f1 FETCH 1 BODY[]\r\n");
+  // Half a FETCH response is out; the refusal must not land inside it.
+  EXPECT_EQ(p.server("* 1 FETCH (BODY[] {10000}\r\n" + std::string(5000, 'b')),
+            "* 1 FETCH (BODY[] {10000}\r\n" + std::string(5000, 'b'));
+  p.client("c1 COMPRESS DEFLATE\r\n");
+  EXPECT_EQ(p.to_client(), "");
+  EXPECT_EQ(p.server(std::string(5000, 'b') + ")\r\n"),
+            std::string(5000, 'b') + ")\r\nc1 NO [CANNOT] COMPRESS is not available through this proxy\r\n");
+}
+
+TEST(Session, ClientWaitsForServerContinuation) {
+  Playbook p(tls_leg());
+  p.server("* OK ready\r\n");
+  EXPECT_EQ(p.client("a1 APPEND INBOX {5}\r\nhello\r\n"), "a1 APPEND INBOX {5}\r\n");
+  EXPECT_TRUE(p.session.client_blocked());
+  EXPECT_EQ(p.left, "hello\r\n");
+  EXPECT_EQ(p.server("+ Ready\r\n"), "+ Ready\r\n");
+  EXPECT_FALSE(p.session.client_blocked());
+  EXPECT_EQ(p.client(p.left), "hello\r\n");
+}
+
+}  // namespace
+}  // namespace imapscope::session
