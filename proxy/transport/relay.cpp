@@ -15,7 +15,6 @@ namespace {
 using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
 constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
-constexpr std::size_t kReadSize = 16 * 1024;
 // Bytes queued for a leg before the other leg's reads stop: backpressure that keeps
 // memory bounded when one side reads slower than the other writes.
 constexpr std::size_t kHighWater = 256 * 1024;
@@ -82,7 +81,7 @@ asio::awaitable<void> Relay::run() {
   auto executor = co_await asio::this_coro::executor;
   if (listener_.settings.implicit_tls) {
     asio::steady_timer timer(executor, listener_.timeouts.tls_handshake);
-    auto result = co_await (client_.accept_tls(*listener_.client_tls) || timer.async_wait(kNoThrow));
+    auto result = co_await (client_.accept_tls(listener_.client_tls->native_handle()) || timer.async_wait(kNoThrow));
     if (result.index() == 1 || std::get<0>(result)) {
       const auto detail = result.index() == 1 ? std::string("timed out") : std::get<0>(result).message();
       util::log_line(util::LogLevel::Info, "event=session_end " + session_field + " reason=client_tls_failed detail=" +
@@ -177,7 +176,6 @@ void Relay::end(CloseReason reason) {
 }
 
 asio::awaitable<Relay::CloseReason> Relay::client_reader() {
-  std::string buffer(kReadSize, '\0');
   for (;;) {
     if (ending_) co_return *ending_;
     if (session_->client_tls_requested()) {
@@ -189,15 +187,15 @@ asio::awaitable<Relay::CloseReason> Relay::client_reader() {
       co_await progress_.wait();
       continue;
     }
-    auto [ec, n] = co_await client_.read_some(buffer.data(), buffer.size());
+    // The bytes are in a per-thread buffer: consumed or copied before the next wait.
+    auto [ec, input] = co_await client_.read();
     if (ending_) co_return *ending_;
     if (ec) {
       end(is_eof(ec) ? CloseReason::ClientClosed : CloseReason::ClientError);
       continue;
     }
     last_activity_ = Clock::now();
-    bytes_from_client_ += n;
-    std::string_view input(buffer.data(), n);
+    bytes_from_client_ += input.size();
     session_->feed_client(input);
     if (!input.empty()) held_client_.assign(input);
     wake_all();
@@ -215,7 +213,7 @@ asio::awaitable<bool> Relay::client_starttls() {
   held_client_.clear();  // plaintext pipelined after STARTTLS is never read
   client_tls_in_progress_ = true;
   asio::steady_timer timer(co_await asio::this_coro::executor, listener_.timeouts.tls_handshake);
-  auto result = co_await (client_.accept_tls(*listener_.client_tls) || timer.async_wait(kNoThrow));
+  auto result = co_await (client_.accept_tls(listener_.client_tls->native_handle()) || timer.async_wait(kNoThrow));
   client_tls_in_progress_ = false;
   if (result.index() == 1 || std::get<0>(result)) co_return false;
   session_->client_tls_started();
@@ -224,22 +222,20 @@ asio::awaitable<bool> Relay::client_starttls() {
 }
 
 asio::awaitable<Relay::CloseReason> Relay::server_reader() {
-  std::string buffer(kReadSize, '\0');
   for (;;) {
     if (ending_) co_return *ending_;
     if (!held_server_.empty() || session_->to_client().size() >= kHighWater) {
       co_await progress_.wait();
       continue;
     }
-    auto [ec, n] = co_await server_->read_some(buffer.data(), buffer.size());
+    auto [ec, input] = co_await server_->read();
     if (ending_) co_return *ending_;
     if (ec) {
       end(is_eof(ec) ? CloseReason::ServerClosed : CloseReason::ServerError);
       continue;
     }
     last_activity_ = Clock::now();
-    bytes_from_server_ += n;
-    std::string_view input(buffer.data(), n);
+    bytes_from_server_ += input.size();
     session_->feed_server(input);
     if (!input.empty()) held_server_.assign(input);
     feed_held();  // the client may have been waiting for this

@@ -1,6 +1,13 @@
-// One leg's byte stream: TCP, upgraded in place to TLS (implicit TLS or STARTTLS).
+// One leg's byte stream: a non-blocking TCP socket, upgraded in place to TLS
+// (implicit TLS or STARTTLS) with OpenSSL working on the socket directly.
+//
+// Memory is what makes 10,000 idle sessions cheap: a stream holds no buffers of its
+// own. A read waits for readability, then reads into the calling thread's scratch
+// buffer; OpenSSL allocates its record buffers only while a record is in flight
+// (SSL_MODE_RELEASE_BUFFERS). asio::ssl::stream would keep ~34 KiB per stream.
+//
 // All operations are awaitables returning error codes: nothing throws across
-// coroutine boundaries.
+// coroutine boundaries. One read and one write may be in progress at a time.
 #pragma once
 
 #include <memory>
@@ -10,37 +17,46 @@
 
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/ssl/stream.hpp>
+
+using SSL = struct ssl_st;
+using SSL_CTX = struct ssl_ctx_st;
 
 namespace imapscope::transport {
 
 class Stream {
  public:
-  explicit Stream(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {}
+  explicit Stream(asio::ip::tcp::socket socket);
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
 
-  asio::awaitable<std::pair<asio::error_code, std::size_t>> read_some(char* data, std::size_t size);
+  // Waits for data and returns what is there: a view into a per-thread buffer,
+  // valid until the caller's next suspension point. Consume it or copy it at once.
+  asio::awaitable<std::pair<asio::error_code, std::string_view>> read();
   // Bytes written are reported also on error (a cut-off write).
   asio::awaitable<std::pair<asio::error_code, std::size_t>> write_all(std::string_view data);
 
   // Server side of a TLS handshake (client leg).
-  asio::awaitable<asio::error_code> accept_tls(asio::ssl::context& ctx);
+  asio::awaitable<asio::error_code> accept_tls(SSL_CTX* ctx);
   // Client side (upstream leg): SNI and, when verify, the host name check.
-  asio::awaitable<asio::error_code> connect_tls(asio::ssl::context& ctx, const std::string& server_name,
-                                                bool verify);
+  asio::awaitable<asio::error_code> connect_tls(SSL_CTX* ctx, const std::string& server_name, bool verify);
 
-  bool is_tls() const { return tls_ != nullptr; }
-  std::string tls_version() const;  // "TLSv1.3", or "none"
+  bool is_tls() const { return ssl_ != nullptr; }
+  std::string tls_version() const;       // "TLSv1.3", or "none"
   std::string tls_verify_error() const;  // why the peer's certificate was refused, or empty
-  asio::ip::tcp::socket& socket() { return tls_ ? tls_->next_layer() : socket_; }
-  void close();
+  asio::ip::tcp::socket& socket() { return socket_; }
   // Ends reading (a pending read completes with EOF); writing goes on.
   void stop_reading();
+  void close();
 
  private:
-  asio::awaitable<asio::error_code> handshake(asio::ssl::context& ctx, asio::ssl::stream_base::handshake_type type);
+  // Drives an OpenSSL call that may want the socket readable or writable.
+  template <typename Call>
+  asio::awaitable<std::pair<asio::error_code, int>> tls_call(Call call);
+  asio::awaitable<asio::error_code> handshake(SSL_CTX* ctx, bool server, const std::string& server_name, bool verify);
 
   asio::ip::tcp::socket socket_;
-  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>> tls_;  // owns the socket once upgraded
+  SSL* ssl_ = nullptr;
 };
 
 }  // namespace imapscope::transport

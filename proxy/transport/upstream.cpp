@@ -27,23 +27,22 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
 asio::awaitable<std::pair<asio::error_code, std::size_t>> read_line(Stream& stream, std::string& buffer,
                                                                      std::size_t from, Clock::time_point deadline) {
   asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
-  char chunk[4096];
   for (;;) {
     const auto lf = buffer.find('\n', from);
     if (lf != std::string::npos) co_return std::pair{asio::error_code{}, lf + 1};
     if (buffer.size() > kMaxGreeting) co_return std::pair{asio::error_code(asio::error::message_size), std::size_t{0}};
-    auto result = co_await (stream.read_some(chunk, sizeof chunk) || timer.async_wait(kNoThrow));
+    auto result = co_await (stream.read() || timer.async_wait(kNoThrow));
     if (result.index() == 1) co_return std::pair{asio::error_code(asio::error::timed_out), std::size_t{0}};
-    auto [ec, n] = std::get<0>(result);
+    auto [ec, data] = std::get<0>(result);
     if (ec) co_return std::pair{ec, std::size_t{0}};
-    buffer.append(chunk, n);
+    buffer.append(data);
   }
 }
 
 asio::awaitable<asio::error_code> tls_handshake(Stream& stream, asio::ssl::context& ctx, const std::string& name,
                                                 bool verify, std::chrono::milliseconds timeout) {
   asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
-  auto result = co_await (stream.connect_tls(ctx, name, verify) || timer.async_wait(kNoThrow));
+  auto result = co_await (stream.connect_tls(ctx.native_handle(), name, verify) || timer.async_wait(kNoThrow));
   if (result.index() == 1) co_return asio::error_code(asio::error::timed_out);
   co_return std::get<0>(result);
 }
