@@ -8,6 +8,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <csignal>
 #include <stdexcept>
 #include <thread>
 
@@ -118,9 +119,19 @@ asio::awaitable<void> Proxy::run_relay(asio::ip::tcp::socket socket, const Liste
 
 asio::awaitable<void> Proxy::handle_signals() {
   auto& io = loops_.front()->io;
-  asio::signal_set signals(io, SIGTERM, SIGINT);
-  auto [ec, signal] = co_await signals.async_wait(kNoThrow);
-  if (ec) co_return;
+  asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
+  int signal = 0;
+  for (;;) {
+    auto [ec, received] = co_await signals.async_wait(kNoThrow);
+    if (ec) co_return;
+    if (received != SIGHUP) {
+      signal = received;
+      break;
+    }
+    // Reloading comes with the rule files; until then a SIGHUP must not kill the
+    // proxy (the default action would) nor touch its sessions.
+    util::log_line(util::LogLevel::Info, "event=reload result=nothing_to_reload");
+  }
   util::log_line(util::LogLevel::Info, "event=drain signal=" + std::to_string(signal) + " sessions=" +
                                            std::to_string(active_.load()) + " grace_ms=" +
                                            std::to_string(settings_.timeouts.shutdown_grace.count()));
@@ -156,6 +167,9 @@ asio::awaitable<void> Proxy::handle_signals() {
 }
 
 int Proxy::run() {
+  // OpenSSL writes to sockets with write(2): a peer that has gone must be an error
+  // code, not a SIGPIPE that ends the process.
+  std::signal(SIGPIPE, SIG_IGN);
   for (std::size_t l = 0; l < loops_.size(); ++l) {
     auto& loop = *loops_[l];
     for (std::size_t i = 0; i < runtimes_.size(); ++i) {

@@ -157,13 +157,13 @@ def haproxy_config(port, setup, dovecot, pem, workdir):
     path = os.path.join(workdir, f"haproxy-{setup}.cfg")
     with open(path, "w") as f:
         f.write(f"""global
-    maxconn 10000
+    maxconn 8000
     nbthread 2
     ssl-server-verify required
 
 defaults
     mode tcp
-    maxconn 10000
+    maxconn 8000
     timeout connect 5s
     timeout client 10m
     timeout server 10m
@@ -205,7 +205,12 @@ def start_proxy(path, setup, dovecot, args, workdir):
             raise RuntimeError(f"haproxy -c {cfg}: {check.stdout}{check.stderr}")
         argv = ["haproxy", "-f", cfg, "-db"]
         log = os.path.join(workdir, f"haproxy-{setup}.log")
-    proc = Process(argv, log, cwd=workdir).start([port])
+    proc = Process(argv, log, cwd=workdir)
+    try:
+        proc.start([port])
+    except RuntimeError as e:
+        proc.stop()
+        raise RuntimeError(f"{e}: {proc.log_tail()}") from None
     return proc, port
 
 
@@ -408,7 +413,7 @@ def seed(dovecot, size):
 # Throughput: one process per session.
 # --------------------------------------------------------------------------------------
 
-def fetch_worker(index, port, use_tls, ca, uid, size, seconds, max_rounds, ready, go, results):
+def fetch_worker(index, port, use_tls, ca, uid, size, seconds, max_rounds, ready, go, done, results):
     try:
         s, r = login_session(port, use_tls, ca, FETCH_USER, USERS[FETCH_USER], FETCH_MAILBOX)
         cipher = s.cipher()[0] if use_tls else "none"
@@ -427,62 +432,86 @@ def fetch_worker(index, port, use_tls, ca, uid, size, seconds, max_rounds, ready
             rounds += 1
         end = time.monotonic()
         cpu1 = os.times()
-        s.close()
         results.put({"index": index, "bytes": total, "rounds": rounds, "start": start, "end": end,
                      "cpu": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system), "cipher": cipher})
+        # The session stays open until the parent has read the servers' CPU times
+        # (Dovecot's imap process ends with it).
+        done.wait(timeout=seconds + 120)
+        s.close()
     except Exception as e:  # reported by the parent
         results.put({"index": index, "error": repr(e)})
-        try:
-            ready.abort()
-            go.abort()
-        except Exception:
-            pass
+        for barrier in (ready, go, done):
+            try:
+                barrier.abort()
+            except Exception:
+                pass
+
+
+def cpu_snapshot(pids):
+    out = {}
+    for pid in pids:
+        st = read_stat(pid)
+        if st:
+            out[pid] = st["cpu"]
+    return out
+
+
+def cpu_delta(before, after):
+    """CPU seconds used between two snapshots by the processes alive at both."""
+    return sum(after[pid] - before[pid] for pid in after if pid in before)
 
 
 def measure_fetch(port, use_tls, ca, uid, size, args, dovecot, proxy):
     ctx = mp.get_context("fork")
     ready = ctx.Barrier(args.parallel + 1)
     go = ctx.Barrier(args.parallel + 1)
+    done = ctx.Barrier(args.parallel + 1)
     results = ctx.Queue()
     workers = [ctx.Process(target=fetch_worker, args=(i, port, use_tls, ca, uid, size, args.seconds, args.rounds,
-                                                      ready, go, results)) for i in range(args.parallel)]
+                                                      ready, go, done, results)) for i in range(args.parallel)]
     for w in workers:
         w.start()
-    dovecot_pids, dovecot_cpu0, proxy_cpu0 = [], 0.0, 0.0
-    try:
-        ready.wait(timeout=60)
-        dovecot_pids = dovecot.tree_pids()
-        dovecot_cpu0 = cpu_seconds(dovecot_pids)
-        proxy_cpu0 = cpu_seconds([proxy.pid]) if proxy else 0.0
-        go.wait(timeout=60)
-    except threading.BrokenBarrierError:
-        pass  # a worker failed: its error comes through the queue
+    dovecot0, proxy0 = {}, {}
     out = []
-    deadline = time.monotonic() + args.seconds + 120
-    while len(out) < args.parallel and time.monotonic() < deadline:
+    try:
         try:
-            out.append(results.get(timeout=max(0.1, deadline - time.monotonic())))
-        except Exception:
-            break
-    for w in workers:
-        w.join(timeout=10)
-        if w.is_alive():
-            w.kill()
-            w.join()
-    dovecot_cpu = cpu_seconds(dovecot_pids) - dovecot_cpu0
-    proxy_cpu = (cpu_seconds([proxy.pid]) - proxy_cpu0) if proxy else 0.0
+            ready.wait(timeout=60)
+            dovecot0 = cpu_snapshot(dovecot.tree_pids())
+            proxy0 = cpu_snapshot([proxy.pid]) if proxy else {}
+            go.wait(timeout=60)
+        except threading.BrokenBarrierError:
+            pass  # a worker failed: its error comes through the queue
+        deadline = time.monotonic() + args.seconds + 120
+        while len(out) < args.parallel and time.monotonic() < deadline:
+            try:
+                out.append(results.get(timeout=max(0.1, deadline - time.monotonic())))
+            except Exception:
+                break
+        dovecot_cpu = cpu_delta(dovecot0, cpu_snapshot(dovecot.tree_pids()))
+        proxy_cpu = cpu_delta(proxy0, cpu_snapshot([proxy.pid])) if proxy else 0.0
+        try:
+            done.wait(timeout=10)
+        except threading.BrokenBarrierError:
+            pass
+    finally:
+        for w in workers:
+            w.join(timeout=10)
+            if w.is_alive():
+                w.kill()
+                w.join()
     errors = [o["error"] for o in out if "error" in o]
     if errors or len(out) < args.parallel:
         raise RuntimeError(f"fetch workers failed: {errors or 'no result'}")
     total = sum(o["bytes"] for o in out)
     wall = max(o["end"] for o in out) - min(o["start"] for o in out)
     gb = total / 1e9
+    client_cpu = sum(o["cpu"] for o in out)
     return {"mb_s": total / 1e6 / wall, "bytes": total, "seconds": wall,
             "rounds": sum(o["rounds"] for o in out),
-            "cpu_client_s_per_gb": sum(o["cpu"] for o in out) / gb,
+            "cpu_client_s_per_gb": client_cpu / gb,
             "cpu_proxy_s_per_gb": proxy_cpu / gb if proxy else None,
             "cpu_dovecot_s_per_gb": dovecot_cpu / gb,
-            "cpu_busy": (sum(o["cpu"] for o in out) + proxy_cpu + dovecot_cpu) / wall,
+            "cpu_busy": (client_cpu + proxy_cpu + dovecot_cpu) / wall,
             "cipher": out[0]["cipher"]}
 
 
@@ -499,25 +528,40 @@ def percentile(sorted_values, p):
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
-def measure_rtt(port, use_tls, ca, args):
-    s, r = login_session(port, use_tls, ca, FETCH_USER, USERS[FETCH_USER], FETCH_MAILBOX, examine=False)
-    out = {}
+def measure_rtt(targets, ca, args):
+    """Sequential NOOPs, then FETCH 1 (FLAGS), on one session per path; the paths take
+    turns in blocks (order rotated each block) so that a change of the machine's
+    state during the test affects them all alike. targets: {path: (port, use_tls)}."""
+    sessions = {path: login_session(port, use_tls, ca, FETCH_USER, USERS[FETCH_USER], FETCH_MAILBOX,
+                                    examine=False)
+                for path, (port, use_tls) in targets.items()}
+    out = {path: {} for path in targets}
     deadline = time.monotonic() + args.rtt_seconds
+    blocks = 10
+    per_block = max(1, args.commands // blocks)
+    order = list(targets)
     for name, text in (("noop", b"NOOP"), ("flags", b"FETCH 1 (FLAGS)")):
-        for i in range(100):  # warm-up
-            command(s, r, b"w%d" % i, text)
-        samples = []
-        for i in range(args.commands):
-            if time.monotonic() > deadline:
-                break
-            tag = b"r%d" % i
-            t0 = time.perf_counter_ns()
-            command(s, r, tag, text)
-            samples.append((time.perf_counter_ns() - t0) / 1000)
-        samples.sort()
-        out[name] = {"p50": percentile(samples, 50), "p99": percentile(samples, 99), "n": len(samples)}
-    s.sendall(b"z LOGOUT\r\n")
-    s.close()
+        samples = {path: [] for path in targets}
+        for path in order:  # warm-up
+            s, r = sessions[path]
+            for i in range(100):
+                command(s, r, b"w%d" % i, text)
+        for block in range(blocks):
+            for path in order[block % len(order):] + order[:block % len(order)]:
+                s, r = sessions[path]
+                for i in range(per_block):
+                    if time.monotonic() > deadline:
+                        break
+                    tag = b"r%d" % i
+                    t0 = time.perf_counter_ns()
+                    command(s, r, tag, text)
+                    samples[path].append((time.perf_counter_ns() - t0) / 1000)
+        for path, values in samples.items():
+            values.sort()
+            out[path][name] = {"p50": percentile(values, 50), "p99": percentile(values, 99), "n": len(values)}
+    for s, _ in sessions.values():
+        s.sendall(b"z LOGOUT\r\n")
+        s.close()
     return out
 
 
@@ -777,45 +821,46 @@ def main():
         uid, size = seed(dovecot, args.message_bytes)
         print(f"relay_bench: Dovecot {dovecot.port}/{dovecot.tls_port}, message uid {uid}, {size} bytes", flush=True)
         ca = dovecot.certs["ca"]
-        direct_done = {}
         for setup in setups:
-            for path in paths:
-                t0 = time.monotonic()
-                client_tls = setup != "plain"
-                if path == "direct" and client_tls in direct_done:
-                    # The direct reference for a TLS client leg is the same for both TLS set-ups.
-                    results[(setup, path)] = direct_done[client_tls]
-                    continue
-                proxy, port = None, None
-                res = {}
-                try:
+            t_setup = time.monotonic()
+            proxies, targets = {}, {}
+            setup_results = {path: {} for path in paths}
+            try:
+                for path in paths:
+                    proxy, port = None, None
                     if path != "direct":
                         proxy, port = start_proxy(path, setup, dovecot, args, workdir)
                         procs.append(proxy)
-                    port, use_tls = target(path, setup, dovecot, port)
-                    if proxy and not args.no_idle:
+                        proxies[path] = proxy
+                    targets[path] = target(path, setup, dovecot, port)
+                for path in paths:
+                    res = setup_results[path]
+                    port, use_tls = targets[path]
+                    if path in proxies and not args.no_idle:
                         try:
-                            res["idle"] = measure_idle(port, use_tls, ca, args, proxy, dovecot)
+                            res["idle"] = measure_idle(port, use_tls, ca, args, proxies[path], dovecot)
                         except Exception as e:
                             res["idle_error"] = repr(e)
                     try:
-                        res["fetch"] = measure_fetch(port, use_tls, ca, uid, size, args, dovecot, proxy)
+                        res["fetch"] = measure_fetch(port, use_tls, ca, uid, size, args, dovecot, proxies.get(path))
                     except Exception as e:
                         res["fetch_error"] = "failed"
                         res["fetch_error_detail"] = repr(e)
-                    try:
-                        res["rtt"] = measure_rtt(port, use_tls, ca, args)
-                    except Exception as e:
-                        res["rtt_error"] = repr(e)
-                finally:
-                    if proxy:
-                        if proxy.proc.poll() is not None:
-                            res["proxy_exit"] = proxy.proc.returncode
-                            res["proxy_log"] = proxy.log_tail()
-                        proxy.stop()
+                try:
+                    for path, rtt in measure_rtt(targets, ca, args).items():
+                        setup_results[path]["rtt"] = rtt
+                except Exception as e:
+                    for path in paths:
+                        setup_results[path]["rtt_error"] = repr(e)
+            finally:
+                for path, proxy in proxies.items():
+                    if proxy.proc.poll() is not None:
+                        setup_results[path]["proxy_exit"] = proxy.proc.returncode
+                        setup_results[path]["proxy_log"] = proxy.log_tail()
+                    proxy.stop()
+            for path in paths:
+                res = setup_results[path]
                 results[(setup, path)] = res
-                if path == "direct":
-                    direct_done[client_tls] = res
                 f = res.get("fetch", {})
                 idle = res.get("idle", {})
                 rt = res.get("rtt", {})
@@ -825,12 +870,13 @@ def main():
                       f"noop p50 {rt.get('noop', {}).get('p50', float('nan')):6.0f} µs  "
                       f"idle {idle.get('kib_per_session', float('nan')):6.1f} KiB/session "
                       f"({idle.get('sessions', 0)} ok, {idle.get('failed', 0)} failed, "
-                      f"{idle.get('open_seconds', 0):.0f} s)  [{time.monotonic() - t0:.0f} s]", flush=True)
-                for key in ("idle_error", "fetch_error_detail", "rtt_error", "proxy_exit"):
+                      f"{idle.get('open_seconds', 0):.0f} s to open)", flush=True)
+                for key in ("idle_error", "fetch_error_detail", "rtt_error", "proxy_exit", "proxy_log"):
                     if key in res:
                         print(f"relay_bench:   {key}: {res[key]}", flush=True)
                 if idle.get("failed"):
                     print(f"relay_bench:   idle first error: {idle['first_error']}", flush=True)
+            print(f"relay_bench: {setup} took {time.monotonic() - t_setup:.0f} s", flush=True)
     finally:
         for p in procs:
             p.stop()

@@ -317,6 +317,17 @@ class Failures(unittest.TestCase):
 
 
 class Drain(unittest.TestCase):
+    def test_sighup_keeps_running_and_keeps_sessions(self):
+        proxy, plain, _ = PROXIES["plain"]
+        c = imaplib.IMAP4("127.0.0.1", plain, timeout=30)
+        c.login("alice", USERS["alice"])
+        for _ in range(5):
+            proxy.proc.send_signal(1)
+            time.sleep(0.05)
+        self.assertIsNone(proxy.proc.poll())
+        self.assertEqual(c.noop()[0], "OK")
+        c.logout()
+
     def test_sigterm_drains_idle_sessions_with_bye(self):
         port = free_port()
         config = os.path.join(DOVECOT.dir, "drain.json")
