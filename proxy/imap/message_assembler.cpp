@@ -10,8 +10,8 @@ constexpr std::size_t kSkipTail = 32;
 constexpr std::size_t kHeadBytes = 512;
 // Buffers larger than this are released when a message ends, so an idle session
 // keeps no memory from its largest message.
-constexpr std::size_t kKeepBufferCapacity = 2048;
-constexpr std::size_t kKeepTokenCapacity = 128;
+constexpr std::size_t kKeepBufferCapacity = 512;
+constexpr std::size_t kKeepTokenCapacity = 16;  // a Token is ~56 bytes
 
 std::size_t without_cr(std::string_view s, std::size_t begin, std::size_t lf) {
   return (lf > begin && s[lf - 1] == '\r') ? lf - 1 : lf;

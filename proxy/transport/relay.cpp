@@ -18,7 +18,9 @@ constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
 // Bytes queued for a leg before the other leg's reads stop: backpressure that keeps
 // memory bounded when one side reads slower than the other writes.
 constexpr std::size_t kHighWater = 256 * 1024;
-constexpr std::size_t kKeepWriteBuffer = 64 * 1024;
+// Write buffers above this are released after each write: an idle session keeps
+// nothing of its largest transfer.
+constexpr std::size_t kKeepWriteBuffer = 4 * 1024;
 constexpr auto kFinalFlush = std::chrono::seconds(5);
 constexpr auto kWatchdogPeriod = std::chrono::seconds(30);
 
@@ -41,6 +43,7 @@ bool feed_from(std::string& held, Feed&& feed) {
   feed(input);
   const auto consumed = before - input.size();
   held.erase(0, consumed);
+  if (held.empty() && held.capacity() > 256) std::string().swap(held);
   return consumed > 0;
 }
 

@@ -42,8 +42,9 @@ Stream::~Stream() {
 }
 
 template <typename Call>
-asio::awaitable<std::pair<asio::error_code, int>> Stream::tls_call(Call call) {
+asio::awaitable<std::pair<asio::error_code, int>> Stream::tls_call(Call call, bool reading) {
   for (;;) {
+    if (reading && reading_stopped_) co_return std::pair{asio::error_code(asio::error::eof), 0};
     ERR_clear_error();
     const int result = call();
     if (result > 0) co_return std::pair{asio::error_code{}, result};
@@ -65,10 +66,11 @@ asio::awaitable<std::pair<asio::error_code, int>> Stream::tls_call(Call call) {
 asio::awaitable<std::pair<asio::error_code, std::string_view>> Stream::read() {
   char* buffer = scratch();
   if (ssl_) {
-    auto [ec, n] = co_await tls_call([&] { return SSL_read(ssl_, buffer, static_cast<int>(kScratch)); });
+    auto [ec, n] = co_await tls_call([&] { return SSL_read(ssl_, buffer, static_cast<int>(kScratch)); }, true);
     co_return std::pair{ec, std::string_view(buffer, static_cast<std::size_t>(n))};
   }
   for (;;) {
+    if (reading_stopped_) co_return std::pair{asio::error_code(asio::error::eof), std::string_view()};
     asio::error_code ec;
     const std::size_t n = socket_.read_some(asio::buffer(buffer, kScratch), ec);
     if (ec != asio::error::would_block && ec != asio::error::try_again) {
@@ -87,7 +89,7 @@ asio::awaitable<std::pair<asio::error_code, std::size_t>> Stream::write_all(std:
       auto [ec, n] = co_await tls_call([&] {
         std::size_t written = 0;
         return SSL_write_ex(ssl_, chunk.data(), chunk.size(), &written) == 1 ? static_cast<int>(written) : 0;
-      });
+      }, false);
       if (ec) co_return std::pair{ec, done};
       done += static_cast<std::size_t>(n);
       continue;
@@ -127,7 +129,7 @@ asio::awaitable<asio::error_code> Stream::handshake(SSL_CTX* ctx, bool server, c
       if (SSL_set1_host(ssl_, server_name.c_str()) != 1) co_return asio::error::invalid_argument;
     }
   }
-  auto [ec, unused] = co_await tls_call([&] { return SSL_do_handshake(ssl_); });
+  auto [ec, unused] = co_await tls_call([&] { return SSL_do_handshake(ssl_); }, false);
   co_return ec;
 }
 
@@ -148,6 +150,7 @@ std::string Stream::tls_verify_error() const {
 }
 
 void Stream::stop_reading() {
+  reading_stopped_ = true;
   asio::error_code ignored;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_receive, ignored);
 }

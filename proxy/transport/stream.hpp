@@ -52,11 +52,15 @@ class Stream {
  private:
   // Drives an OpenSSL call that may want the socket readable or writable.
   template <typename Call>
-  asio::awaitable<std::pair<asio::error_code, int>> tls_call(Call call);
+  asio::awaitable<std::pair<asio::error_code, int>> tls_call(Call call, bool reading);
   asio::awaitable<asio::error_code> handshake(SSL_CTX* ctx, bool server, const std::string& server_name, bool verify);
 
   asio::ip::tcp::socket socket_;
   SSL* ssl_ = nullptr;
+  // Set by stop_reading(): a read in progress returns EOF without asking OpenSSL,
+  // which would answer the half-closed socket with a fatal alert and then refuse
+  // to write the last bytes (a BYE).
+  bool reading_stopped_ = false;
 };
 
 }  // namespace imapscope::transport

@@ -31,11 +31,16 @@ asio::awaitable<std::pair<asio::error_code, std::size_t>> read_line(Stream& stre
     const auto lf = buffer.find('\n', from);
     if (lf != std::string::npos) co_return std::pair{asio::error_code{}, lf + 1};
     if (buffer.size() > kMaxGreeting) co_return std::pair{asio::error_code(asio::error::message_size), std::size_t{0}};
-    auto result = co_await (stream.read() || timer.async_wait(kNoThrow));
+    // The bytes are appended inside the racing coroutine: a read's view is valid only
+    // until its reader suspends, and "||" completes only after the timer's cancellation.
+    auto read_into_buffer = [&]() -> asio::awaitable<asio::error_code> {
+      auto [ec, data] = co_await stream.read();
+      buffer.append(data);
+      co_return ec;
+    };
+    auto result = co_await (read_into_buffer() || timer.async_wait(kNoThrow));
     if (result.index() == 1) co_return std::pair{asio::error_code(asio::error::timed_out), std::size_t{0}};
-    auto [ec, data] = std::get<0>(result);
-    if (ec) co_return std::pair{ec, std::size_t{0}};
-    buffer.append(data);
+    if (auto ec = std::get<0>(result)) co_return std::pair{ec, std::size_t{0}};
   }
 }
 

@@ -93,20 +93,30 @@ service anvil {
 """
 
 
+# For the idle sessions only: an imap process serves up to 100 clients, so that
+# 2000 sessions cost 20 processes instead of 2000 forks (opening them is then
+# bounded by the proxies and the logins, and the run stays short). The FETCH and
+# round-trip tests use the ordinary one-process-per-session Dovecot.
+IDLE_DOVECOT_LIMITS = DOVECOT_LIMITS.replace("""service imap {
+  process_limit = 3000
+}""", """service imap {
+  service_count = 0
+  client_limit = 100
+  process_limit = 200
+}""")
+
+
 class BenchDovecot(Dovecot):
     """The test fixture's Dovecot with higher limits and 20 more users."""
 
-    def __init__(self):
-        super().__init__(extra_config=DOVECOT_LIMITS)
+    def __init__(self, extra_config=DOVECOT_LIMITS, certs=None):
+        super().__init__(certs=certs, extra_config=extra_config)
         with open(f"{self.dir}/users", "a") as f:
             for user, password in BENCH_USERS.items():
                 f.write(f"{user}:{{PLAIN}}{password}\n")
 
     def tree_pids(self):
         return process_tree(self.proc.pid)
-
-    def count_imap_processes(self):
-        return sum(1 for pid in self.tree_pids() if read_comm(pid) == "imap")
 
 
 class Process:
@@ -144,7 +154,7 @@ class Process:
             return ""
 
 
-def haproxy_config(port, setup, dovecot, pem, workdir):
+def haproxy_config(port, setup, dovecot, pem, workdir, label=""):
     if setup == "plain":
         bind, server = f"bind 127.0.0.1:{port}", f"server dovecot 127.0.0.1:{dovecot.port}"
     elif setup == "tls-plain":
@@ -154,7 +164,7 @@ def haproxy_config(port, setup, dovecot, pem, workdir):
         bind = f"bind 127.0.0.1:{port} ssl crt {pem} ssl-min-ver TLSv1.2"
         server = (f"server dovecot 127.0.0.1:{dovecot.tls_port} ssl verify required ca-file {dovecot.certs['ca']}"
                   f" sni str(localhost) verifyhost localhost")
-    path = os.path.join(workdir, f"haproxy-{setup}.cfg")
+    path = os.path.join(workdir, f"haproxy-{label}{setup}.cfg")
     with open(path, "w") as f:
         f.write(f"""global
     maxconn 8000
@@ -178,11 +188,11 @@ backend dovecot
     return path
 
 
-def start_proxy(path, setup, dovecot, args, workdir):
+def start_proxy(path, setup, dovecot, args, workdir, label=""):
     port = free_port()
     certs = dovecot.certs
     if path == "imapscope":
-        argv = [args.imapscope, "--threads", "2", "--log-level", "warning"]
+        argv = [args.imapscope, "--threads", "2", "--log-level", args.imapscope_log_level]
         if setup == "plain":
             argv += ["--listen", f"127.0.0.1:{port}"]
         else:
@@ -191,7 +201,7 @@ def start_proxy(path, setup, dovecot, args, workdir):
             argv += ["--upstream", f"localhost:{dovecot.tls_port}", "--upstream-tls", "--upstream-ca", certs["ca"]]
         else:
             argv += ["--upstream", f"127.0.0.1:{dovecot.port}"]
-        log = os.path.join(workdir, f"imapscope-{setup}.log")
+        log = os.path.join(workdir, f"imapscope-{label}{setup}.log")
     else:
         pem = os.path.join(workdir, "haproxy.pem")
         if not os.path.exists(pem):
@@ -199,12 +209,12 @@ def start_proxy(path, setup, dovecot, args, workdir):
                 for part in (certs["cert"], certs["key"]):
                     with open(part) as f:
                         out.write(f.read())
-        cfg = haproxy_config(port, setup, dovecot, pem, workdir)
+        cfg = haproxy_config(port, setup, dovecot, pem, workdir, label)
         check = subprocess.run(["haproxy", "-c", "-q", "-f", cfg], capture_output=True, text=True)
         if check.returncode != 0:
             raise RuntimeError(f"haproxy -c {cfg}: {check.stdout}{check.stderr}")
         argv = ["haproxy", "-f", cfg, "-db"]
-        log = os.path.join(workdir, f"haproxy-{setup}.log")
+        log = os.path.join(workdir, f"haproxy-{label}{setup}.log")
     proc = Process(argv, log, cwd=workdir)
     try:
         proc.start([port])
@@ -266,6 +276,14 @@ def cpu_seconds(pids):
         if st:
             total += st["cpu"]
     return total
+
+
+def machine_busy_seconds():
+    """CPU seconds all cores spent busy (not idle or iowait) since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / CLK_TCK
 
 
 def vm_rss_kib(pid):
@@ -461,7 +479,20 @@ def cpu_delta(before, after):
     return sum(after[pid] - before[pid] for pid in after if pid in before)
 
 
+def wait_machine_quiet(timeout, threshold=0.3):
+    """Waits (bounded) until the machine's other work uses under threshold cores; the
+    machine is shared, and what others run meanwhile is reported, not hidden."""
+    deadline = time.monotonic() + timeout
+    while True:
+        b0, t0 = machine_busy_seconds(), time.monotonic()
+        time.sleep(0.5)
+        busy = (machine_busy_seconds() - b0) / (time.monotonic() - t0)
+        if busy < threshold or time.monotonic() >= deadline:
+            return busy
+
+
 def measure_fetch(port, use_tls, ca, uid, size, args, dovecot, proxy):
+    quiet = wait_machine_quiet(args.quiet_wait)
     ctx = mp.get_context("fork")
     ready = ctx.Barrier(args.parallel + 1)
     go = ctx.Barrier(args.parallel + 1)
@@ -471,11 +502,12 @@ def measure_fetch(port, use_tls, ca, uid, size, args, dovecot, proxy):
                                                       ready, go, done, results)) for i in range(args.parallel)]
     for w in workers:
         w.start()
-    dovecot0, proxy0 = {}, {}
+    dovecot0, proxy0, machine0 = {}, {}, 0.0
     out = []
     try:
         try:
             ready.wait(timeout=60)
+            machine0 = machine_busy_seconds()
             dovecot0 = cpu_snapshot(dovecot.tree_pids())
             proxy0 = cpu_snapshot([proxy.pid]) if proxy else {}
             go.wait(timeout=60)
@@ -489,6 +521,7 @@ def measure_fetch(port, use_tls, ca, uid, size, args, dovecot, proxy):
                 break
         dovecot_cpu = cpu_delta(dovecot0, cpu_snapshot(dovecot.tree_pids()))
         proxy_cpu = cpu_delta(proxy0, cpu_snapshot([proxy.pid])) if proxy else 0.0
+        machine_cpu = machine_busy_seconds() - machine0
         try:
             done.wait(timeout=10)
         except threading.BrokenBarrierError:
@@ -512,7 +545,10 @@ def measure_fetch(port, use_tls, ca, uid, size, args, dovecot, proxy):
             "cpu_proxy_s_per_gb": proxy_cpu / gb if proxy else None,
             "cpu_dovecot_s_per_gb": dovecot_cpu / gb,
             "cpu_busy": (client_cpu + proxy_cpu + dovecot_cpu) / wall,
-            "cipher": out[0]["cipher"]}
+            # Everything else the machine did meanwhile (other users' builds and
+            # tests, the kernel's softirq work not charged to a process), in cores.
+            "cpu_other": max(0.0, machine_cpu - client_cpu - proxy_cpu - dovecot_cpu) / wall,
+            "busy_before": quiet, "cipher": out[0]["cipher"]}
 
 
 # --------------------------------------------------------------------------------------
@@ -575,8 +611,9 @@ async def open_idle(port, ctx, user, password, sem, timeout):
             reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
                                                            server_hostname="localhost" if ctx else None)
             try:
-                if not (await reader.readline()).startswith(b"* OK"):
-                    raise RuntimeError("no greeting")
+                greeting = await reader.readline()
+                if not greeting.startswith(b"* OK"):
+                    raise RuntimeError(f"greeting {greeting[:100]!r}")
                 for tag, text in ((b"a1", b"LOGIN %s %s" % (user.encode(), password.encode())),
                                   (b"a2", b"SELECT INBOX")):
                     writer.write(tag + b" " + text + b"\r\n")
@@ -625,37 +662,54 @@ def close_all(sessions):
         writer.transport.abort()
 
 
-def measure_idle(port, use_tls, ca, args, proxy, dovecot):
+def fd_count(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def wait_fds(pid, at_most, timeout):
+    """Until the proxy holds at most at_most descriptors (its sessions are gone); bounded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and fd_count(pid) > at_most:
+        time.sleep(0.2)
+    return fd_count(pid)
+
+
+def measure_idle(port, use_tls, ca, args, proxy):
     loop = asyncio.new_event_loop()
     try:
+        fds0 = fd_count(proxy.pid)
         # Warm-up: the first sessions load what every later one shares.
         warm, _ = loop.run_until_complete(idle_sessions(port, use_tls, ca, 20, 20, 60))
         close_all(warm)
         loop.run_until_complete(asyncio.sleep(0.5))
-        wait_dovecot_quiet(dovecot)
+        wait_fds(proxy.pid, fds0, 30)
         before = vm_rss_kib(proxy.pid)
+        fds_before = fd_count(proxy.pid)
         started = time.monotonic()
         sessions, errors = loop.run_until_complete(
             idle_sessions(port, use_tls, ca, args.sessions, args.open_concurrency, args.idle_seconds))
         open_seconds = time.monotonic() - started
         loop.run_until_complete(asyncio.sleep(1.0))  # let the last writes settle
         after = vm_rss_kib(proxy.pid)
+        fds_open = fd_count(proxy.pid)
         n = len(sessions)
         close_all(sessions)
-        loop.run_until_complete(asyncio.sleep(0.5))
+        loop.run_until_complete(asyncio.sleep(0.5))  # the loop closes the aborted sockets
     finally:
         loop.close()
-    wait_dovecot_quiet(dovecot)
+    # What a proxy keeps once every client has gone: descriptors, and CPU while idle.
+    fds_left = wait_fds(proxy.pid, fds_before + 2, 30) - fds_before
+    cpu0 = cpu_snapshot([proxy.pid])
+    time.sleep(1.0)
+    idle_cpu = cpu_delta(cpu0, cpu_snapshot([proxy.pid]))
     return {"sessions": n, "failed": len(errors), "first_error": errors[0] if errors else "",
-            "rss_before_kib": before, "rss_after_kib": after,
+            "errors": sorted(set(errors))[:5],
+            "rss_before_kib": before, "rss_after_kib": after, "rss_after_close_kib": vm_rss_kib(proxy.pid),
+            "fds_open": fds_open - fds_before, "fds_left_after_close": fds_left, "cpu_after_close": idle_cpu,
             "kib_per_session": (after - before) / n if n else float("nan"), "open_seconds": open_seconds}
-
-
-def wait_dovecot_quiet(dovecot, timeout=60):
-    """Until the imap processes of closed sessions are gone (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and dovecot.count_imap_processes() > 2:
-        time.sleep(0.2)
 
 
 # --------------------------------------------------------------------------------------
@@ -728,8 +782,8 @@ def fmt(v, spec="{:.0f}"):
 
 def report(results, setups, markdown=False):
     lines = []
-    head = ["set-up", "path", "FETCH MB/s", "ref MB/s", "CPU s/GB client/proxy/dovecot", "NOOP p50/p99 µs",
-            "NOOP Δp50", "FLAGS p50/p99 µs", "KiB/idle session", "ref KiB"]
+    head = ["set-up", "path", "FETCH MB/s (ref)", "CPU s/GB client/proxy/Dovecot", "other load", "NOOP p50/p99 µs",
+            "NOOP Δp50 (ref)", "FLAGS p50/p99 µs", "KiB/idle session (ref)", "idle ok/failed"]
     rows = []
     for setup in setups:
         direct = results.get((setup, "direct"), {})
@@ -749,17 +803,21 @@ def report(results, setups, markdown=False):
             if f:
                 cpu = "/".join([fmt(f["cpu_client_s_per_gb"], "{:.2f}"), fmt(f["cpu_proxy_s_per_gb"], "{:.2f}"),
                                 fmt(f["cpu_dovecot_s_per_gb"], "{:.2f}")])
-            ref_delta = f" (ref +{ref['noop_delta']})" if "noop_delta" in ref else ""
+            mb_s = fmt(f.get("mb_s")) if f else res.get("fetch_error", "—")
+            if "mb_s" in ref:
+                mb_s += f" ({ref['mb_s']})"
+            kib = f"{idle['kib_per_session']:.1f}" if idle.get("sessions") else ("failed" if "idle_error" in res else "—")
+            if "kib" in ref:
+                kib += f" ({ref['kib']})"
             rows.append([
-                SETUP_TITLES[setup], path,
-                fmt(f.get("mb_s")) if f else res.get("fetch_error", "—"),
-                fmt(ref.get("mb_s")),
-                cpu,
+                SETUP_TITLES[setup], path, mb_s, cpu,
+                f"{f['cpu_other']:.2f} cores" if f else "—",
                 f"{noop['p50']:.0f} / {noop['p99']:.0f}" if noop else "—",
-                (f"{delta:+.0f}" if delta is not None else "—") + ref_delta,
+                (f"{delta:+.0f}" if delta is not None else "—") +
+                (f" (+{ref['noop_delta']})" if "noop_delta" in ref else ""),
                 f"{flags['p50']:.0f} / {flags['p99']:.0f}" if flags else "—",
-                (f"{idle['kib_per_session']:.1f} ({idle['sessions']})" if idle.get("sessions") else "—"),
-                fmt(ref.get("kib")),
+                kib,
+                f"{idle['sessions']}/{idle['failed']}" if idle else "—",
             ])
     if markdown:
         lines.append("| " + " | ".join(head) + " |")
@@ -775,6 +833,22 @@ def report(results, setups, markdown=False):
     return "\n".join(lines)
 
 
+def sources_fingerprint():
+    """sha256 over proxy/'s sources: which imapscope was measured (the tree changes under us)."""
+    import hashlib
+    h = hashlib.sha256()
+    base = os.path.join(ROOT, "proxy")
+    for dirpath, dirnames, filenames in sorted(os.walk(base)):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.endswith((".cpp", ".hpp", ".txt")):
+                path = os.path.join(dirpath, name)
+                h.update(os.path.relpath(path, ROOT).encode() + b"\0")
+                with open(path, "rb") as f:
+                    h.update(f.read())
+    return h.hexdigest()[:16]
+
+
 # --------------------------------------------------------------------------------------
 
 def main():
@@ -783,7 +857,7 @@ def main():
     ap.add_argument("--setups", default="tls-plain,tls-tls,plain", help="comma-separated: tls-plain,tls-tls,plain")
     ap.add_argument("--paths", default="direct,imapscope,haproxy", help="comma-separated: direct,imapscope,haproxy")
     ap.add_argument("--parallel", type=int, default=4, help="FETCH sessions in parallel (one process each)")
-    ap.add_argument("--seconds", type=float, default=6.0, help="FETCH duration bound per path")
+    ap.add_argument("--seconds", type=float, default=5.0, help="FETCH duration bound per path")
     ap.add_argument("--rounds", type=int, default=200, help="FETCH rounds bound per session")
     ap.add_argument("--message-bytes", type=int, default=10 * 1024 * 1024)
     ap.add_argument("--commands", type=int, default=2000, help="sequential NOOPs, then FETCH FLAGS, per path")
@@ -793,6 +867,10 @@ def main():
     ap.add_argument("--open-concurrency", type=int, default=32)
     ap.add_argument("--no-idle", action="store_true")
     ap.add_argument("--json", help="write the raw results here")
+    ap.add_argument("--imapscope-log-level", default="warning")
+    ap.add_argument("--quiet-wait", type=float, default=10.0,
+                    help="seconds to wait at most for the machine to be idle before each FETCH test")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dirs (configs, logs) and say where")
     args = ap.parse_args()
     setups = [s for s in args.setups.split(",") if s]
     paths = [p for p in args.paths.split(",") if p]
@@ -808,16 +886,23 @@ def main():
         ensure_haproxy()
     if "imapscope" in paths:
         args.imapscope = ensure_imapscope(args)
+    if args.imapscope and "imapscope" in paths:
+        built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(args.imapscope)))
+        print(f"relay_bench: imapscope built {built}, proxy/ sources sha256 {sources_fingerprint()}", flush=True)
+    print(f"relay_bench: load average at start {open('/proc/loadavg').read().split()[:3]}", flush=True)
     print(f"relay_bench: RLIMIT_NOFILE {nofile} (children: ulimit -n = {child_nofile}); "
           f"{os.cpu_count()} cores; haproxy {haproxy_version() if shutil.which('haproxy') else '-'}; "
           f"imapscope {args.imapscope}", flush=True)
 
     workdir = tempfile.mkdtemp(prefix="relay-bench-")
     dovecot = BenchDovecot()
+    idle_dovecot = None
     results = {}
     procs = []
     try:
         dovecot.start()
+        if not args.no_idle:
+            idle_dovecot = BenchDovecot(IDLE_DOVECOT_LIMITS, certs=dovecot.certs).start()
         uid, size = seed(dovecot, args.message_bytes)
         print(f"relay_bench: Dovecot {dovecot.port}/{dovecot.tls_port}, message uid {uid}, {size} bytes", flush=True)
         ca = dovecot.certs["ca"]
@@ -834,13 +919,23 @@ def main():
                         proxies[path] = proxy
                     targets[path] = target(path, setup, dovecot, port)
                 for path in paths:
+                    if path == "direct" or args.no_idle:
+                        continue
+                    res = setup_results[path]
+                    idle_proxy, idle_port = start_proxy(path, setup, idle_dovecot, args, workdir, "idle-")
+                    procs.append(idle_proxy)
+                    try:
+                        res["idle"] = measure_idle(idle_port, setup != "plain", ca, args, idle_proxy)
+                    except Exception as e:
+                        res["idle_error"] = repr(e)
+                    finally:
+                        if idle_proxy.proc.poll() is not None:
+                            res["proxy_exit"] = idle_proxy.proc.returncode
+                            res["proxy_log"] = idle_proxy.log_tail()
+                        idle_proxy.stop()
+                for path in paths:
                     res = setup_results[path]
                     port, use_tls = targets[path]
-                    if path in proxies and not args.no_idle:
-                        try:
-                            res["idle"] = measure_idle(port, use_tls, ca, args, proxies[path], dovecot)
-                        except Exception as e:
-                            res["idle_error"] = repr(e)
                     try:
                         res["fetch"] = measure_fetch(port, use_tls, ca, uid, size, args, dovecot, proxies.get(path))
                     except Exception as e:
@@ -866,24 +961,40 @@ def main():
                 rt = res.get("rtt", {})
                 print(f"relay_bench: {setup:9} {path:9} "
                       f"fetch {f.get('mb_s', float('nan')):7.1f} MB/s ({f.get('rounds', 0)} rounds, "
-                      f"cpu busy {f.get('cpu_busy', float('nan')):.2f} cores)  "
+                      f"cpu: ours {f.get('cpu_busy', float('nan')):.2f}, others "
+                      f"{f.get('cpu_other', float('nan')):.2f} cores)  "
                       f"noop p50 {rt.get('noop', {}).get('p50', float('nan')):6.0f} µs  "
                       f"idle {idle.get('kib_per_session', float('nan')):6.1f} KiB/session "
                       f"({idle.get('sessions', 0)} ok, {idle.get('failed', 0)} failed, "
-                      f"{idle.get('open_seconds', 0):.0f} s to open)", flush=True)
+                      f"{idle.get('open_seconds', 0):.0f} s to open; after close: "
+                      f"{idle.get('fds_left_after_close', 0)} fds left, "
+                      f"{idle.get('cpu_after_close', 0):.2f} s CPU in 1 s)", flush=True)
                 for key in ("idle_error", "fetch_error_detail", "rtt_error", "proxy_exit", "proxy_log"):
                     if key in res:
                         print(f"relay_bench:   {key}: {res[key]}", flush=True)
                 if idle.get("failed"):
-                    print(f"relay_bench:   idle first error: {idle['first_error']}", flush=True)
+                    print(f"relay_bench:   idle errors: {idle['errors']}", flush=True)
             print(f"relay_bench: {setup} took {time.monotonic() - t_setup:.0f} s", flush=True)
     finally:
         for p in procs:
             p.stop()
-        dovecot.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        for d in (dovecot, idle_dovecot):
+            if d is None:
+                continue
+            if args.keep:
+                if d.proc and d.proc.poll() is None:
+                    d.proc.send_signal(signal.SIGTERM)
+                    d.proc.wait(timeout=30)
+                print(f"relay_bench: kept {d.dir}")
+            else:
+                d.stop()
+        if args.keep:
+            print(f"relay_bench: kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     elapsed = time.monotonic() - run_started
+    print(f"relay_bench: load average at end {open('/proc/loadavg').read().split()[:3]}")
     print()
     print(report(results, setups))
     print()

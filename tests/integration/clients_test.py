@@ -156,6 +156,52 @@ class LoginDisabled(unittest.TestCase):
         self.assertNotIn(USERS["alice"], proxy.log())  # credentials never reach the log
 
 
+class ServerRefusesSessions(unittest.TestCase):
+    """Dovecot out of imap processes drops logins after ~10 s: over TLS the client
+    must get "* BYE" and a clean close, not a TLS alert (a regression: the proxy's
+    half-close of the client leg used to make OpenSSL answer with decode_error)."""
+
+    def test_clients_get_bye_over_tls(self):
+        import asyncio
+        small = Dovecot(certs=DOVECOT.certs, extra_config="service imap {\n  process_limit = 3\n}\n").start()
+        port = free_port()
+        proxy = Imapscope(["--listen-tls", f"127.0.0.1:{port}", "--tls-cert", small.certs["cert"],
+                           "--tls-key", small.certs["key"], "--upstream", f"127.0.0.1:{small.port}"]).start([port])
+        open_writers = []
+
+        async def login():
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context(),
+                                                           server_hostname="localhost")
+            open_writers.append(writer)  # sessions stay open: they hold Dovecot's processes
+            await reader.readline()
+            writer.write(b"a LOGIN alice " + USERS["alice"].encode() + b"\r\n")
+            last = b""
+            try:
+                while True:
+                    line = await asyncio.wait_for(reader.readline(), 30)
+                    if not line or line.startswith(b"a "):
+                        return line or last
+                    last = line
+            except Exception as e:  # noqa: BLE001 - the failure is the result
+                return f"{type(e).__name__}: {e}".encode()
+
+        async def run():
+            results = await asyncio.gather(*[login() for _ in range(6)])
+            for w in open_writers:
+                w.close()
+            return results
+        try:
+            results = asyncio.run(run())
+        finally:
+            proxy.stop()
+            small.stop()
+        logged_in = [r for r in results if r.startswith(b"a OK")]
+        refused = [r for r in results if not r.startswith(b"a OK")]
+        self.assertEqual(len(logged_in), 3, results)
+        for r in refused:
+            self.assertTrue(r.startswith(b"* BYE"), results)
+
+
 class StartupErrors(unittest.TestCase):
     def run_imapscope(self, *args):
         return subprocess.run([imapscope_binary(), *args], capture_output=True, text=True, timeout=30)

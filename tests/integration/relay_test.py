@@ -265,15 +265,18 @@ class Failures(unittest.TestCase):
                 conn.recv(100)
                 conn.close()
         threading.Thread(target=serve, daemon=True).start()
-        port = free_port()
-        proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--upstream",
-                           f"127.0.0.1:{listener.getsockname()[1]}"]).start([port])
+        port, tls_port = free_port(), free_port()
+        proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--listen-tls", f"127.0.0.1:{tls_port}",
+                           "--tls-cert", DOVECOT.certs["cert"], "--tls-key", DOVECOT.certs["key"],
+                           "--upstream", f"127.0.0.1:{listener.getsockname()[1]}"]).start([port, tls_port])
         try:
-            s = raw_session(port)
-            self.assertEqual(read_until(s, b"\r\n"), b"* OK fake ready\r\n")
-            s.sendall(b"a1 NOOP\r\n")
-            data = read_until(s, b"BYE")
-            self.assertIn(b"* BYE [UNAVAILABLE]", data)
+            # Over TLS too: the BYE must come before a clean close, not a TLS alert.
+            for s in (raw_session(port), raw_session(tls_port, use_tls=True)):
+                self.assertEqual(read_until(s, b"\r\n"), b"* OK fake ready\r\n")
+                s.sendall(b"a1 NOOP\r\n")
+                data = read_until(s, b"BYE")
+                self.assertIn(b"* BYE [UNAVAILABLE]", data)
+                s.close()
         finally:
             proxy.stop()
             listener.close()
