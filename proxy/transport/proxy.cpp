@@ -166,6 +166,20 @@ asio::awaitable<void> Proxy::handle_signals() {
   for (auto& loop : loops_) loop->io.stop();
 }
 
+asio::awaitable<void> Proxy::sweep_idle(Loop& loop) {
+  // One timer per loop instead of one per session: idle sessions stay cheap.
+  asio::steady_timer timer(loop.io);
+  const auto period = std::min<std::chrono::steady_clock::duration>(settings_.timeouts.idle, std::chrono::seconds(30));
+  for (;;) {
+    timer.expires_after(period);
+    auto [ec] = co_await timer.async_wait(kNoThrow);
+    if (ec) co_return;
+    const auto now = std::chrono::steady_clock::now();
+    // check_idle() may end a session, which removes it from the list later, not now.
+    for (Relay* relay : loop.relays) relay->check_idle(now);
+  }
+}
+
 int Proxy::run() {
   // OpenSSL writes to sockets with write(2): a peer that has gone must be an error
   // code, not a SIGPIPE that ends the process.
@@ -175,6 +189,7 @@ int Proxy::run() {
     for (std::size_t i = 0; i < runtimes_.size(); ++i) {
       asio::co_spawn(loop.io, accept_loop(loop.acceptors[i], *runtimes_[i], loop), asio::detached);
     }
+    asio::co_spawn(loop.io, sweep_idle(loop), asio::detached);
   }
   asio::co_spawn(loops_.front()->io, handle_signals(), asio::detached);
   std::vector<std::thread> threads;

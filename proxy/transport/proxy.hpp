@@ -38,6 +38,7 @@ class Proxy {
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, const ListenerRuntime& runtime, Loop& loop);
   asio::awaitable<void> run_relay(asio::ip::tcp::socket socket, const ListenerRuntime& runtime, Loop& loop);
   asio::awaitable<void> handle_signals();
+  asio::awaitable<void> sweep_idle(Loop& loop);
 
   ProxySettings settings_;
   std::vector<std::unique_ptr<ListenerRuntime>> runtimes_;

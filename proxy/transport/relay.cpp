@@ -1,5 +1,7 @@
 #include "proxy/transport/relay.hpp"
 
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ssl/error.hpp>
@@ -22,7 +24,6 @@ constexpr std::size_t kHighWater = 256 * 1024;
 // nothing of its largest transfer.
 constexpr std::size_t kKeepWriteBuffer = 4 * 1024;
 constexpr auto kFinalFlush = std::chrono::seconds(5);
-constexpr auto kWatchdogPeriod = std::chrono::seconds(30);
 
 bool is_eof(const asio::error_code& ec) {
   return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
@@ -59,25 +60,45 @@ Relay::Relay(asio::ip::tcp::socket client, const ListenerRuntime& listener, std:
       client_peer_(peer_of(client)),
       client_(std::move(client)),
       progress_(client_.socket().get_executor()),
-      client_wake_(client_.socket().get_executor()),
-      server_wake_(client_.socket().get_executor()),
       drained_(client_.socket().get_executor()),
-      watchdog_timer_(client_.socket().get_executor()) {}
+      finished_(client_.socket().get_executor()) {}
 
 void Relay::shutdown() {
-  shutdown_ = true;
-  watchdog_timer_.cancel();
+  if (session_) end(CloseReason::Shutdown);
+}
+
+void Relay::check_idle(Clock::time_point now) {
+  if (session_ && !ending_ && now - last_activity_ >= listener_.timeouts.idle) end(CloseReason::IdleTimeout);
 }
 
 void Relay::wake_all() {
   progress_.notify();
-  client_wake_.notify();
-  server_wake_.notify();
   drained_.notify();
 }
 
-asio::awaitable<void> Relay::run() {
-  started_ = last_activity_ = Clock::now();
+void Relay::spawn(asio::awaitable<void> task) {
+  ++running_;
+  asio::co_spawn(client_.socket().get_executor(), tracked(std::move(task)), asio::detached);
+}
+
+asio::awaitable<void> Relay::tracked(asio::awaitable<void> task) {
+  co_await std::move(task);
+  --running_;
+  finished_.notify();
+}
+
+void Relay::kick_writers() {
+  if (!client_writer_running_ && !client_tls_in_progress_ && !session_->to_client().empty()) {
+    client_writer_running_ = true;
+    spawn(client_writer());
+  }
+  if (!server_writer_running_ && !session_->to_server().empty()) {
+    server_writer_running_ = true;
+    spawn(server_writer());
+  }
+}
+
+asio::awaitable<bool> Relay::start() {
   const std::string session_field = "session=" + std::to_string(id_);
   util::log_line(util::LogLevel::Info, "event=session_start " + session_field + " listener=" + listener_.settings.name +
                                            " client=" + client_peer_);
@@ -89,8 +110,7 @@ asio::awaitable<void> Relay::run() {
       const auto detail = result.index() == 1 ? std::string("timed out") : std::get<0>(result).message();
       util::log_line(util::LogLevel::Info, "event=session_end " + session_field + " reason=client_tls_failed detail=" +
                                                util::log_quote(detail) + " client=" + client_peer_);
-      client_.close();
-      co_return;
+      co_return false;
     }
   }
 
@@ -103,11 +123,10 @@ asio::awaitable<void> Relay::run() {
     asio::steady_timer timer(executor, kFinalFlush);
     (void)co_await (client_.write_all("* BYE [UNAVAILABLE] The mail server is not available\r\n") ||
                     timer.async_wait(kNoThrow));
-    client_.close();
     util::log_line(util::LogLevel::Info, "event=session_end " + session_field + " reason=" +
                                              std::string(session::close_reason_name(upstream.failure)) +
                                              " client=" + client_peer_);
-    co_return;
+    co_return false;
   }
   server_ = std::move(upstream.stream);
   server_peer_ = upstream.peer;
@@ -122,9 +141,22 @@ asio::awaitable<void> Relay::run() {
   settings.hide_greeting_capabilities = upstream.did_starttls;
   session_.emplace(settings);
   held_server_ = std::move(upstream.greeting);
-  feed_held();
+  co_return true;
+}
 
-  (void)co_await (client_reader() && server_reader() && client_writer() && server_writer() && watchdog());
+asio::awaitable<void> Relay::run() {
+  started_ = last_activity_ = Clock::now();
+  // Set-up lives in its own frame, freed before the session's long wait. (Not
+  // "if (!co_await ...)": g++ 12 miscompiles that into an illegal instruction.)
+  const bool started = co_await start();
+  if (!started) {
+    client_.close();
+    co_return;
+  }
+  spawn(client_reader());
+  spawn(server_reader());
+  feed_held();
+  while (running_ > 0) co_await finished_.wait();
   client_.close();
   server_->close();
   log_end();
@@ -142,6 +174,7 @@ void Relay::feed_held() {
       moved = feed_from(held_client_, [&](std::string_view& in) { session_->feed_client(in); }) || moved;
     }
   }
+  kick_writers();
   wake_all();
   if (auto close = session_->close_requested()) end(*close);
 }
@@ -172,17 +205,20 @@ void Relay::end(CloseReason reason) {
     default:
       break;
   }
+  if (client_dead_) session_->to_client().clear();
+  if (server_dead_) session_->to_server().clear();
   client_.stop_reading();
   server_->stop_reading();
-  watchdog_timer_.cancel();
+  kick_writers();
   wake_all();
 }
 
-asio::awaitable<Relay::CloseReason> Relay::client_reader() {
+asio::awaitable<void> Relay::client_reader() {
   for (;;) {
-    if (ending_) co_return *ending_;
+    if (ending_) co_return;
     if (session_->client_tls_requested()) {
-      if (!co_await client_starttls()) end(CloseReason::ClientTlsFailed);
+      const bool upgraded = co_await client_starttls();
+      if (!upgraded) end(CloseReason::ClientTlsFailed);
       continue;
     }
     // The client waits for the server, or the server can't take more: read nothing.
@@ -192,7 +228,7 @@ asio::awaitable<Relay::CloseReason> Relay::client_reader() {
     }
     // The bytes are in a per-thread buffer: consumed or copied before the next wait.
     auto [ec, input] = co_await client_.read();
-    if (ending_) co_return *ending_;
+    if (ending_) co_return;
     if (ec) {
       end(is_eof(ec) ? CloseReason::ClientClosed : CloseReason::ClientError);
       continue;
@@ -201,6 +237,7 @@ asio::awaitable<Relay::CloseReason> Relay::client_reader() {
     bytes_from_client_ += input.size();
     session_->feed_client(input);
     if (!input.empty()) held_client_.assign(input);
+    kick_writers();
     wake_all();
     if (auto close = session_->close_requested()) end(*close);
   }
@@ -208,15 +245,16 @@ asio::awaitable<Relay::CloseReason> Relay::client_reader() {
 
 asio::awaitable<bool> Relay::client_starttls() {
   // The OK goes out in plaintext first; nothing else may write during the handshake.
-  while (!session_->to_client().empty() || client_writing_) {
-    client_wake_.notify();
+  while (!session_->to_client().empty() || client_writer_running_) {
+    kick_writers();
     co_await drained_.wait();
     if (ending_) co_return false;
   }
   held_client_.clear();  // plaintext pipelined after STARTTLS is never read
   client_tls_in_progress_ = true;
   asio::steady_timer timer(co_await asio::this_coro::executor, listener_.timeouts.tls_handshake);
-  auto result = co_await (client_.accept_tls(listener_.client_tls->native_handle()) || timer.async_wait(kNoThrow));
+  auto result =
+      co_await (client_.accept_tls(listener_.client_tls->native_handle()) || timer.async_wait(kNoThrow));
   client_tls_in_progress_ = false;
   if (result.index() == 1 || std::get<0>(result)) co_return false;
   session_->client_tls_started();
@@ -224,15 +262,15 @@ asio::awaitable<bool> Relay::client_starttls() {
   co_return true;
 }
 
-asio::awaitable<Relay::CloseReason> Relay::server_reader() {
+asio::awaitable<void> Relay::server_reader() {
   for (;;) {
-    if (ending_) co_return *ending_;
+    if (ending_) co_return;
     if (!held_server_.empty() || session_->to_client().size() >= kHighWater) {
       co_await progress_.wait();
       continue;
     }
     auto [ec, input] = co_await server_->read();
-    if (ending_) co_return *ending_;
+    if (ending_) co_return;
     if (ec) {
       end(is_eof(ec) ? CloseReason::ServerClosed : CloseReason::ServerError);
       continue;
@@ -245,17 +283,10 @@ asio::awaitable<Relay::CloseReason> Relay::server_reader() {
   }
 }
 
-asio::awaitable<Relay::CloseReason> Relay::client_writer() {
-  for (;;) {
-    if (client_dead_) session_->to_client().clear();
-    if (client_tls_in_progress_ || session_->to_client().empty()) {
-      if (ending_ && !client_tls_in_progress_) co_return *ending_;
-      drained_.notify();
-      co_await client_wake_.wait();
-      continue;
-    }
+asio::awaitable<void> Relay::client_writer() {
+  // Runs while the client leg has bytes queued; a new one starts when more come.
+  while (!client_dead_ && !client_tls_in_progress_ && !session_->to_client().empty()) {
     out_client_.swap(session_->to_client());
-    client_writing_ = true;
     asio::error_code ec;
     if (ending_) {
       // The last bytes (the server's, a BYE) get a bounded chance.
@@ -265,26 +296,20 @@ asio::awaitable<Relay::CloseReason> Relay::client_writer() {
     } else {
       ec = (co_await client_.write_all(out_client_)).first;
     }
-    client_writing_ = false;
     out_client_.clear();
     if (out_client_.capacity() > kKeepWriteBuffer) std::string().swap(out_client_);
     if (ec) {
       client_dead_ = true;
       end(CloseReason::ClientError);
     }
-    wake_all();
+    wake_all();  // readers held back by a full queue
   }
+  client_writer_running_ = false;
+  drained_.notify();
 }
 
-asio::awaitable<Relay::CloseReason> Relay::server_writer() {
-  for (;;) {
-    if (server_dead_) session_->to_server().clear();
-    if (session_->to_server().empty()) {
-      if (ending_) co_return *ending_;
-      drained_.notify();
-      co_await server_wake_.wait();
-      continue;
-    }
+asio::awaitable<void> Relay::server_writer() {
+  while (!server_dead_ && !session_->to_server().empty()) {
     out_server_.swap(session_->to_server());
     asio::error_code ec;
     if (ending_) {
@@ -302,21 +327,8 @@ asio::awaitable<Relay::CloseReason> Relay::server_writer() {
     }
     wake_all();
   }
-}
-
-asio::awaitable<Relay::CloseReason> Relay::watchdog() {
-  const auto idle = listener_.timeouts.idle;
-  for (;;) {
-    if (ending_) co_return *ending_;
-    watchdog_timer_.expires_after(std::min<Clock::duration>(idle, kWatchdogPeriod));
-    (void)co_await watchdog_timer_.async_wait(kNoThrow);
-    if (ending_) co_return *ending_;
-    if (shutdown_) {
-      end(CloseReason::Shutdown);
-    } else if (Clock::now() - last_activity_ >= idle) {
-      end(CloseReason::IdleTimeout);
-    }
-  }
+  server_writer_running_ = false;
+  drained_.notify();
 }
 
 void Relay::log_end() const {

@@ -1,8 +1,10 @@
 // One client connection, proxied: the coroutine that owns both legs. Two readers
-// feed the socket-free Session, two writers drain what it queues, a watchdog
-// enforces the idle timeout. All five end together, cooperatively: whoever sees the
-// end first records why and wakes the others; each writer then flushes what its leg
-// must still get (the server's last bytes, a BYE), so no byte is cut off mid-message.
+// feed the socket-free Session; a writer per leg runs only while that leg has bytes
+// queued, so an idle session is two suspended readers and this object (each extra
+// coroutine would cost ~3 KiB per session). The idle timeout is checked by the
+// proxy's per-loop sweep (check_idle). Everything ends cooperatively: whoever sees
+// the end first records why and stops the reads; the writers then flush what their
+// leg must still get (the server's last bytes, a BYE), so no message is cut off.
 #pragma once
 
 #include <chrono>
@@ -49,16 +51,21 @@ class Relay {
   asio::awaitable<void> run();
   // The drain period is over: end with "* BYE" at the next message boundary.
   void shutdown();
+  // Ends the session when neither side sent anything for the idle timeout.
+  void check_idle(std::chrono::steady_clock::time_point now);
 
  private:
   using CloseReason = session::CloseReason;
 
-  asio::awaitable<CloseReason> client_reader();
-  asio::awaitable<CloseReason> server_reader();
-  asio::awaitable<CloseReason> client_writer();
-  asio::awaitable<CloseReason> server_writer();
-  asio::awaitable<CloseReason> watchdog();
+  asio::awaitable<bool> start();  // client TLS, upstream; false: the session is over
+  asio::awaitable<void> client_reader();
+  asio::awaitable<void> server_reader();
+  asio::awaitable<void> client_writer();
+  asio::awaitable<void> server_writer();
   asio::awaitable<bool> client_starttls();
+  void spawn(asio::awaitable<void> task);
+  asio::awaitable<void> tracked(asio::awaitable<void> task);  // counts running_ down
+  void kick_writers();  // starts a leg's writer when it has bytes queued and none runs
   void feed_held();
   void end(CloseReason reason);
   void wake_all();
@@ -75,13 +82,13 @@ class Relay {
   std::string held_server_;  // read, not yet consumed (the client leg is switching to TLS)
   std::string out_client_;   // being written
   std::string out_server_;
-  Signal progress_, client_wake_, server_wake_, drained_;
-  asio::steady_timer watchdog_timer_;
+  Signal progress_, drained_, finished_;
+  unsigned running_ = 0;  // spawned readers and writers still running
   bool client_tls_in_progress_ = false;
-  bool client_writing_ = false;
+  bool client_writer_running_ = false;
+  bool server_writer_running_ = false;
   bool client_dead_ = false;  // writes to it would fail
   bool server_dead_ = false;
-  bool shutdown_ = false;
   std::optional<CloseReason> ending_;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
