@@ -107,13 +107,7 @@ Event CommandDecoder::on_error(const MessageAssembler::Output& out) {
   command_.args = {};
   if (mode_ == LineMode::Commands) {
     // Read the tag and name from the head, so the relay can answer with a tagged BAD.
-    const auto head = assembler_.rejected_head();
-    auto end = std::min(head.find('\n'), head.size());
-    if (end > 0 && head[end - 1] == '\r') --end;
-    head_tokens_.clear();
-    Tokenizer tokenizer(limits_.max_list_depth);
-    (void)tokenizer.tokenize(head, 0, end, head_tokens_);
-    for (auto& t : head_tokens_) t.text = head.substr(t.offset, t.length);
+    tokenize_head(assembler_.rejected_head(), limits_.max_list_depth, head_tokens_);
     read_head(head_tokens_);
     command_.args = {};
   }

@@ -180,10 +180,7 @@ Event ResponseDecoder::on_error(const MessageAssembler::Output& out) {
   if (text_line_) {
     resolve_text_line(head);
   } else {
-    head_tokens_.clear();
-    Tokenizer tokenizer(limits_.max_list_depth);
-    (void)tokenizer.tokenize(head, 0, end, head_tokens_);
-    for (auto& t : head_tokens_) t.text = head.substr(t.offset, t.length);
+    tokenize_head(head, limits_.max_list_depth, head_tokens_);
     read_data_head(head_tokens_);
     response_.args = {};
   }

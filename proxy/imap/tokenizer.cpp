@@ -1,5 +1,6 @@
 #include "proxy/imap/tokenizer.hpp"
 
+#include <algorithm>
 #include <array>
 
 #include "proxy/imap/abnf.hpp"
@@ -59,6 +60,15 @@ std::optional<TrailingLiteral> parse_trailing_literal(std::string_view line) {
     h.size_overflow = true;
   }
   return TrailingLiteral{h, i};
+}
+
+void tokenize_head(std::string_view text, unsigned max_list_depth, std::vector<Token>& out) {
+  auto end = std::min(text.find('\n'), text.size());
+  if (end > 0 && text[end - 1] == '\r') --end;
+  out.clear();
+  Tokenizer tokenizer(max_list_depth);
+  (void)tokenizer.tokenize(text, 0, end, out);
+  for (auto& t : out) t.text = text.substr(t.offset, t.length);
 }
 
 namespace {

@@ -37,6 +37,10 @@ class Tokenizer {
   unsigned depth_ = 0;  // list nesting carried from one line part to the next
 };
 
+// Tokenizes the first line of text (up to CR/LF) on its own and sets each token's
+// text: for the head of a message rejected by a limit, whose parts were not kept.
+void tokenize_head(std::string_view text, unsigned max_list_depth, std::vector<Token>& out);
+
 // Recognises a literal header that ends a line (without CRLF): "{12}", "{12+}",
 // "~{12}" at a token start. Returns the header and where it begins.
 struct TrailingLiteral {

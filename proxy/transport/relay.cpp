@@ -283,21 +283,26 @@ asio::awaitable<void> Relay::server_reader() {
   }
 }
 
+asio::awaitable<asio::error_code> Relay::write_out(Stream& stream, std::string& out) {
+  asio::error_code ec;
+  if (ending_) {
+    // The last bytes (the server's, a BYE) get a bounded chance.
+    asio::steady_timer timer(co_await asio::this_coro::executor, kFinalFlush);
+    auto result = co_await (stream.write_all(out) || timer.async_wait(kNoThrow));
+    ec = result.index() == 1 ? asio::error::timed_out : std::get<0>(result).first;
+  } else {
+    ec = (co_await stream.write_all(out)).first;
+  }
+  out.clear();
+  if (out.capacity() > kKeepWriteBuffer) std::string().swap(out);
+  co_return ec;
+}
+
 asio::awaitable<void> Relay::client_writer() {
   // Runs while the client leg has bytes queued; a new one starts when more come.
   while (!client_dead_ && !client_tls_in_progress_ && !session_->to_client().empty()) {
     out_client_.swap(session_->to_client());
-    asio::error_code ec;
-    if (ending_) {
-      // The last bytes (the server's, a BYE) get a bounded chance.
-      asio::steady_timer timer(co_await asio::this_coro::executor, kFinalFlush);
-      auto result = co_await (client_.write_all(out_client_) || timer.async_wait(kNoThrow));
-      ec = result.index() == 1 ? asio::error::timed_out : std::get<0>(result).first;
-    } else {
-      ec = (co_await client_.write_all(out_client_)).first;
-    }
-    out_client_.clear();
-    if (out_client_.capacity() > kKeepWriteBuffer) std::string().swap(out_client_);
+    const auto ec = co_await write_out(client_, out_client_);  // not in the if: see run()
     if (ec) {
       client_dead_ = true;
       end(CloseReason::ClientError);
@@ -311,16 +316,7 @@ asio::awaitable<void> Relay::client_writer() {
 asio::awaitable<void> Relay::server_writer() {
   while (!server_dead_ && !session_->to_server().empty()) {
     out_server_.swap(session_->to_server());
-    asio::error_code ec;
-    if (ending_) {
-      asio::steady_timer timer(co_await asio::this_coro::executor, kFinalFlush);
-      auto result = co_await (server_->write_all(out_server_) || timer.async_wait(kNoThrow));
-      ec = result.index() == 1 ? asio::error::timed_out : std::get<0>(result).first;
-    } else {
-      ec = (co_await server_->write_all(out_server_)).first;
-    }
-    out_server_.clear();
-    if (out_server_.capacity() > kKeepWriteBuffer) std::string().swap(out_server_);
+    const auto ec = co_await write_out(*server_, out_server_);
     if (ec) {
       server_dead_ = true;
       end(CloseReason::ServerError);

@@ -62,6 +62,7 @@ class Relay {
   asio::awaitable<void> server_reader();
   asio::awaitable<void> client_writer();
   asio::awaitable<void> server_writer();
+  asio::awaitable<asio::error_code> write_out(Stream& stream, std::string& out);
   asio::awaitable<bool> client_starttls();
   void spawn(asio::awaitable<void> task);
   asio::awaitable<void> tracked(asio::awaitable<void> task);  // counts running_ down
