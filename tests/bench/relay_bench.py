@@ -5,9 +5,9 @@ One run measures three paths to the same private Dovecot on 127.0.0.1:
 
     direct      the client talks to Dovecot itself (its implicit-TLS port for the
                 TLS set-ups, its plain port for the plain one): the reference
-    imapscope   a Release build of imapscope in front of Dovecot
-    haproxy     HAProxy 2.6 in TCP mode (`haproxy -f <own cfg> -db`, never the
-                system service)
+    imapscope   a Release build of imapscope in front of Dovecot (--threads 2)
+    haproxy     HAProxy 2.6 in TCP mode, nbthread 2 (`haproxy -f <own cfg> -db`,
+                never the system service; installed with apt-get when missing)
 
 with these set-ups (client leg -> server leg):
 
@@ -23,17 +23,24 @@ and for each path and set-up:
                 client isn't one core doing all the work) repeating
                 `UID FETCH <uid> BODY.PEEK[]` of a 10 MiB message for a bounded
                 number of rounds and seconds; aggregate MB/s (10^6 bytes) of
-                literal payload, and the CPU each party used per GB.
+                literal payload, the CPU seconds per GB of the client, the proxy and
+                Dovecot (/proc), and the CPU the rest of the machine used meanwhile
+                ("other load": the machine is shared; a test disturbed by more than
+                --max-other cores is repeated, bounded, and the quietest is kept).
     rtt         NOOP and `FETCH 1 (FLAGS)` latency, p50/p99 in microseconds, over
-                sequential commands on one logged-in, SELECTed session.
+                sequential commands on one logged-in, SELECTed session per path; the
+                paths take turns in blocks so that they see the same machine.
     idle        sessions opened with asyncio (LOGIN, SELECT, IDLE), then the
-                proxy's VmRSS after minus before, per session (proxies only).
+                proxy's VmRSS after minus before, per session (proxies only). These
+                go through proxies of their own to a second Dovecot whose imap
+                processes take 100 clients each (2000 forks would dominate the run);
+                the proxies' side is the same.
 
 Everything is bounded in count and time and stops by itself; every process started
 here is stopped by its pid. Python 3.11, standard library only. Run as root (Dovecot
 and apt-get need it):
 
-    python3 tests/bench/relay_bench.py
+    python3 tests/bench/relay_bench.py [--imapscope PATH] [--sessions 2000] [--json FILE]
 
 Figures and how to read them: tests/bench/README.md, "Relay benchmark (vs HAProxy)".
 """
@@ -244,14 +251,6 @@ def read_stat(pid):
         return None
     fields = data[data.rfind(")") + 2:].split()
     return {"ppid": int(fields[1]), "cpu": (int(fields[11]) + int(fields[12])) / CLK_TCK}
-
-
-def read_comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def process_tree(root):
@@ -567,36 +566,58 @@ def percentile(sorted_values, p):
 def measure_rtt(targets, ca, args):
     """Sequential NOOPs, then FETCH 1 (FLAGS), on one session per path; the paths take
     turns in blocks (order rotated each block) so that a change of the machine's
-    state during the test affects them all alike. targets: {path: (port, use_tls)}."""
-    sessions = {path: login_session(port, use_tls, ca, FETCH_USER, USERS[FETCH_USER], FETCH_MAILBOX,
-                                    examine=False)
-                for path, (port, use_tls) in targets.items()}
-    out = {path: {} for path in targets}
+    state during the test affects them all alike. targets: {path: (port, use_tls)}.
+    Returns {path: results}; a path that fails gets {"error": ...} and the others go on."""
+    sessions, out = {}, {}
+    for path, (port, use_tls) in targets.items():
+        try:
+            sessions[path] = login_session(port, use_tls, ca, FETCH_USER, USERS[FETCH_USER], FETCH_MAILBOX,
+                                           examine=False)
+            out[path] = {}
+        except Exception as e:
+            out[path] = {"error": repr(e)}
     deadline = time.monotonic() + args.rtt_seconds
     blocks = 10
     per_block = max(1, args.commands // blocks)
-    order = list(targets)
-    for name, text in (("noop", b"NOOP"), ("flags", b"FETCH 1 (FLAGS)")):
-        samples = {path: [] for path in targets}
-        for path in order:  # warm-up
+
+    def run(path, tag, text):
+        try:
             s, r = sessions[path]
+            command(s, r, tag, text)
+            return True
+        except Exception as e:
+            out[path] = {"error": repr(e)}
+            sessions.pop(path)[0].close()
+            return False
+
+    for name, text in (("noop", b"NOOP"), ("flags", b"FETCH 1 (FLAGS)")):
+        samples = {path: [] for path in sessions}
+        for path in list(sessions):  # warm-up
             for i in range(100):
-                command(s, r, b"w%d" % i, text)
+                if not run(path, b"w%d" % i, text):
+                    break
         for block in range(blocks):
-            for path in order[block % len(order):] + order[:block % len(order)]:
-                s, r = sessions[path]
+            order = list(sessions)
+            if not order:
+                break
+            shift = block % len(order)
+            for path in order[shift:] + order[:shift]:
                 for i in range(per_block):
                     if time.monotonic() > deadline:
                         break
-                    tag = b"r%d" % i
                     t0 = time.perf_counter_ns()
-                    command(s, r, tag, text)
+                    if not run(path, b"r%d" % i, text):
+                        break
                     samples[path].append((time.perf_counter_ns() - t0) / 1000)
         for path, values in samples.items():
-            values.sort()
-            out[path][name] = {"p50": percentile(values, 50), "p99": percentile(values, 99), "n": len(values)}
+            if path in sessions:
+                values.sort()
+                out[path][name] = {"p50": percentile(values, 50), "p99": percentile(values, 99), "n": len(values)}
     for s, _ in sessions.values():
-        s.sendall(b"z LOGOUT\r\n")
+        try:
+            s.sendall(b"z LOGOUT\r\n")
+        except OSError:
+            pass
         s.close()
     return out
 
@@ -780,9 +801,10 @@ def fmt(v, spec="{:.0f}"):
     return "—" if v is None else spec.format(v)
 
 
-def report(results, setups, markdown=False):
+def report(results, setups, max_other, markdown=False):
     lines = []
-    head = ["set-up", "path", "FETCH MB/s (ref)", "CPU s/GB client/proxy/Dovecot", "other load", "NOOP p50/p99 µs",
+    head = ["set-up", "path", "FETCH MB/s (ref)", "other load", "CPU s/GB client/proxy/Dovecot", "2 cores / CPU",
+            "NOOP p50/p99 µs",
             "NOOP Δp50 (ref)", "FLAGS p50/p99 µs", "KiB/idle session (ref)", "idle ok/failed"]
     rows = []
     for setup in setups:
@@ -804,14 +826,24 @@ def report(results, setups, markdown=False):
                 cpu = "/".join([fmt(f["cpu_client_s_per_gb"], "{:.2f}"), fmt(f["cpu_proxy_s_per_gb"], "{:.2f}"),
                                 fmt(f["cpu_dovecot_s_per_gb"], "{:.2f}")])
             mb_s = fmt(f.get("mb_s")) if f else res.get("fetch_error", "—")
+            if f and f["cpu_other"] > max_other:
+                mb_s += "*"  # others used the machine meanwhile: see "other load"
             if "mb_s" in ref:
                 mb_s += f" ({ref['mb_s']})"
-            kib = f"{idle['kib_per_session']:.1f}" if idle.get("sessions") else ("failed" if "idle_error" in res else "—")
+            # What the chain would move if the two cores were all its own: 2 cores divided
+            # by the CPU seconds client, proxy and Dovecot spent per byte.
+            per_gb = (f["cpu_client_s_per_gb"] + (f["cpu_proxy_s_per_gb"] or 0) + f["cpu_dovecot_s_per_gb"]) if f else 0
+            projected = f"{2 * 1000 / per_gb:.0f}" if per_gb > 0 else "—"
+            if idle.get("sessions"):
+                kib = f"{idle['kib_per_session']:.1f}"
+            else:
+                kib = "failed" if "idle_error" in res else "—"
             if "kib" in ref:
                 kib += f" ({ref['kib']})"
             rows.append([
-                SETUP_TITLES[setup], path, mb_s, cpu,
+                SETUP_TITLES[setup], path, mb_s,
                 f"{f['cpu_other']:.2f} cores" if f else "—",
+                cpu, projected,
                 f"{noop['p50']:.0f} / {noop['p99']:.0f}" if noop else "—",
                 (f"{delta:+.0f}" if delta is not None else "—") +
                 (f" (+{ref['noop_delta']})" if "noop_delta" in ref else ""),
@@ -868,8 +900,13 @@ def main():
     ap.add_argument("--no-idle", action="store_true")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--imapscope-log-level", default="warning")
-    ap.add_argument("--quiet-wait", type=float, default=10.0,
+    ap.add_argument("--quiet-wait", type=float, default=5.0,
                     help="seconds to wait at most for the machine to be idle before each FETCH test")
+    ap.add_argument("--max-other", type=float, default=0.25,
+                    help="cores used by others during a FETCH test above which it is measured again")
+    ap.add_argument("--fetch-attempts", type=int, default=3)
+    ap.add_argument("--budget", type=float, default=420.0,
+                    help="seconds into the run after which FETCH tests are no longer repeated")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (configs, logs) and say where")
     args = ap.parse_args()
     setups = [s for s in args.setups.split(",") if s]
@@ -930,23 +967,34 @@ def main():
                         res["idle_error"] = repr(e)
                     finally:
                         if idle_proxy.proc.poll() is not None:
-                            res["proxy_exit"] = idle_proxy.proc.returncode
-                            res["proxy_log"] = idle_proxy.log_tail()
+                            res["idle_proxy_exit"] = idle_proxy.proc.returncode
+                            res["idle_proxy_log"] = idle_proxy.log_tail()
                         idle_proxy.stop()
                 for path in paths:
                     res = setup_results[path]
                     port, use_tls = targets[path]
                     try:
-                        res["fetch"] = measure_fetch(port, use_tls, ca, uid, size, args, dovecot, proxies.get(path))
+                        # The machine is shared: when others' work took more than
+                        # --max-other cores during the test, measure again (bounded by
+                        # --fetch-attempts and the run's --budget) and keep the quietest.
+                        attempts = []
+                        while True:
+                            attempts.append(measure_fetch(port, use_tls, ca, uid, size, args, dovecot,
+                                                          proxies.get(path)))
+                            if (attempts[-1]["cpu_other"] <= args.max_other or len(attempts) >= args.fetch_attempts
+                                    or time.monotonic() - run_started > args.budget):
+                                break
+                        res["fetch"] = min(attempts, key=lambda a: a["cpu_other"])
+                        res["fetch"]["attempts"] = len(attempts)
+                        res["fetch"]["all_mb_s"] = [round(a["mb_s"], 1) for a in attempts]
                     except Exception as e:
                         res["fetch_error"] = "failed"
                         res["fetch_error_detail"] = repr(e)
-                try:
-                    for path, rtt in measure_rtt(targets, ca, args).items():
+                for path, rtt in measure_rtt(targets, ca, args).items():
+                    if "error" in rtt:
+                        setup_results[path]["rtt_error"] = rtt["error"]
+                    else:
                         setup_results[path]["rtt"] = rtt
-                except Exception as e:
-                    for path in paths:
-                        setup_results[path]["rtt_error"] = repr(e)
             finally:
                 for path, proxy in proxies.items():
                     if proxy.proc.poll() is not None:
@@ -961,6 +1009,7 @@ def main():
                 rt = res.get("rtt", {})
                 print(f"relay_bench: {setup:9} {path:9} "
                       f"fetch {f.get('mb_s', float('nan')):7.1f} MB/s ({f.get('rounds', 0)} rounds, "
+                      f"attempts {f.get('all_mb_s', [])}, "
                       f"cpu: ours {f.get('cpu_busy', float('nan')):.2f}, others "
                       f"{f.get('cpu_other', float('nan')):.2f} cores)  "
                       f"noop p50 {rt.get('noop', {}).get('p50', float('nan')):6.0f} µs  "
@@ -969,7 +1018,8 @@ def main():
                       f"{idle.get('open_seconds', 0):.0f} s to open; after close: "
                       f"{idle.get('fds_left_after_close', 0)} fds left, "
                       f"{idle.get('cpu_after_close', 0):.2f} s CPU in 1 s)", flush=True)
-                for key in ("idle_error", "fetch_error_detail", "rtt_error", "proxy_exit", "proxy_log"):
+                for key in ("idle_error", "idle_proxy_exit", "idle_proxy_log", "fetch_error_detail", "rtt_error",
+                            "proxy_exit", "proxy_log"):
                     if key in res:
                         print(f"relay_bench:   {key}: {res[key]}", flush=True)
                 if idle.get("failed"):
@@ -996,9 +1046,9 @@ def main():
     elapsed = time.monotonic() - run_started
     print(f"relay_bench: load average at end {open('/proc/loadavg').read().split()[:3]}")
     print()
-    print(report(results, setups))
+    print(report(results, setups, args.max_other))
     print()
-    print(report(results, setups, markdown=True))
+    print(report(results, setups, args.max_other, markdown=True))
     print()
     print(f"relay_bench: FETCH {args.parallel} sessions x {args.message_bytes} bytes, MB = 10^6 bytes; "
           f"run took {elapsed:.0f} s")
