@@ -153,9 +153,10 @@ asio::awaitable<void> Relay::run() {
     client_.close();
     co_return;
   }
-  spawn(client_reader());
   spawn(server_reader());
   feed_held();
+  // The client reader runs in this coroutine: one spawned coroutine less per session.
+  co_await client_reader();
   while (running_ > 0) co_await finished_.wait();
   client_.close();
   server_->close();

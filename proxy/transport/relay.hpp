@@ -1,7 +1,7 @@
 // One client connection, proxied: the coroutine that owns both legs. Two readers
-// feed the socket-free Session; a writer per leg runs only while that leg has bytes
-// queued, so an idle session is two suspended readers and this object (each extra
-// coroutine would cost ~3 KiB per session). The idle timeout is checked by the
+// feed the socket-free Session (the client's runs in run() itself); a writer per leg
+// runs only while that leg has bytes queued, so an idle session is two suspended
+// readers and this object (each extra coroutine would cost 1-3 KiB per session). The idle timeout is checked by the
 // proxy's per-loop sweep (check_idle). Everything ends cooperatively: whoever sees
 // the end first records why and stops the reads; the writers then flush what their
 // leg must still get (the server's last bytes, a BYE), so no message is cut off.
