@@ -88,13 +88,29 @@ asio::awaitable<void> Relay::tracked(asio::awaitable<void> task) {
 }
 
 void Relay::kick_writers() {
-  if (!client_writer_running_ && !client_tls_in_progress_ && !session_->to_client().empty()) {
-    client_writer_running_ = true;
-    spawn(client_writer());
+  // First what the socket takes at once; a writer coroutine only for the rest.
+  auto write_now = [&](Stream& stream, std::string& queue, bool& dead, CloseReason failure) {
+    auto [ec, n] = stream.try_write(queue);
+    queue.erase(0, n);
+    if (queue.empty() && queue.capacity() > kKeepWriteBuffer) std::string().swap(queue);
+    if (ec) {
+      dead = true;
+      end(failure);
+    }
+  };
+  if (!client_writer_running_ && !client_tls_in_progress_ && !client_dead_ && !session_->to_client().empty()) {
+    write_now(client_, session_->to_client(), client_dead_, CloseReason::ClientError);
+    if (!session_->to_client().empty() && !client_dead_) {
+      client_writer_running_ = true;
+      spawn(client_writer());
+    }
   }
-  if (!server_writer_running_ && !session_->to_server().empty()) {
-    server_writer_running_ = true;
-    spawn(server_writer());
+  if (!server_writer_running_ && !server_dead_ && !session_->to_server().empty()) {
+    write_now(*server_, session_->to_server(), server_dead_, CloseReason::ServerError);
+    if (!session_->to_server().empty() && !server_dead_) {
+      server_writer_running_ = true;
+      spawn(server_writer());
+    }
   }
 }
 

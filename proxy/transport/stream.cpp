@@ -106,6 +106,30 @@ asio::awaitable<std::pair<asio::error_code, std::size_t>> Stream::write_all(std:
   co_return std::pair{asio::error_code{}, done};
 }
 
+std::pair<asio::error_code, std::size_t> Stream::try_write(std::string_view data) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    if (ssl_) {
+      ERR_clear_error();
+      std::size_t written = 0;
+      if (SSL_write_ex(ssl_, data.data() + done, data.size() - done, &written) == 1) {
+        done += written;
+        continue;
+      }
+      const int code = SSL_get_error(ssl_, 0);
+      // The record OpenSSL could not finish stays with it; write_all() later
+      // retries from the same byte, as OpenSSL requires.
+      if (code == SSL_ERROR_WANT_WRITE || code == SSL_ERROR_WANT_READ) break;
+      return {ssl_error(code), done};
+    }
+    asio::error_code ec;
+    done += socket_.write_some(asio::buffer(data.substr(done)), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+    if (ec) return {ec, done};
+  }
+  return {asio::error_code{}, done};
+}
+
 asio::awaitable<asio::error_code> Stream::handshake(SSL_CTX* ctx, bool server, const std::string& server_name,
                                                     bool verify) {
   ssl_ = SSL_new(ctx);

@@ -35,6 +35,9 @@ class Stream {
   asio::awaitable<std::pair<asio::error_code, std::string_view>> read();
   // Bytes written are reported also on error (a cut-off write).
   asio::awaitable<std::pair<asio::error_code, std::size_t>> write_all(std::string_view data);
+  // Writes what the socket takes now, without waiting: the fast path that spares a
+  // writer coroutine when the peer keeps up. Must not run while write_all() does.
+  std::pair<asio::error_code, std::size_t> try_write(std::string_view data);
 
   // Server side of a TLS handshake (client leg).
   asio::awaitable<asio::error_code> accept_tls(SSL_CTX* ctx);
