@@ -64,8 +64,8 @@ class Relay {
   asio::awaitable<void> server_writer();
   asio::awaitable<asio::error_code> write_out(Stream& stream, std::string& out);
   asio::awaitable<bool> client_starttls();
-  void spawn(asio::awaitable<void> task);
-  asio::awaitable<void> tracked(asio::awaitable<void> task);  // counts running_ down
+  struct Finished;
+  void spawn(asio::awaitable<void> task);  // a reader or writer; it counts itself out (Finished)
   void kick_writers();  // starts a leg's writer when it has bytes queued and none runs
   void feed_held();
   void end(CloseReason reason);

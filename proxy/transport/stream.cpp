@@ -64,19 +64,30 @@ asio::awaitable<std::pair<asio::error_code, int>> Stream::tls_call(Call call, bo
 }
 
 asio::awaitable<std::pair<asio::error_code, std::string_view>> Stream::read() {
+  // The wait is inline (no tls_call frame): an idle session parks here twice.
   char* buffer = scratch();
-  if (ssl_) {
-    auto [ec, n] = co_await tls_call([&] { return SSL_read(ssl_, buffer, static_cast<int>(kScratch)); }, true);
-    co_return std::pair{ec, std::string_view(buffer, static_cast<std::size_t>(n))};
-  }
   for (;;) {
     if (reading_stopped_) co_return std::pair{asio::error_code(asio::error::eof), std::string_view()};
-    asio::error_code ec;
-    const std::size_t n = socket_.read_some(asio::buffer(buffer, kScratch), ec);
-    if (ec != asio::error::would_block && ec != asio::error::try_again) {
-      co_return std::pair{ec, std::string_view(buffer, n)};
+    auto wait = asio::ip::tcp::socket::wait_read;
+    if (ssl_) {
+      ERR_clear_error();
+      const int n = SSL_read(ssl_, buffer, static_cast<int>(kScratch));
+      if (n > 0) co_return std::pair{asio::error_code{}, std::string_view(buffer, static_cast<std::size_t>(n))};
+      const int code = SSL_get_error(ssl_, n);
+      if (code == SSL_ERROR_ZERO_RETURN) co_return std::pair{asio::error_code(asio::error::eof), std::string_view()};
+      if (code == SSL_ERROR_WANT_WRITE) {
+        wait = asio::ip::tcp::socket::wait_write;
+      } else if (code != SSL_ERROR_WANT_READ) {
+        co_return std::pair{ssl_error(code), std::string_view()};
+      }
+    } else {
+      asio::error_code ec;
+      const std::size_t n = socket_.read_some(asio::buffer(buffer, kScratch), ec);
+      if (ec != asio::error::would_block && ec != asio::error::try_again) {
+        co_return std::pair{ec, std::string_view(buffer, n)};
+      }
     }
-    auto [wait_ec] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, kNoThrow);
+    auto [wait_ec] = co_await socket_.async_wait(wait, kNoThrow);
     if (wait_ec) co_return std::pair{wait_ec, std::string_view()};
   }
 }
