@@ -29,6 +29,11 @@ class CommandDecoder final : private LineGrammar {
   explicit CommandDecoder(SessionState& state, const DecoderLimits& limits = {});
 
   [[nodiscard]] Event next(std::string_view& input);
+  // Frees buffers kept between messages (call when the stream goes quiet).
+  void release_memory() {
+    assembler_.release_memory();
+    std::vector<Token>().swap(head_tokens_);
+  }
 
   // The current command: valid after MessagePart, Message and Error events, until the
   // next call of next().

@@ -33,6 +33,8 @@ void MessageAssembler::start_message_if_needed() {
   if (!in_message_) {
     in_message_ = true;
     message_offset_ = offset_;
+    // After release_memory(): one allocation instead of growing 1, 2, 4, 8...
+    if (tokens_.capacity() == 0) tokens_.reserve(kKeepTokenCapacity);
   }
 }
 
@@ -56,6 +58,15 @@ void MessageAssembler::finish_message() {
   skip_in_quote_ = skip_escape_ = false;
   skip_line_length_ = 0;
   skip_tail_.clear();
+}
+
+void MessageAssembler::release_memory() {
+  if (finished_) finish_message();
+  if (in_message_) return;
+  std::string().swap(buffer_);
+  std::vector<Token>().swap(tokens_);
+  std::string().swap(head_);
+  std::string().swap(skip_tail_);
 }
 
 void MessageAssembler::abandon_message() {

@@ -84,6 +84,9 @@ class MessageAssembler {
 
   // Drops the current message (a synchronising literal that the server refused).
   void abandon_message();
+  // Frees what is kept between messages (token and byte buffers) so that an idle
+  // session holds none; a no-op inside a message. Views of the last event end here.
+  void release_memory();
 
  private:
   enum class Mode : std::uint8_t { Line, InlineLiteral, StreamLiteral, Failed };

@@ -21,6 +21,11 @@ class ResponseDecoder final : private LineGrammar {
   explicit ResponseDecoder(SessionState& state, const DecoderLimits& limits = {});
 
   [[nodiscard]] Event next(std::string_view& input);
+  // Frees buffers kept between messages (call when the stream goes quiet).
+  void release_memory() {
+    assembler_.release_memory();
+    std::vector<Token>().swap(head_tokens_);
+  }
 
   // The current response: valid after MessagePart, Message and Error events, until the
   // next call of next().

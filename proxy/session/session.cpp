@@ -47,6 +47,14 @@ void Session::client_tls_started() {
   state_.transport_changed();
 }
 
+void Session::release_memory() {
+  commands_.release_memory();
+  responses_.release_memory();
+  if (to_client_.empty()) std::string().swap(to_client_);
+  if (to_server_.empty()) std::string().swap(to_server_);
+  if (deferred_client_.empty()) std::string().swap(deferred_client_);
+}
+
 void Session::send_to_client(std::string_view line) {
   if (server_in_message_) {
     deferred_client_ += line;

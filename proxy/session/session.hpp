@@ -52,6 +52,9 @@ class Session {
   bool server_between_messages() const { return !server_in_message_; }
   // Queues a line for the client at the next server message boundary (BYE on shutdown).
   void send_to_client(std::string_view line);
+  // Frees the buffers an idle session doesn't need (the relay calls it before it
+  // waits for more input). Views of earlier events end here.
+  void release_memory();
 
   const imap::SessionState& state() const { return state_; }
   const ClientLegView& client_leg() const { return settings_.client_leg; }

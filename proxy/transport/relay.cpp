@@ -247,6 +247,9 @@ asio::awaitable<void> Relay::client_reader() {
       co_await progress_.wait();
       continue;
     }
+    // An idle session keeps no buffers while it waits; freeing costs one
+    // allocation per read, not per message.
+    session_->release_memory();
     // The bytes are in a per-thread buffer: consumed or copied before the next wait.
     auto [ec, input] = co_await client_.read();
     if (ending_) co_return;
@@ -291,6 +294,7 @@ asio::awaitable<void> Relay::server_reader() {
       co_await progress_.wait();
       continue;
     }
+    session_->release_memory();
     auto [ec, input] = co_await server_->read();
     if (ending_) co_return;
     if (ec) {

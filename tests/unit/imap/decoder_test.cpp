@@ -134,6 +134,23 @@ TEST(CommandDecoder, BlocksOnSynchronisingLiteralUntilContinuation) {
   EXPECT_EQ(c.command().args[0].string_value(), "bob");
 }
 
+TEST(CommandDecoder, ReleaseMemoryBetweenAndInsideMessages) {
+  SessionState state;
+  CommandDecoder c(state);
+  std::string_view first = "a1 FETCH 1:* (FLAGS UID BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)])\r\na2 NO";
+  ASSERT_EQ(c.next(first).kind, EventKind::Message);
+  EXPECT_EQ(c.next(first).kind, EventKind::NeedMore);  // "a2 NO" is kept, the message goes on
+  c.release_memory();                                   // inside a message: keeps it
+  std::string_view rest = "OP\r\n";
+  ASSERT_EQ(c.next(rest).kind, EventKind::Message);
+  EXPECT_EQ(c.command().tag, "a2");
+  EXPECT_EQ(c.command().verb, Verb::Noop);
+  c.release_memory();  // between messages: frees, and decoding goes on
+  std::string_view third = "a3 LOGOUT\r\n";
+  ASSERT_EQ(c.next(third).kind, EventKind::Message);
+  EXPECT_EQ(c.command().verb, Verb::Logout);
+}
+
 TEST(Tokenizer, TrailingLiteralNeedsATokenStart) {
   EXPECT_TRUE(parse_trailing_literal("a APPEND x {5}"));
   EXPECT_TRUE(parse_trailing_literal("(~{5+}"));
