@@ -1,4 +1,5 @@
 #include "proxy/transport/proxy.hpp"
+#include "proxy/transport/no_throw.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -18,7 +19,6 @@
 namespace imapscope::transport {
 namespace {
 
-constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
 asio::ip::tcp::endpoint resolve_listen(const Endpoint& e) {

@@ -1,4 +1,5 @@
 #include "proxy/transport/relay.hpp"
+#include "proxy/transport/no_throw.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -16,7 +17,6 @@ namespace {
 
 using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
-constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
 // Bytes queued for a leg before the other leg's reads stop: backpressure that keeps
 // memory bounded when one side reads slower than the other writes.
 constexpr std::size_t kHighWater = 256 * 1024;

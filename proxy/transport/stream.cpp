@@ -1,4 +1,5 @@
 #include "proxy/transport/stream.hpp"
+#include "proxy/transport/no_throw.hpp"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -12,7 +13,6 @@
 namespace imapscope::transport {
 namespace {
 
-constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr std::size_t kScratch = 16 * 1024;  // one TLS record's worth of plaintext
 
 // Shared by every stream of the thread: a read's bytes are consumed before the

@@ -1,4 +1,5 @@
 #include "proxy/transport/upstream.hpp"
+#include "proxy/transport/no_throw.hpp"
 
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
@@ -14,7 +15,6 @@ namespace {
 
 using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
-constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxGreeting = 64 * 1024;
 // The proxy's own tag for its STARTTLS towards the server.
 constexpr std::string_view kStarttlsTag = "imapscope-tls";
