@@ -181,13 +181,11 @@ void Session::feed_server(std::string_view& input) {
       case imap::EventKind::Error:
         // Inspection fails open: whatever the server sends reaches the client.
         server_in_message_ = true;
-        server_message_split_ = true;
         to_client_ += ev.raw;
         break;
       case imap::EventKind::Message:
         forward_server_message(ev.raw);
         server_in_message_ = false;
-        server_message_split_ = false;
         flush_deferred();
         break;
     }
@@ -196,7 +194,8 @@ void Session::feed_server(std::string_view& input) {
 
 void Session::forward_server_message(std::string_view raw) {
   const imap::Response& r = responses_.response();
-  if (server_message_split_ || r.rejected || r.malformed) {
+  // A message whose head went out already can't be rewritten any more.
+  if (server_in_message_ || r.rejected || r.malformed) {
     to_client_ += raw;
     return;
   }

@@ -76,8 +76,7 @@ class Session {
   std::string to_server_;
   std::string deferred_client_;  // local answers waiting for a server message boundary
   bool suppress_client_message_ = false;  // the current client message is not forwarded
-  bool server_in_message_ = false;
-  bool server_message_split_ = false;     // a MessagePart of the current server message went out
+  bool server_in_message_ = false;        // part of the current server message went out already
   std::optional<imap::ErrorCode> client_error_;
   bool client_tls_requested_ = false;
   std::optional<CloseReason> close_;
