@@ -59,9 +59,7 @@ Relay::Relay(asio::ip::tcp::socket client, const ListenerRuntime& listener, std:
       id_(id),
       client_peer_(peer_of(client)),
       client_(std::move(client)),
-      progress_(client_.socket().get_executor()),
-      drained_(client_.socket().get_executor()),
-      finished_(client_.socket().get_executor()) {}
+      changed_(client_.socket().get_executor()) {}
 
 void Relay::shutdown() {
   if (session_) end(CloseReason::Shutdown);
@@ -71,10 +69,7 @@ void Relay::check_idle(Clock::time_point now) {
   if (session_ && !ending_ && now - last_activity_ >= listener_.timeouts.idle) end(CloseReason::IdleTimeout);
 }
 
-void Relay::wake_all() {
-  progress_.notify();
-  drained_.notify();
-}
+void Relay::wake_all() { changed_.notify(); }
 
 void Relay::spawn(asio::awaitable<void> task) {
   ++running_;
@@ -87,7 +82,7 @@ struct Relay::Finished {
   Relay& relay;
   ~Finished() {
     --relay.running_;
-    relay.finished_.notify();
+    relay.changed_.notify();
   }
 };
 
@@ -177,7 +172,7 @@ asio::awaitable<void> Relay::run() {
   feed_held();
   // The client reader runs in this coroutine: one spawned coroutine less per session.
   co_await client_reader();
-  while (running_ > 0) co_await finished_.wait();
+  while (running_ > 0) co_await changed_.wait();
   client_.close();
   server_->close();
   log_end();
@@ -244,7 +239,7 @@ asio::awaitable<void> Relay::client_reader() {
     }
     // The client waits for the server, or the server can't take more: read nothing.
     if (!held_client_.empty() || session_->to_server().size() >= kHighWater) {
-      co_await progress_.wait();
+      co_await changed_.wait();
       continue;
     }
     // An idle session keeps no buffers while it waits; freeing costs one
@@ -271,7 +266,7 @@ asio::awaitable<bool> Relay::client_starttls() {
   // The OK goes out in plaintext first; nothing else may write during the handshake.
   while (!session_->to_client().empty() || client_writer_running_) {
     kick_writers();
-    co_await drained_.wait();
+    co_await changed_.wait();
     if (ending_) co_return false;
   }
   held_client_.clear();  // plaintext pipelined after STARTTLS is never read
@@ -291,7 +286,7 @@ asio::awaitable<void> Relay::server_reader() {
   for (;;) {
     if (ending_) co_return;
     if (!held_server_.empty() || session_->to_client().size() >= kHighWater) {
-      co_await progress_.wait();
+      co_await changed_.wait();
       continue;
     }
     session_->release_memory();
@@ -337,7 +332,7 @@ asio::awaitable<void> Relay::client_writer() {
     wake_all();  // readers held back by a full queue
   }
   client_writer_running_ = false;
-  drained_.notify();
+  changed_.notify();
 }
 
 asio::awaitable<void> Relay::server_writer() {
@@ -352,7 +347,7 @@ asio::awaitable<void> Relay::server_writer() {
     wake_all();
   }
   server_writer_running_ = false;
-  drained_.notify();
+  changed_.notify();
 }
 
 void Relay::log_end() const {
