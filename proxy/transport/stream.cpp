@@ -6,9 +6,7 @@
 
 #include <array>
 
-#include <asio/experimental/as_tuple.hpp>
 #include <asio/ssl/error.hpp>
-#include <asio/use_awaitable.hpp>
 
 namespace imapscope::transport {
 namespace {
@@ -42,9 +40,8 @@ Stream::~Stream() {
 }
 
 template <typename Call>
-asio::awaitable<std::pair<asio::error_code, int>> Stream::tls_call(Call call, bool reading) {
+asio::awaitable<std::pair<asio::error_code, int>> Stream::tls_call(Call call) {
   for (;;) {
-    if (reading && reading_stopped_) co_return std::pair{asio::error_code(asio::error::eof), 0};
     ERR_clear_error();
     const int result = call();
     if (result > 0) co_return std::pair{asio::error_code{}, result};
@@ -100,7 +97,7 @@ asio::awaitable<std::pair<asio::error_code, std::size_t>> Stream::write_all(std:
       auto [ec, n] = co_await tls_call([&] {
         std::size_t written = 0;
         return SSL_write_ex(ssl_, chunk.data(), chunk.size(), &written) == 1 ? static_cast<int>(written) : 0;
-      }, false);
+      });
       if (ec) co_return std::pair{ec, done};
       done += static_cast<std::size_t>(n);
       continue;
@@ -164,7 +161,7 @@ asio::awaitable<asio::error_code> Stream::handshake(SSL_CTX* ctx, bool server, c
       if (SSL_set1_host(ssl_, server_name.c_str()) != 1) co_return asio::error::invalid_argument;
     }
   }
-  auto [ec, unused] = co_await tls_call([&] { return SSL_do_handshake(ssl_); }, false);
+  auto [ec, unused] = co_await tls_call([&] { return SSL_do_handshake(ssl_); });
   co_return ec;
 }
 

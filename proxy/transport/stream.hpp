@@ -53,9 +53,10 @@ class Stream {
   void close();
 
  private:
-  // Drives an OpenSSL call that may want the socket readable or writable.
+  // Drives an OpenSSL write or handshake that may want the socket readable or
+  // writable (read() has its own loop, so an idle session parks one frame less).
   template <typename Call>
-  asio::awaitable<std::pair<asio::error_code, int>> tls_call(Call call, bool reading);
+  asio::awaitable<std::pair<asio::error_code, int>> tls_call(Call call);
   asio::awaitable<asio::error_code> handshake(SSL_CTX* ctx, bool server, const std::string& server_name, bool verify);
 
   asio::ip::tcp::socket socket_;

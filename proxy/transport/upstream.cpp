@@ -1,12 +1,10 @@
 #include "proxy/transport/upstream.hpp"
 #include "proxy/transport/no_throw.hpp"
 
-#include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
 
 #include "proxy/imap/abnf.hpp"
 
