@@ -71,16 +71,10 @@ class MessageAssembler {
   const std::vector<Token>& tokens() const { return tokens_; }
   // The first bytes of a rejected message (for its tag and command name).
   std::string_view rejected_head() const { return head_; }
-  // Whether the assembler is inside a message (between its first byte and its end).
-  bool in_message() const { return in_message_; }
   // No byte of a message has been read since the last one ended.
   bool between_messages() const { return !in_message_ || finished_; }
-  // True once a literal of the current message has been announced and not yet read:
-  // the next bytes are its payload.
-  bool in_literal() const { return mode_ != Mode::Line; }
   std::uint64_t literal_bytes() const { return literal_bytes_; }
   std::uint64_t message_offset() const { return message_offset_; }
-  bool failed() const { return mode_ == Mode::Failed; }
 
   // Drops the current message (a synchronising literal that the server refused).
   void abandon_message();

@@ -36,11 +36,6 @@ std::string_view status_name(Status s) {
   return "unknown";
 }
 
-const PendingCommand* SessionState::find_pending(std::string_view tag) const {
-  auto it = std::find_if(pending_.begin(), pending_.end(), [&](const auto& p) { return p.tag == tag; });
-  return it == pending_.end() ? nullptr : &*it;
-}
-
 bool SessionState::add_pending(std::string_view tag, Verb verb, bool uid) {
   if (pending_.size() >= max_pending_) return false;
   pending_.push_back(PendingCommand{std::string(tag), verb, uid});

@@ -72,7 +72,6 @@ class SessionState {
   bool transport_change_pending() const { return transport_change_pending_; }
   void transport_changed() { transport_change_pending_ = false; }
   const std::vector<PendingCommand>& pending() const { return pending_; }
-  const PendingCommand* find_pending(std::string_view tag) const;
 
   // --- called by the CommandDecoder ---
   // false when the pending table is full.
