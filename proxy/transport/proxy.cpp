@@ -44,7 +44,10 @@ asio::ip::tcp::acceptor open_acceptor(asio::io_context& io, const asio::ip::tcp:
 
 Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
   const unsigned threads = settings.threads ? settings.threads : std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < threads; ++i) loops_.push_back(std::make_unique<Loop>());
+  for (unsigned i = 0; i < threads; ++i) {
+    loops_.push_back(std::make_unique<Loop>());
+    loops_.back()->registry.active = &active_;
+  }
 
   for (const auto& listener : settings_.listeners) {
     auto runtime = std::make_unique<ListenerRuntime>();
@@ -102,17 +105,8 @@ asio::awaitable<void> Proxy::accept_loop(asio::ip::tcp::acceptor& acceptor, cons
     }
     asio::error_code ignored;
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-    asio::co_spawn(loop.io, run_relay(std::move(socket), runtime, loop), asio::detached);
+    Relay::launch(std::move(socket), runtime, next_id_++, loop.registry);
   }
-}
-
-asio::awaitable<void> Proxy::run_relay(asio::ip::tcp::socket socket, const ListenerRuntime& runtime, Loop& loop) {
-  ++active_;
-  Relay relay(std::move(socket), runtime, next_id_++);
-  auto it = loop.relays.insert(loop.relays.end(), &relay);
-  co_await relay.run();
-  loop.relays.erase(it);
-  --active_;
 }
 
 asio::awaitable<void> Proxy::handle_signals() {
@@ -151,7 +145,7 @@ asio::awaitable<void> Proxy::handle_signals() {
     util::log_line(util::LogLevel::Info, "event=drain_timeout sessions=" + std::to_string(active_.load()));
     for (auto& loop : loops_) {
       asio::post(loop->io, [&l = *loop] {
-        for (Relay* relay : l.relays) relay->shutdown();
+        for (auto& relay : l.registry.relays) relay->shutdown();
       });
     }
     // Each session writes its BYE within a bounded time.
@@ -173,8 +167,8 @@ asio::awaitable<void> Proxy::sweep_idle(Loop& loop) {
     auto [ec] = co_await timer.async_wait(kNoThrow);
     if (ec) co_return;
     const auto now = std::chrono::steady_clock::now();
-    // check_idle() may end a session, which removes it from the list later, not now.
-    for (Relay* relay : loop.relays) relay->check_idle(now);
+    // check_idle() may end a session, which removes itself from the list later, not now.
+    for (auto& relay : loop.registry.relays) relay->check_idle(now);
   }
 }
 

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <atomic>
-#include <list>
 #include <memory>
 #include <vector>
 
@@ -32,11 +31,12 @@ class Proxy {
   struct Loop {
     asio::io_context io{1};
     std::vector<asio::ip::tcp::acceptor> acceptors;
-    std::list<Relay*> relays;
+    // Declared last, so destroyed first: relays close their sockets while the
+    // io_context still exists (their pending handlers are then dropped unrun).
+    RelayRegistry registry;
   };
 
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, const ListenerRuntime& runtime, Loop& loop);
-  asio::awaitable<void> run_relay(asio::ip::tcp::socket socket, const ListenerRuntime& runtime, Loop& loop);
   asio::awaitable<void> handle_signals();
   asio::awaitable<void> sweep_idle(Loop& loop);
 

@@ -2,8 +2,8 @@
 #include "proxy/transport/no_throw.hpp"
 
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
+#include <asio/post.hpp>
 #include <asio/ssl/error.hpp>
 #include <asio/this_coro.hpp>
 
@@ -18,10 +18,11 @@ using Clock = std::chrono::steady_clock;
 // Bytes queued for a leg before the other leg's reads stop: backpressure that keeps
 // memory bounded when one side reads slower than the other writes.
 constexpr std::size_t kHighWater = 256 * 1024;
-// Write buffers above this are released after each write: an idle session keeps
-// nothing of its largest transfer.
-constexpr std::size_t kKeepWriteBuffer = 4 * 1024;
 constexpr auto kFinalFlush = std::chrono::seconds(5);
+// A session that always has input yields its thread to the loop's other sessions
+// after at most kPassesPerTurn x 2 legs x kReadsPerPump reads (16 KiB each).
+constexpr int kReadsPerPump = 8;
+constexpr int kPassesPerTurn = 4;
 
 bool is_eof(const asio::error_code& ec) {
   return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
@@ -42,76 +43,45 @@ bool feed_from(std::string& held, Feed&& feed) {
   feed(input);
   const auto consumed = before - input.size();
   held.erase(0, consumed);
-  if (held.empty() && held.capacity() > 256) std::string().swap(held);
   return consumed > 0;
 }
 
 }  // namespace
 
-Signal::Signal(const asio::any_io_executor& executor) : timer_(executor, asio::steady_timer::time_point::max()) {}
-
-asio::awaitable<void> Signal::wait() { (void)co_await timer_.async_wait(kNoThrow); }
-
 Relay::Relay(asio::ip::tcp::socket client, const ListenerRuntime& listener, std::uint64_t id)
-    : listener_(listener),
-      id_(id),
-      client_peer_(peer_of(client)),
-      client_(std::move(client)),
-      changed_(client_.socket().get_executor()) {}
+    : listener_(listener), id_(id), client_peer_(peer_of(client)), client_(std::move(client)) {}
+
+Relay::~Relay() = default;
+
+void Relay::launch(asio::ip::tcp::socket client, const ListenerRuntime& listener, std::uint64_t id,
+                   RelayRegistry& registry) {
+  Relay& relay = *registry.relays.emplace_back(std::make_unique<Relay>(std::move(client), listener, id));
+  relay.registry_ = &registry;
+  relay.self_ = std::prev(registry.relays.end());
+  ++*registry.active;
+  relay.started_ = relay.last_activity_ = Clock::now();
+  ++relay.pending_;
+  asio::co_spawn(relay.client_.socket().get_executor(), relay.set_up(),
+                 [&relay](std::exception_ptr error, bool started) { relay.begin(error, started); });
+}
 
 void Relay::shutdown() {
-  if (session_) end(CloseReason::Shutdown);
+  if (!session_) {
+    shutdown_requested_ = true;  // still setting up: ends as soon as it runs
+    return;
+  }
+  if (closing_) return;
+  end(CloseReason::Shutdown);
+  update();
 }
 
 void Relay::check_idle(Clock::time_point now) {
-  if (session_ && !ending_ && now - last_activity_ >= listener_.timeouts.idle) end(CloseReason::IdleTimeout);
+  if (!session_ || ending_ || now - last_activity_ < listener_.timeouts.idle) return;
+  end(CloseReason::IdleTimeout);
+  update();
 }
 
-void Relay::wake_all() { changed_.notify(); }
-
-void Relay::spawn(asio::awaitable<void> task) {
-  ++running_;
-  asio::co_spawn(client_.socket().get_executor(), std::move(task), asio::detached);
-}
-
-// Each spawned coroutine ends with this, on every path (no wrapper coroutine: a
-// frame less per session).
-struct Relay::Finished {
-  Relay& relay;
-  ~Finished() {
-    --relay.running_;
-    relay.changed_.notify();
-  }
-};
-
-void Relay::kick_writers() {
-  // First what the socket takes at once; a writer coroutine only for the rest.
-  auto write_now = [&](Stream& stream, std::string& queue, bool& dead, CloseReason failure) {
-    auto [ec, n] = stream.try_write(queue);
-    queue.erase(0, n);
-    if (queue.empty() && queue.capacity() > kKeepWriteBuffer) std::string().swap(queue);
-    if (ec) {
-      dead = true;
-      end(failure);
-    }
-  };
-  if (!client_writer_running_ && !client_tls_in_progress_ && !client_dead_ && !session_->to_client().empty()) {
-    write_now(client_, session_->to_client(), client_dead_, CloseReason::ClientError);
-    if (!session_->to_client().empty() && !client_dead_) {
-      client_writer_running_ = true;
-      spawn(client_writer());
-    }
-  }
-  if (!server_writer_running_ && !server_dead_ && !session_->to_server().empty()) {
-    write_now(*server_, session_->to_server(), server_dead_, CloseReason::ServerError);
-    if (!session_->to_server().empty() && !server_dead_) {
-      server_writer_running_ = true;
-      spawn(server_writer());
-    }
-  }
-}
-
-asio::awaitable<bool> Relay::start() {
+asio::awaitable<bool> Relay::set_up() {
   const std::string session_field = "session=" + std::to_string(id_);
   util::log_line(util::LogLevel::Info, "event=session_start " + session_field + " listener=" + listener_.settings.name +
                                            " client=" + client_peer_);
@@ -153,44 +123,202 @@ asio::awaitable<bool> Relay::start() {
       listener_.settings.login_disabled_until_tls && listener_.client_tls != nullptr;
   settings.hide_greeting_capabilities = upstream.did_starttls;
   session_.emplace(settings);
-  held_server_ = std::move(upstream.greeting);
+  server_leg_.held = std::move(upstream.greeting);
   co_return true;
 }
 
-asio::awaitable<void> Relay::run() {
-  started_ = last_activity_ = Clock::now();
-  // Set-up lives in its own frame, freed before the session's long wait. (Not
-  // "if (!co_await ...)": g++ 12 miscompiles that into an illegal instruction.)
-  const bool started = co_await start();
-  if (!started) {
-    client_.close();
-    co_return;
+void Relay::begin(std::exception_ptr error, bool started) {
+  --pending_;
+  if (error) {
+    // Nothing in the set-up throws on purpose (out of memory would): this session ends.
+    util::log_line(util::LogLevel::Warning, "event=session_end session=" + std::to_string(id_) +
+                                                " reason=internal_error client=" + client_peer_);
+    session_.reset();
   }
-  spawn(server_reader());
-  feed_held();
-  // The client reader runs in this coroutine: one spawned coroutine less per session.
-  co_await client_reader();
-  while (running_ > 0) co_await changed_.wait();
-  client_.close();
-  server_->close();
-  log_end();
+  if (error || !started) {
+    closing_ = true;
+    client_.close();
+    if (server_) server_->close();
+    maybe_finish();
+    return;
+  }
+  if (shutdown_requested_) end(CloseReason::Shutdown);
+  update();
 }
 
-void Relay::feed_held() {
-  // Feeding one side can release the other (a "+", a tagged result): go round
-  // until neither moves.
-  for (bool moved = true; moved;) {
-    moved = false;
-    if (!held_server_.empty()) {
-      moved = feed_from(held_server_, [&](std::string_view& in) { session_->feed_server(in); }) || moved;
-    }
-    if (!held_client_.empty() && !session_->client_tls_requested()) {
-      moved = feed_from(held_client_, [&](std::string_view& in) { session_->feed_client(in); }) || moved;
+// Does everything that can be done now. Called by every completion handler and
+// never from inside itself, so no step runs re-entrantly.
+void Relay::update() {
+  if (closing_ || !session_) {
+    maybe_finish();
+    return;
+  }
+  for (int pass = 1;; ++pass) {
+    // Feeding one side can release the other (a "+", a tagged result), and writing
+    // can lift backpressure: go round until nothing moves.
+    bool moved = feed_held();
+    flush(Side::Client);
+    flush(Side::Server);
+    maybe_start_client_tls();
+    moved = pump(Side::Client) || moved;
+    moved = pump(Side::Server) || moved;
+    if (!moved) break;
+    if (pass == kPassesPerTurn) {
+      post_update();
+      break;
     }
   }
-  kick_writers();
-  wake_all();
-  if (auto close = session_->close_requested()) end(*close);
+  if (ending_) {
+    finish_ending();
+  } else {
+    trim_buffers();
+  }
+  maybe_finish();
+}
+
+std::size_t Relay::unwritten(Side side) {
+  const Leg& l = leg(side);
+  return l.out.size() - l.out_done + queue_for(side).size();
+}
+
+bool Relay::may_read(Side side) {
+  const Leg& l = leg(side);
+  if (ending_ || l.read_waiting || !l.held.empty()) return false;
+  if (side == Side::Server) return unwritten(Side::Client) < kHighWater;
+  return !client_tls_in_progress_ && !session_->client_tls_requested() && unwritten(Side::Server) < kHighWater;
+}
+
+bool Relay::pump(Side side) {
+  Leg& l = leg(side);
+  bool moved = false;
+  for (int reads = 0; reads < kReadsPerPump && may_read(side); ++reads) {
+    auto result = stream(side).read_some();
+    if (result.wait != Stream::Wait::None) {
+      l.read_waiting = true;
+      ++pending_;
+      stream(side).wait(result.wait, [this, side](const asio::error_code& ec) {
+        --pending_;
+        leg(side).read_waiting = false;
+        if (ec && ec != asio::error::operation_aborted && !closing_) {
+          end(side == Side::Client ? CloseReason::ClientError : CloseReason::ServerError);
+        }
+        update();
+      });
+      return moved;
+    }
+    if (result.ec) {
+      if (side == Side::Client) {
+        end(is_eof(result.ec) ? CloseReason::ClientClosed : CloseReason::ClientError);
+      } else {
+        end(is_eof(result.ec) ? CloseReason::ServerClosed : CloseReason::ServerError);
+      }
+      return moved;
+    }
+    moved = true;
+    last_activity_ = Clock::now();
+    std::string_view input = result.data;  // the thread's read buffer: consumed or copied here
+    if (side == Side::Client) {
+      bytes_from_client_ += input.size();
+      session_->feed_client(input);
+    } else {
+      bytes_from_server_ += input.size();
+      session_->feed_server(input);
+    }
+    if (!input.empty()) l.held.assign(input);
+    if (side == Side::Server) feed_held();  // the client may have been waiting for this
+    flush(Side::Client);
+    flush(Side::Server);
+    if (auto close = session_->close_requested()) end(*close);
+  }
+  return moved;
+}
+
+bool Relay::feed_held() {
+  bool fed = false;
+  for (bool moved = true; moved;) {
+    moved = false;
+    if (!server_leg_.held.empty()) {
+      moved = feed_from(server_leg_.held, [&](std::string_view& in) { session_->feed_server(in); }) || moved;
+    }
+    if (!client_leg_.held.empty() && !session_->client_tls_requested()) {
+      moved = feed_from(client_leg_.held, [&](std::string_view& in) { session_->feed_client(in); }) || moved;
+    }
+    fed = fed || moved;
+  }
+  if (fed) {
+    if (auto close = session_->close_requested()) end(*close);
+  }
+  return fed;
+}
+
+void Relay::flush(Side side) {
+  Leg& l = leg(side);
+  if (l.dead || l.write_waiting || (side == Side::Client && client_tls_in_progress_)) return;
+  std::string& queue = queue_for(side);
+  for (;;) {
+    if (l.out_done == l.out.size()) {
+      // The whole queue is taken at once, so the session appends to an empty one
+      // while these bytes are written (TLS needs them to stay where they are).
+      l.out.clear();
+      l.out_done = 0;
+      if (queue.empty()) return;
+      l.out.swap(queue);
+    }
+    auto result = stream(side).write_some(std::string_view(l.out).substr(l.out_done));
+    l.out_done += result.written;
+    if (result.ec) {
+      l.dead = true;
+      end(side == Side::Client ? CloseReason::ClientError : CloseReason::ServerError);
+      return;
+    }
+    if (result.wait != Stream::Wait::None) {
+      l.write_waiting = true;
+      ++pending_;
+      stream(side).wait(result.wait, [this, side](const asio::error_code& ec) {
+        --pending_;
+        leg(side).write_waiting = false;
+        if (ec && ec != asio::error::operation_aborted && !closing_) {
+          leg(side).dead = true;
+          end(side == Side::Client ? CloseReason::ClientError : CloseReason::ServerError);
+        }
+        update();
+      });
+      return;
+    }
+  }
+}
+
+bool Relay::written(Side side) {
+  if (leg(side).dead || (side == Side::Client && client_tls_in_progress_)) return true;
+  return unwritten(side) == 0;
+}
+
+void Relay::maybe_start_client_tls() {
+  if (client_tls_in_progress_ || ending_ || !session_->client_tls_requested()) return;
+  // The OK goes out in plaintext first; nothing else may write during the handshake.
+  if (!written(Side::Client)) return;
+  client_leg_.held.clear();  // plaintext pipelined after STARTTLS is never read
+  client_tls_in_progress_ = true;
+  ++pending_;
+  asio::co_spawn(client_.socket().get_executor(), client_handshake(), [this](std::exception_ptr error, bool upgraded) {
+    --pending_;
+    client_tls_in_progress_ = false;
+    if (!closing_) {
+      if (error || !upgraded) {
+        client_leg_.dead = true;
+        end(CloseReason::ClientTlsFailed);
+      } else {
+        session_->client_tls_started();
+      }
+    }
+    update();
+  });
+}
+
+asio::awaitable<bool> Relay::client_handshake() {
+  asio::steady_timer timer(co_await asio::this_coro::executor, listener_.timeouts.tls_handshake);
+  auto result = co_await (client_.accept_tls(listener_.client_tls->native_handle()) || timer.async_wait(kNoThrow));
+  co_return result.index() == 0 && !std::get<0>(result);
 }
 
 void Relay::end(CloseReason reason) {
@@ -199,7 +327,7 @@ void Relay::end(CloseReason reason) {
   switch (reason) {
     case CloseReason::ServerClosed:
     case CloseReason::ServerError:
-      server_dead_ = true;
+      server_leg_.dead = true;
       // A BYE only where it can't cut a server message in two.
       if (session_->server_between_messages() &&
           session_->state().protocol_state() != imap::ProtocolState::Logout) {
@@ -214,138 +342,76 @@ void Relay::end(CloseReason reason) {
       break;
     case CloseReason::ClientError:
     case CloseReason::ClientTlsFailed:
-      client_dead_ = true;
+      client_leg_.dead = true;
       break;
     default:
       break;
   }
-  if (client_dead_) session_->to_client().clear();
-  if (server_dead_) session_->to_server().clear();
+  for (Side side : {Side::Client, Side::Server}) {
+    if (!leg(side).dead) continue;
+    queue_for(side).clear();
+    leg(side).out.clear();
+    leg(side).out_done = 0;
+  }
   client_.stop_reading();
   server_->stop_reading();
-  kick_writers();
-  wake_all();
 }
 
-asio::awaitable<void> Relay::client_reader() {
-  for (;;) {
-    if (ending_) co_return;
-    if (session_->client_tls_requested()) {
-      const bool upgraded = co_await client_starttls();
-      if (!upgraded) end(CloseReason::ClientTlsFailed);
-      continue;
-    }
-    // The client waits for the server, or the server can't take more: read nothing.
-    if (!held_client_.empty() || session_->to_server().size() >= kHighWater) {
-      co_await changed_.wait();
-      continue;
-    }
-    // An idle session keeps no buffers while it waits; freeing costs one
-    // allocation per read, not per message.
-    session_->release_memory();
-    // The bytes are in a per-thread buffer: consumed or copied before the next wait.
-    auto [ec, input] = co_await client_.read();
-    if (ending_) co_return;
-    if (ec) {
-      end(is_eof(ec) ? CloseReason::ClientClosed : CloseReason::ClientError);
-      continue;
-    }
-    last_activity_ = Clock::now();
-    bytes_from_client_ += input.size();
-    session_->feed_client(input);
-    if (!input.empty()) held_client_.assign(input);
-    kick_writers();
-    wake_all();
-    if (auto close = session_->close_requested()) end(*close);
+void Relay::finish_ending() {
+  flush(Side::Client);
+  flush(Side::Server);
+  if (written(Side::Client) && written(Side::Server)) {
+    close_legs();
+    return;
   }
+  if (final_flush_) return;
+  // The last bytes (the server's, a BYE) get a bounded chance.
+  final_flush_ = std::make_unique<asio::steady_timer>(client_.socket().get_executor(), kFinalFlush);
+  ++pending_;
+  final_flush_->async_wait([this](const asio::error_code& ec) {
+    --pending_;
+    if (!ec && !closing_) client_leg_.dead = server_leg_.dead = true;
+    update();
+  });
 }
 
-asio::awaitable<bool> Relay::client_starttls() {
-  // The OK goes out in plaintext first; nothing else may write during the handshake.
-  while (!session_->to_client().empty() || client_writer_running_) {
-    kick_writers();
-    co_await changed_.wait();
-    if (ending_) co_return false;
-  }
-  held_client_.clear();  // plaintext pipelined after STARTTLS is never read
-  client_tls_in_progress_ = true;
-  asio::steady_timer timer(co_await asio::this_coro::executor, listener_.timeouts.tls_handshake);
-  auto result =
-      co_await (client_.accept_tls(listener_.client_tls->native_handle()) || timer.async_wait(kNoThrow));
-  client_tls_in_progress_ = false;
-  if (result.index() == 1 || std::get<0>(result)) co_return false;
-  session_->client_tls_started();
-  feed_held();  // server bytes that arrived during the switch
-  co_return true;
+void Relay::close_legs() {
+  closing_ = true;
+  client_.close();
+  server_->close();
+  if (final_flush_) final_flush_->cancel();
 }
 
-asio::awaitable<void> Relay::server_reader() {
-  Finished finished{*this};
-  for (;;) {
-    if (ending_) co_return;
-    if (!held_server_.empty() || session_->to_client().size() >= kHighWater) {
-      co_await changed_.wait();
-      continue;
-    }
-    session_->release_memory();
-    auto [ec, input] = co_await server_->read();
-    if (ending_) co_return;
-    if (ec) {
-      end(is_eof(ec) ? CloseReason::ServerClosed : CloseReason::ServerError);
-      continue;
-    }
-    last_activity_ = Clock::now();
-    bytes_from_server_ += input.size();
-    session_->feed_server(input);
-    if (!input.empty()) held_server_.assign(input);
-    feed_held();  // the client may have been waiting for this
-  }
+void Relay::maybe_finish() {
+  if (!closing_ || pending_ > 0 || finished_) return;
+  finished_ = true;
+  if (session_) log_end();
+  // Not now: the caller is one of this relay's own functions.
+  asio::post(client_.socket().get_executor(), [registry = registry_, self = self_] {
+    registry->relays.erase(self);
+    --*registry->active;
+  });
 }
 
-asio::awaitable<asio::error_code> Relay::write_out(Stream& stream, std::string& out) {
-  asio::error_code ec;
-  if (ending_) {
-    // The last bytes (the server's, a BYE) get a bounded chance.
-    asio::steady_timer timer(co_await asio::this_coro::executor, kFinalFlush);
-    auto result = co_await (stream.write_all(out) || timer.async_wait(kNoThrow));
-    ec = result.index() == 1 ? asio::error::timed_out : std::get<0>(result).first;
-  } else {
-    ec = (co_await stream.write_all(out)).first;
-  }
-  out.clear();
-  if (out.capacity() > kKeepWriteBuffer) std::string().swap(out);
-  co_return ec;
+void Relay::post_update() {
+  if (update_posted_) return;
+  update_posted_ = true;
+  ++pending_;
+  asio::post(client_.socket().get_executor(), [this] {
+    --pending_;
+    update_posted_ = false;
+    update();
+  });
 }
 
-asio::awaitable<void> Relay::client_writer() {
-  // Runs while the client leg has bytes queued; a new one starts when more come.
-  Finished finished{*this};
-  while (!client_dead_ && !client_tls_in_progress_ && !session_->to_client().empty()) {
-    out_client_.swap(session_->to_client());
-    const auto ec = co_await write_out(client_, out_client_);  // not in the if: see run()
-    if (ec) {
-      client_dead_ = true;
-      end(CloseReason::ClientError);
-    }
-    wake_all();  // readers held back by a full queue
+void Relay::trim_buffers() {
+  // An idle session keeps no buffers: freeing costs an allocation per burst of
+  // traffic, not per message.
+  session_->release_memory();
+  for (Leg* l : {&client_leg_, &server_leg_}) {
+    if (l->held.empty()) std::string().swap(l->held);
+    if (l->out.empty()) std::string().swap(l->out);
   }
-  client_writer_running_ = false;
-  changed_.notify();
-}
-
-asio::awaitable<void> Relay::server_writer() {
-  Finished finished{*this};
-  while (!server_dead_ && !session_->to_server().empty()) {
-    out_server_.swap(session_->to_server());
-    const auto ec = co_await write_out(*server_, out_server_);
-    if (ec) {
-      server_dead_ = true;
-      end(CloseReason::ServerError);
-    }
-    wake_all();
-  }
-  server_writer_running_ = false;
-  changed_.notify();
 }
 
 void Relay::log_end() const {

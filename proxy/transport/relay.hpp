@@ -1,14 +1,21 @@
-// One client connection, proxied: the coroutine that owns both legs. Two readers
-// feed the socket-free Session (the client's runs in run() itself); a writer per leg
-// runs only while that leg has bytes queued, so an idle session is two suspended
-// readers and this object (each extra coroutine would cost 1-3 KiB per session). The idle timeout is checked by the
-// proxy's per-loop sweep (check_idle). Everything ends cooperatively: whoever sees
-// the end first records why and stops the reads; the writers then flush what their
-// leg must still get (the server's last bytes, a BYE), so no message is cut off.
+// One client connection, proxied. The set-up (client TLS, upstream connection) is a
+// coroutine whose frame is gone once the session runs; from then on the relay is
+// driven by callbacks: each leg has at most one pending wait for readability and
+// one for writability, and update() does everything that can be done now (feed the
+// Session, write what it queued, read more). An idle session is this object and two
+// small pending waits: coroutine frames would cost 3-4 KiB per session more.
+//
+// Everything ends cooperatively: whoever sees the end first records why and stops
+// the reads; the writes then flush what each leg must still get (the server's last
+// bytes, a BYE) within a bounded time, and the relay removes itself from its loop's
+// registry once no handler of it is pending.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,21 +41,24 @@ struct ListenerRuntime {
   std::shared_ptr<asio::ssl::context> upstream_tls;  // null: plain upstream
 };
 
-// Wakes coroutines waiting on it; a waiter re-checks its condition after waking.
-class Signal {
- public:
-  explicit Signal(const asio::any_io_executor& executor);
-  asio::awaitable<void> wait();
-  void notify() { timer_.cancel(); }
+class Relay;
 
- private:
-  asio::steady_timer timer_;
+// The relays of one event loop; only that loop's thread touches it.
+struct RelayRegistry {
+  std::list<std::unique_ptr<Relay>> relays;
+  std::atomic<std::size_t>* active = nullptr;  // sessions of every loop, for the drain
 };
 
 class Relay {
  public:
   Relay(asio::ip::tcp::socket client, const ListenerRuntime& listener, std::uint64_t id);
-  asio::awaitable<void> run();
+  ~Relay();
+  Relay(const Relay&) = delete;
+  Relay& operator=(const Relay&) = delete;
+
+  // Creates a relay owned by the registry and starts it; it removes itself when done.
+  static void launch(asio::ip::tcp::socket client, const ListenerRuntime& listener, std::uint64_t id,
+                     RelayRegistry& registry);
   // The drain period is over: end with "* BYE" at the next message boundary.
   void shutdown();
   // Ends the session when neither side sent anything for the idle timeout.
@@ -56,43 +66,59 @@ class Relay {
 
  private:
   using CloseReason = session::CloseReason;
+  enum class Side : std::uint8_t { Client, Server };
 
-  asio::awaitable<bool> start();  // client TLS, upstream; false: the session is over
-  asio::awaitable<void> client_reader();
-  asio::awaitable<void> server_reader();
-  asio::awaitable<void> client_writer();
-  asio::awaitable<void> server_writer();
-  asio::awaitable<asio::error_code> write_out(Stream& stream, std::string& out);
-  asio::awaitable<bool> client_starttls();
-  struct Finished;
-  void spawn(asio::awaitable<void> task);  // a reader or writer; it counts itself out (Finished)
-  void kick_writers();  // starts a leg's writer when it has bytes queued and none runs
-  void feed_held();
+  struct Leg {
+    std::string held;  // read from this leg, not yet consumed (the session is blocked)
+    std::string out;   // being written to this leg, taken whole from the session's queue
+    std::size_t out_done = 0;
+    bool read_waiting = false;
+    bool write_waiting = false;
+    bool dead = false;  // writes to it would fail
+  };
+
+  asio::awaitable<bool> set_up();  // client TLS, upstream; false: the session is over
+  asio::awaitable<bool> client_handshake();
+  void begin(std::exception_ptr error, bool started);
+
+  void update();
+  bool pump(Side side);
+  bool feed_held();
+  void flush(Side side);
+  void maybe_start_client_tls();
+  void finish_ending();
   void end(CloseReason reason);
-  void wake_all();
+  void close_legs();
+  void maybe_finish();
+  void post_update();
+  void trim_buffers();
   void log_end() const;
+
+  Stream& stream(Side side) { return side == Side::Client ? client_ : *server_; }
+  Leg& leg(Side side) { return side == Side::Client ? client_leg_ : server_leg_; }
+  std::string& queue_for(Side side) { return side == Side::Client ? session_->to_client() : session_->to_server(); }
+  std::size_t unwritten(Side side);  // bytes queued or being written to this leg
+  bool may_read(Side side);
+  bool written(Side side);  // nothing more to write to this leg (or it can't take it)
 
   const ListenerRuntime& listener_;
   std::uint64_t id_;
+  RelayRegistry* registry_ = nullptr;
+  std::list<std::unique_ptr<Relay>>::iterator self_;
   std::string client_peer_;
   Stream client_;
   std::unique_ptr<Stream> server_;
   std::string server_peer_;
   std::optional<session::Session> session_;
-  std::string held_client_;  // read, not yet consumed (the client waits for the server)
-  std::string held_server_;  // read, not yet consumed (the client leg is switching to TLS)
-  std::string out_client_;   // being written
-  std::string out_server_;
-  // One signal for every change a coroutine may wait for (bytes fed, a queue
-  // drained, a writer or reader finished): waiters re-check their own condition,
-  // and each extra steady_timer would cost ~120 bytes per session.
-  Signal changed_;
-  unsigned running_ = 0;  // spawned readers and writers still running
+  Leg client_leg_;
+  Leg server_leg_;
+  std::unique_ptr<asio::steady_timer> final_flush_;  // only while ending with bytes to write
+  unsigned pending_ = 0;                              // handlers of this relay not yet run
   bool client_tls_in_progress_ = false;
-  bool client_writer_running_ = false;
-  bool server_writer_running_ = false;
-  bool client_dead_ = false;  // writes to it would fail
-  bool server_dead_ = false;
+  bool update_posted_ = false;
+  bool shutdown_requested_ = false;
+  bool closing_ = false;   // sockets closed: waiting for pending handlers only
+  bool finished_ = false;  // removal posted
   std::optional<CloseReason> ending_;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;

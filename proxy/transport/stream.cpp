@@ -11,10 +11,12 @@
 namespace imapscope::transport {
 namespace {
 
-constexpr std::size_t kScratch = 16 * 1024;  // one TLS record's worth of plaintext
+// A plain read takes up to this much at once (a TLS read returns one record, at
+// most 16 KiB): fewer system calls and decoder passes per byte.
+constexpr std::size_t kScratch = 64 * 1024;
 
 // Shared by every stream of the thread: a read's bytes are consumed before the
-// reading coroutine suspends again (see Stream::read).
+// thread reads anything else (see Stream::ReadResult).
 char* scratch() {
   thread_local std::array<char, kScratch> buffer;
   return buffer.data();
@@ -28,6 +30,10 @@ asio::error_code ssl_error(int code) {
   return asio::error::connection_aborted;
 }
 
+bool would_block(const asio::error_code& ec) {
+  return ec == asio::error::would_block || ec == asio::error::try_again;
+}
+
 }  // namespace
 
 Stream::Stream(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {
@@ -39,103 +45,82 @@ Stream::~Stream() {
   if (ssl_) SSL_free(ssl_);
 }
 
-template <typename Call>
-asio::awaitable<std::pair<asio::error_code, int>> Stream::tls_call(Call call) {
-  for (;;) {
+Stream::ReadResult Stream::read_some() {
+  if (reading_stopped_) return {asio::error::eof, {}, Wait::None};
+  char* buffer = scratch();
+  if (ssl_) {
     ERR_clear_error();
-    const int result = call();
-    if (result > 0) co_return std::pair{asio::error_code{}, result};
-    const int code = SSL_get_error(ssl_, result);
-    if (code == SSL_ERROR_WANT_READ) {
-      auto [ec] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, kNoThrow);
-      if (ec) co_return std::pair{ec, 0};
-    } else if (code == SSL_ERROR_WANT_WRITE) {
-      auto [ec] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_write, kNoThrow);
-      if (ec) co_return std::pair{ec, 0};
-    } else if (code == SSL_ERROR_ZERO_RETURN) {
-      co_return std::pair{asio::error_code(asio::error::eof), 0};
-    } else {
-      co_return std::pair{ssl_error(code), 0};
+    const int n = SSL_read(ssl_, buffer, static_cast<int>(kScratch));
+    if (n > 0) return {{}, std::string_view(buffer, static_cast<std::size_t>(n)), Wait::None};
+    const int code = SSL_get_error(ssl_, n);
+    if (code == SSL_ERROR_WANT_READ) return {{}, {}, Wait::Readable};
+    if (code == SSL_ERROR_WANT_WRITE) return {{}, {}, Wait::Writable};
+    if (code == SSL_ERROR_ZERO_RETURN) return {asio::error::eof, {}, Wait::None};
+    return {ssl_error(code), {}, Wait::None};
+  }
+  asio::error_code ec;
+  const std::size_t n = socket_.read_some(asio::buffer(buffer, kScratch), ec);
+  if (would_block(ec)) return {{}, {}, Wait::Readable};
+  return {ec, std::string_view(buffer, n), Wait::None};
+}
+
+Stream::WriteResult Stream::write_some(std::string_view data) {
+  WriteResult result;
+  while (result.written < data.size()) {
+    const auto rest = data.substr(result.written);
+    if (ssl_) {
+      ERR_clear_error();
+      std::size_t n = 0;
+      if (SSL_write_ex(ssl_, rest.data(), rest.size(), &n) == 1) {
+        result.written += n;
+        continue;
+      }
+      const int code = SSL_get_error(ssl_, 0);
+      if (code == SSL_ERROR_WANT_WRITE) {
+        result.wait = Wait::Writable;
+      } else if (code == SSL_ERROR_WANT_READ) {
+        result.wait = Wait::Readable;
+      } else {
+        result.ec = ssl_error(code);
+      }
+      return result;
+    }
+    asio::error_code ec;
+    result.written += socket_.write_some(asio::buffer(rest), ec);
+    if (would_block(ec)) {
+      result.wait = Wait::Writable;
+      return result;
+    }
+    if (ec) {
+      result.ec = ec;
+      return result;
     }
   }
+  return result;
+}
+
+asio::awaitable<asio::error_code> Stream::wait_for(Wait wait) {
+  const auto what = wait == Wait::Writable ? asio::ip::tcp::socket::wait_write : asio::ip::tcp::socket::wait_read;
+  auto [ec] = co_await socket_.async_wait(what, kNoThrow);
+  co_return ec;
 }
 
 asio::awaitable<std::pair<asio::error_code, std::string_view>> Stream::read() {
-  // The wait is inline (no tls_call frame): an idle session parks here twice.
-  char* buffer = scratch();
   for (;;) {
-    if (reading_stopped_) co_return std::pair{asio::error_code(asio::error::eof), std::string_view()};
-    auto wait = asio::ip::tcp::socket::wait_read;
-    if (ssl_) {
-      ERR_clear_error();
-      const int n = SSL_read(ssl_, buffer, static_cast<int>(kScratch));
-      if (n > 0) co_return std::pair{asio::error_code{}, std::string_view(buffer, static_cast<std::size_t>(n))};
-      const int code = SSL_get_error(ssl_, n);
-      if (code == SSL_ERROR_ZERO_RETURN) co_return std::pair{asio::error_code(asio::error::eof), std::string_view()};
-      if (code == SSL_ERROR_WANT_WRITE) {
-        wait = asio::ip::tcp::socket::wait_write;
-      } else if (code != SSL_ERROR_WANT_READ) {
-        co_return std::pair{ssl_error(code), std::string_view()};
-      }
-    } else {
-      asio::error_code ec;
-      const std::size_t n = socket_.read_some(asio::buffer(buffer, kScratch), ec);
-      if (ec != asio::error::would_block && ec != asio::error::try_again) {
-        co_return std::pair{ec, std::string_view(buffer, n)};
-      }
-    }
-    auto [wait_ec] = co_await socket_.async_wait(wait, kNoThrow);
-    if (wait_ec) co_return std::pair{wait_ec, std::string_view()};
+    auto result = read_some();
+    if (result.wait == Wait::None) co_return std::pair{result.ec, result.data};
+    if (auto ec = co_await wait_for(result.wait)) co_return std::pair{ec, std::string_view()};
   }
 }
 
 asio::awaitable<std::pair<asio::error_code, std::size_t>> Stream::write_all(std::string_view data) {
   std::size_t done = 0;
-  while (done < data.size()) {
-    if (ssl_) {
-      const auto chunk = data.substr(done);
-      auto [ec, n] = co_await tls_call([&] {
-        std::size_t written = 0;
-        return SSL_write_ex(ssl_, chunk.data(), chunk.size(), &written) == 1 ? static_cast<int>(written) : 0;
-      });
-      if (ec) co_return std::pair{ec, done};
-      done += static_cast<std::size_t>(n);
-      continue;
-    }
-    asio::error_code ec;
-    done += socket_.write_some(asio::buffer(data.substr(done)), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      auto [wait_ec] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_write, kNoThrow);
-      if (wait_ec) co_return std::pair{wait_ec, done};
-    } else if (ec) {
-      co_return std::pair{ec, done};
-    }
+  for (;;) {
+    auto result = write_some(data.substr(done));
+    done += result.written;
+    if (result.ec || result.wait == Wait::None) co_return std::pair{result.ec, done};
+    if (auto ec = co_await wait_for(result.wait)) co_return std::pair{ec, done};
   }
-  co_return std::pair{asio::error_code{}, done};
-}
-
-std::pair<asio::error_code, std::size_t> Stream::try_write(std::string_view data) {
-  std::size_t done = 0;
-  while (done < data.size()) {
-    if (ssl_) {
-      ERR_clear_error();
-      std::size_t written = 0;
-      if (SSL_write_ex(ssl_, data.data() + done, data.size() - done, &written) == 1) {
-        done += written;
-        continue;
-      }
-      const int code = SSL_get_error(ssl_, 0);
-      // The record OpenSSL could not finish stays with it; write_all() later
-      // retries from the same byte, as OpenSSL requires.
-      if (code == SSL_ERROR_WANT_WRITE || code == SSL_ERROR_WANT_READ) break;
-      return {ssl_error(code), done};
-    }
-    asio::error_code ec;
-    done += socket_.write_some(asio::buffer(data.substr(done)), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) break;
-    if (ec) return {ec, done};
-  }
-  return {asio::error_code{}, done};
 }
 
 asio::awaitable<asio::error_code> Stream::handshake(SSL_CTX* ctx, bool server, const std::string& server_name,
@@ -161,8 +146,17 @@ asio::awaitable<asio::error_code> Stream::handshake(SSL_CTX* ctx, bool server, c
       if (SSL_set1_host(ssl_, server_name.c_str()) != 1) co_return asio::error::invalid_argument;
     }
   }
-  auto [ec, unused] = co_await tls_call([&] { return SSL_do_handshake(ssl_); });
-  co_return ec;
+  for (;;) {
+    ERR_clear_error();
+    const int result = SSL_do_handshake(ssl_);
+    if (result == 1) co_return asio::error_code{};
+    const int code = SSL_get_error(ssl_, result);
+    Wait wait = Wait::None;
+    if (code == SSL_ERROR_WANT_READ) wait = Wait::Readable;
+    if (code == SSL_ERROR_WANT_WRITE) wait = Wait::Writable;
+    if (wait == Wait::None) co_return code == SSL_ERROR_ZERO_RETURN ? asio::error_code(asio::error::eof) : ssl_error(code);
+    if (auto ec = co_await wait_for(wait)) co_return ec;
+  }
 }
 
 asio::awaitable<asio::error_code> Stream::accept_tls(SSL_CTX* ctx) {

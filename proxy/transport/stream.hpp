@@ -6,10 +6,14 @@
 // buffer; OpenSSL allocates its record buffers only while a record is in flight
 // (SSL_MODE_RELEASE_BUFFERS). asio::ssl::stream would keep ~34 KiB per stream.
 //
-// All operations are awaitables returning error codes: nothing throws across
-// coroutine boundaries. One read and one write may be in progress at a time.
+// The relay drives a stream with the non-blocking read_some()/write_some() and
+// wait(), so that an idle session holds two small pending waits and no coroutine
+// frame; read()/write_all() and the handshakes are awaitables for the set-up code.
+// Errors are returned, never thrown. One read and one write may be in progress at
+// a time.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -30,14 +34,33 @@ class Stream {
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
-  // Waits for data and returns what is there: a view into a per-thread buffer,
-  // valid until the caller's next suspension point. Consume it or copy it at once.
+  // What a non-blocking call needs before it can go on (TLS may read to write).
+  enum class Wait : std::uint8_t { None, Readable, Writable };
+  struct ReadResult {
+    asio::error_code ec;    // eof when the peer (or stop_reading) ended the stream
+    std::string_view data;  // a per-thread buffer: consume or copy before the next read
+    Wait wait = Wait::None;  // nothing to read now: call again once this is true
+  };
+  struct WriteResult {
+    asio::error_code ec;
+    std::size_t written = 0;  // also on error (a cut-off write)
+    Wait wait = Wait::None;   // the socket takes no more now
+  };
+  ReadResult read_some();
+  // A TLS record that could not be finished stays with OpenSSL: the next call must
+  // start with the same bytes.
+  WriteResult write_some(std::string_view data);
+  // Calls handler(asio::error_code) once the socket is ready for the wanted call.
+  template <typename Handler>
+  void wait(Wait wait, Handler&& handler) {
+    socket_.async_wait(wait == Wait::Writable ? asio::ip::tcp::socket::wait_write : asio::ip::tcp::socket::wait_read,
+                       std::forward<Handler>(handler));
+  }
+
+  // Awaitable forms for the set-up: read() waits for data (the view is valid until
+  // the caller's next suspension point); write_all() writes everything.
   asio::awaitable<std::pair<asio::error_code, std::string_view>> read();
-  // Bytes written are reported also on error (a cut-off write).
   asio::awaitable<std::pair<asio::error_code, std::size_t>> write_all(std::string_view data);
-  // Writes what the socket takes now, without waiting: the fast path that spares a
-  // writer coroutine when the peer keeps up. Must not run while write_all() does.
-  std::pair<asio::error_code, std::size_t> try_write(std::string_view data);
 
   // Server side of a TLS handshake (client leg).
   asio::awaitable<asio::error_code> accept_tls(SSL_CTX* ctx);
@@ -53,10 +76,7 @@ class Stream {
   void close();
 
  private:
-  // Drives an OpenSSL write or handshake that may want the socket readable or
-  // writable (read() has its own loop, so an idle session parks one frame less).
-  template <typename Call>
-  asio::awaitable<std::pair<asio::error_code, int>> tls_call(Call call);
+  asio::awaitable<asio::error_code> wait_for(Wait wait);
   asio::awaitable<asio::error_code> handshake(SSL_CTX* ctx, bool server, const std::string& server_name, bool verify);
 
   asio::ip::tcp::socket socket_;

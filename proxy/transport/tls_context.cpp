@@ -12,6 +12,10 @@ void common_settings(asio::ssl::context& ctx) {
   SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
   // An idle session keeps no TLS record buffers (they're up to 34 KiB per stream).
   SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
+  // Whole socket reads instead of a header read and a body read per record: half
+  // the system calls. Safe with the relay's edge-triggered waits because it reads
+  // until OpenSSL wants more from the socket before it waits.
+  SSL_CTX_set_read_ahead(native, 1);
   SSL_CTX_set_options(native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 }
 
