@@ -1,85 +1,17 @@
 #include "proxy/app/config.hpp"
 
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "proxy/util/json_reader.hpp"
 
 namespace imapscope::app {
 namespace {
 
 using nlohmann::json;
 
-// Reads typed values out of a JSON object, rejecting unknown keys (typos must not
-// silently fall back to defaults). Errors name the file and the JSON pointer.
-class Reader {
- public:
-  Reader(const json& value, std::string file, std::string pointer)
-      : value_(value), file_(std::move(file)), pointer_(std::move(pointer)) {
-    if (!value_.is_object()) fail("", "must be an object");
-  }
-
-  [[noreturn]] void fail(const std::string& key, const std::string& reason) const {
-    throw ConfigError(file_ + ": " + (pointer_ + (key.empty() ? "" : "/" + key) + (pointer_.empty() && key.empty() ? "/" : "")) +
-                      ": " + reason);
-  }
-  bool has(const std::string& key) {
-    known_.insert(key);
-    return value_.contains(key);
-  }
-  std::string string(const std::string& key, const std::string& fallback) {
-    if (!has(key)) return fallback;
-    if (!value_[key].is_string()) fail(key, "must be a string");
-    return value_[key].get<std::string>();
-  }
-  bool boolean(const std::string& key, bool fallback) {
-    if (!has(key)) return fallback;
-    if (!value_[key].is_boolean()) fail(key, "must be true or false");
-    return value_[key].get<bool>();
-  }
-  std::uint64_t number(const std::string& key, std::uint64_t fallback, std::uint64_t min, std::uint64_t max) {
-    if (!has(key)) return fallback;
-    const auto& v = value_[key];
-    if (!v.is_number_unsigned() || v.get<std::uint64_t>() < min || v.get<std::uint64_t>() > max) {
-      fail(key, "must be a whole number from " + std::to_string(min) + " to " + std::to_string(max));
-    }
-    return v.get<std::uint64_t>();
-  }
-  std::string choice(const std::string& key, const std::string& fallback, const std::set<std::string>& allowed) {
-    auto v = string(key, fallback);
-    if (!allowed.count(v)) {
-      std::string list;
-      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      fail(key, "must be one of " + list + " (not \"" + v + "\")");
-    }
-    return v;
-  }
-  Reader object(const std::string& key) {
-    known_.insert(key);
-    static const json kEmpty = json::object();
-    return Reader(value_.contains(key) ? value_[key] : kEmpty, file_, pointer_ + "/" + key);
-  }
-  const json& array(const std::string& key) {
-    known_.insert(key);
-    if (!value_.contains(key) || !value_[key].is_array()) fail(key, "must be a list");
-    return value_[key];
-  }
-  std::string path(const std::string& key) const { return file_ + ": " + pointer_ + "/" + key; }
-  const std::string& file() const { return file_; }
-  const std::string& pointer() const { return pointer_; }
-  void reject_unknown() const {
-    for (const auto& [key, unused] : value_.items()) {
-      if (!known_.count(key)) fail(key, "unknown setting");
-    }
-  }
-
- private:
-  const json& value_;
-  std::string file_;
-  std::string pointer_;
-  std::set<std::string> known_;
-};
+using Reader = util::JsonReader;
 
 std::chrono::milliseconds millis(Reader& r, const std::string& key, std::chrono::milliseconds fallback) {
   return std::chrono::milliseconds(r.number(key, static_cast<std::uint64_t>(fallback.count()), 1, 86'400'000));
@@ -160,17 +92,7 @@ transport::Endpoint parse_endpoint(const std::string& text, const std::string& w
 }
 
 Config load_config_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot be read");
-  std::stringstream text;
-  text << in.rdbuf();
-  json document;
-  try {
-    document = json::parse(text.str());
-  } catch (const json::parse_error& e) {
-    // e.byte is the position; e.what() says what was expected there.
-    throw ConfigError(path + ": byte " + std::to_string(e.byte) + ": " + e.what());
-  }
+  const json document = util::load_json_file(path);
   Config config;
   Reader root(document, path, "");
   config.log_level = parse_level(root.string("log_level", "info"), root.path("log_level"));

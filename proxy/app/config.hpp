@@ -8,13 +8,12 @@
 #include <vector>
 
 #include "proxy/transport/settings.hpp"
+#include "proxy/util/json_reader.hpp"
 #include "proxy/util/log.hpp"
 
 namespace imapscope::app {
 
-struct ConfigError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using ConfigError = util::InputError;
 
 struct Config {
   transport::ProxySettings proxy;

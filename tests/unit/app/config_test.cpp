@@ -77,8 +77,8 @@ TEST(Config, ErrorsNameTheKeyAndTheReason) {
 }
 
 TEST(Config, SyntaxErrorsGiveThePosition) {
-  const auto message = error_of("{\"listeners\": [,]}");
-  EXPECT_EQ(message.rfind("byte 16: ", 0), 0u) << message;
+  const auto message = error_of("{\n  \"listeners\": [,]\n}");
+  EXPECT_EQ(message.rfind("line 2, column 17: syntax error", 0), 0u) << message;
 }
 
 TEST(Flags, SimpleCaseNeedsNoFile) {
