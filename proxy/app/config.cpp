@@ -98,6 +98,10 @@ Config load_config_file(const std::string& path) {
   config.log_level = parse_level(root.string("log_level", "info"), root.path("log_level"));
   if (root.has("admin")) config.admin = parse_endpoint(root.string("admin", ""), root.path("admin"));
   config.proxy.threads = static_cast<unsigned>(root.number("threads", 0, 0, 256));
+  if (root.has("clients")) {
+    config.proxy.signatures = std::make_shared<const identify::Signatures>(
+        identify::load_signatures(root.string("clients", "")));
+  }
 
   auto timeouts = root.object("timeouts");
   auto& t = config.proxy.timeouts;
@@ -149,6 +153,7 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--upstream-insecure") f.upstream_insecure = true;
     else if (a == "--login-disabled-until-tls") f.login_disabled = true;
     else if (a == "--admin") f.admin = value();
+    else if (a == "--clients") f.clients = value();
     else if (a == "--log-level") f.log_level = value();
     else if (a == "--threads") {
       const auto v = value();
@@ -169,6 +174,7 @@ Config build_config(const Flags& f) {
   if (!f.log_level.empty()) config.log_level = parse_level(f.log_level, "flag --log-level");
   if (!f.admin.empty()) config.admin = parse_endpoint(f.admin, "flag --admin");
   if (f.threads >= 0) config.proxy.threads = static_cast<unsigned>(f.threads);
+  if (!f.clients.empty()) config.proxy.signatures = std::make_shared<const identify::Signatures>(identify::load_signatures(f.clients));
 
   // Upstream from flags, over the config's (the first listener's) upstream.
   transport::UpstreamSettings upstream;
@@ -236,6 +242,8 @@ Flags (over the config file):
   --upstream-insecure        do NOT verify the server's certificate (says so in the log)
   --admin HOST:PORT          metrics and admin API address (default 127.0.0.1:9143)
   --threads N                event loops (default: one per core)
+  --clients FILE             client signatures for identification (default: the
+                             built-in copy of rules/clients.json)
   --log-level LEVEL          debug, info, warning, error
   -h, --help                 this text
 

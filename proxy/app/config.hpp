@@ -32,7 +32,7 @@ transport::Endpoint parse_endpoint(const std::string& text, const std::string& w
 struct Flags {
   std::string config_file;
   std::vector<std::string> listen, listen_tls, upstream;
-  std::string tls_cert, tls_key, upstream_ca, admin, log_level;
+  std::string tls_cert, tls_key, upstream_ca, admin, log_level, clients;
   bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false, login_disabled = false;
   int threads = -1;
 };

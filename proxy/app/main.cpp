@@ -33,6 +33,11 @@ void print_summary(const imapscope::app::Config& config) {
                                                                                 : "none",
                 l.upstream.verify ? "yes" : "NO");
   }
+  const auto& signatures =
+      config.proxy.signatures ? *config.proxy.signatures : imapscope::identify::builtin_signatures();
+  std::printf("client signatures: %s, %zu families, %zu ID and %zu heuristic signatures\n",
+              config.proxy.signatures ? "from --clients/config" : "built in", signatures.families.size(),
+              signatures.id.size(), signatures.heuristics.size());
 }
 
 }  // namespace

@@ -35,7 +35,8 @@ Session::Session(const SessionSettings& settings)
     : settings_(settings),
       state_(settings.client_limits),
       commands_(state_, settings_.client_limits),
-      responses_(state_, settings_.server_limits) {}
+      responses_(state_, settings_.server_limits),
+      identifier_(settings.signatures ? *settings.signatures : identify::builtin_signatures()) {}
 
 bool Session::client_blocked() const {
   return state_.transport_change_pending() || state_.client_input() == imap::ClientInput::AwaitingServer;
@@ -162,6 +163,7 @@ void Session::on_client_message(std::string_view raw) {
     client_error_.reset();
     return;
   }
+  if (c.kind == imap::CommandKind::Tagged) identifier_.on_command(c);
   if (suppressed) return;  // answered locally when its head arrived
   if (c.kind == imap::CommandKind::Tagged && answer_locally(c)) return;
   if (c.kind == imap::CommandKind::Tagged) ++commands_forwarded_;

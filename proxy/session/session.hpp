@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "proxy/identify/identifier.hpp"
 #include "proxy/imap/command_decoder.hpp"
 #include "proxy/imap/response_decoder.hpp"
 #include "proxy/session/capabilities.hpp"
@@ -25,6 +26,8 @@ struct SessionSettings {
   // greeting's capabilities are the pre-TLS ones, so they are dropped from it and the
   // client asks again.
   bool hide_greeting_capabilities = false;
+  // Client signatures for identification; null: the built-in ones.
+  const identify::Signatures* signatures = nullptr;
 };
 
 class Session {
@@ -59,6 +62,8 @@ class Session {
   const imap::SessionState& state() const { return state_; }
   const ClientLegView& client_leg() const { return settings_.client_leg; }
   std::uint64_t commands_forwarded() const { return commands_forwarded_; }
+  // Who the client is, from its first tagged command on (upgraded by a later ID).
+  const identify::ClientInfo& client() const { return identifier_.info(); }
 
  private:
   void on_client_message(std::string_view raw);
@@ -72,6 +77,7 @@ class Session {
   imap::SessionState state_;
   imap::CommandDecoder commands_;
   imap::ResponseDecoder responses_;
+  identify::Identifier identifier_;
   std::string to_client_;
   std::string to_server_;
   std::string deferred_client_;  // local answers waiting for a server message boundary

@@ -55,6 +55,7 @@ Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
     runtime->timeouts = settings_.timeouts;
     runtime->client_limits = settings_.client_limits;
     runtime->server_limits = settings_.server_limits;
+    runtime->signatures = settings_.signatures.get();
     if (!listener.cert_file.empty()) {
       runtime->client_tls = make_server_tls_context(listener.cert_file, listener.key_file);
     } else if (listener.implicit_tls) {

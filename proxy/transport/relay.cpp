@@ -122,6 +122,7 @@ asio::awaitable<bool> Relay::set_up() {
   settings.client_leg.login_disabled_until_tls =
       listener_.settings.login_disabled_until_tls && listener_.client_tls != nullptr;
   settings.hide_greeting_capabilities = upstream.did_starttls;
+  settings.signatures = listener_.signatures;
   session_.emplace(settings);
   server_leg_.held = std::move(upstream.greeting);
   co_return true;
@@ -424,6 +425,9 @@ void Relay::log_end() const {
                      " bytes_from_client=" + std::to_string(bytes_from_client_) +
                      " bytes_from_server=" + std::to_string(bytes_from_server_) +
                      " commands=" + std::to_string(session_->commands_forwarded()) +
+                     " client_family=" + session_->client().family +
+                     " client_version=" + util::log_quote(session_->client().version) +
+                     " client_id=" + std::string(identify::id_method_name(session_->client().method)) +
                      " state=" + std::string(imap::protocol_state_name(session_->state().protocol_state())));
 }
 

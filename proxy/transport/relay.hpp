@@ -37,6 +37,7 @@ struct ListenerRuntime {
   Timeouts timeouts;
   imap::DecoderLimits client_limits;
   imap::DecoderLimits server_limits;
+  const identify::Signatures* signatures = nullptr;  // null: built in
   std::shared_ptr<asio::ssl::context> client_tls;    // our certificate; null: no TLS on the client leg
   std::shared_ptr<asio::ssl::context> upstream_tls;  // null: plain upstream
 };

@@ -2,6 +2,10 @@
 // fills these from the config file and flags (app/config.hpp).
 #pragma once
 
+#include <memory>
+
+#include "proxy/identify/signatures.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -53,6 +57,8 @@ struct ProxySettings {
   imap::DecoderLimits client_limits;
   imap::DecoderLimits server_limits;
   unsigned threads = 0;  // event loops; 0: one per core
+  // Client signatures (identification); null: the built-in rules/clients.json.
+  std::shared_ptr<const identify::Signatures> signatures;
 };
 
 }  // namespace imapscope::transport

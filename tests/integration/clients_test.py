@@ -102,6 +102,14 @@ SyncState *
         self.assertGreaterEqual(len(direct), 30)
         self.assertEqual(through_tls, direct)
         self.assertEqual(through_starttls, direct)
+        # Every mbsync session was recognised as mbsync (it sends no ID).
+        # (Sessions without commands are the fixture's port probes.)
+        ends = [line for line in proxy.log().splitlines()
+                if "event=session_end" in line and "commands=" in line and "commands=0 " not in line]
+        self.assertGreaterEqual(len(ends), 2, proxy.log())
+        for line in ends:
+            self.assertIn("client_family=mbsync", line)
+            self.assertIn("client_id=heuristic", line)
 
 
 class Upstreams(unittest.TestCase):
@@ -200,6 +208,61 @@ class ServerRefusesSessions(unittest.TestCase):
         self.assertEqual(len(logged_in), 3, results)
         for r in refused:
             self.assertTrue(r.startswith(b"* BYE"), results)
+
+
+class Identification(unittest.TestCase):
+    """Real clients through the proxy are recognised (the session log says who)."""
+
+    def session_ends(self, proxy):
+        # Sessions without a command are the fixture's port probes.
+        return [line for line in proxy.log().splitlines()
+                if "event=session_end" in line and "commands=" in line and "bytes_from_client=0 " not in line]
+
+    def test_imaplib_and_a_client_sending_id(self):
+        port = free_port()
+        proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{DOVECOT.port}"]).start([port])
+        try:
+            client = imaplib.IMAP4("127.0.0.1", port)
+            client.login("alice", USERS["alice"])
+            client.select("INBOX")
+            client.logout()
+            # A client that names itself with ID (RFC 2971), after a heuristic guess.
+            client = imaplib.IMAP4("127.0.0.1", port)
+            client.login("alice", USERS["alice"])
+            typ, data = client.xatom("ID", '("name" "Thunderbird" "version" "128.5.0esr")')
+            self.assertEqual(typ, "OK", data)
+            client.logout()
+        finally:
+            proxy.stop()
+        ends = self.session_ends(proxy)
+        self.assertEqual(len(ends), 2, proxy.log())
+        self.assertIn("client_family=python_imaplib", ends[0])
+        self.assertIn("client_id=heuristic", ends[0])
+        self.assertIn('client_family=thunderbird client_version="128.5.0esr" client_id=id', ends[1])
+
+    def test_signatures_from_a_file_and_errors_in_it(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            f.write('{"families": {"acme": "Acme Mail"}, "id": [], "heuristics": '
+                    '[{"family": "acme", "tag": "^[B-P][A-P]{3}[0-9]+$", "confidence": 0.9}]}')
+        try:
+            port = free_port()
+            proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{DOVECOT.port}",
+                               "--clients", f.name]).start([port])
+            try:
+                client = imaplib.IMAP4("127.0.0.1", port)
+                client.logout()
+            finally:
+                proxy.stop()
+            self.assertIn("client_family=acme", "\n".join(self.session_ends(proxy)))
+            with open(f.name, "w") as bad:
+                bad.write('{"families": {"acme": "Acme"}, "id": [], "heuristics": [{"family": "acme", "tag": "(["}]}')
+            result = subprocess.run([imapscope_binary(), "--listen", f"127.0.0.1:{free_port()}",
+                                     "--upstream", "127.0.0.1:1", "--clients", f.name],
+                                    capture_output=True, text=True, timeout=60)
+        finally:
+            os.unlink(f.name)
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertIn(f.name + ": /heuristics/0/tag: is not a valid regular expression", result.stderr)
 
 
 class StartupErrors(unittest.TestCase):

@@ -1,0 +1,43 @@
+// Identifies the client of one session from its commands: from ID when it sends
+// one (RFC 2971), else from heuristics over its first few commands. The result is
+// there from the first tagged command on and is upgraded when ID arrives later.
+// Sans-IO, like the codec: commands in, ClientInfo out.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/identify/client_info.hpp"
+#include "proxy/identify/signatures.hpp"
+#include "proxy/imap/command.hpp"
+
+namespace imapscope::identify {
+
+class Identifier {
+ public:
+  // signatures must outlive the identifier (a session keeps its snapshot).
+  explicit Identifier(const Signatures& signatures) : signatures_(&signatures) {}
+
+  // Every complete tagged command, in order.
+  void on_command(const imap::Command& command);
+  const ClientInfo& info() const { return info_; }
+
+ private:
+  struct Observation {
+    std::vector<std::string> tags;
+    std::vector<std::string> names;  // upper case
+    bool lower_case = false;         // some command name was written in lower case
+    bool upper_case = false;
+  };
+  void from_id(const imap::Command& command);
+  void guess();
+  double fit(const HeuristicSignature& signature) const;
+
+  const Signatures* signatures_;
+  ClientInfo info_;
+  std::unique_ptr<Observation> seen_;  // only while heuristics still look
+  bool settled_ = false;               // ID seen, or enough commands observed
+};
+
+}  // namespace imapscope::identify
