@@ -5,29 +5,16 @@
 #include <map>
 #include <optional>
 
+#include "proxy/imap/abnf.hpp"
+
 namespace imapscope::identify {
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-std::string upper(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
-  return out;
-}
 
 // The number a tag ends with ("a0001" -> 1, "JGJD12" -> 12); none if it ends otherwise.
 std::optional<std::uint64_t> trailing_number(std::string_view tag) {
   std::size_t begin = tag.size();
-  while (begin > 0 && std::isdigit(static_cast<unsigned char>(tag[begin - 1]))) --begin;
-  if (begin == tag.size() || tag.size() - begin > 18) return std::nullopt;
-  std::uint64_t value = 0;
-  for (char c : tag.substr(begin)) value = value * 10 + static_cast<std::uint64_t>(c - '0');
-  return value;
+  while (begin > 0 && imap::is_digit(tag[begin - 1])) --begin;
+  return imap::parse_number64(tag.substr(begin));
 }
 
 // id-params-list = "(" *(string SP nstring) ")" / nil   (RFC 2971 §4)
@@ -42,7 +29,7 @@ std::map<std::string, std::string> id_fields(const imap::Command& c) {
     if (!key) continue;
     // Field names are at most 30 octets and values 1024 (RFC 2971 §3.3).
     if (key->size() > 30) continue;
-    fields[lower(*key)] = value ? value->substr(0, 1024) : std::string();
+    fields[imap::ascii_lower(*key)] = value ? value->substr(0, 1024) : std::string();
   }
   return fields;
 }
@@ -64,10 +51,10 @@ void Identifier::on_command(const imap::Command& c) {
   if (settled_) return;
   if (!seen_) seen_ = std::make_unique<Observation>();
   seen_->tags.emplace_back(c.tag);
-  const std::string name = upper(c.name);
+  const std::string name = imap::ascii_upper(c.name);
   seen_->names.push_back(c.uid ? "UID " + name : name);
   const bool has_letter = std::any_of(c.name.begin(), c.name.end(), [](unsigned char ch) { return std::isalpha(ch); });
-  if (has_letter && lower(c.name) == c.name) seen_->lower_case = true;
+  if (has_letter && imap::ascii_lower(c.name) == c.name) seen_->lower_case = true;
   if (has_letter && name == c.name) seen_->upper_case = true;
   guess();
   if (seen_->tags.size() >= signatures_->observe_commands) {

@@ -1,9 +1,9 @@
 #include "proxy/identify/signatures.hpp"
 
 #include <algorithm>
-#include <cctype>
 
 #include "proxy/identify/client_info.hpp"
+#include "proxy/imap/abnf.hpp"
 #include "proxy/util/json_reader.hpp"
 
 namespace imapscope::identify {
@@ -18,16 +18,6 @@ std::regex compile(JsonReader& r, const std::string& key, const std::string& pat
   } catch (const std::regex_error& e) {
     r.fail(key, "is not a valid regular expression: " + std::string(e.what()));
   }
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-std::string upper(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
-  return s;
 }
 
 void check_family(JsonReader& r, const std::string& family, const std::vector<std::string>& families) {
@@ -47,10 +37,10 @@ IdSignature read_id(JsonReader r, const std::vector<std::string>& families) {
   for (const auto& [field, pattern] : match.value().items()) {
     if (!pattern.is_string()) match.fail(field, "must be a regular expression string");
     (void)match.has(field);
-    s.fields.emplace_back(lower(field), compile(match, field, pattern.get<std::string>()));
+    s.fields.emplace_back(imap::ascii_lower(field), compile(match, field, pattern.get<std::string>()));
   }
   if (s.fields.empty()) r.fail("match", "needs at least one ID field");
-  s.version_field = lower(r.string("version_field", "version"));
+  s.version_field = imap::ascii_lower(r.string("version_field", "version"));
   if (r.has("version_pattern")) {
     const auto pattern = r.string("version_pattern", "");
     s.version_pattern = compile(r, "version_pattern", pattern);
@@ -74,7 +64,7 @@ HeuristicSignature read_heuristic(JsonReader r, const std::vector<std::string>& 
     const auto& opening = r.array("opening");
     for (std::size_t i = 0; i < opening.size(); ++i) {
       if (!opening[i].is_string()) r.fail("opening/" + std::to_string(i), "must be a command name");
-      s.opening.push_back(upper(opening[i].get<std::string>()));
+      s.opening.push_back(imap::ascii_upper(opening[i].get<std::string>()));
     }
   }
   const auto command_case = r.choice("command_case", "any", {"any", "lower", "upper"});

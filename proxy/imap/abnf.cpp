@@ -10,6 +10,18 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+std::string ascii_upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = ascii_upper(c);
+  return out;
+}
+
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = ascii_lower(c);
+  return out;
+}
+
 std::optional<std::uint64_t> parse_number64(std::string_view s) {
   if (s.empty() || s.size() > 19) return std::nullopt;  // 19 digits always fit in 64 bits
   std::uint64_t v = 0;

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace imapscope::imap {
@@ -55,6 +56,9 @@ constexpr bool is_digit(char c) { return detail::kCharTable[static_cast<unsigned
 
 // ASCII-only case folding: IMAP keywords are case-insensitive ASCII (RFC 9051 §9 "Note 1").
 constexpr char ascii_upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c; }
+constexpr char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+std::string ascii_upper(std::string_view s);
+std::string ascii_lower(std::string_view s);
 bool iequals(std::string_view a, std::string_view b);
 
 // number = 1*DIGIT ; unsigned 32-bit (RFC 9051 §9). Parses a whole view or fails.
