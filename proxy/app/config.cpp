@@ -98,10 +98,7 @@ Config load_config_file(const std::string& path) {
   config.log_level = parse_level(root.string("log_level", "info"), root.path("log_level"));
   if (root.has("admin")) config.admin = parse_endpoint(root.string("admin", ""), root.path("admin"));
   config.proxy.threads = static_cast<unsigned>(root.number("threads", 0, 0, 256));
-  if (root.has("clients")) {
-    config.proxy.signatures = std::make_shared<const identify::Signatures>(
-        identify::load_signatures(root.string("clients", "")));
-  }
+  config.clients_file = root.string("clients", "");
 
   auto timeouts = root.object("timeouts");
   auto& t = config.proxy.timeouts;
@@ -174,7 +171,11 @@ Config build_config(const Flags& f) {
   if (!f.log_level.empty()) config.log_level = parse_level(f.log_level, "flag --log-level");
   if (!f.admin.empty()) config.admin = parse_endpoint(f.admin, "flag --admin");
   if (f.threads >= 0) config.proxy.threads = static_cast<unsigned>(f.threads);
-  if (!f.clients.empty()) config.proxy.signatures = std::make_shared<const identify::Signatures>(identify::load_signatures(f.clients));
+  if (!f.clients.empty()) config.clients_file = f.clients;
+  // Loaded once, here: the flag's file replaces the config's without reading both.
+  if (!config.clients_file.empty()) {
+    config.proxy.signatures = std::make_shared<const identify::Signatures>(identify::load_signatures(config.clients_file));
+  }
 
   // Upstream from flags, over the config's (the first listener's) upstream.
   transport::UpstreamSettings upstream;

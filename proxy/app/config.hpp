@@ -18,6 +18,7 @@ using ConfigError = util::InputError;
 struct Config {
   transport::ProxySettings proxy;
   transport::Endpoint admin{"127.0.0.1", 9143};
+  std::string clients_file;  // client signatures; empty: built in (loaded by build_config)
   util::LogLevel log_level = util::LogLevel::Info;
 };
 

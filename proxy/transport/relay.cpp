@@ -195,24 +195,12 @@ bool Relay::pump(Side side) {
   for (int reads = 0; reads < kReadsPerPump && may_read(side); ++reads) {
     auto result = stream(side).read_some();
     if (result.wait != Stream::Wait::None) {
-      l.read_waiting = true;
-      ++pending_;
-      stream(side).wait(result.wait, [this, side](const asio::error_code& ec) {
-        --pending_;
-        leg(side).read_waiting = false;
-        if (ec && ec != asio::error::operation_aborted && !closing_) {
-          end(side == Side::Client ? CloseReason::ClientError : CloseReason::ServerError);
-        }
-        update();
-      });
+      wait(side, result.wait, &Leg::read_waiting);
       return moved;
     }
     if (result.ec) {
-      if (side == Side::Client) {
-        end(is_eof(result.ec) ? CloseReason::ClientClosed : CloseReason::ClientError);
-      } else {
-        end(is_eof(result.ec) ? CloseReason::ServerClosed : CloseReason::ServerError);
-      }
+      const bool client = side == Side::Client;
+      end(is_eof(result.ec) ? (client ? CloseReason::ClientClosed : CloseReason::ServerClosed) : leg_error(side));
       return moved;
     }
     moved = true;
@@ -232,6 +220,22 @@ bool Relay::pump(Side side) {
     if (auto close = session_->close_requested()) end(*close);
   }
   return moved;
+}
+
+void Relay::wait(Side side, Stream::Wait wanted, bool Leg::*waiting) {
+  leg(side).*waiting = true;
+  ++pending_;
+  stream(side).wait(wanted, [this, side, waiting](const asio::error_code& ec) {
+    --pending_;
+    Leg& l = leg(side);
+    l.*waiting = false;
+    if (ec && ec != asio::error::operation_aborted && !closing_) {
+      // A failed wait for writing also means the leg can't take what is queued.
+      if (waiting == &Leg::write_waiting) l.dead = true;
+      end(leg_error(side));
+    }
+    update();
+  });
 }
 
 bool Relay::feed_held() {
@@ -269,21 +273,11 @@ void Relay::flush(Side side) {
     l.out_done += result.written;
     if (result.ec) {
       l.dead = true;
-      end(side == Side::Client ? CloseReason::ClientError : CloseReason::ServerError);
+      end(leg_error(side));
       return;
     }
     if (result.wait != Stream::Wait::None) {
-      l.write_waiting = true;
-      ++pending_;
-      stream(side).wait(result.wait, [this, side](const asio::error_code& ec) {
-        --pending_;
-        leg(side).write_waiting = false;
-        if (ec && ec != asio::error::operation_aborted && !closing_) {
-          leg(side).dead = true;
-          end(side == Side::Client ? CloseReason::ClientError : CloseReason::ServerError);
-        }
-        update();
-      });
+      wait(side, result.wait, &Leg::write_waiting);
       return;
     }
   }

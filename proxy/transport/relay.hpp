@@ -84,6 +84,11 @@ class Relay {
 
   void update();
   bool pump(Side side);
+  // Runs update() once the leg's socket is ready; *waiting is set meanwhile.
+  void wait(Side side, Stream::Wait wanted, bool Leg::*waiting);
+  static CloseReason leg_error(Side side) {
+    return side == Side::Client ? CloseReason::ClientError : CloseReason::ServerError;
+  }
   bool feed_held();
   void flush(Side side);
   void maybe_start_client_tls();

@@ -30,6 +30,13 @@ asio::error_code ssl_error(int code) {
   return asio::error::connection_aborted;
 }
 
+// What OpenSSL's call needs before it can go on; None for any other outcome.
+Stream::Wait wanted_by(int ssl_error_code) {
+  if (ssl_error_code == SSL_ERROR_WANT_READ) return Stream::Wait::Readable;
+  if (ssl_error_code == SSL_ERROR_WANT_WRITE) return Stream::Wait::Writable;
+  return Stream::Wait::None;
+}
+
 bool would_block(const asio::error_code& ec) {
   return ec == asio::error::would_block || ec == asio::error::try_again;
 }
@@ -53,8 +60,7 @@ Stream::ReadResult Stream::read_some() {
     const int n = SSL_read(ssl_, buffer, static_cast<int>(kScratch));
     if (n > 0) return {{}, std::string_view(buffer, static_cast<std::size_t>(n)), Wait::None};
     const int code = SSL_get_error(ssl_, n);
-    if (code == SSL_ERROR_WANT_READ) return {{}, {}, Wait::Readable};
-    if (code == SSL_ERROR_WANT_WRITE) return {{}, {}, Wait::Writable};
+    if (const auto wait = wanted_by(code); wait != Wait::None) return {{}, {}, wait};
     if (code == SSL_ERROR_ZERO_RETURN) return {asio::error::eof, {}, Wait::None};
     return {ssl_error(code), {}, Wait::None};
   }
@@ -76,13 +82,8 @@ Stream::WriteResult Stream::write_some(std::string_view data) {
         continue;
       }
       const int code = SSL_get_error(ssl_, 0);
-      if (code == SSL_ERROR_WANT_WRITE) {
-        result.wait = Wait::Writable;
-      } else if (code == SSL_ERROR_WANT_READ) {
-        result.wait = Wait::Readable;
-      } else {
-        result.ec = ssl_error(code);
-      }
+      result.wait = wanted_by(code);
+      if (result.wait == Wait::None) result.ec = ssl_error(code);
       return result;
     }
     asio::error_code ec;
@@ -151,9 +152,7 @@ asio::awaitable<asio::error_code> Stream::handshake(SSL_CTX* ctx, bool server, c
     const int result = SSL_do_handshake(ssl_);
     if (result == 1) co_return asio::error_code{};
     const int code = SSL_get_error(ssl_, result);
-    Wait wait = Wait::None;
-    if (code == SSL_ERROR_WANT_READ) wait = Wait::Readable;
-    if (code == SSL_ERROR_WANT_WRITE) wait = Wait::Writable;
+    const Wait wait = wanted_by(code);
     if (wait == Wait::None) co_return code == SSL_ERROR_ZERO_RETURN ? asio::error_code(asio::error::eof) : ssl_error(code);
     if (auto ec = co_await wait_for(wait)) co_return ec;
   }

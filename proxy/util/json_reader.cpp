@@ -102,22 +102,6 @@ const json& JsonReader::array(const std::string& key) {
   return value_[key];
 }
 
-std::set<std::string> JsonReader::strings(const std::string& key) {
-  std::set<std::string> out;
-  if (!has(key)) return out;
-  const auto& v = value_[key];
-  if (v.is_string()) {
-    out.insert(v.get<std::string>());
-    return out;
-  }
-  if (!v.is_array()) fail(key, "must be a string or a list of strings");
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (!v[i].is_string()) fail(key + "/" + std::to_string(i), "must be a string");
-    out.insert(v[i].get<std::string>());
-  }
-  return out;
-}
-
 std::string JsonReader::path(const std::string& key) const { return file_ + ": " + pointer_ + "/" + key; }
 
 void JsonReader::reject_unknown() const {

@@ -35,8 +35,6 @@ class JsonReader {
   std::string choice(const std::string& key, const std::string& fallback, const std::set<std::string>& allowed);
   JsonReader object(const std::string& key);
   const json& array(const std::string& key);  // required
-  // A string or a list of strings (["a", "b"] or "a").
-  std::set<std::string> strings(const std::string& key);
   std::string path(const std::string& key) const;  // "FILE: /pointer/key"
   const std::string& file() const { return file_; }
   const std::string& pointer() const { return pointer_; }

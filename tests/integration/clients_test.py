@@ -30,6 +30,13 @@ def context():
     return ssl.create_default_context(cafile=DOVECOT.certs["ca"])
 
 
+def session_ends(proxy):
+    """The proxy's session_end log lines of sessions that sent something (the others
+    are the fixture's port probes)."""
+    return [line for line in proxy.log().splitlines()
+            if "event=session_end" in line and "commands=" in line and "bytes_from_client=0 " not in line]
+
+
 def maildir_digests(path):
     """(folder, flags, SHA-256) of every message under a maildir tree, sorted. mbsync
     adds an "X-TUID:" header of its own with a random value: it is left out."""
@@ -103,9 +110,7 @@ SyncState *
         self.assertEqual(through_tls, direct)
         self.assertEqual(through_starttls, direct)
         # Every mbsync session was recognised as mbsync (it sends no ID).
-        # (Sessions without commands are the fixture's port probes.)
-        ends = [line for line in proxy.log().splitlines()
-                if "event=session_end" in line and "commands=" in line and "commands=0 " not in line]
+        ends = session_ends(proxy)
         self.assertGreaterEqual(len(ends), 2, proxy.log())
         for line in ends:
             self.assertIn("client_family=mbsync", line)
@@ -213,11 +218,6 @@ class ServerRefusesSessions(unittest.TestCase):
 class Identification(unittest.TestCase):
     """Real clients through the proxy are recognised (the session log says who)."""
 
-    def session_ends(self, proxy):
-        # Sessions without a command are the fixture's port probes.
-        return [line for line in proxy.log().splitlines()
-                if "event=session_end" in line and "commands=" in line and "bytes_from_client=0 " not in line]
-
     def test_imaplib_and_a_client_sending_id(self):
         port = free_port()
         proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{DOVECOT.port}"]).start([port])
@@ -234,7 +234,7 @@ class Identification(unittest.TestCase):
             client.logout()
         finally:
             proxy.stop()
-        ends = self.session_ends(proxy)
+        ends = session_ends(proxy)
         self.assertEqual(len(ends), 2, proxy.log())
         self.assertIn("client_family=python_imaplib", ends[0])
         self.assertIn("client_id=heuristic", ends[0])
@@ -253,7 +253,7 @@ class Identification(unittest.TestCase):
                 client.logout()
             finally:
                 proxy.stop()
-            self.assertIn("client_family=acme", "\n".join(self.session_ends(proxy)))
+            self.assertIn("client_family=acme", "\n".join(session_ends(proxy)))
             with open(f.name, "w") as bad:
                 bad.write('{"families": {"acme": "Acme"}, "id": [], "heuristics": [{"family": "acme", "tag": "(["}]}')
             result = subprocess.run([imapscope_binary(), "--listen", f"127.0.0.1:{free_port()}",
