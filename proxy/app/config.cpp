@@ -99,6 +99,7 @@ Config load_config_file(const std::string& path) {
   if (root.has("admin")) config.admin = parse_endpoint(root.string("admin", ""), root.path("admin"));
   config.proxy.threads = static_cast<unsigned>(root.number("threads", 0, 0, 256));
   config.clients_file = root.string("clients", "");
+  config.rules_path = root.string("rules", "");
 
   auto timeouts = root.object("timeouts");
   auto& t = config.proxy.timeouts;
@@ -151,6 +152,7 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--login-disabled-until-tls") f.login_disabled = true;
     else if (a == "--admin") f.admin = value();
     else if (a == "--clients") f.clients = value();
+    else if (a == "--rules") f.rules = value();
     else if (a == "--log-level") f.log_level = value();
     else if (a == "--threads") {
       const auto v = value();
@@ -175,6 +177,12 @@ Config build_config(const Flags& f) {
   // Loaded once, here: the flag's file replaces the config's without reading both.
   if (!config.clients_file.empty()) {
     config.proxy.signatures = std::make_shared<const identify::Signatures>(identify::load_signatures(config.clients_file));
+  }
+  if (!f.rules.empty()) config.rules_path = f.rules;
+  if (!config.rules_path.empty()) {
+    const auto& signatures = config.proxy.signatures ? *config.proxy.signatures : identify::builtin_signatures();
+    config.proxy.rules = std::make_shared<policy::RuleStore>(config.rules_path, signatures.families);
+    config.proxy.rules->load_or_throw();  // a bad rule file at start-up ends the program
   }
 
   // Upstream from flags, over the config's (the first listener's) upstream.
@@ -245,6 +253,8 @@ Flags (over the config file):
   --threads N                event loops (default: one per core)
   --clients FILE             client signatures for identification (default: the
                              built-in copy of rules/clients.json)
+  --rules PATH               rewrite rules: a JSON rule file or a directory of them,
+                             e.g. rules/quirks (default: none); SIGHUP reloads them
   --log-level LEVEL          debug, info, warning, error
   -h, --help                 this text
 

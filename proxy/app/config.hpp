@@ -19,6 +19,7 @@ struct Config {
   transport::ProxySettings proxy;
   transport::Endpoint admin{"127.0.0.1", 9143};
   std::string clients_file;  // client signatures; empty: built in (loaded by build_config)
+  std::string rules_path;    // a rule file or a directory of them; empty: no rules
   util::LogLevel log_level = util::LogLevel::Info;
 };
 
@@ -33,7 +34,7 @@ transport::Endpoint parse_endpoint(const std::string& text, const std::string& w
 struct Flags {
   std::string config_file;
   std::vector<std::string> listen, listen_tls, upstream;
-  std::string tls_cert, tls_key, upstream_ca, admin, log_level, clients;
+  std::string tls_cert, tls_key, upstream_ca, admin, log_level, clients, rules;
   bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false, login_disabled = false;
   int threads = -1;
 };

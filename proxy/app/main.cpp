@@ -38,6 +38,13 @@ void print_summary(const imapscope::app::Config& config) {
   std::printf("client signatures: %s, %zu families, %zu ID and %zu heuristic signatures\n",
               config.proxy.signatures ? "from --clients/config" : "built in", signatures.families.size(),
               signatures.id.size(), signatures.heuristics.size());
+  if (const auto& store = config.proxy.rules) {
+    const auto set = store->current();
+    std::printf("rules: %zu from %zu files in %s\n", set->rules.size(), set->files.size(), store->path().c_str());
+    for (const auto& rule : set->rules) std::printf("  %s (%s)\n", rule.name.c_str(), rule.file.c_str());
+  } else {
+    std::printf("rules: none\n");
+  }
 }
 
 }  // namespace

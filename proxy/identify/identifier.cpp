@@ -91,6 +91,7 @@ void Identifier::from_id(const imap::Command& c) {
   }
   info.version = info.version.substr(0, 64);
   info_ = std::move(info);
+  ++revision_;
   settled_ = true;
   seen_.reset();
 }
@@ -152,8 +153,10 @@ void Identifier::guess() {
   }
   if (best && best_fit >= signatures_->min_confidence) {
     info_ = ClientInfo{best->family, "", IdMethod::Heuristic, best_fit};
+    ++revision_;
   } else {
     info_ = ClientInfo{};
+    ++revision_;
   }
 }
 

@@ -4,6 +4,7 @@
 // Sans-IO, like the codec: commands in, ClientInfo out.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,8 @@ class Identifier {
   // Every complete tagged command, in order.
   void on_command(const imap::Command& command);
   const ClientInfo& info() const { return info_; }
+  // Changes whenever info() may have changed (rules re-select what applies then).
+  std::uint32_t revision() const { return revision_; }
 
  private:
   struct Observation {
@@ -38,6 +41,7 @@ class Identifier {
   ClientInfo info_;
   std::unique_ptr<Observation> seen_;  // only while heuristics still look
   bool settled_ = false;               // ID seen, or enough commands observed
+  std::uint32_t revision_ = 0;
 };
 
 }  // namespace imapscope::identify

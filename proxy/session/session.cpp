@@ -2,19 +2,11 @@
 
 #include "proxy/imap/abnf.hpp"
 #include "proxy/imap/describe.hpp"
+#include "proxy/policy/rewrite.hpp"
+#include "proxy/session/message_bytes.hpp"
 
 namespace imapscope::session {
 namespace {
-
-std::string_view line_ending(std::string_view raw) {
-  if (raw.size() >= 2 && raw.substr(raw.size() - 2) == "\r\n") return raw.substr(raw.size() - 2);
-  if (!raw.empty() && raw.back() == '\n') return raw.substr(raw.size() - 1);
-  return {};
-}
-
-std::size_t offset_in(std::string_view outer, std::string_view inner) {
-  return static_cast<std::size_t>(inner.data() - outer.data());
-}
 
 // The answer to a command a limit refused; the server never sees it.
 std::pair<imap::Status, std::string_view> refusal(imap::ErrorCode code) {
@@ -36,10 +28,13 @@ Session::Session(const SessionSettings& settings)
       state_(settings.client_limits),
       commands_(state_, settings_.client_limits),
       responses_(state_, settings_.server_limits),
-      identifier_(settings.signatures ? *settings.signatures : identify::builtin_signatures()) {}
+      identifier_(settings.signatures ? *settings.signatures : identify::builtin_signatures()) {
+  if (settings.rules) rules_ = std::make_unique<policy::SessionRules>(*settings.rules);
+}
 
 bool Session::client_blocked() const {
-  return state_.transport_change_pending() || state_.client_input() == imap::ClientInput::AwaitingServer;
+  return commands_paused_ || state_.transport_change_pending() ||
+         state_.client_input() == imap::ClientInput::AwaitingServer;
 }
 
 void Session::client_tls_started() {
@@ -51,13 +46,13 @@ void Session::client_tls_started() {
 void Session::release_memory() {
   commands_.release_memory();
   responses_.release_memory();
-  if (to_client_.empty()) std::string().swap(to_client_);
-  if (to_server_.empty()) std::string().swap(to_server_);
-  if (deferred_client_.empty()) std::string().swap(deferred_client_);
+  for (std::string* s : {&to_client_, &to_server_, &deferred_client_, &held_commands_, &held_responses_}) {
+    if (s->empty()) std::string().swap(*s);
+  }
 }
 
 void Session::send_to_client(std::string_view line) {
-  if (server_in_message_) {
+  if (server_in_message_ || responses_paused_) {
     deferred_client_ += line;
   } else {
     to_client_ += line;
@@ -65,11 +60,10 @@ void Session::send_to_client(std::string_view line) {
 }
 
 void Session::flush_deferred() {
-  if (server_in_message_ || deferred_client_.empty()) return;
+  if (server_in_message_ || responses_paused_ || deferred_client_.empty()) return;
   to_client_ += deferred_client_;
   deferred_client_.clear();
 }
-
 void Session::answer(std::string_view tag, imap::Status status, std::string_view text) {
   std::string line;
   line.reserve(tag.size() + text.size() + 8);
@@ -121,24 +115,37 @@ void Session::reject(const imap::Command& c) {
 }
 
 void Session::feed_client(std::string_view& input) {
-  while (!close_ && !client_tls_requested_) {
+  while (!close_ && !client_tls_requested_ && !commands_paused_) {
     const auto ev = commands_.next(input);
     switch (ev.kind) {
       case imap::EventKind::NeedMore:
       case imap::EventKind::Blocked:
         return;
-      case imap::EventKind::MessagePart:
-        // The head of a command with a literal: decide now whether it goes on.
-        if (!suppress_client_message_ && answer_locally(commands_.command())) suppress_client_message_ = true;
-        if (!suppress_client_message_) to_server_ += ev.raw;
+      case imap::EventKind::MessagePart: {
+        // The head of a command with a literal: decide now whether and how it goes on.
+        const bool first = !client_in_message_;
+        client_in_message_ = true;
+        if (first) {
+          const imap::Command& c = commands_.command();
+          if (answer_locally(c)) {
+            suppress_client_message_ = true;
+          } else {
+            command_verdict_ = judge_command(c, ev.raw);
+            if (command_verdict_ && answer_by_rule(c, *command_verdict_)) suppress_client_message_ = true;
+          }
+        }
+        if (!suppress_client_message_) send_command_bytes(ev.raw, first, false);
         break;
+      }
       case imap::EventKind::LiteralData:
       case imap::EventKind::Skipped:
-        if (!suppress_client_message_) to_server_ += ev.raw;
+        client_in_message_ = true;
+        if (!suppress_client_message_) command_queue() += ev.raw;
         break;
       case imap::EventKind::Error:
         // A command refused by a limit never reaches the server; the client gets
         // the answer when the decoder has passed over the rest of it.
+        client_in_message_ = true;
         suppress_client_message_ = true;
         client_error_ = ev.error.code;
         if (!ev.error.recoverable) {
@@ -148,6 +155,8 @@ void Session::feed_client(std::string_view& input) {
         break;
       case imap::EventKind::Message:
         on_client_message(ev.raw);
+        client_in_message_ = false;
+        command_verdict_ = nullptr;
         break;
     }
   }
@@ -155,6 +164,7 @@ void Session::feed_client(std::string_view& input) {
 
 void Session::on_client_message(std::string_view raw) {
   const imap::Command& c = commands_.command();
+  const bool first = !client_in_message_;
   const bool suppressed = suppress_client_message_;
   suppress_client_message_ = false;
   if (c.aborted) return;  // its head went out; the server refused the literal
@@ -163,31 +173,44 @@ void Session::on_client_message(std::string_view raw) {
     client_error_.reset();
     return;
   }
-  if (c.kind == imap::CommandKind::Tagged) identifier_.on_command(c);
-  if (suppressed) return;  // answered locally when its head arrived
-  if (c.kind == imap::CommandKind::Tagged && answer_locally(c)) return;
-  if (c.kind == imap::CommandKind::Tagged) ++commands_forwarded_;
-  to_server_ += raw;
+  const bool tagged = c.kind == imap::CommandKind::Tagged;
+  if (tagged) identifier_.on_command(c);
+  if (suppressed) return;  // answered when its head arrived
+  if (first && tagged) {
+    if (answer_locally(c)) return;
+    command_verdict_ = judge_command(c, raw);
+    if (command_verdict_ && answer_by_rule(c, *command_verdict_)) return;
+  }
+  if (tagged) ++commands_forwarded_;
+  send_command_bytes(raw, first, true);
 }
 
 void Session::feed_server(std::string_view& input) {
-  while (!close_) {
+  while (!close_ && !responses_paused_) {
     const auto ev = responses_.next(input);
     switch (ev.kind) {
       case imap::EventKind::NeedMore:
       case imap::EventKind::Blocked:
         return;
-      case imap::EventKind::MessagePart:
+      case imap::EventKind::MessagePart: {
+        const bool first = !server_in_message_;
+        if (first) response_verdict_ = judge_response(responses_.response(), ev.raw);
+        server_in_message_ = true;
+        if (!drop_server_message_) send_response_bytes(ev.raw, first, false);
+        break;
+      }
       case imap::EventKind::LiteralData:
       case imap::EventKind::Skipped:
       case imap::EventKind::Error:
         // Inspection fails open: whatever the server sends reaches the client.
         server_in_message_ = true;
-        to_client_ += ev.raw;
+        if (!drop_server_message_) response_queue() += ev.raw;
         break;
       case imap::EventKind::Message:
         forward_server_message(ev.raw);
         server_in_message_ = false;
+        drop_server_message_ = false;
+        response_verdict_ = nullptr;
         flush_deferred();
         break;
     }
@@ -196,24 +219,41 @@ void Session::feed_server(std::string_view& input) {
 
 void Session::forward_server_message(std::string_view raw) {
   const imap::Response& r = responses_.response();
-  // A message whose head went out already can't be rewritten any more.
-  if (server_in_message_ || r.rejected || r.malformed) {
-    to_client_ += raw;
+  const bool first = !server_in_message_;
+  if (r.kind == imap::ResponseKind::Tagged && !renamed_.empty()) {
+    std::erase_if(renamed_, [&](const Renamed& n) { return n.tag == r.tag; });
+  }
+  // What the decoder could not read is passed on as it came.
+  if (r.rejected || r.malformed) {
+    if (!drop_server_message_) response_queue() += raw;
     return;
   }
+  if (first) response_verdict_ = judge_response(r, raw);
+  if (drop_server_message_) return;
+  send_response_bytes(raw, first, true);
+}
+
+bool Session::rewrite_capability_lists(const imap::Response& r, std::string_view raw, std::string& bytes) {
   const ClientLegView& leg = settings_.client_leg;
   const auto eol = line_ending(raw);
+  auto edit = [&](std::string_view list) {
+    auto rewritten = rewrite_capabilities(list, leg);
+    if (response_verdict_ && response_verdict_->capabilities) {
+      rewritten = policy::edit_capabilities(rewritten, response_verdict_->rules);
+    }
+    return rewritten;
+  };
   if (r.kind == imap::ResponseKind::Data && r.name == imap::ResponseName::Capability && !r.args.empty()) {
     // capability-data = "CAPABILITY" *(SP capability) SP "IMAP4rev1" *(SP capability)
     const std::size_t begin = offset_in(raw, r.args.front().text);
     const auto list = raw.substr(begin, raw.size() - eol.size() - begin);
-    const auto rewritten = rewrite_capabilities(list, leg);
-    if (rewritten != list) {
-      to_client_.append(raw.substr(0, begin)).append(rewritten).append(eol);
-      return;
-    }
-  } else if ((r.kind == imap::ResponseKind::Status || r.kind == imap::ResponseKind::Tagged) &&
-             imap::iequals(r.code, "CAPABILITY")) {
+    const auto rewritten = edit(list);
+    if (rewritten == list) return false;
+    bytes.assign(raw.substr(0, begin)).append(rewritten).append(eol);
+    return true;
+  }
+  if ((r.kind == imap::ResponseKind::Status || r.kind == imap::ResponseKind::Tagged) &&
+      imap::iequals(r.code, "CAPABILITY")) {
     const std::size_t open = offset_in(raw, r.code) - 1;  // "["
     const std::size_t args_begin = offset_in(raw, r.code_args);
     const std::size_t args_end = args_begin + r.code_args.size();
@@ -222,16 +262,15 @@ void Session::forward_server_message(std::string_view raw) {
       std::size_t text_begin = raw.find(']', args_end);
       text_begin = text_begin == std::string_view::npos ? raw.size() - eol.size() : text_begin + 1;
       if (text_begin < raw.size() && raw[text_begin] == ' ') ++text_begin;
-      to_client_.append(raw.substr(0, open)).append(raw.substr(text_begin));
-      return;
+      bytes.assign(raw.substr(0, open)).append(raw.substr(text_begin));
+      return true;
     }
-    const auto rewritten = rewrite_capabilities(r.code_args, leg);
-    if (rewritten != r.code_args) {
-      to_client_.append(raw.substr(0, args_begin)).append(rewritten).append(raw.substr(args_end));
-      return;
-    }
+    const auto rewritten = edit(r.code_args);
+    if (rewritten == r.code_args) return false;
+    bytes.assign(raw.substr(0, args_begin)).append(rewritten).append(raw.substr(args_end));
+    return true;
   }
-  to_client_ += raw;
+  return false;
 }
 
 }  // namespace imapscope::session

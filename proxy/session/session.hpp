@@ -3,16 +3,23 @@
 // forwards what it doesn't touch as the original bytes, rewrites capability lists for
 // the client's leg, and answers locally what the server must not see (STARTTLS and
 // COMPRESS of the client leg, commands refused by a limit or by LOGINDISABLED).
+// Rewrite rules (policy/) judge each message; the session applies their verdicts
+// without knowing how rules are written.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <vector>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "proxy/identify/identifier.hpp"
 #include "proxy/imap/command_decoder.hpp"
 #include "proxy/imap/response_decoder.hpp"
+#include "proxy/policy/matcher.hpp"
 #include "proxy/session/capabilities.hpp"
 #include "proxy/session/close_reason.hpp"
 
@@ -28,6 +35,14 @@ struct SessionSettings {
   bool hide_greeting_capabilities = false;
   // Client signatures for identification; null: the built-in ones.
   const identify::Signatures* signatures = nullptr;
+  // Rewrite rules; null: none. Must outlive the session.
+  const policy::RuleStore* rules = nullptr;
+};
+
+// A rule asked to hold one direction's messages for a while.
+struct DelayRequest {
+  policy::Direction direction = policy::Direction::Server;
+  std::chrono::milliseconds duration{0};
 };
 
 class Session {
@@ -53,6 +68,10 @@ class Session {
   std::optional<CloseReason> close_requested() const { return close_; }
   // Nothing of a server message is half-forwarded: a line may be added for the client.
   bool server_between_messages() const { return !server_in_message_; }
+  // A rule delays a message: the relay calls resume(direction) after the duration.
+  // Meanwhile that direction's input is not consumed (it stays with the relay).
+  std::optional<DelayRequest> take_delay_request();
+  void resume(policy::Direction direction);
   // Queues a line for the client at the next server message boundary (BYE on shutdown).
   void send_to_client(std::string_view line);
   // Frees the buffers an idle session doesn't need (the relay calls it before it
@@ -64,6 +83,8 @@ class Session {
   std::uint64_t commands_forwarded() const { return commands_forwarded_; }
   // Who the client is, from its first tagged command on (upgraded by a later ID).
   const identify::ClientInfo& client() const { return identifier_.info(); }
+  // Rule hits of this session, per rule name in order of first hit.
+  const std::vector<std::pair<std::string, std::uint32_t>>& rule_hits() const;
 
  private:
   void on_client_message(std::string_view raw);
@@ -72,6 +93,25 @@ class Session {
   void answer(std::string_view tag, imap::Status status, std::string_view text);
   void forward_server_message(std::string_view raw);
   void flush_deferred();
+  // Rules (rule_actions.cpp).
+  const policy::Verdict* judge_command(const imap::Command& command, std::string_view raw);
+  const policy::Verdict* judge_response(const imap::Response& response, std::string_view raw);
+  bool answer_by_rule(const imap::Command& command, const policy::Verdict& verdict);
+  void send_command_bytes(std::string_view raw, bool first, bool last);
+  void send_response_bytes(std::string_view raw, bool first, bool last);
+  bool rewrite_capability_lists(const imap::Response& response, std::string_view raw, std::string& bytes);
+  void inject(const policy::Verdict& verdict, bool before);
+  void start_delay(policy::Direction direction, std::chrono::milliseconds duration);
+  // Where forwarded bytes go: the leg's queue, or the hold of a delayed direction.
+  std::string& command_queue() { return commands_paused_ ? held_commands_ : to_server_; }
+  std::string& response_queue() { return responses_paused_ ? held_responses_ : to_client_; }
+
+  // A command sent under another name whose responses are translated back.
+  struct Renamed {
+    std::string tag;
+    const policy::CommandRewrite* rewrite;
+    std::shared_ptr<const policy::RuleSet> keep;  // the rule it came from stays alive
+  };
 
   SessionSettings settings_;
   imap::SessionState state_;
@@ -83,10 +123,23 @@ class Session {
   std::string deferred_client_;  // local answers waiting for a server message boundary
   bool suppress_client_message_ = false;  // the current client message is not forwarded
   bool server_in_message_ = false;        // part of the current server message went out already
+  bool client_in_message_ = false;        // part of the current client message was seen already
+  bool drop_server_message_ = false;      // a rule dropped the current server message
   std::optional<imap::ErrorCode> client_error_;
   bool client_tls_requested_ = false;
   std::optional<CloseReason> close_;
   std::uint64_t commands_forwarded_ = 0;
+
+  std::unique_ptr<policy::SessionRules> rules_;    // null: no rules configured
+  const policy::Verdict* command_verdict_ = nullptr;   // rules that hit the current client message
+  const policy::Verdict* response_verdict_ = nullptr;  // ... the current server message
+  std::vector<Renamed> renamed_;
+  // Delays: a paused direction queues its output here and consumes no input.
+  bool commands_paused_ = false;   // the client's commands are held from the server
+  bool responses_paused_ = false;  // the server's responses are held from the client
+  std::string held_commands_;
+  std::string held_responses_;
+  std::optional<DelayRequest> delay_requests_[2];  // by direction, until the relay takes them
 };
 
 }  // namespace imapscope::session

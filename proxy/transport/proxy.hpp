@@ -38,6 +38,7 @@ class Proxy {
 
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, const ListenerRuntime& runtime, Loop& loop);
   asio::awaitable<void> handle_signals();
+  void reload_rules();  // SIGHUP
   asio::awaitable<void> sweep_idle(Loop& loop);
 
   ProxySettings settings_;

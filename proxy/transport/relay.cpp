@@ -123,6 +123,7 @@ asio::awaitable<bool> Relay::set_up() {
       listener_.settings.login_disabled_until_tls && listener_.client_tls != nullptr;
   settings.hide_greeting_capabilities = upstream.did_starttls;
   settings.signatures = listener_.signatures;
+  settings.rules = listener_.rules;
   session_.emplace(settings);
   server_leg_.held = std::move(upstream.greeting);
   co_return true;
@@ -172,9 +173,42 @@ void Relay::update() {
   if (ending_) {
     finish_ending();
   } else {
+    start_delays();
+    log_rule_hits();
     trim_buffers();
   }
   maybe_finish();
+}
+
+void Relay::start_delays() {
+  while (auto request = session_->take_delay_request()) {
+    const auto direction = request->direction;
+    auto& timer = delays_[direction == policy::Direction::Client ? 0 : 1];
+    if (!timer) timer = std::make_unique<asio::steady_timer>(client_.socket().get_executor());
+    timer->expires_after(request->duration);
+    ++pending_;
+    timer->async_wait([this, direction](const asio::error_code& ec) {
+      --pending_;
+      if (!ec && !closing_) {
+        session_->resume(direction);
+        // The delay is over; its timer is not kept (the handler holds no reference to it).
+        delays_[direction == policy::Direction::Client ? 0 : 1].reset();
+      }
+      update();
+    });
+  }
+}
+
+void Relay::log_rule_hits() {
+  const auto& hits = session_->rule_hits();
+  // The first hit of each rule in a session is logged; the counts come with session_end.
+  for (; rule_hits_logged_ < hits.size() && rule_hits_logged_ < UINT8_MAX; ++rule_hits_logged_) {
+    const auto& client = session_->client();
+    util::log_line(util::LogLevel::Info, "event=rule_hit session=" + std::to_string(id_) +
+                                             " rule=" + hits[rule_hits_logged_].first +
+                                             " client_family=" + client.family +
+                                             " client_version=" + util::log_quote(client.version));
+  }
 }
 
 std::size_t Relay::unwritten(Side side) {
@@ -375,6 +409,9 @@ void Relay::close_legs() {
   client_.close();
   server_->close();
   if (final_flush_) final_flush_->cancel();
+  for (auto& timer : delays_) {
+    if (timer) timer->cancel();
+  }
 }
 
 void Relay::maybe_finish() {
@@ -410,6 +447,10 @@ void Relay::trim_buffers() {
 }
 
 void Relay::log_end() const {
+  std::string rule_hits;
+  for (const auto& [rule, count] : session_->rule_hits()) {
+    rule_hits += (rule_hits.empty() ? " rule_hits=" : ",") + rule + ":" + std::to_string(count);
+  }
   const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count();
   util::log_line(util::LogLevel::Info,
                  "event=session_end session=" + std::to_string(id_) +
@@ -422,7 +463,8 @@ void Relay::log_end() const {
                      " client_family=" + session_->client().family +
                      " client_version=" + util::log_quote(session_->client().version) +
                      " client_id=" + std::string(identify::id_method_name(session_->client().method)) +
-                     " state=" + std::string(imap::protocol_state_name(session_->state().protocol_state())));
+                     " state=" + std::string(imap::protocol_state_name(session_->state().protocol_state())) +
+                     rule_hits);
 }
 
 }  // namespace imapscope::transport

@@ -38,6 +38,7 @@ struct ListenerRuntime {
   imap::DecoderLimits client_limits;
   imap::DecoderLimits server_limits;
   const identify::Signatures* signatures = nullptr;  // null: built in
+  const policy::RuleStore* rules = nullptr;          // null: no rules
   std::shared_ptr<asio::ssl::context> client_tls;    // our certificate; null: no TLS on the client leg
   std::shared_ptr<asio::ssl::context> upstream_tls;  // null: plain upstream
 };
@@ -98,6 +99,8 @@ class Relay {
   void maybe_finish();
   void post_update();
   void trim_buffers();
+  void start_delays();
+  void log_rule_hits();
   void log_end() const;
 
   Stream& stream(Side side) { return side == Side::Client ? client_ : *server_; }
@@ -119,9 +122,11 @@ class Relay {
   Leg client_leg_;
   Leg server_leg_;
   std::unique_ptr<asio::steady_timer> final_flush_;  // only while ending with bytes to write
+  std::unique_ptr<asio::steady_timer> delays_[2];    // only while a rule delays commands / responses
   unsigned pending_ = 0;                              // handlers of this relay not yet run
   bool client_tls_in_progress_ = false;
   bool update_posted_ = false;
+  std::uint8_t rule_hits_logged_ = 0;  // rules whose first hit in this session was logged
   bool shutdown_requested_ = false;
   bool closing_ = false;   // sockets closed: waiting for pending handlers only
   bool finished_ = false;  // removal posted

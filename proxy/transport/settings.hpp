@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "proxy/identify/signatures.hpp"
+#include "proxy/policy/rule_set.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -59,6 +60,8 @@ struct ProxySettings {
   unsigned threads = 0;  // event loops; 0: one per core
   // Client signatures (identification); null: the built-in rules/clients.json.
   std::shared_ptr<const identify::Signatures> signatures;
+  // Rewrite rules, reloaded on SIGHUP; null: no rules.
+  std::shared_ptr<policy::RuleStore> rules;
 };
 
 }  // namespace imapscope::transport
