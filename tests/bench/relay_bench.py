@@ -6,6 +6,10 @@ One run measures three paths to the same private Dovecot on 127.0.0.1:
     direct      the client talks to Dovecot itself (its implicit-TLS port for the
                 TLS set-ups, its plain port for the plain one): the reference
     imapscope   a Release build of imapscope in front of Dovecot (--threads 2)
+    imapscope-rules  the same with the default rule set (rules/quirks) plus the
+                bench rules (tests/bench/rules.json): 20+ rules, some of which apply to
+                every client, so each message is matched and regexes run on each
+                response line (see tests/bench/README.md, "Rules")
     haproxy     HAProxy 2.6 in TCP mode, nbthread 2 (`haproxy -f <own cfg> -db`,
                 never the system service; installed with apt-get when missing)
 
@@ -46,6 +50,7 @@ Figures and how to read them: tests/bench/README.md, "Relay benchmark (vs HAProx
 """
 import argparse
 import asyncio
+import glob
 import json
 import multiprocessing as mp
 import os
@@ -198,8 +203,10 @@ backend dovecot
 def start_proxy(path, setup, dovecot, args, workdir, label=""):
     port = free_port()
     certs = dovecot.certs
-    if path == "imapscope":
+    if path.startswith("imapscope"):
         argv = [args.imapscope, "--threads", "2", "--log-level", args.imapscope_log_level]
+        if path == "imapscope-rules":
+            argv += ["--rules", bench_rules_dir(workdir)]
         if setup == "plain":
             argv += ["--listen", f"127.0.0.1:{port}"]
         else:
@@ -229,6 +236,18 @@ def start_proxy(path, setup, dovecot, args, workdir, label=""):
         proc.stop()
         raise RuntimeError(f"{e}: {proc.log_tail()}") from None
     return proc, port
+
+
+def bench_rules_dir(workdir):
+    """rules/quirks plus tests/bench/rules.json, in one folder."""
+    directory = os.path.join(workdir, "rules")
+    if not os.path.isdir(directory):
+        os.makedirs(directory)
+        here = os.path.dirname(os.path.abspath(__file__))
+        for path in [os.path.join(here, "rules.json")] + \
+                sorted(glob.glob(os.path.join(here, "..", "..", "rules", "quirks", "*.json"))):
+            shutil.copy(path, directory)
+    return directory
 
 
 def target(path, setup, dovecot, proxy_port):
@@ -809,7 +828,7 @@ def report(results, setups, max_other, markdown=False):
     rows = []
     for setup in setups:
         direct = results.get((setup, "direct"), {})
-        for path in ("direct", "imapscope", "haproxy"):
+        for path in ("direct", "imapscope", "imapscope-rules", "haproxy"):
             res = results.get((setup, path))
             if res is None:
                 continue
@@ -887,7 +906,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--imapscope", help="imapscope binary (default: build build/bench-relay, Release)")
     ap.add_argument("--setups", default="tls-plain,tls-tls,plain", help="comma-separated: tls-plain,tls-tls,plain")
-    ap.add_argument("--paths", default="direct,imapscope,haproxy", help="comma-separated: direct,imapscope,haproxy")
+    ap.add_argument("--paths", default="direct,imapscope,haproxy",
+                    help="comma-separated: direct,imapscope,imapscope-rules,haproxy")
     ap.add_argument("--parallel", type=int, default=4, help="FETCH sessions in parallel (one process each)")
     ap.add_argument("--seconds", type=float, default=5.0, help="FETCH duration bound per path")
     ap.add_argument("--rounds", type=int, default=200, help="FETCH rounds bound per session")
@@ -921,9 +941,9 @@ def main():
     nofile, child_nofile = raise_nofile(3 * args.sessions + 4000)
     if "haproxy" in paths:
         ensure_haproxy()
-    if "imapscope" in paths:
+    if any(p.startswith("imapscope") for p in paths):
         args.imapscope = ensure_imapscope(args)
-    if args.imapscope and "imapscope" in paths:
+    if args.imapscope and any(p.startswith("imapscope") for p in paths):
         built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(args.imapscope)))
         print(f"relay_bench: imapscope built {built}, proxy/ sources sha256 {sources_fingerprint()}", flush=True)
     print(f"relay_bench: load average at start {open('/proc/loadavg').read().split()[:3]}", flush=True)
