@@ -12,6 +12,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "support"))
 from imap_fixtures import USERS, Dovecot, Imapscope, free_port  # noqa: E402
 
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
 
 def port_or_free(preferred):
     with socket.socket() as s:
@@ -39,7 +41,8 @@ def main():
     plain, tls = port_or_free(1143), port_or_free(1993)
     proxy = Imapscope(["--listen", f"127.0.0.1:{plain}", "--listen-tls", f"127.0.0.1:{tls}",
                        "--tls-cert", dovecot.certs["cert"], "--tls-key", dovecot.certs["key"],
-                       "--upstream", f"127.0.0.1:{dovecot.port}"]).start([plain, tls])
+                       "--upstream", f"127.0.0.1:{dovecot.port}",
+                       "--rules", os.path.join(ROOT, "rules", "quirks")]).start([plain, tls])
     ca = dovecot.certs["ca"]
     print(f"""
 imapscope is running in front of a private Dovecot (127.0.0.1:{dovecot.port}).
@@ -48,13 +51,15 @@ imapscope is running in front of a private Dovecot (127.0.0.1:{dovecot.port}).
   implicit TLS     : 127.0.0.1:{tls}      (test CA: {ca})
   users            : alice / {USERS['alice']}   bob / {USERS['bob']}   (alice has 5 messages)
   imapscope log    : {proxy.log_path}
+  rules            : rules/quirks (kill -HUP {proxy.proc.pid} reloads them)
 
 Try:
   openssl s_client -quiet -connect 127.0.0.1:{tls} -CAfile {ca}
       a1 LOGIN alice {USERS['alice']}
       a2 SELECT INBOX
       a3 FETCH 1:* (FLAGS BODY[HEADER.FIELDS (SUBJECT)])
-      a4 LOGOUT
+      a4 XLIST "" "*"        (answered by the xlist-to-list-special-use rule)
+      a5 LOGOUT
   python3 -c "import imaplib,ssl; c=imaplib.IMAP4('127.0.0.1',{plain}); c.starttls(ssl.create_default_context(cafile='{ca}')); c.login('alice','{USERS['alice']}'); print(c.select('INBOX')); c.logout()"
 
 Ctrl-C stops imapscope and Dovecot.

@@ -85,12 +85,13 @@ void SessionRules::refresh(const identify::ClientInfo& client, std::uint32_t cli
   if (generation != generation_) {
     set_ = store_->current();
     generation_ = generation;
+    hit_slots_.assign(std::min<std::size_t>(set_->rules.size(), kNoSlot), kNoSlot);
   }
   client_revision_ = client_revision;
   client_rules_.clear();
   server_rules_.clear();
   const auto& rules = set_->rules;
-  for (std::size_t i = 0; i < rules.size() && i < UINT16_MAX; ++i) {
+  for (std::size_t i = 0; i < rules.size() && i < kNoSlot; ++i) {
     if (!applies_to(rules[i].match, client)) continue;
     auto& list = rules[i].match.direction == Direction::Client ? client_rules_ : server_rules_;
     list.push_back(static_cast<std::uint16_t>(i));
@@ -118,12 +119,14 @@ const Verdict& SessionRules::evaluate(const MessageFacts& facts) {
     v.capabilities = v.capabilities || !a.hide_capabilities.empty() || !a.add_capabilities.empty();
     v.inject = v.inject || !a.inject_before.empty() || !a.inject_after.empty();
     rule.hits->fetch_add(1, std::memory_order_relaxed);
-    auto it = std::find_if(hits_.begin(), hits_.end(), [&](const auto& h) { return h.first == rule.name; });
-    if (it == hits_.end()) {
-      hits_.emplace_back(rule.name, 1);
-    } else {
-      ++it->second;
+    std::uint16_t& slot = hit_slots_[index];
+    if (slot == kNoSlot) {
+      // First hit under this rule set: the rule may have hit under an earlier one.
+      auto it = std::find_if(hits_.begin(), hits_.end(), [&](const auto& h) { return h.first == rule.name; });
+      if (it == hits_.end()) it = hits_.emplace(hits_.end(), rule.name, 0);
+      slot = static_cast<std::uint16_t>(it - hits_.begin());
     }
+    ++hits_[slot].second;
   }
   return v;
 }

@@ -82,6 +82,8 @@ class SessionRules {
   std::vector<std::uint16_t> server_rules_;
   Verdict verdicts_[2];
   std::vector<std::pair<std::string, std::uint32_t>> hits_;
+  std::vector<std::uint16_t> hit_slots_;  // per rule of set_: its entry in hits_, or kNoSlot
+  static constexpr std::uint16_t kNoSlot = UINT16_MAX;
 };
 
 // Whether a rule's client conditions (family, version, method) hold for a client.

@@ -14,9 +14,10 @@ struct Segment {
   bool before_literal = false;
 };
 
-// Text segments of message bytes, in order.
-std::vector<Segment> text_segments(std::string_view bytes, bool literals_possible, bool starts_message) {
-  std::vector<Segment> out;
+// Calls fn(segment) for each text segment of message bytes, in order; stops when fn
+// returns false.
+template <typename Fn>
+void for_each_segment(std::string_view bytes, bool literals_possible, bool starts_message, Fn&& fn) {
   std::size_t pos = 0;
   bool first = starts_message;
   while (pos < bytes.size()) {
@@ -39,10 +40,9 @@ std::vector<Segment> text_segments(std::string_view bytes, bool literals_possibl
         next = literal->size > bytes.size() - next ? bytes.size() : next + static_cast<std::size_t>(literal->size);
       }
     }
-    if (s.end > s.begin) out.push_back(s);
+    if (s.end > s.begin && !fn(s)) return;
     pos = next;
   }
-  return out;
 }
 
 bool hidden_by(std::string_view cap, const std::string& pattern) {
@@ -70,23 +70,36 @@ std::optional<TrailingLiteral> trailing_literal(std::string_view line) {
   return TrailingLiteral{start, *size};
 }
 
+bool replace_matches(std::string_view message, bool literals_possible, bool starts_message,
+                     const std::vector<Replacement>& replacements) {
+  bool found = false;
+  for_each_segment(message, literals_possible, starts_message, [&](const Segment& s) {
+    const auto text = message.substr(s.begin, s.end - s.begin);
+    found = std::any_of(replacements.begin(), replacements.end(),
+                        [&](const Replacement& r) { return re2::RE2::PartialMatch(text, *r.pattern); });
+    return !found;
+  });
+  return found;
+}
+
 bool replace_text(std::string& message, bool literals_possible, bool starts_message,
                   const std::vector<Replacement>& replacements) {
-  const auto segments = text_segments(message, literals_possible, starts_message);
+  // Most messages don't match: look before building anything.
+  if (!replace_matches(message, literals_possible, starts_message, replacements)) return false;
   std::string out;
   std::size_t copied = 0;
   bool changed = false;
-  for (const auto& s : segments) {
+  for_each_segment(message, literals_possible, starts_message, [&](const Segment& s) {
     std::string text = message.substr(s.begin, s.end - s.begin);
     bool edited = false;
     for (const auto& r : replacements) edited = re2::RE2::GlobalReplace(&text, *r.pattern, r.with) > 0 || edited;
-    if (!edited) continue;
     // A line that now ends like "{5}" would make the receiver wait for a literal.
-    if (literals_possible && !s.before_literal && trailing_literal(text)) continue;
+    if (!edited || (literals_possible && !s.before_literal && trailing_literal(text))) return true;
     out.append(message, copied, s.begin - copied).append(text);
     copied = s.end;
     changed = true;
-  }
+    return true;
+  });
   if (!changed) return false;
   out.append(message, copied, std::string::npos);
   message = std::move(out);

@@ -30,6 +30,9 @@ std::optional<TrailingLiteral> trailing_literal(std::string_view line);
 // Returns true if message changed.
 bool replace_text(std::string& message, bool literals_possible, bool starts_message,
                   const std::vector<Replacement>& replacements);
+// Whether replace_text would find a match (without copying anything).
+bool replace_matches(std::string_view message, bool literals_possible, bool starts_message,
+                     const std::vector<Replacement>& replacements);
 
 // Edits a space-separated capability list with the rules' hide/add lists. Adds go at
 // the end, once; hides win over adds. Returns the list unchanged when nothing applies.

@@ -120,7 +120,15 @@ bool Session::answer_by_rule(const imap::Command& c, const policy::Verdict& verd
 
 void Session::send_command_bytes(std::string_view raw, bool first, bool last) {
   const policy::Verdict* v = command_verdict_;
-  if (!v || (!v->replace && !v->rewrite)) {
+  bool replace = false;
+  if (v && v->replace) {
+    for (const policy::Rule* rule : v->rules) {
+      replace = replace || (!rule->actions.replace.empty() &&
+                            policy::replace_matches(raw, true, first, rule->actions.replace));
+    }
+  }
+  const bool rename = v && v->rewrite && (first || (last && !v->rewrite->append.empty()));
+  if (!replace && !rename) {
     command_queue() += raw;
     return;
   }
@@ -133,8 +141,10 @@ void Session::send_command_bytes(std::string_view raw, bool first, bool last) {
       if (!v->rewrite->response_from.empty()) renamed_.push_back(Renamed{std::string(c.tag), v->rewrite, v->set});
     }
   }
-  for (const policy::Rule* rule : v->rules) {
-    if (!rule->actions.replace.empty()) policy::replace_text(bytes, true, first, rule->actions.replace);
+  if (replace) {
+    for (const policy::Rule* rule : v->rules) {
+      if (!rule->actions.replace.empty()) policy::replace_text(bytes, true, first, rule->actions.replace);
+    }
   }
   if (v->rewrite && last && !v->rewrite->append.empty()) {
     const std::size_t eol = line_ending(bytes).size();
@@ -195,9 +205,13 @@ void Session::send_response_bytes(std::string_view raw, bool first, bool last) {
     }
   }
   if (v && v->replace) {
+    const bool literals = r.kind == imap::ResponseKind::Data;
     for (const policy::Rule* rule : v->rules) {
       if (rule->actions.replace.empty()) continue;
-      policy::replace_text(editable(), r.kind == imap::ResponseKind::Data, first, rule->actions.replace);
+      const std::string_view current = edited ? std::string_view(bytes) : raw;
+      if (policy::replace_matches(current, literals, first, rule->actions.replace)) {
+        policy::replace_text(editable(), literals, first, rule->actions.replace);
+      }
     }
   }
   if (v && v->inject && first) inject(*v, true);

@@ -74,7 +74,9 @@ TEST(SessionRules, DropsTheIdleKeepaliveForTheTargetClientOnly) {
     // Outside IDLE the same line is not dropped.
     EXPECT_EQ(p.server("a4 OK Idle completed\r\n" + keepalive), "a4 OK Idle completed\r\n" + keepalive);
     EXPECT_EQ(p.session.rule_hits().size(), target ? 1u : 0u);
-    if (target) EXPECT_EQ(p.session.rule_hits()[0].second, 2u);
+    if (target) {
+      EXPECT_EQ(p.session.rule_hits()[0].second, 2u);
+    }
   }
 }
 
