@@ -5,6 +5,7 @@ import glob
 import hashlib
 import imaplib
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -239,6 +240,32 @@ class Identification(unittest.TestCase):
         self.assertIn("client_family=python_imaplib", ends[0])
         self.assertIn("client_id=heuristic", ends[0])
         self.assertIn('client_family=thunderbird client_version="128.5.0esr" client_id=id', ends[1])
+
+    def test_fetchmail(self):
+        """Debian's fetchmail polls through the proxy (it keeps the messages) and is
+        recognised from its tags (A0001, A0002...) and its opening CAPABILITY."""
+        port = free_port()
+        proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{DOVECOT.port}"]).start([port])
+        workdir = tempfile.mkdtemp(prefix="imapscope-fetchmail-")
+        try:
+            rc = os.path.join(workdir, "fetchmailrc")
+            with open(rc, "w") as f:
+                f.write(f'poll 127.0.0.1 service {port} protocol IMAP auth password\n'
+                        f'  user "bob" password "{USERS["bob"]}" is "root" here\n'
+                        f'  keep fetchall sslproto "" mda "/bin/cat > /dev/null"\n')
+            os.chmod(rc, 0o600)
+            env = dict(os.environ, HOME=workdir, FETCHMAILHOME=workdir)
+            result = subprocess.run(["fetchmail", "-f", rc, "--nodetach", "--nosyslog", "-v"], env=env,
+                                    capture_output=True, text=True, timeout=120)
+            # 0: messages fetched; 1: no mail. Either way it logged in and logged out.
+            self.assertIn(result.returncode, (0, 1), result.stdout + result.stderr)
+            self.assertIn("LOGOUT", result.stdout + result.stderr)
+        finally:
+            proxy.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+        ends = session_ends(proxy)
+        self.assertEqual(len(ends), 1, proxy.log())
+        self.assertIn("client_family=fetchmail client_version=\"\" client_id=heuristic", ends[0])
 
     def test_signatures_from_a_file_and_errors_in_it(self):
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:

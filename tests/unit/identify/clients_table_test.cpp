@@ -64,6 +64,8 @@ const Case kCases[] = {
     {"alpine_before_id", "c-client imap4r1.c %08lx", "00000000 CAPABILITY\r\n", "alpine", IdMethod::Heuristic},
     {"fetchmail", "fetchmail transact.c GENSYM A%04d, capa_probe()",
      "A0001 CAPABILITY\r\nA0002 LOGIN \"user\" \"pass\"\r\nA0003 SELECT \"INBOX\"\r\n", "fetchmail", IdMethod::Heuristic},
+    {"fetchmail_greeting_capabilities", "fetchmail 6.4.37 against Dovecot 2.3 (greeting with [CAPABILITY]), observed",
+     "A0001 LOGIN \"bob\" \"pass\"\r\nA0002 SELECT \"INBOX\"\r\nA0003 LOGOUT\r\n", "fetchmail", IdMethod::Heuristic},
     {"roundcube", "rcube_imap_generic.php A%04d; no CAPABILITY when the greeting has it",
      "A0001 AUTHENTICATE PLAIN dXNlcgB1c2VyAHBhc3M=\r\nA0002 LIST \"\" \"*\"\r\n", "roundcube", IdMethod::Heuristic},
     {"roundcube_id", "rcube_imap_generic.php connect() with imap_debug",
