@@ -91,6 +91,26 @@ TEST(Flags, SimpleCaseNeedsNoFile) {
   EXPECT_TRUE(config.proxy.listeners[0].upstream.verify);
 }
 
+TEST(Config, RulesFromTheFileOrTheFlag) {
+  const auto rules = write_temp(R"js({"rules": [{"name": "r", "description": "d",
+    "match": {"direction": "server", "client": ["thunderbird"]}, "actions": {"delay_ms": 5}}]})js");
+  const auto file = write_temp(std::string(R"js({"rules": ")js") + rules + R"js(", "listeners": [)js" + kListener + "]}");
+  const auto config = build_config(parse_flags({"--config", file}));
+  ASSERT_TRUE(config.proxy.rules);
+  EXPECT_EQ(config.proxy.rules->current()->rules.size(), 1u);
+  EXPECT_EQ(config.proxy.rules->path(), rules);
+  // A bad rule file stops start-up with the file, the JSON pointer and the reason.
+  const auto bad = write_temp(R"js({"rules": [{"name": "r", "description": "d",
+    "match": {"direction": "server", "client": ["thunderbrid"]}, "actions": {"delay_ms": 5}}]})js");
+  try {
+    (void)build_config(parse_flags({"--config", file, "--rules", bad}));
+    FAIL() << "loaded";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), bad + ": /rules/0/match/client/0: \"thunderbrid\" is not a client family of the signatures");
+  }
+  for (const auto& path : {rules, file, bad}) std::remove(path.c_str());
+}
+
 TEST(Flags, MistakesAreRefused) {
   EXPECT_THROW(parse_flags({"--listen"}), ConfigError);
   EXPECT_THROW(parse_flags({"--bogus"}), ConfigError);

@@ -153,6 +153,18 @@ TEST(SessionRules, ReplacesTextAroundALiteralWithoutChangingIt) {
   EXPECT_EQ(p.client(payload.substr(4000) + "\r\n"), payload.substr(4000) + "\r\n");
 }
 
+TEST(SessionRules, AddsAFieldToTheServersIdAnswer) {
+  // The recipe of rules/README.md: the client sees the server's ID with one field more.
+  auto rules = store_with(R"js([{
+    "name": "id-add-proxy", "description": "d", "match": {"direction": "server", "kind": ["data"], "name": ["ID"]},
+    "actions": {"replace": [{"pattern": "^ID \\((.*)\\)$", "with": "ID (\\1 \"proxy\" \"imapscope\")"}]}}])js");
+  Playbook p(*rules);
+  p.server("* OK ready\r\n");
+  p.client("a ID NIL\r\n");
+  EXPECT_EQ(p.server("* ID (\"name\" \"Dovecot\")\r\na OK ID completed\r\n"),
+            "* ID (\"name\" \"Dovecot\" \"proxy\" \"imapscope\")\r\na OK ID completed\r\n");
+}
+
 TEST(SessionRules, InjectsLinesAroundAResponse) {
   auto rules = store_with(R"js([{
     "name": "inject", "description": "d", "match": {"direction": "server", "kind": ["tagged"], "command": ["LOGIN"]},
