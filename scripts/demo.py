@@ -42,7 +42,8 @@ def main():
     proxy = Imapscope(["--listen", f"127.0.0.1:{plain}", "--listen-tls", f"127.0.0.1:{tls}",
                        "--tls-cert", dovecot.certs["cert"], "--tls-key", dovecot.certs["key"],
                        "--upstream", f"127.0.0.1:{dovecot.port}",
-                       "--rules", os.path.join(ROOT, "rules", "quirks")]).start([plain, tls])
+                       "--rules", os.path.join(ROOT, "rules", "quirks"),
+                       "--admin", f"127.0.0.1:{port_or_free(9143)}"]).start([plain, tls])
     ca = dovecot.certs["ca"]
     print(f"""
 imapscope is running in front of a private Dovecot (127.0.0.1:{dovecot.port}).
@@ -52,6 +53,7 @@ imapscope is running in front of a private Dovecot (127.0.0.1:{dovecot.port}).
   users            : alice / {USERS['alice']}   bob / {USERS['bob']}   (alice has 5 messages)
   imapscope log    : {proxy.log_path}
   rules            : rules/quirks (kill -HUP {proxy.proc.pid} reloads them)
+  metrics          : http://{proxy.args[proxy.args.index("--admin") + 1]}/metrics
 
 Try:
   openssl s_client -quiet -connect 127.0.0.1:{tls} -CAfile {ca}

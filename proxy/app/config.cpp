@@ -96,7 +96,14 @@ Config load_config_file(const std::string& path) {
   Config config;
   Reader root(document, path, "");
   config.log_level = parse_level(root.string("log_level", "info"), root.path("log_level"));
-  if (root.has("admin")) config.admin = parse_endpoint(root.string("admin", ""), root.path("admin"));
+  if (root.has("admin")) {
+    const auto admin = root.string("admin", "");
+    if (admin == "none") {
+      config.admin_enabled = false;
+    } else {
+      config.admin = parse_endpoint(admin, root.path("admin"));
+    }
+  }
   config.proxy.threads = static_cast<unsigned>(root.number("threads", 0, 0, 256));
   config.clients_file = root.string("clients", "");
   config.rules_path = root.string("rules", "");
@@ -171,7 +178,12 @@ Flags parse_flags(const std::vector<std::string>& args) {
 Config build_config(const Flags& f) {
   Config config = f.config_file.empty() ? Config{} : load_config_file(f.config_file);
   if (!f.log_level.empty()) config.log_level = parse_level(f.log_level, "flag --log-level");
-  if (!f.admin.empty()) config.admin = parse_endpoint(f.admin, "flag --admin");
+  if (f.admin == "none") {
+    config.admin_enabled = false;
+  } else if (!f.admin.empty()) {
+    config.admin = parse_endpoint(f.admin, "flag --admin");
+    config.admin_enabled = true;
+  }
   if (f.threads >= 0) config.proxy.threads = static_cast<unsigned>(f.threads);
   if (!f.clients.empty()) config.clients_file = f.clients;
   // Loaded once, here: the flag's file replaces the config's without reading both.
@@ -249,7 +261,8 @@ Flags (over the config file):
   --upstream-starttls        STARTTLS towards the server
   --upstream-ca FILE         CA certificates to verify the server (default: the system store)
   --upstream-insecure        do NOT verify the server's certificate (says so in the log)
-  --admin HOST:PORT          metrics and admin API address (default 127.0.0.1:9143)
+  --admin HOST:PORT          Prometheus metrics at http://HOST:PORT/metrics
+                             (default 127.0.0.1:9143; "none": no admin address)
   --threads N                event loops (default: one per core)
   --clients FILE             client signatures for identification (default: the
                              built-in copy of rules/clients.json)

@@ -17,7 +17,8 @@ using ConfigError = util::InputError;
 
 struct Config {
   transport::ProxySettings proxy;
-  transport::Endpoint admin{"127.0.0.1", 9143};
+  transport::Endpoint admin{"127.0.0.1", 9143};  // metrics (and later the admin API)
+  bool admin_enabled = true;
   std::string clients_file;  // client signatures; empty: built in (loaded by build_config)
   std::string rules_path;    // a rule file or a directory of them; empty: no rules
   util::LogLevel log_level = util::LogLevel::Info;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "proxy/app/config.hpp"
+#include "proxy/observe/metrics.hpp"
 #include "proxy/replay/conversation.hpp"
 #include "proxy/transport/proxy.hpp"
 
@@ -73,7 +74,21 @@ int main(int argc, char** argv) {
       std::printf("config OK\n");
       return 0;
     }
-    imapscope::transport::Proxy proxy(config.proxy);
+    auto settings = config.proxy;
+    if (config.admin_enabled) {
+      const auto& signatures = settings.signatures ? *settings.signatures : imapscope::identify::builtin_signatures();
+      auto metrics = std::make_shared<imapscope::observe::Metrics>(signatures.families, settings.rules);
+      const auto address = config.admin.to_string();
+      try {
+        metrics->serve(address);
+      } catch (const std::exception& e) {
+        throw imapscope::app::ConfigError("admin address " + address + ": can't listen there (" + e.what() + ")");
+      }
+      imapscope::util::log_line(imapscope::util::LogLevel::Info, "event=admin_listening address=" + address +
+                                                                     " metrics=http://" + address + "/metrics");
+      settings.telemetry = std::move(metrics);
+    }
+    imapscope::transport::Proxy proxy(settings);
     return proxy.run();
   } catch (const imapscope::app::ConfigError& e) {
     std::fprintf(stderr, "imapscope: %s\n", e.what());

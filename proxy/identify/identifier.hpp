@@ -25,6 +25,8 @@ class Identifier {
   const ClientInfo& info() const { return info_; }
   // Changes whenever info() may have changed (rules re-select what applies then).
   std::uint32_t revision() const { return revision_; }
+  // ID was seen, or enough commands to stop guessing.
+  bool settled() const { return settled_; }
 
  private:
   struct Observation {

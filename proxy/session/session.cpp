@@ -71,7 +71,10 @@ void Session::answer(std::string_view tag, imap::Status status, std::string_view
   send_to_client(line);
   // As if the server had answered: the command leaves the pending table and the
   // client's wait (literal, STARTTLS...) is released.
-  (void)state_.on_tagged(tag, status);
+  const auto outcome = state_.on_tagged(tag, status);
+  if (observer_ && outcome.command) {
+    observer_->command_done(tag, outcome.command->verb, outcome.command->uid, status, true);
+  }
 }
 
 bool Session::answer_locally(const imap::Command& c) {
@@ -148,6 +151,7 @@ void Session::feed_client(std::string_view& input) {
         client_in_message_ = true;
         suppress_client_message_ = true;
         client_error_ = ev.error.code;
+        if (observer_) observer_->protocol_error(true, ev.error.code);
         if (!ev.error.recoverable) {
           send_to_client(std::string("* BYE ").append(imap::error_reason(ev.error.code)).append("\r\n"));
           close_ = CloseReason::ProtocolError;
@@ -175,6 +179,14 @@ void Session::on_client_message(std::string_view raw) {
   }
   const bool tagged = c.kind == imap::CommandKind::Tagged;
   if (tagged) identifier_.on_command(c);
+  if (observer_) {
+    if (tagged) observer_->command(c);
+    if (c.literal_bytes > 0) observer_->literal_bytes(true, c.literal_bytes);
+    if (identifier_.revision() != identity_reported_) {
+      identity_reported_ = identifier_.revision();
+      observer_->client_identified(identifier_.info(), identifier_.settled());
+    }
+  }
   if (suppressed) return;  // answered when its head arrived
   if (first && tagged) {
     if (answer_locally(c)) return;
@@ -203,6 +215,7 @@ void Session::feed_server(std::string_view& input) {
       case imap::EventKind::Skipped:
       case imap::EventKind::Error:
         // Inspection fails open: whatever the server sends reaches the client.
+        if (ev.kind == imap::EventKind::Error && observer_) observer_->protocol_error(false, ev.error.code);
         server_in_message_ = true;
         if (!drop_server_message_) response_queue() += ev.raw;
         break;
@@ -220,6 +233,7 @@ void Session::feed_server(std::string_view& input) {
 void Session::forward_server_message(std::string_view raw) {
   const imap::Response& r = responses_.response();
   const bool first = !server_in_message_;
+  if (observer_) observe_response(r);
   if (r.kind == imap::ResponseKind::Tagged && !renamed_.empty()) {
     std::erase_if(renamed_, [&](const Renamed& n) { return n.tag == r.tag; });
   }
@@ -231,6 +245,25 @@ void Session::forward_server_message(std::string_view raw) {
   if (first) response_verdict_ = judge_response(r, raw);
   if (drop_server_message_) return;
   send_response_bytes(raw, first, true);
+}
+
+void Session::observe_response(const imap::Response& r) {
+  if (r.literal_bytes > 0) observer_->literal_bytes(false, r.literal_bytes);
+  switch (r.kind) {
+    case imap::ResponseKind::Tagged:
+      if (r.matched) observer_->command_done(r.tag, r.command_verb, r.command_uid, r.status, false);
+      break;
+    case imap::ResponseKind::Continuation:
+      if (r.continuation_for == imap::ContinuationFor::Idle) observer_->idle_started();
+      break;
+    case imap::ResponseKind::Status:
+      if (r.status == imap::Status::Ok && state_.client_input() == imap::ClientInput::IdleDone) {
+        observer_->idle_keepalive();
+      }
+      break;
+    case imap::ResponseKind::Data:
+      break;
+  }
 }
 
 bool Session::rewrite_capability_lists(const imap::Response& r, std::string_view raw, std::string& bytes) {

@@ -22,6 +22,7 @@
 #include "proxy/policy/matcher.hpp"
 #include "proxy/session/capabilities.hpp"
 #include "proxy/session/close_reason.hpp"
+#include "proxy/session/observer.hpp"
 
 namespace imapscope::session {
 
@@ -83,6 +84,8 @@ class Session {
   std::uint64_t commands_forwarded() const { return commands_forwarded_; }
   // Who the client is, from its first tagged command on (upgraded by a later ID).
   const identify::ClientInfo& client() const { return identifier_.info(); }
+  // Who watches this session (metrics); null: nobody. Must outlive the session.
+  void set_observer(Observer* observer) { observer_ = observer; }
   // Rule hits of this session, per rule name in order of first hit.
   const std::vector<std::pair<std::string, std::uint32_t>>& rule_hits() const;
 
@@ -92,6 +95,7 @@ class Session {
   void reject(const imap::Command& command);
   void answer(std::string_view tag, imap::Status status, std::string_view text);
   void forward_server_message(std::string_view raw);
+  void observe_response(const imap::Response& response);
   void flush_deferred();
   // Rules (rule_actions.cpp).
   const policy::Verdict* judge_command(const imap::Command& command, std::string_view raw);
@@ -130,6 +134,8 @@ class Session {
   std::optional<CloseReason> close_;
   std::uint64_t commands_forwarded_ = 0;
 
+  Observer* observer_ = nullptr;
+  std::uint32_t identity_reported_ = 0;  // identifier revision last told to the observer
   std::unique_ptr<policy::SessionRules> rules_;    // null: no rules configured
   const policy::Verdict* command_verdict_ = nullptr;   // rules that hit the current client message
   const policy::Verdict* response_verdict_ = nullptr;  // ... the current server message

@@ -57,6 +57,8 @@ Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
     runtime->server_limits = settings_.server_limits;
     runtime->signatures = settings_.signatures.get();
     runtime->rules = settings_.rules.get();
+    runtime->telemetry = settings_.telemetry.get();
+    runtime->tls_mode = listener.implicit_tls ? "implicit" : listener.cert_file.empty() ? "none" : "starttls";
     if (!listener.cert_file.empty()) {
       runtime->client_tls = make_server_tls_context(listener.cert_file, listener.key_file);
     } else if (listener.implicit_tls) {
@@ -119,6 +121,7 @@ void Proxy::reload_rules() {
   // Read on this loop's thread: a rule directory loads in milliseconds. Sessions
   // pick up the new set at their next message; a failed load changes nothing.
   const auto outcome = settings_.rules->reload();
+  if (settings_.telemetry) settings_.telemetry->reload(outcome.ok);
   if (outcome.ok) {
     util::log_line(util::LogLevel::Info, "event=reload result=ok rules=" + std::to_string(outcome.rules) +
                                              " generation=" + std::to_string(settings_.rules->generation()));

@@ -60,6 +60,7 @@ void Relay::launch(asio::ip::tcp::socket client, const ListenerRuntime& listener
   relay.self_ = std::prev(registry.relays.end());
   ++*registry.active;
   relay.started_ = relay.last_activity_ = Clock::now();
+  if (listener.telemetry) relay.observer_ = listener.telemetry->session_started(listener.settings.name, listener.tls_mode);
   ++relay.pending_;
   asio::co_spawn(relay.client_.socket().get_executor(), relay.set_up(),
                  [&relay](std::exception_ptr error, bool started) { relay.begin(error, started); });
@@ -89,7 +90,10 @@ asio::awaitable<bool> Relay::set_up() {
   if (listener_.settings.implicit_tls) {
     asio::steady_timer timer(executor, listener_.timeouts.tls_handshake);
     auto result = co_await (client_.accept_tls(listener_.client_tls->native_handle()) || timer.async_wait(kNoThrow));
-    if (result.index() == 1 || std::get<0>(result)) {
+    const bool failed = result.index() == 1 || std::get<0>(result);
+    if (listener_.telemetry) listener_.telemetry->tls_handshake(true, !failed, failed ? "" : client_.tls_version());
+    if (failed) {
+      ending_ = CloseReason::ClientTlsFailed;
       const auto detail = result.index() == 1 ? std::string("timed out") : std::get<0>(result).message();
       util::log_line(util::LogLevel::Info, "event=session_end " + session_field + " reason=client_tls_failed detail=" +
                                                util::log_quote(detail) + " client=" + client_peer_);
@@ -97,8 +101,17 @@ asio::awaitable<bool> Relay::set_up() {
     }
   }
 
+  const auto connect_started = Clock::now();
   auto upstream = co_await connect_upstream(listener_.settings.upstream, listener_.upstream_tls.get(), listener_.timeouts);
+  if (auto* telemetry = listener_.telemetry) {
+    telemetry->upstream_connected(upstream.stream != nullptr,
+                                  std::chrono::duration<double>(Clock::now() - connect_started).count());
+    if (listener_.upstream_tls && (upstream.stream || upstream.failure == CloseReason::UpstreamTlsFailed)) {
+      telemetry->tls_handshake(false, upstream.stream != nullptr, upstream.stream ? upstream.stream->tls_version() : "");
+    }
+  }
   if (!upstream.stream) {
+    ending_ = upstream.failure;
     util::log_line(util::LogLevel::Warning, "event=upstream_failed " + session_field + " reason=" +
                                                 std::string(session::close_reason_name(upstream.failure)) +
                                                 " detail=" + util::log_quote(upstream.error));
@@ -125,6 +138,7 @@ asio::awaitable<bool> Relay::set_up() {
   settings.signatures = listener_.signatures;
   settings.rules = listener_.rules;
   session_.emplace(settings);
+  session_->set_observer(observer_.get());
   server_leg_.held = std::move(upstream.greeting);
   co_return true;
 }
@@ -240,6 +254,7 @@ bool Relay::pump(Side side) {
     moved = true;
     last_activity_ = Clock::now();
     std::string_view input = result.data;  // the thread's read buffer: consumed or copied here
+    if (listener_.telemetry) listener_.telemetry->bytes(side == Side::Client, input.size());
     if (side == Side::Client) {
       bytes_from_client_ += input.size();
       session_->feed_client(input);
@@ -332,6 +347,9 @@ void Relay::maybe_start_client_tls() {
   asio::co_spawn(client_.socket().get_executor(), client_handshake(), [this](std::exception_ptr error, bool upgraded) {
     --pending_;
     client_tls_in_progress_ = false;
+    if (listener_.telemetry && !error) {
+      listener_.telemetry->tls_handshake(true, upgraded, upgraded ? client_.tls_version() : "");
+    }
     if (!closing_) {
       if (error || !upgraded) {
         client_leg_.dead = true;
@@ -418,6 +436,11 @@ void Relay::maybe_finish() {
   if (!closing_ || pending_ > 0 || finished_) return;
   finished_ = true;
   if (session_) log_end();
+  if (listener_.telemetry) {
+    listener_.telemetry->session_ended(listener_.settings.name, listener_.tls_mode,
+                                       ending_.value_or(CloseReason::ClientClosed),
+                                       std::chrono::duration<double>(Clock::now() - started_).count());
+  }
   // Not now: the caller is one of this relay's own functions.
   asio::post(client_.socket().get_executor(), [registry = registry_, self = self_] {
     registry->relays.erase(self);

@@ -39,6 +39,8 @@ struct ListenerRuntime {
   imap::DecoderLimits server_limits;
   const identify::Signatures* signatures = nullptr;  // null: built in
   const policy::RuleStore* rules = nullptr;          // null: no rules
+  session::Telemetry* telemetry = nullptr;           // null: no metrics
+  std::string tls_mode;                              // "implicit", "starttls" or "none" (a metric label)
   std::shared_ptr<asio::ssl::context> client_tls;    // our certificate; null: no TLS on the client leg
   std::shared_ptr<asio::ssl::context> upstream_tls;  // null: plain upstream
 };
@@ -118,6 +120,7 @@ class Relay {
   Stream client_;
   std::unique_ptr<Stream> server_;
   std::string server_peer_;
+  std::unique_ptr<session::Observer> observer_;  // before session_: it outlives the session
   std::optional<session::Session> session_;
   Leg client_leg_;
   Leg server_leg_;

@@ -6,6 +6,7 @@
 
 #include "proxy/identify/signatures.hpp"
 #include "proxy/policy/rule_set.hpp"
+#include "proxy/session/observer.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -62,6 +63,8 @@ struct ProxySettings {
   std::shared_ptr<const identify::Signatures> signatures;
   // Rewrite rules, reloaded on SIGHUP; null: no rules.
   std::shared_ptr<policy::RuleStore> rules;
+  // Who is told about sessions, bytes, TLS (the metrics); null: nobody.
+  std::shared_ptr<session::Telemetry> telemetry;
 };
 
 }  // namespace imapscope::transport

@@ -204,7 +204,8 @@ def start_proxy(path, setup, dovecot, args, workdir, label=""):
     port = free_port()
     certs = dovecot.certs
     if path.startswith("imapscope"):
-        argv = [args.imapscope, "--threads", "2", "--log-level", args.imapscope_log_level]
+        argv = [args.imapscope, "--threads", "2", "--log-level", args.imapscope_log_level,
+                "--admin", f"127.0.0.1:{free_port()}"]
         if path == "imapscope-rules":
             argv += ["--rules", bench_rules_dir(workdir)]
         if setup == "plain":

@@ -181,6 +181,10 @@ class Imapscope:
     """imapscope started with flags; its log goes to a file we can read."""
 
     def __init__(self, args, log_dir=None):
+        # Each instance serves its metrics on a port of its own (tests run several at once).
+        if "--admin" not in args:
+            self.admin_port = free_port()
+            args = args + ["--admin", f"127.0.0.1:{self.admin_port}"]
         self.args = args
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="imapscope-log-")
         self.log_path = f"{self.log_dir}/imapscope.log"

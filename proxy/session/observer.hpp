@@ -1,0 +1,70 @@
+// What a session tells whoever watches it (metrics now, transcripts later): const
+// facts, nothing back to the wire. Called on the relay's thread, in stream order;
+// implementations keep it cheap (no formatting, no lookups by string per message).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "proxy/identify/client_info.hpp"
+#include "proxy/imap/command.hpp"
+#include "proxy/imap/events.hpp"
+#include "proxy/imap/session_state.hpp"
+#include "proxy/session/close_reason.hpp"
+
+namespace imapscope::session {
+
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  // A complete tagged command of the client (forwarded, or answered by the proxy).
+  virtual void command(const imap::Command& command) = 0;
+  // The tagged answer to a command: the server's, or the proxy's own (local).
+  virtual void command_done(std::string_view tag, imap::Verb verb, bool uid, imap::Status status, bool local) = 0;
+  // The server confirmed IDLE ("+") / IDLE ended (its tagged answer).
+  virtual void idle_started() = 0;
+  // An untagged status line during IDLE: the server's keepalive ("* OK Still here").
+  virtual void idle_keepalive() = 0;
+  // Literal payload bytes of one message, each way.
+  virtual void literal_bytes(bool from_client, std::uint64_t bytes) = 0;
+  // A message refused by a limit, or a stream that can't be decoded any more.
+  virtual void protocol_error(bool from_client, imap::ErrorCode code) = 0;
+  // Who the client is now: every change of the guess, with settled = true once
+  // identification is done (ID seen, or enough commands) and for a later ID.
+  virtual void client_identified(const identify::ClientInfo& client, bool settled) = 0;
+
+ protected:
+  Observer() = default;
+  Observer(const Observer&) = default;
+  Observer& operator=(const Observer&) = default;
+};
+
+// What the whole proxy tells its watcher (metrics): sessions coming and going,
+// bytes, TLS, the upstream. Called from every event loop's thread at once:
+// implementations are thread-safe.
+class Telemetry {
+ public:
+  virtual ~Telemetry() = default;
+  // A client connected to a listener (name from the config, a bounded set; tls its
+  // mode: "implicit", "starttls" or "none"); returns the observer of its session
+  // (may be null). session_ended comes once for each.
+  virtual std::unique_ptr<Observer> session_started(std::string_view listener, std::string_view tls) = 0;
+  virtual void session_ended(std::string_view listener, std::string_view tls, CloseReason reason, double seconds) = 0;
+  // Bytes read from one side (counted per read, not per message).
+  virtual void bytes(bool from_client, std::uint64_t bytes) = 0;
+  // A TLS handshake: client side (the proxy's certificate) or upstream; version as
+  // OpenSSL names it ("TLSv1.3"), empty when it failed.
+  virtual void tls_handshake(bool client_side, bool ok, std::string_view version) = 0;
+  // Connecting to the upstream, up to its greeting: how long, and whether it worked.
+  virtual void upstream_connected(bool ok, double seconds) = 0;
+  // A rule reload (SIGHUP) and whether it was taken.
+  virtual void reload(bool ok) = 0;
+
+ protected:
+  Telemetry() = default;
+  Telemetry(const Telemetry&) = default;
+  Telemetry& operator=(const Telemetry&) = default;
+};
+
+}  // namespace imapscope::session
