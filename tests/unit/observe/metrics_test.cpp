@@ -1,0 +1,146 @@
+// Metrics from real sessions (session::Session with its observer): what is counted,
+// and that label values stay bounded whatever clients send.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "proxy/identify/signatures.hpp"
+#include "proxy/observe/metrics.hpp"
+#include "proxy/session/session.hpp"
+
+namespace imapscope::observe {
+namespace {
+
+// Series of one metric family: label sets -> value (counter/gauge, or histogram count).
+std::map<std::string, double> series(const Metrics& metrics, const std::string& name) {
+  std::map<std::string, double> out;
+  for (const auto& family : metrics.collect()) {
+    if (family.name != name) continue;
+    for (const auto& m : family.metric) {
+      std::string key;
+      for (const auto& l : m.label) key += l.name + "=" + l.value + ",";
+      out[key] = family.type == prometheus::MetricType::Histogram ? static_cast<double>(m.histogram.sample_count)
+                 : family.type == prometheus::MetricType::Counter ? m.counter.value
+                                                                  : m.gauge.value;
+    }
+  }
+  return out;
+}
+
+std::set<std::string> label_values(const Metrics& metrics, const std::string& name, const std::string& label) {
+  std::set<std::string> out;
+  for (const auto& family : metrics.collect()) {
+    if (family.name != name) continue;
+    for (const auto& m : family.metric) {
+      for (const auto& l : m.label) {
+        if (l.name == label) out.insert(l.value);
+      }
+    }
+  }
+  return out;
+}
+
+struct Observed {
+  explicit Observed(Metrics& metrics) : observer(metrics.session_started("imap", "none")), session(settings()) {
+    session.set_observer(observer.get());
+  }
+  static session::SessionSettings settings() {
+    session::SessionSettings s;
+    s.client_leg.tls = true;
+    return s;
+  }
+  void client(std::string_view bytes) {
+    session.feed_client(bytes);
+    session.to_server().clear();
+  }
+  void server(std::string_view bytes) {
+    session.feed_server(bytes);
+    session.to_client().clear();
+  }
+  std::unique_ptr<session::Observer> observer;
+  session::Session session;
+};
+
+Metrics make_metrics() { return Metrics(identify::builtin_signatures().families, nullptr); }
+
+TEST(Metrics, CountsCommandsByCommandClientAndResult) {
+  Metrics metrics = make_metrics();
+  {
+    Observed run(metrics);
+    run.server("* OK ready\r\n");
+    run.client("a1 ID (\"name\" \"Thunderbird\" \"version\" \"128.0\")\r\n");
+    run.server("* ID NIL\r\na1 OK ID done\r\n");
+    run.client("a2 LOGIN bob secret\r\n");
+    run.server("a2 OK Logged in\r\n");
+    run.client("a3 SELECT INBOX\r\na4 UID FETCH 1:* (FLAGS)\r\na5 STORE 1 +FLAGS (\\Seen)\r\n");
+    run.server("a3 OK done\r\na4 OK done\r\na5 NO [CANNOT] read-only\r\n");
+    run.client("a6 IDLE\r\n");
+    run.server("+ idling\r\n* OK Still here\r\n* OK Still here\r\n");
+    EXPECT_EQ(series(metrics, "imapscope_idle_sessions")[""], 1);
+    run.client("DONE\r\n");
+    run.server("a6 OK Idle completed\r\n");
+    run.client("a7 NOOP\r\n");  // never answered: counted with result "none" when the session ends
+    EXPECT_EQ(series(metrics, "imapscope_commands_in_flight")[""], 1);
+  }
+  metrics.session_ended("imap", "none", session::CloseReason::ClientClosed, 1.5);
+  const auto commands = series(metrics, "imapscope_commands_total");
+  EXPECT_EQ(commands.at("client=thunderbird,command=select,result=ok,"), 1);
+  EXPECT_EQ(commands.at("client=thunderbird,command=uid_fetch,result=ok,"), 1);
+  EXPECT_EQ(commands.at("client=thunderbird,command=store,result=no,"), 1);
+  EXPECT_EQ(commands.at("client=thunderbird,command=noop,result=none,"), 1);
+  EXPECT_EQ(commands.at("client=thunderbird,command=idle,result=ok,"), 1);
+  const auto latency = series(metrics, "imapscope_command_duration_seconds");
+  EXPECT_EQ(latency.at("client=thunderbird,command=select,"), 1);
+  EXPECT_EQ(latency.count("client=thunderbird,command=idle,"), 0u);  // IDLE has its own histogram
+  EXPECT_EQ(series(metrics, "imapscope_idle_duration_seconds")[""], 1);
+  EXPECT_EQ(series(metrics, "imapscope_idle_keepalives_total")[""], 2);
+  EXPECT_EQ(series(metrics, "imapscope_idle_sessions")[""], 0);
+  EXPECT_EQ(series(metrics, "imapscope_commands_in_flight")[""], 0);
+  EXPECT_EQ(series(metrics, "imapscope_authentications_total").at("mechanism=login_command,result=ok,"), 1);
+  EXPECT_EQ(series(metrics, "imapscope_client_identified_total").at("client=thunderbird,method=id,"), 1);
+  EXPECT_EQ(series(metrics, "imapscope_client_sessions_active").at("client=thunderbird,"), 0);
+  EXPECT_EQ(series(metrics, "imapscope_sessions_active").at("listener=imap,tls=none,"), 0);
+  EXPECT_EQ(series(metrics, "imapscope_sessions_total").at("listener=imap,tls=none,"), 1);
+  EXPECT_EQ(series(metrics, "imapscope_sessions_closed_total").at("reason=client_closed,"), 1);
+}
+
+TEST(Metrics, OddNamesAndStringsCreateNoNewSeries) {
+  Metrics metrics = make_metrics();
+  for (int i = 0; i < 300; ++i) {
+    Observed run(metrics);
+    const auto n = std::to_string(i);
+    run.server("* OK ready\r\n");
+    run.client("t1 ID (\"name\" \"Mailer" + n + "\" \"version\" \"" + n + "\")\r\n");
+    run.server("t1 OK ID done\r\n");
+    run.client("t2 XCMD" + n + " arg\r\nt3 UID XUID" + n + "\r\nt4 AUTHENTICATE XMECH" + n + "\r\n");
+    run.server("t2 BAD unknown\r\nt3 BAD unknown\r\nt4 NO unsupported\r\n");
+    run.client("t5 " + std::string(300, 'Q') + n + "\r\n");
+    run.server("t5 BAD unknown\r\n");
+    metrics.session_ended("imap", "none", session::CloseReason::ClientClosed, 0.1);
+  }
+  EXPECT_EQ(label_values(metrics, "imapscope_commands_total", "command"), (std::set<std::string>{"id", "other", "authenticate"}));
+  EXPECT_EQ(label_values(metrics, "imapscope_commands_total", "client"), (std::set<std::string>{"other"}));
+  EXPECT_EQ(label_values(metrics, "imapscope_authentications_total", "mechanism"), (std::set<std::string>{"other"}));
+  // Every series, all families: a bounded handful, not one per session.
+  std::size_t total = 0;
+  for (const auto& family : metrics.collect()) total += family.metric.size();
+  EXPECT_LT(total, 60u);
+}
+
+TEST(Labels, AreBoundedSets) {
+  EXPECT_EQ(command_label(command_index(imap::Verb::Fetch, true)), "uid_fetch");
+  EXPECT_EQ(command_label(command_index(imap::Verb::Select, true)), "other");  // no UID SELECT
+  EXPECT_EQ(command_label(command_index(imap::Verb::Other, false)), "other");
+  EXPECT_EQ(mechanism_label("SCRAM-SHA-256"), "scram-sha-256");
+  EXPECT_EQ(mechanism_label("X-MADE-UP"), "other");
+  EXPECT_EQ(tls_version_label("TLSv1.3"), "TLSv1.3");
+  EXPECT_EQ(tls_version_label("SSLv3"), "other");
+  FamilyLabels families({"thunderbird", "other", "unknown"});
+  EXPECT_EQ(families.label(families.index("thunderbird")), "thunderbird");
+  EXPECT_EQ(families.label(families.index("Mailer 2000")), "other");
+}
+
+}  // namespace
+}  // namespace imapscope::observe
