@@ -1,0 +1,206 @@
+"""Metrics against a real Prometheus: Dovecot, imapscope and Prometheus (the Debian
+package) on loopback; traffic from several client identities over plain, STARTTLS and
+implicit TLS; Prometheus scrapes imapscope every second; then every query of every
+panel of every dashboard in dashboards/grafana/dashboards is evaluated through
+Prometheus's HTTP API and must return series without error. promtool checks the
+scrape configuration and the alerting rules (and their unit tests)."""
+import glob
+import imaplib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.parse
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+from imap_fixtures import USERS, Dovecot, Imapscope, free_port, wait_for_port  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+DASHBOARDS = os.path.join(ROOT, "dashboards")
+SCRAPE = "1s"
+
+
+def http_json(url, timeout=10):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+class Prometheus:
+    """A private Prometheus scraping one target, on loopback, stopped by its pid."""
+
+    def __init__(self, target):
+        self.dir = tempfile.mkdtemp(prefix="imapscope-prometheus-")
+        self.port = free_port()
+        config = os.path.join(self.dir, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write(f"global:\n  scrape_interval: {SCRAPE}\n  evaluation_interval: {SCRAPE}\n"
+                    f"scrape_configs:\n  - job_name: imapscope\n    static_configs:\n"
+                    f"      - targets: ['{target}']\n")
+        self.proc = subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={self.dir}/data",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "prometheus.log"), "w"))
+        wait_for_port(self.port, timeout=60, proc=self.proc)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def query(self, expr):
+        return http_json(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RawClient:
+    def __init__(self, sock):
+        self.sock = sock
+        self.buffer = b""
+        self.read_line()
+
+    def read_line(self):
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line
+
+    def command(self, tag, text):
+        self.sock.sendall(f"{tag} {text}\r\n".encode())
+        while True:
+            line = self.read_line()
+            if line.startswith(tag.encode() + b" "):
+                return line
+
+
+class Dashboards(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dovecot = Dovecot(extra_config="imap_idle_notify_interval = 1 secs").start()
+        cls.plain, cls.tls = free_port(), free_port()
+        certs = cls.dovecot.certs
+        cls.proxy = Imapscope(["--listen", f"127.0.0.1:{cls.plain}", "--listen-tls", f"127.0.0.1:{cls.tls}",
+                               "--tls-cert", certs["cert"], "--tls-key", certs["key"],
+                               "--upstream", f"127.0.0.1:{cls.dovecot.port}",
+                               "--rules", os.path.join(ROOT, "rules", "quirks")]).start([cls.plain, cls.tls])
+        cls.prometheus = Prometheus(f"127.0.0.1:{cls.proxy.admin_port}")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.prometheus.stop()
+        cls.proxy.stop()
+        cls.dovecot.stop()
+
+    def context(self):
+        return ssl.create_default_context(cafile=self.dovecot.certs["ca"])
+
+    def traffic(self):
+        """Several client identities, every kind of event the panels show."""
+        ctx = self.context()
+        for name in ("Thunderbird", "Microsoft Office 365", "K-9 Mail"):
+            for tls in (False, True):
+                sock = socket.create_connection(("127.0.0.1", self.tls if tls else self.plain), timeout=20)
+                if tls:
+                    sock = ctx.wrap_socket(sock, server_hostname="localhost")
+                c = RawClient(sock)
+                c.command("a1", f'ID ("name" "{name}" "version" "9.1")')
+                c.command("a2", f"LOGIN alice {USERS['alice']}")
+                c.command("a3", "SELECT INBOX")
+                c.command("a4", "FETCH 1:* (FLAGS)")
+                c.command("a5", "XYZZY")  # BAD from Dovecot
+                c.sock.sendall(b"a6 IDLE\r\n")
+                c.read_line()
+                time.sleep(1.2)  # a keepalive or two ('* OK Still here'; dropped for K-9)
+                c.sock.sendall(b"DONE\r\n")
+                while not c.read_line().startswith(b"a6 "):
+                    pass
+                c.command("a7", "LOGOUT")
+                sock.close()
+        # imaplib (recognised by its tags), with STARTTLS and AUTHENTICATE PLAIN.
+        client = imaplib.IMAP4("127.0.0.1", self.plain)
+        client.starttls(ctx)
+        client.authenticate("PLAIN", lambda _: f"\0alice\0{USERS['alice']}".encode())
+        client.select("INBOX")
+        client.noop()
+        client.logout()
+        # A line over the limit: a protocol error, answered BAD [TOOBIG].
+        c = RawClient(socket.create_connection(("127.0.0.1", self.plain), timeout=20))
+        c.sock.sendall(b"t1 NOOP " + b"x" * 70000 + b"\r\n")
+        self.assertIn(b"TOOBIG", c.read_line())
+        c.command("t2", "LOGOUT")
+        # A rule reload (SIGHUP).
+        self.proxy.proc.send_signal(signal.SIGHUP)
+
+    def panel_queries(self):
+        for path in sorted(glob.glob(os.path.join(DASHBOARDS, "grafana", "dashboards", "*.json"))):
+            with open(path) as f:
+                dashboard = json.load(f)
+            for panel in dashboard["panels"]:
+                for target in panel["targets"]:
+                    yield os.path.basename(path), panel["title"], target["expr"]
+
+    def test_every_panel_query_returns_series(self):
+        subprocess.run([sys.executable, os.path.join(DASHBOARDS, "build.py"), "--check"], check=True)
+        self.traffic()
+        # Let Prometheus take a few scrapes after the traffic.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            result = self.prometheus.query("sum(imapscope_sessions_closed_total)")["data"]["result"]
+            if result and float(result[0]["value"][1]) >= 8:
+                break
+            time.sleep(0.5)
+        time.sleep(3)
+        empty, failed = [], []
+        queries = list(self.panel_queries())
+        self.assertGreater(len(queries), 25)
+        for dashboard, title, expr in queries:
+            concrete = expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
+            answer = self.prometheus.query(concrete)
+            if answer.get("status") != "success":
+                failed.append(f"{dashboard} / {title}: {answer}")
+            elif not answer["data"]["result"]:
+                empty.append(f"{dashboard} / {title}: {concrete}")
+        self.assertEqual(failed, [])
+        self.assertEqual(empty, [], "panels without series")
+        # The instance variable's query.
+        values = http_json(f"{self.prometheus.url}/api/v1/label/instance/values?"
+                           + urllib.parse.urlencode({"match[]": "imapscope_sessions_total"}))
+        self.assertEqual(values["data"], [f"127.0.0.1:{self.proxy.admin_port}"])
+        # Some figures are what the traffic did.
+        def value(expr):
+            return float(self.prometheus.query(expr)["data"]["result"][0]["value"][1])
+        self.assertGreaterEqual(value('sum(imapscope_commands_total{result="bad",command="other"})'), 6)
+        self.assertGreaterEqual(value('sum(imapscope_client_identified_total{client="outlook",method="id"})'), 2)
+        self.assertGreaterEqual(value('sum(imapscope_tls_sessions_total{side="client"})'), 4)
+        self.assertGreaterEqual(value('sum(imapscope_rule_hits_total{rule="idle-keepalive-drop-k9"})'), 1)
+        self.assertGreaterEqual(value('sum(imapscope_authentications_total{mechanism="plain",result="ok"})'), 1)
+        self.assertEqual(value("sum(imapscope_sessions_active)"), 0)
+
+
+class Promtool(unittest.TestCase):
+    def test_scrape_config_and_alerting_rules(self):
+        prometheus_dir = os.path.join(DASHBOARDS, "prometheus")
+        for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"],
+                     ["test", "rules", "alerts_test.yml"]):
+            result = subprocess.run(["promtool", *args], cwd=prometheus_dir, capture_output=True, text=True, timeout=60)
+            self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
