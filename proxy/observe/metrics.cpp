@@ -84,17 +84,17 @@ std::vector<prometheus::MetricFamily> Metrics::collect() const {
   return out;
 }
 
-template <typename T>
+template <typename T, typename MakeLabels>
 T& Metrics::cached(std::vector<std::atomic<T*>>& cache, std::size_t index, prometheus::Family<T>& family,
-                   const prometheus::Labels& labels, const std::vector<double>* buckets) {
+                   MakeLabels&& make_labels, const std::vector<double>* buckets) {
   if (T* found = cache[index].load(std::memory_order_acquire)) return *found;
   std::lock_guard lock(create_mutex_);
   if (T* found = cache[index].load(std::memory_order_acquire)) return *found;
   T* created = nullptr;
   if constexpr (std::is_same_v<T, prometheus::Histogram>) {
-    created = &family.Add(labels, *buckets);
+    created = &family.Add(make_labels(), *buckets);
   } else {
-    created = &family.Add(labels);
+    created = &family.Add(make_labels());
   }
   cache[index].store(created, std::memory_order_release);
   return *created;
@@ -102,15 +102,18 @@ T& Metrics::cached(std::vector<std::atomic<T*>>& cache, std::size_t index, prome
 
 prometheus::Counter& Metrics::command_counter(std::size_t command, std::size_t family, Result result) {
   const std::size_t index = (command * families_.size() + family) * kResultLabels + static_cast<std::size_t>(result);
-  return cached(command_counters_, index, commands_,
-                {{"command", command_label(command)},
-                 {"client", families_.label(family)},
-                 {"result", std::string(result_label(result))}});
+  return cached(command_counters_, index, commands_, [&]() -> prometheus::Labels {
+    return {{"command", command_label(command)},
+            {"client", families_.label(family)},
+            {"result", std::string(result_label(result))}};
+  });
 }
 
 prometheus::Histogram& Metrics::command_histogram(std::size_t command, std::size_t family) {
-  return cached(command_histograms_, command * families_.size() + family, command_duration_,
-                {{"command", command_label(command)}, {"client", families_.label(family)}}, &kCommandBuckets);
+  return cached(
+      command_histograms_, command * families_.size() + family, command_duration_,
+      [&]() -> prometheus::Labels { return {{"command", command_label(command)}, {"client", families_.label(family)}}; },
+      &kCommandBuckets);
 }
 
 void Metrics::command_done(std::size_t command, std::size_t family, Result result, double seconds, bool timed) {
@@ -195,7 +198,8 @@ void Metrics::client_identified(std::size_t family, identify::IdMethod method) {
 }
 
 void Metrics::client_session(std::size_t family, bool add) {
-  auto& gauge = cached(client_session_gauges_, family, client_sessions_, {{"client", families_.label(family)}});
+  auto& gauge = cached(client_session_gauges_, family, client_sessions_,
+                       [&]() -> prometheus::Labels { return {{"client", families_.label(family)}}; });
   add ? gauge.Increment() : gauge.Decrement();
 }
 

@@ -75,9 +75,11 @@ class Metrics final : public session::Telemetry {
  private:
   prometheus::Counter& command_counter(std::size_t command, std::size_t family, Result result);
   prometheus::Histogram& command_histogram(std::size_t command, std::size_t family);
-  template <typename T>
+  // The series at cache[index], created with make_labels() on first use only: the
+  // hot path builds no label map.
+  template <typename T, typename MakeLabels>
   T& cached(std::vector<std::atomic<T*>>& cache, std::size_t index, prometheus::Family<T>& family,
-            const prometheus::Labels& labels, const std::vector<double>* buckets = nullptr);
+            MakeLabels&& make_labels, const std::vector<double>* buckets = nullptr);
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::vector<std::shared_ptr<prometheus::Collectable>> collectors_;  // rule hits, process

@@ -6,6 +6,7 @@ One run measures three paths to the same private Dovecot on 127.0.0.1:
     direct      the client talks to Dovecot itself (its implicit-TLS port for the
                 TLS set-ups, its plain port for the plain one): the reference
     imapscope   a Release build of imapscope in front of Dovecot (--threads 2)
+    imapscope-bare   imapscope without metrics (--admin none): what metrics cost
     imapscope-rules  the same with the default rule set (rules/quirks) plus the
                 bench rules (tests/bench/rules.json): 20+ rules, some of which apply to
                 every client, so each message is matched and regexes run on each
@@ -204,8 +205,10 @@ def start_proxy(path, setup, dovecot, args, workdir, label=""):
     port = free_port()
     certs = dovecot.certs
     if path.startswith("imapscope"):
-        argv = [args.imapscope, "--threads", "2", "--log-level", args.imapscope_log_level,
-                "--admin", f"127.0.0.1:{free_port()}"]
+        # Metrics are on (as by default), on a port of the run's own; imapscope-bare
+        # runs without them, to show what they cost.
+        admin = "none" if path == "imapscope-bare" else f"127.0.0.1:{free_port()}"
+        argv = [args.imapscope, "--threads", "2", "--log-level", args.imapscope_log_level, "--admin", admin]
         if path == "imapscope-rules":
             argv += ["--rules", bench_rules_dir(workdir)]
         if setup == "plain":
@@ -829,7 +832,7 @@ def report(results, setups, max_other, markdown=False):
     rows = []
     for setup in setups:
         direct = results.get((setup, "direct"), {})
-        for path in ("direct", "imapscope", "imapscope-rules", "haproxy"):
+        for path in ("direct", "imapscope", "imapscope-bare", "imapscope-rules", "haproxy"):
             res = results.get((setup, path))
             if res is None:
                 continue
@@ -908,7 +911,7 @@ def main():
     ap.add_argument("--imapscope", help="imapscope binary (default: build build/bench-relay, Release)")
     ap.add_argument("--setups", default="tls-plain,tls-tls,plain", help="comma-separated: tls-plain,tls-tls,plain")
     ap.add_argument("--paths", default="direct,imapscope,haproxy",
-                    help="comma-separated: direct,imapscope,imapscope-rules,haproxy")
+                    help="comma-separated: direct,imapscope,imapscope-bare,imapscope-rules,haproxy")
     ap.add_argument("--parallel", type=int, default=4, help="FETCH sessions in parallel (one process each)")
     ap.add_argument("--seconds", type=float, default=5.0, help="FETCH duration bound per path")
     ap.add_argument("--rounds", type=int, default=200, help="FETCH rounds bound per session")

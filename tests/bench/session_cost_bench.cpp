@@ -1,14 +1,16 @@
-// What rules cost per message: the mail client session of conversation.hpp played
-// through session::Session (both decoders, capability rewriting, identification)
-// with no rules, and with the default set plus the bench rules (rules/quirks and
-// tests/bench/rules.json, 21 rules; the bench rules apply to every client, so every
-// message is matched against them and their regexes run). No sockets: the figure is
-// the session's own CPU per byte and per message.
+// What rules and metrics cost per message: the mail client session of
+// conversation.hpp played through session::Session (both decoders, capability
+// rewriting, identification) with no rules, and with the default set plus the bench
+// rules (rules/quirks and tests/bench/rules.json, 21 rules; the bench rules apply to
+// every client, so every message is matched against them and their regexes run);
+// and with the metrics observer. No sockets: the figure is the session's own CPU per
+// byte and per message.
 //
-//   BM_rules/0   no rules
+//   BM_rules/0   no rules, no metrics
 //   BM_rules/1   21 rules: rules/quirks + tests/bench/rules.json
 //   BM_rules/2   rules/quirks alone (9 enabled rules, each for particular clients:
 //                none applies to this session's client, the usual case)
+//   BM_metrics   no rules, the Prometheus metrics observer (observe::SessionMetrics)
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -19,6 +21,7 @@
 #include <string_view>
 
 #include "proxy/identify/signatures.hpp"
+#include "proxy/observe/metrics.hpp"
 #include "proxy/policy/rule_set.hpp"
 #include "proxy/session/session.hpp"
 #include "tests/bench/conversation.hpp"
@@ -110,6 +113,27 @@ void BM_rules(benchmark::State& state) {
   if (forwarded != bytes) state.SkipWithError("the rules changed the bench traffic");
 }
 BENCHMARK(BM_rules)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
+
+void BM_metrics(benchmark::State& state) {
+  static const Conversation conversation = build_session(kRounds);
+  observe::Metrics metrics(identify::builtin_signatures().families, nullptr);
+  session::SessionSettings settings;
+  settings.client_leg.tls = true;
+  std::size_t forwarded = 0;
+  for (auto _ : state) {
+    auto observer = metrics.session_started("imap", "none");
+    session::Session session(settings);
+    session.set_observer(observer.get());
+    forwarded = play(conversation, session);
+    benchmark::DoNotOptimize(forwarded);
+  }
+  const auto bytes = conversation.client.size() + conversation.server.size();
+  const auto messages = conversation.client_messages + conversation.server_messages;
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
+  state.counters["ns_per_message"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * messages), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_metrics)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace imapscope::bench
