@@ -34,6 +34,21 @@ class Observer {
   // identification is done (ID seen, or enough commands) and for a later ID.
   virtual void client_identified(const identify::ClientInfo& client, bool settled) = 0;
 
+  // The bytes of each message as they pass (transcripts), in stream order: kind is
+  // MessagePart (a head that goes on with a literal), LiteralData (payload),
+  // Message (the rest, or the whole message), Skipped/Error (undecoded bytes). The
+  // parsed message is valid during the call. SASL responses come as commands of
+  // kind SaslResponse: credentials, never to be written down.
+  virtual void client_bytes(const imap::Command& /*command*/, imap::EventKind /*kind*/, std::string_view /*raw*/) {}
+  virtual void server_bytes(const imap::Response& /*response*/, imap::EventKind /*kind*/, std::string_view /*raw*/) {}
+  // Bytes the proxy wrote to the client itself (local answers, BYE, injected lines).
+  virtual void proxy_to_client(std::string_view /*bytes*/) {}
+  // A rewrite rule matched the message about to pass (from_client: a command).
+  virtual void rule_hit(std::string_view /*rule*/, bool /*from_client*/) {}
+  // TLS on the client leg after STARTTLS, and the session's end.
+  virtual void client_tls_started(std::string_view /*version*/) {}
+  virtual void session_closed(CloseReason /*reason*/) {}
+
  protected:
   Observer() = default;
   Observer(const Observer&) = default;

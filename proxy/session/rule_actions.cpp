@@ -85,6 +85,7 @@ void Session::inject(const policy::Verdict& verdict, bool before) {
       if (rule->match.direction == Direction::Client) {
         send_to_client(bytes);
       } else {
+        if (observer_) observer_->proxy_to_client(bytes);
         response_queue() += bytes;
       }
     }
@@ -103,6 +104,9 @@ const policy::Verdict* Session::judge_command(const imap::Command& c, std::strin
   facts.line = first_line(raw);
   const policy::Verdict& verdict = rules_->evaluate(facts);
   if (verdict.empty()) return nullptr;
+  if (observer_) {
+    for (const policy::Rule* rule : verdict.rules) observer_->rule_hit(rule->name, true);
+  }
   if (verdict.inject) {
     inject(verdict, true);
     inject(verdict, false);
@@ -173,6 +177,9 @@ const policy::Verdict* Session::judge_response(const imap::Response& r, std::str
                                imap::iequals(r.code, "CAPABILITY");
   const policy::Verdict& verdict = rules_->evaluate(facts);
   if (verdict.empty()) return nullptr;
+  if (observer_) {
+    for (const policy::Rule* rule : verdict.rules) observer_->rule_hit(rule->name, false);
+  }
   if (verdict.drop) {
     if (verdict.inject) inject(verdict, true);
     drop_server_message_ = true;

@@ -52,6 +52,7 @@ void Session::release_memory() {
 }
 
 void Session::send_to_client(std::string_view line) {
+  if (observer_) observer_->proxy_to_client(line);
   if (server_in_message_ || responses_paused_) {
     deferred_client_ += line;
   } else {
@@ -125,6 +126,7 @@ void Session::feed_client(std::string_view& input) {
       case imap::EventKind::Blocked:
         return;
       case imap::EventKind::MessagePart: {
+        if (observer_) observer_->client_bytes(commands_.command(), ev.kind, ev.raw);
         // The head of a command with a literal: decide now whether and how it goes on.
         const bool first = !client_in_message_;
         client_in_message_ = true;
@@ -142,6 +144,7 @@ void Session::feed_client(std::string_view& input) {
       }
       case imap::EventKind::LiteralData:
       case imap::EventKind::Skipped:
+        if (observer_) observer_->client_bytes(commands_.command(), ev.kind, ev.raw);
         client_in_message_ = true;
         if (!suppress_client_message_) command_queue() += ev.raw;
         break;
@@ -151,13 +154,17 @@ void Session::feed_client(std::string_view& input) {
         client_in_message_ = true;
         suppress_client_message_ = true;
         client_error_ = ev.error.code;
-        if (observer_) observer_->protocol_error(true, ev.error.code);
+        if (observer_) {
+          observer_->protocol_error(true, ev.error.code);
+          observer_->client_bytes(commands_.command(), ev.kind, ev.raw);
+        }
         if (!ev.error.recoverable) {
           send_to_client(std::string("* BYE ").append(imap::error_reason(ev.error.code)).append("\r\n"));
           close_ = CloseReason::ProtocolError;
         }
         break;
       case imap::EventKind::Message:
+        if (observer_) observer_->client_bytes(commands_.command(), ev.kind, ev.raw);
         on_client_message(ev.raw);
         client_in_message_ = false;
         command_verdict_ = nullptr;
@@ -205,6 +212,7 @@ void Session::feed_server(std::string_view& input) {
       case imap::EventKind::Blocked:
         return;
       case imap::EventKind::MessagePart: {
+        if (observer_) observer_->server_bytes(responses_.response(), ev.kind, ev.raw);
         const bool first = !server_in_message_;
         if (first) response_verdict_ = judge_response(responses_.response(), ev.raw);
         server_in_message_ = true;
@@ -215,11 +223,15 @@ void Session::feed_server(std::string_view& input) {
       case imap::EventKind::Skipped:
       case imap::EventKind::Error:
         // Inspection fails open: whatever the server sends reaches the client.
-        if (ev.kind == imap::EventKind::Error && observer_) observer_->protocol_error(false, ev.error.code);
+        if (observer_) {
+          if (ev.kind == imap::EventKind::Error) observer_->protocol_error(false, ev.error.code);
+          observer_->server_bytes(responses_.response(), ev.kind, ev.raw);
+        }
         server_in_message_ = true;
         if (!drop_server_message_) response_queue() += ev.raw;
         break;
       case imap::EventKind::Message:
+        if (observer_) observer_->server_bytes(responses_.response(), ev.kind, ev.raw);
         forward_server_message(ev.raw);
         server_in_message_ = false;
         drop_server_message_ = false;

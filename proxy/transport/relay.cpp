@@ -356,6 +356,7 @@ void Relay::maybe_start_client_tls() {
         end(CloseReason::ClientTlsFailed);
       } else {
         session_->client_tls_started();
+        if (observer_) observer_->client_tls_started(client_.tls_version());
       }
     }
     update();
@@ -436,6 +437,7 @@ void Relay::maybe_finish() {
   if (!closing_ || pending_ > 0 || finished_) return;
   finished_ = true;
   if (session_) log_end();
+  if (observer_) observer_->session_closed(ending_.value_or(CloseReason::ClientClosed));
   if (listener_.telemetry) {
     listener_.telemetry->session_ended(listener_.settings.name, listener_.tls_mode,
                                        ending_.value_or(CloseReason::ClientClosed),
