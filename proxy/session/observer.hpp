@@ -10,6 +10,7 @@
 #include "proxy/identify/client_info.hpp"
 #include "proxy/imap/command.hpp"
 #include "proxy/imap/events.hpp"
+#include "proxy/imap/response.hpp"
 #include "proxy/imap/session_state.hpp"
 #include "proxy/session/close_reason.hpp"
 
