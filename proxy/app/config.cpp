@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "proxy/imap/abnf.hpp"
 #include "proxy/util/json_reader.hpp"
 
 namespace imapscope::app {
@@ -91,6 +92,44 @@ transport::Endpoint parse_endpoint(const std::string& text, const std::string& w
   return e;
 }
 
+inspect::TranscriptOptions read_transcripts(Reader r) {
+  inspect::TranscriptOptions t;
+  t.writer.dir = r.string("dir", "");
+  if (t.writer.dir.empty()) r.fail("dir", "is required (the folder transcripts are written to)");
+  const auto names = r.choice("user_names", "hashed", {"clear", "hashed", "redacted"});
+  t.user_names = names == "clear" ? inspect::UserNames::Clear
+                 : names == "redacted" ? inspect::UserNames::Redacted
+                                       : inspect::UserNames::Hashed;
+  t.writer.max_file_bytes = r.number("max_file_mb", 64, 1, 1 << 20) << 20;
+  t.writer.max_total_bytes = r.number("max_total_mb", 1024, 1, 1 << 24) << 20;
+  t.writer.max_queued_bytes = r.number("max_queued_mb", 16, 1, 4096) << 20;
+  auto select = r.object("select");
+  auto list = [&](const std::string& key) {
+    std::vector<std::string> out;
+    if (!select.has(key)) return out;
+    const auto& values = select.array(key);
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (!values[i].is_string() || values[i].get<std::string>().empty()) {
+        select.fail(key + "/" + std::to_string(i), "must be a non-empty string");
+      }
+      out.push_back(values[i].get<std::string>());
+    }
+    return out;
+  };
+  for (auto& user : list("users")) t.selection.users.push_back(imap::ascii_lower(user));
+  t.selection.clients = list("clients");
+  const auto addresses = list("addresses");
+  for (std::size_t i = 0; i < addresses.size(); ++i) {
+    const auto cidr = inspect::Cidr::parse(addresses[i]);
+    if (!cidr) select.fail("addresses/" + std::to_string(i), "\"" + addresses[i] + "\" is not an address or CIDR block");
+    t.selection.addresses.push_back(*cidr);
+  }
+  t.selection.sample = select.real("sample", 1.0, 0.0, 1.0);
+  select.reject_unknown();
+  r.reject_unknown();
+  return t;
+}
+
 Config load_config_file(const std::string& path) {
   const json document = util::load_json_file(path);
   Config config;
@@ -107,6 +146,8 @@ Config load_config_file(const std::string& path) {
   config.proxy.threads = static_cast<unsigned>(root.number("threads", 0, 0, 256));
   config.clients_file = root.string("clients", "");
   config.rules_path = root.string("rules", "");
+
+  if (root.has("transcripts")) config.transcripts = read_transcripts(root.object("transcripts"));
 
   auto timeouts = root.object("timeouts");
   auto& t = config.proxy.timeouts;
@@ -160,6 +201,7 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--admin") f.admin = value();
     else if (a == "--clients") f.clients = value();
     else if (a == "--rules") f.rules = value();
+    else if (a == "--transcripts") f.transcripts = value();
     else if (a == "--log-level") f.log_level = value();
     else if (a == "--threads") {
       const auto v = value();
@@ -189,6 +231,10 @@ Config build_config(const Flags& f) {
   // Loaded once, here: the flag's file replaces the config's without reading both.
   if (!config.clients_file.empty()) {
     config.proxy.signatures = std::make_shared<const identify::Signatures>(identify::load_signatures(config.clients_file));
+  }
+  if (!f.transcripts.empty()) {
+    if (!config.transcripts) config.transcripts.emplace();
+    config.transcripts->writer.dir = f.transcripts;
   }
   if (!f.rules.empty()) config.rules_path = f.rules;
   if (!config.rules_path.empty()) {
@@ -268,6 +314,8 @@ Flags (over the config file):
                              built-in copy of rules/clients.json)
   --rules PATH               rewrite rules: a JSON rule file or a directory of them,
                              e.g. rules/quirks (default: none); SIGHUP reloads them
+  --transcripts DIR          write a transcript of every session to DIR (JSON lines,
+                             credentials redacted; selection and limits: config file)
   --log-level LEVEL          debug, info, warning, error
   -h, --help                 this text
 

@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include <optional>
+
+#include "proxy/inspect/transcript.hpp"
 #include "proxy/transport/settings.hpp"
 #include "proxy/util/json_reader.hpp"
 #include "proxy/util/log.hpp"
@@ -19,6 +22,7 @@ struct Config {
   transport::ProxySettings proxy;
   transport::Endpoint admin{"127.0.0.1", 9143};  // metrics (and later the admin API)
   bool admin_enabled = true;
+  std::optional<inspect::TranscriptOptions> transcripts;  // none: no transcripts
   std::string clients_file;  // client signatures; empty: built in (loaded by build_config)
   std::string rules_path;    // a rule file or a directory of them; empty: no rules
   util::LogLevel log_level = util::LogLevel::Info;
@@ -35,7 +39,7 @@ transport::Endpoint parse_endpoint(const std::string& text, const std::string& w
 struct Flags {
   std::string config_file;
   std::vector<std::string> listen, listen_tls, upstream;
-  std::string tls_cert, tls_key, upstream_ca, admin, log_level, clients, rules;
+  std::string tls_cert, tls_key, upstream_ca, admin, log_level, clients, rules, transcripts;
   bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false, login_disabled = false;
   int threads = -1;
 };

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "proxy/app/config.hpp"
+#include "proxy/inspect/transcript.hpp"
+#include "proxy/observe/fanout.hpp"
 #include "proxy/observe/metrics.hpp"
 #include "proxy/replay/conversation.hpp"
 #include "proxy/transport/proxy.hpp"
@@ -75,6 +77,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     auto settings = config.proxy;
+    std::vector<std::shared_ptr<imapscope::session::Telemetry>> watchers;
     if (config.admin_enabled) {
       const auto& signatures = settings.signatures ? *settings.signatures : imapscope::identify::builtin_signatures();
       auto metrics = std::make_shared<imapscope::observe::Metrics>(signatures.families, settings.rules);
@@ -86,7 +89,23 @@ int main(int argc, char** argv) {
       }
       imapscope::util::log_line(imapscope::util::LogLevel::Info, "event=admin_listening address=" + address +
                                                                      " metrics=http://" + address + "/metrics");
-      settings.telemetry = std::move(metrics);
+      watchers.push_back(std::move(metrics));
+    }
+    if (config.transcripts) {
+      std::shared_ptr<imapscope::inspect::Transcripts> transcripts;
+      try {
+        transcripts = std::make_shared<imapscope::inspect::Transcripts>(*config.transcripts);
+      } catch (const std::exception& e) {
+        throw imapscope::app::ConfigError("transcripts: " + std::string(e.what()));
+      }
+      imapscope::util::log_line(imapscope::util::LogLevel::Info,
+                                "event=transcripts dir=" + imapscope::util::log_quote(config.transcripts->writer.dir));
+      watchers.push_back(std::move(transcripts));
+    }
+    if (watchers.size() == 1) {
+      settings.telemetry = watchers.front();
+    } else if (!watchers.empty()) {
+      settings.telemetry = std::make_shared<imapscope::observe::FanoutTelemetry>(std::move(watchers));
     }
     imapscope::transport::Proxy proxy(settings);
     return proxy.run();

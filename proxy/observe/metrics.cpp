@@ -121,13 +121,13 @@ void Metrics::command_done(std::size_t command, std::size_t family, Result resul
   if (timed) command_histogram(command, family).Observe(seconds);
 }
 
-std::unique_ptr<session::Observer> Metrics::session_started(std::string_view listener, std::string_view tls) {
+std::unique_ptr<session::Observer> Metrics::session_started(const session::SessionStart& start) {
   std::pair<prometheus::Gauge*, prometheus::Counter*> handles;
   {
     std::lock_guard lock(create_mutex_);
-    auto& entry = listeners_[{std::string(listener), std::string(tls)}];
+    auto& entry = listeners_[{std::string(start.listener), std::string(start.tls)}];
     if (!entry.first) {
-      const prometheus::Labels labels{{"listener", std::string(listener)}, {"tls", std::string(tls)}};
+      const prometheus::Labels labels{{"listener", std::string(start.listener)}, {"tls", std::string(start.tls)}};
       entry = {&sessions_active_.Add(labels), &sessions_total_.Add(labels)};
     }
     handles = entry;

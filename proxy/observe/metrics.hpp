@@ -48,7 +48,7 @@ class Metrics final : public session::Telemetry {
   std::vector<prometheus::MetricFamily> collect() const;
 
   // session::Telemetry
-  std::unique_ptr<session::Observer> session_started(std::string_view listener, std::string_view tls) override;
+  std::unique_ptr<session::Observer> session_started(const session::SessionStart& start) override;
   void session_ended(std::string_view listener, std::string_view tls, session::CloseReason reason,
                      double seconds) override;
   void bytes(bool from_client, std::uint64_t bytes) override;

@@ -56,16 +56,23 @@ class Observer {
   Observer& operator=(const Observer&) = default;
 };
 
+// A session as it starts: what observers may key on.
+struct SessionStart {
+  std::string_view listener;        // name from the config (a bounded set)
+  std::string_view tls;             // the listener's mode: "implicit", "starttls" or "none"
+  std::uint64_t id = 0;             // as in the log lines
+  std::string_view client_address;  // "127.0.0.1:51234"
+};
+
 // What the whole proxy tells its watcher (metrics): sessions coming and going,
 // bytes, TLS, the upstream. Called from every event loop's thread at once:
 // implementations are thread-safe.
 class Telemetry {
  public:
   virtual ~Telemetry() = default;
-  // A client connected to a listener (name from the config, a bounded set; tls its
-  // mode: "implicit", "starttls" or "none"); returns the observer of its session
-  // (may be null). session_ended comes once for each.
-  virtual std::unique_ptr<Observer> session_started(std::string_view listener, std::string_view tls) = 0;
+  // A client connected to a listener; returns the observer of its session (may be
+  // null). session_ended comes once for each.
+  virtual std::unique_ptr<Observer> session_started(const SessionStart& start) = 0;
   virtual void session_ended(std::string_view listener, std::string_view tls, CloseReason reason, double seconds) = 0;
   // Bytes read from one side (counted per read, not per message).
   virtual void bytes(bool from_client, std::uint64_t bytes) = 0;

@@ -60,7 +60,10 @@ void Relay::launch(asio::ip::tcp::socket client, const ListenerRuntime& listener
   relay.self_ = std::prev(registry.relays.end());
   ++*registry.active;
   relay.started_ = relay.last_activity_ = Clock::now();
-  if (listener.telemetry) relay.observer_ = listener.telemetry->session_started(listener.settings.name, listener.tls_mode);
+  if (listener.telemetry) {
+    relay.observer_ = listener.telemetry->session_started(
+        session::SessionStart{listener.settings.name, listener.tls_mode, id, relay.client_peer_});
+  }
   ++relay.pending_;
   asio::co_spawn(relay.client_.socket().get_executor(), relay.set_up(),
                  [&relay](std::exception_ptr error, bool started) { relay.begin(error, started); });

@@ -121,7 +121,7 @@ void BM_metrics(benchmark::State& state) {
   settings.client_leg.tls = true;
   std::size_t forwarded = 0;
   for (auto _ : state) {
-    auto observer = metrics.session_started("imap", "none");
+    auto observer = metrics.session_started({"imap", "none", 1, "127.0.0.1:1"});
     session::Session session(settings);
     session.set_observer(observer.get());
     forwarded = play(conversation, session);

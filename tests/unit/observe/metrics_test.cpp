@@ -43,7 +43,7 @@ std::set<std::string> label_values(const Metrics& metrics, const std::string& na
 }
 
 struct Observed {
-  explicit Observed(Metrics& metrics) : observer(metrics.session_started("imap", "none")), session(settings()) {
+  explicit Observed(Metrics& metrics) : observer(metrics.session_started({"imap", "none", 1, "127.0.0.1:1"})), session(settings()) {
     session.set_observer(observer.get());
   }
   static session::SessionSettings settings() {

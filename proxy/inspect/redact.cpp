@@ -1,0 +1,93 @@
+#include "proxy/inspect/redact.hpp"
+
+#include <openssl/evp.h>
+
+#include <vector>
+
+#include "proxy/imap/abnf.hpp"
+
+namespace imapscope::inspect {
+namespace {
+
+std::optional<std::string> base64_decode(std::string_view text) {
+  if (text.empty() || text == "=") return std::string();
+  if (text.size() % 4 != 0 || text.size() > 16384) return std::nullopt;
+  std::vector<unsigned char> out(text.size() / 4 * 3 + 1);
+  const int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()),
+                                static_cast<int>(text.size()));
+  if (n < 0) return std::nullopt;
+  std::size_t size = static_cast<std::size_t>(n);
+  // EVP_DecodeBlock counts the padding as zero bytes.
+  if (text.size() >= 1 && text.back() == '=') --size;
+  if (text.size() >= 2 && text[text.size() - 2] == '=') --size;
+  return std::string(reinterpret_cast<const char*>(out.data()), size);
+}
+
+}  // namespace
+
+std::string user_label(std::string_view user, UserNames policy) {
+  switch (policy) {
+    case UserNames::Clear: return std::string(user);
+    case UserNames::Redacted: return "***";
+    case UserNames::Hashed: break;
+  }
+  const std::string lower = imap::ascii_lower(user);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(lower.data(), lower.size(), digest, &length, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "sha256:";
+  for (unsigned int i = 0; i < 6 && i < length; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 15];
+  }
+  return out;
+}
+
+bool carries_credentials(const imap::Command& c) {
+  if (c.kind == imap::CommandKind::SaslResponse) return true;
+  return c.kind == imap::CommandKind::Tagged && !c.uid &&
+         (c.verb == imap::Verb::Login || c.verb == imap::Verb::Authenticate);
+}
+
+std::string redacted_text(const imap::Command& c, UserNames policy) {
+  if (c.kind == imap::CommandKind::SaslResponse) return "*** (SASL response, " + std::to_string(c.line.size()) + " bytes)";
+  std::string out = std::string(c.tag) + " " + std::string(c.name);
+  if (c.verb == imap::Verb::Login) {
+    if (!c.args.empty()) {
+      const auto user = c.args.front().string_value();
+      out += " " + (user ? user_label(*user, policy) : std::string("{user}"));
+    }
+    if (c.args.size() > 1) out += " ***";
+    return out;
+  }
+  // AUTHENTICATE mechanism [initial-response]
+  if (!c.args.empty()) out += " " + std::string(c.args.front().text);
+  if (c.args.size() > 1) out += " ***";
+  return out;
+}
+
+std::optional<std::string> sasl_user(std::string_view mechanism, std::string_view payload, bool first_answer) {
+  const auto decoded = base64_decode(payload);
+  if (!decoded) return std::nullopt;
+  if (imap::iequals(mechanism, "PLAIN")) {
+    const auto first = decoded->find('\0');
+    if (first == std::string::npos) return std::nullopt;
+    const auto second = decoded->find('\0', first + 1);
+    if (second == std::string::npos) return std::nullopt;
+    return decoded->substr(first + 1, second - first - 1);
+  }
+  if (imap::iequals(mechanism, "LOGIN")) {
+    if (!first_answer) return std::nullopt;
+    return *decoded;
+  }
+  if (imap::iequals(mechanism, "XOAUTH2")) {
+    // "user=" user ^A "auth=Bearer " token ^A ^A
+    if (decoded->rfind("user=", 0) != 0) return std::nullopt;
+    const auto end = decoded->find('\x01');
+    return decoded->substr(5, end == std::string::npos ? std::string::npos : end - 5);
+  }
+  return std::nullopt;
+}
+
+}  // namespace imapscope::inspect
