@@ -1,0 +1,244 @@
+// Transcripts from real Session traffic: text without literal payloads, hashes,
+// credentials never written, selection, and the writer's bounds.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "proxy/inspect/transcript.hpp"
+#include "proxy/session/session.hpp"
+
+namespace imapscope::inspect {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::string temp_dir() {
+  static int n = 0;
+  const auto dir = fs::path(::testing::TempDir()) / ("imapscope-transcripts-" + std::to_string(::getpid()) + "-" +
+                                                    std::to_string(n++));
+  fs::remove_all(dir);
+  return dir.string();
+}
+
+// Everything written to the folder, as one string, and as events.
+std::string folder_text(const std::string& dir) {
+  std::string all;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    std::ifstream in(entry.path());
+    std::stringstream s;
+    s << in.rdbuf();
+    all += s.str();
+  }
+  return all;
+}
+
+std::vector<json> events(const std::string& dir) {
+  std::vector<json> out;
+  std::istringstream lines(folder_text(dir));
+  for (std::string line; std::getline(lines, line);) out.push_back(json::parse(line));
+  std::sort(out.begin(), out.end(), [](const json& a, const json& b) { return a["t"] < b["t"]; });
+  return out;
+}
+
+struct Recorded {
+  Recorded(Transcripts& transcripts, std::uint64_t id, std::string_view address = "127.0.0.1:4000")
+      : observer(transcripts.session_started({"imap", "none", id, address})), session(settings()) {
+    session.set_observer(observer.get());
+  }
+  static session::SessionSettings settings() {
+    session::SessionSettings s;
+    s.client_leg.tls = true;
+    return s;
+  }
+  void client(std::string_view bytes) {
+    session.feed_client(bytes);
+    session.to_server().clear();
+  }
+  void server(std::string_view bytes) {
+    session.feed_server(bytes);
+    session.to_client().clear();
+  }
+  void close() {
+    if (observer) observer->session_closed(session::CloseReason::ClientClosed);
+  }
+  std::unique_ptr<session::Observer> observer;
+  session::Session session;
+};
+
+TranscriptOptions options(const std::string& dir) {
+  TranscriptOptions o;
+  o.writer.dir = dir;
+  return o;
+}
+
+TEST(StreamText, DropsPayloadsAndHashesThem) {
+  StreamText t;
+  t.add("* 1 FETCH (BODY[] {5}\r\nhel", true);
+  t.add("lo)\r\n", true);
+  EXPECT_EQ(t.take_text(), "* 1 FETCH (BODY[] {5})");
+  const auto literals = t.take_literals();
+  ASSERT_EQ(literals.size(), 1u);
+  EXPECT_EQ(literals[0].size, 5u);
+  // sha256("hello")
+  EXPECT_EQ(literals[0].sha256, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+  t.add("a LOGIN {5}\r\nalice {6}\r\nsecret\r\n", false);
+  EXPECT_EQ(t.take_text(), "a LOGIN {5} {6}");
+  EXPECT_EQ(t.take_literals()[1].sha256, "");
+}
+
+TEST(Transcripts, CredentialsNeverReachTheFile) {
+  const auto dir = temp_dir();
+  {
+    Transcripts transcripts(options(dir));
+    std::uint64_t id = 1;
+    auto session = [&](auto&& script) {
+      Recorded r(transcripts, id++);
+      r.server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=LOGIN AUTH=XOAUTH2] ready\r\n");
+      script(r);
+      r.close();
+    };
+    session([](Recorded& r) {  // quoted
+      r.client("a1 LOGIN \"alice\" \"Quoted-Secret-1\"\r\n");
+      r.server("a1 OK Logged in\r\n");
+    });
+    session([](Recorded& r) {  // synchronising literals
+      r.client("a1 LOGIN {5}\r\n");
+      r.server("+ OK\r\n");
+      r.client("alice {15}\r\n");
+      r.server("+ OK\r\n");
+      r.client("Literal-Secret2\r\n");
+      r.server("a1 OK Logged in\r\n");
+    });
+    session([](Recorded& r) {  // PLAIN with SASL-IR: base64("\0alice\0Plain-IR-Secret3")
+      r.client("a1 AUTHENTICATE PLAIN AGFsaWNlAFBsYWluLUlSLVNlY3JldDM=\r\n");
+      r.server("a1 OK Logged in\r\n");
+    });
+    session([](Recorded& r) {  // PLAIN without SASL-IR
+      r.client("a1 AUTHENTICATE PLAIN\r\n");
+      r.server("+ \r\n");
+      r.client("AGFsaWNlAFBsYWluLVNlY3JldDQ=\r\n");  // "\0alice\0Plain-Secret4"
+      r.server("a1 OK Logged in\r\n");
+    });
+    session([](Recorded& r) {  // LOGIN mechanism: user, then password, each a SASL line
+      r.client("a1 AUTHENTICATE LOGIN\r\n");
+      r.server("+ VXNlcm5hbWU6\r\n");
+      r.client("YWxpY2U=\r\n");  // alice
+      r.server("+ UGFzc3dvcmQ6\r\n");
+      r.client("TG9naW4tU2VjcmV0NQ==\r\n");  // Login-Secret5
+      r.server("a1 OK Logged in\r\n");
+    });
+    session([](Recorded& r) {  // XOAUTH2 with SASL-IR: "user=alice\1auth=Bearer Oauth-Token6\1\1"
+      r.client("a1 AUTHENTICATE XOAUTH2 dXNlcj1hbGljZQFhdXRoPUJlYXJlciBPYXV0aC1Ub2tlbjYBAQ==\r\n");
+      r.server("a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
+    });
+    session([](Recorded& r) {  // a cancelled exchange
+      r.client("a1 AUTHENTICATE PLAIN\r\n");
+      r.server("+ \r\n");
+      r.client("*\r\n");
+      r.server("a1 BAD Authentication aborted by client.\r\n");
+      r.client("a2 NOOP\r\n");
+      r.server("a2 OK NOOP completed.\r\n");
+    });
+    transcripts.writer().flush();
+  }
+  const auto text = folder_text(dir);
+  for (const char* secret : {"Quoted-Secret-1", "Literal-Secret2", "AGFsaWNlAFBsYWluLUlSLVNlY3JldDM=", "Plain-IR-Secret3",
+                             "AGFsaWNlAFBsYWluLVNlY3JldDQ=", "Plain-Secret4", "TG9naW4tU2VjcmV0NQ==", "Login-Secret5",
+                             "YWxpY2U=", "Oauth-Token6", "dXNlcj1hbGljZQFhdXRoPUJlYXJlciBPYXV0aC1Ub2tlbjYBAQ=="}) {
+    EXPECT_EQ(text.find(secret), std::string::npos) << secret;
+  }
+  // The user names, hashed by default: the same user, the same label, in every session.
+  const auto alice = user_label("alice", UserNames::Hashed);
+  std::size_t users = 0;
+  for (const auto& e : events(dir)) {
+    if (e.value("event", "") == "user") {
+      EXPECT_EQ(e["user"], alice);
+      ++users;
+    }
+  }
+  EXPECT_EQ(users, 6u);
+  EXPECT_NE(text.find("\"a2 NOOP\""), std::string::npos);  // after the exchange, commands are written again
+  EXPECT_EQ(text.find("\"alice\""), std::string::npos);
+}
+
+TEST(Transcripts, SelectionByUserKeepsOnlyThatUser) {
+  const auto dir = temp_dir();
+  {
+    auto o = options(dir);
+    o.selection.users = {"alice"};
+    Transcripts transcripts(o);
+    for (const char* user : {"alice", "bob", "ALICE"}) {
+      Recorded r(transcripts, 1);
+      r.server("* OK ready\r\n");
+      r.client(std::string("a1 LOGIN ") + user + " pw\r\na2 SELECT INBOX\r\n");
+      r.server("a1 OK Logged in\r\na2 OK done\r\n");
+      r.close();
+    }
+    {
+      Recorded r(transcripts, 9);  // never logs in: undecided, dropped
+      r.server("* OK ready\r\n");
+      r.close();
+    }
+    transcripts.writer().flush();
+  }
+  std::size_t starts = 0, selects = 0;
+  for (const auto& e : events(dir)) {
+    if (e.value("event", "") == "start") ++starts;
+    if (e.value("command", "") == "SELECT") ++selects;
+  }
+  EXPECT_EQ(starts, 2u);  // alice and ALICE, with what came before the login
+  EXPECT_EQ(selects, 2u);
+}
+
+TEST(Transcripts, SelectionByAddressAndSample) {
+  Selection s;
+  s.addresses = {*Cidr::parse("192.0.2.0/24"), *Cidr::parse("2001:db8::/32")};
+  EXPECT_TRUE(s.admits_connection("192.0.2.77:1234", 0));
+  EXPECT_FALSE(s.admits_connection("198.51.100.1:1234", 0));
+  EXPECT_TRUE(s.admits_connection("2001:db8::1:993", 0));
+  EXPECT_FALSE(s.admits_connection("2001:db9::1:993", 0));
+  s.sample = 0.25;
+  EXPECT_TRUE(s.admits_connection("192.0.2.1:1", 0.1));
+  EXPECT_FALSE(s.admits_connection("192.0.2.1:1", 0.3));
+  EXPECT_FALSE(Cidr::parse("192.0.2.0/33"));
+  EXPECT_FALSE(Cidr::parse("mail.example.org"));
+}
+
+TEST(TranscriptWriter, RotatesBoundsTheFolderAndDropsWhenFull) {
+  const auto dir = temp_dir();
+  WriterOptions o;
+  o.dir = dir;
+  o.max_file_bytes = 1000;
+  o.max_total_bytes = 5000;
+  {
+    TranscriptWriter writer(o);
+    for (int i = 0; i < 500; ++i) writer.write(std::string(90, 'x'));
+    writer.flush();
+    EXPECT_EQ(writer.dropped(), 0u);
+  }
+  std::uint64_t total = 0;
+  std::size_t files = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    total += entry.file_size();
+    ++files;
+  }
+  EXPECT_GT(files, 2u);
+  EXPECT_LE(total, 5000u + 1000u);  // the bound, plus the file being written
+  // A queue that can't take more: lines are dropped and counted, write() never waits.
+  o.max_queued_bytes = 100;
+  TranscriptWriter small(o);
+  std::uint64_t accepted = 0;
+  for (int i = 0; i < 1000; ++i) accepted += small.write(std::string(60, 'y')) ? 1 : 0;
+  small.flush();
+  EXPECT_EQ(accepted + small.dropped(), 1000u);
+  EXPECT_EQ(small.written(), accepted);
+}
+
+}  // namespace
+}  // namespace imapscope::inspect
