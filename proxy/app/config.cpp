@@ -295,6 +295,9 @@ std::string usage() {
   return R"(usage: imapscope [--config FILE] [flags]        run the proxy
        imapscope --check-config FILE [flags]     validate settings, print them, exit
        imapscope decode FILE...                  replay C:/S: transcripts through the codec
+       imapscope inspect [--session N] [--command NAME] [--from T] [--to T]
+                         [--summary] [--json] FILE...
+                                                 read transcripts (--transcripts DIR) back
 
 Flags (over the config file):
   --listen HOST:PORT         plain listener; offers STARTTLS when a certificate is given (repeatable)
