@@ -122,7 +122,8 @@ void SessionTranscript::client_bytes(const imap::Command& c, imap::EventKind kin
   if (client_sensitive_) {
     learn_user(c);
     event["kind"] = c.kind == imap::CommandKind::SaslResponse ? "sasl" : "command";
-    event["text"] = c.rejected || c.tag.empty() ? std::string("*** (credentials)") : redacted_text(c, owner_.options().user_names);
+    const bool renderable = c.kind == imap::CommandKind::SaslResponse || (!c.rejected && !c.tag.empty());
+    event["text"] = renderable ? redacted_text(c, owner_.options().user_names) : std::string("*** (credentials)");
     if (!c.tag.empty() && c.kind == imap::CommandKind::Tagged) event["tag"] = std::string(c.tag);
     if (c.kind == imap::CommandKind::Tagged) event["command"] = imap::ascii_upper(c.name);
   } else {

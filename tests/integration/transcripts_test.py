@@ -1,0 +1,212 @@
+"""Transcripts end to end: imapscope with transcripts on, in front of a real Dovecot,
+with real logins of every kind. No secret reaches the transcripts, the log or the
+metrics (the whole output is searched); selection by user and by client family;
+`imapscope inspect` reads the result back. Everything on 127.0.0.1."""
+import base64
+import glob
+import imaplib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+from imap_fixtures import USERS, Dovecot, Imapscope, free_port, imapscope_binary  # noqa: E402
+
+DOVECOT = None
+
+
+def setUpModule():
+    global DOVECOT
+    DOVECOT = Dovecot().start()
+
+
+def tearDownModule():
+    DOVECOT.stop()
+
+
+class Raw:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.buffer = b""
+        self.line()
+
+    def line(self):
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def until(self, tag):
+        while True:
+            line = self.line()
+            if line.startswith(tag + b" "):
+                return line
+
+    def close(self):
+        self.send(b"z LOGOUT\r\n")
+        self.until(b"z")
+        self.sock.close()
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+class Proxy:
+    def __init__(self, test, extra_config=None):
+        self.dir = tempfile.mkdtemp(prefix="imapscope-transcripts-")
+        test.addCleanup(shutil.rmtree, self.dir, True)
+        self.out = os.path.join(self.dir, "transcripts")
+        self.port = free_port()
+        config = {"transcripts": dict({"dir": self.out}, **(extra_config or {})),
+                  "listeners": [{"listen": f"127.0.0.1:{self.port}",
+                                 "upstream": {"addresses": [f"127.0.0.1:{DOVECOT.port}"]}}]}
+        path = os.path.join(self.dir, "config.json")
+        with open(path, "w") as f:
+            json.dump(config, f)
+        self.proxy = Imapscope(["--config", path]).start([self.port])
+        test.addCleanup(self.proxy.stop)
+
+    def stop(self):
+        self.proxy.stop()
+
+    def files(self):
+        return sorted(glob.glob(os.path.join(self.out, "*.jsonl")))
+
+    def events(self):
+        out = []
+        for path in self.files():
+            with open(path) as f:
+                out += [json.loads(line) for line in f]
+        return out
+
+
+class Redaction(unittest.TestCase):
+    def test_no_secret_anywhere(self):
+        proxy = Proxy(self, {"user_names": "hashed"})
+        alice, bob = USERS["alice"], USERS["bob"]
+        secrets = [alice, bob]
+        # LOGIN with quoted strings (imaplib), then with synchronising literals.
+        c = imaplib.IMAP4("127.0.0.1", proxy.port)
+        c.login("alice", alice)
+        c.select("INBOX")
+        c.logout()
+        r = Raw(proxy.port)
+        r.send(b"a1 LOGIN {5}\r\n")
+        self.assertTrue(r.line().startswith(b"+"))
+        r.send(b"alice {%d}\r\n" % len(alice))
+        self.assertTrue(r.line().startswith(b"+"))
+        r.send(alice.encode() + b"\r\n")
+        self.assertIn(b"a1 OK", r.until(b"a1"))
+        r.close()
+        # AUTHENTICATE PLAIN without SASL-IR (imaplib), with it, LOGIN mechanism, XOAUTH2.
+        c = imaplib.IMAP4("127.0.0.1", proxy.port)
+        c.authenticate("PLAIN", lambda _: f"\0bob\0{bob}".encode())
+        c.logout()
+        plain_ir = b64(f"\0alice\0{alice}")
+        secrets.append(plain_ir)
+        r = Raw(proxy.port)
+        r.send(f"a1 AUTHENTICATE PLAIN {plain_ir}\r\n".encode())
+        self.assertIn(b"a1 OK", r.until(b"a1"))
+        r.close()
+        r = Raw(proxy.port)
+        r.send(b"a1 AUTHENTICATE LOGIN\r\n")
+        self.assertTrue(r.line().startswith(b"+"))
+        r.send(b64("bob").encode() + b"\r\n")
+        self.assertTrue(r.line().startswith(b"+"))
+        login_password = b64(bob)
+        secrets.append(login_password)
+        r.send(login_password.encode() + b"\r\n")
+        self.assertIn(b"a1 OK", r.until(b"a1"))
+        r.close()
+        token = "ya29.Secret-Oauth-Token-For-Alice"
+        xoauth = b64(f"user=alice\x01auth=Bearer {token}\x01\x01")
+        secrets += [token, xoauth]
+        r = Raw(proxy.port)
+        r.send(f"a1 AUTHENTICATE XOAUTH2 {xoauth}\r\n".encode())
+        answer = r.until(b"a1")  # Dovecot here has no OAuth2: NO or BAD, the token went through all the same
+        self.assertFalse(answer.startswith(b"a1 OK"))
+        r.close()
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{proxy.proxy.admin_port}/metrics").read().decode()
+        proxy.stop()
+
+        everything = metrics + proxy.proxy.log()
+        for path in proxy.files():
+            with open(path) as f:
+                everything += f.read()
+        self.assertTrue(proxy.files())
+        for secret in secrets:
+            self.assertNotIn(secret, everything)
+        # Hashed user names: the same user always the same label, never the name itself.
+        users = {e["user"] for e in proxy.events() if e.get("event") == "user"}
+        self.assertEqual(len(users), 2, users)
+        self.assertTrue(all(u.startswith("sha256:") for u in users))
+        logins = [e["text"] for e in proxy.events() if e.get("command") in ("LOGIN", "AUTHENTICATE")]
+        self.assertGreaterEqual(len(logins), 6)
+        for text in logins:
+            self.assertRegex(text, r"^\S+ (LOGIN sha256:[0-9a-f]{12} \*\*\*|AUTHENTICATE [A-Z0-9-]+( \*\*\*)?)$")
+        sasl = [e["text"] for e in proxy.events() if e.get("kind") == "sasl"]
+        self.assertEqual(len(sasl), 3)  # imaplib's PLAIN answer, LOGIN's user and password
+        self.assertTrue(all(text.startswith("*** (SASL response") for text in sasl), sasl)
+
+        # The reader.
+        out = subprocess.run([imapscope_binary(), "inspect", "--json", *proxy.files()], capture_output=True,
+                             text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        summaries = json.loads(out.stdout)
+        with_select = [s for s in summaries if "SELECT" in s.get("commands", {})]
+        self.assertEqual(len(with_select), 1)
+        self.assertEqual(with_select[0]["client"]["family"], "python_imaplib")
+        self.assertIn("SELECT", with_select[0]["latency"])
+        self.assertEqual([e["command"] for e in summaries[-1]["errors"]], ["AUTHENTICATE"])
+        text = subprocess.run([imapscope_binary(), "inspect", "--command", "select", *proxy.files()],
+                              capture_output=True, text=True, timeout=60).stdout
+        self.assertRegex(text, r"C: \S+ SELECT INBOX")
+        self.assertRegex(text, r"S: \S+ OK \[READ-WRITE\].*\[[0-9.]+ ms\]")
+        self.assertNotRegex(text, r"C: \S+ LOGIN")  # only SELECT and its answers in the conversation
+
+
+class Selection(unittest.TestCase):
+    def test_by_user(self):
+        proxy = Proxy(self, {"user_names": "clear", "select": {"users": ["bob"]}})
+        for user in ("alice", "bob", "alice"):
+            c = imaplib.IMAP4("127.0.0.1", proxy.port)
+            c.login(user, USERS[user])
+            c.select("INBOX")
+            c.logout()
+        proxy.stop()
+        users = [e["user"] for e in proxy.events() if e.get("event") == "user"]
+        self.assertEqual(users, ["bob"])
+        self.assertEqual(len({e["s"] for e in proxy.events()}), 1)
+
+    def test_by_client_family(self):
+        proxy = Proxy(self, {"select": {"clients": ["thunderbird"]}})
+        for name in ("Thunderbird", "K-9 Mail"):
+            r = Raw(proxy.port)
+            r.send(f'a1 ID ("name" "{name}" "version" "128.0")\r\n'.encode())
+            r.until(b"a1")
+            r.send(b"a2 NOOP\r\n")
+            r.until(b"a2")
+            r.close()
+        proxy.stop()
+        families = {e["family"] for e in proxy.events() if e.get("event") == "client"}
+        self.assertEqual(families, {"thunderbird"})
+
+
+if __name__ == "__main__":
+    unittest.main()
