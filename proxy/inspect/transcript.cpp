@@ -1,6 +1,7 @@
 #include "proxy/inspect/transcript.hpp"
 
 #include "proxy/imap/abnf.hpp"
+#include "proxy/util/log.hpp"
 
 namespace imapscope::inspect {
 namespace {
@@ -35,6 +36,13 @@ json literals_json(std::vector<LiteralDigest> literals) {
 }  // namespace
 
 Transcripts::Transcripts(TranscriptOptions options) : options_(std::move(options)), writer_(options_.writer) {}
+
+Transcripts::~Transcripts() {
+  writer_.flush();
+  util::log_line(writer_.dropped() > 0 ? util::LogLevel::Warning : util::LogLevel::Info,
+                 "event=transcripts_closed written=" + std::to_string(writer_.written()) +
+                     " dropped=" + std::to_string(writer_.dropped()));
+}
 
 std::unique_ptr<session::Observer> Transcripts::session_started(const session::SessionStart& start) {
   double draw = 0;

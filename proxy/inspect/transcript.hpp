@@ -32,6 +32,7 @@ struct TranscriptOptions {
 class Transcripts final : public session::Telemetry {
  public:
   explicit Transcripts(TranscriptOptions options);
+  ~Transcripts() override;  // writes what is queued, logs what was written and dropped
 
   std::unique_ptr<session::Observer> session_started(const session::SessionStart& start) override;
   void session_ended(std::string_view, std::string_view, session::CloseReason, double) override {}
