@@ -6,9 +6,7 @@
 #include <vector>
 
 #include "proxy/app/config.hpp"
-#include <iostream>
-
-#include "proxy/inspect/reader.hpp"
+#include "proxy/app/inspect_command.hpp"
 #include "proxy/inspect/transcript.hpp"
 #include "proxy/observe/fanout.hpp"
 #include "proxy/observe/metrics.hpp"
@@ -25,57 +23,6 @@ int decode(const std::vector<std::string>& files) {
       for (const auto& line : result.log) std::printf("%s\n", line.c_str());
     }
   }
-  return 0;
-}
-
-// imapscope inspect [--session N] [--command NAME] [--from T] [--to T] [--summary] [--json] FILE...
-int inspect(const std::vector<std::string>& args) {
-  namespace in = imapscope::inspect;
-  in::ReadFilter filter;
-  bool summary_only = false, as_json = false;
-  std::vector<std::string> files;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const auto& a = args[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= args.size()) throw imapscope::app::ConfigError("inspect: " + a + " needs a value");
-      return args[++i];
-    };
-    if (a == "--session") {
-      filter.session = std::stoull(value());
-    } else if (a == "--command") {
-      std::string command = value();
-      for (auto& c : command) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      filter.command = command;
-    } else if (a == "--from" || a == "--to") {
-      const auto text = value();
-      const auto at = in::parse_time_us(text);
-      if (!at) throw imapscope::app::ConfigError("inspect: " + a + " \"" + text + "\" is not a time (2026-11-23T00:14:41Z or epoch seconds)");
-      (a == "--from" ? filter.from_us : filter.to_us) = at;
-    } else if (a == "--summary") {
-      summary_only = true;
-    } else if (a == "--json") {
-      as_json = true;
-    } else if (!a.empty() && a[0] == '-') {
-      throw imapscope::app::ConfigError("inspect: unknown option " + a);
-    } else {
-      files.push_back(a);
-    }
-  }
-  if (files.empty()) throw imapscope::app::ConfigError("inspect needs transcript files");
-  const auto t = in::read_transcripts(files, filter);
-  nlohmann::json all = nlohmann::json::array();
-  for (const auto& [id, events] : t.sessions) {
-    const auto summary = in::summarise(id, events);
-    if (as_json) {
-      all.push_back(summary);
-      continue;
-    }
-    if (!summary_only) in::render_conversation(std::cout, id, events, filter);
-    in::render_summary(std::cout, summary);
-    std::cout << "\n";
-  }
-  if (as_json) std::cout << all.dump(2) << "\n";
-  if (t.bad_lines > 0) std::fprintf(stderr, "imapscope inspect: %zu lines were not transcript events\n", t.bad_lines);
   return 0;
 }
 
@@ -113,7 +60,7 @@ int main(int argc, char** argv) {
       std::fputs(imapscope::app::usage().c_str(), stdout);
       return 0;
     }
-    if (!args.empty() && args[0] == "inspect") return inspect({args.begin() + 1, args.end()});
+    if (!args.empty() && args[0] == "inspect") return imapscope::app::inspect_command({args.begin() + 1, args.end()});
     if (!args.empty() && args[0] == "decode") {
       if (args.size() < 2) throw imapscope::app::ConfigError("decode needs transcript files");
       return decode({args.begin() + 1, args.end()});

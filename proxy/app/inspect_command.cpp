@@ -1,0 +1,70 @@
+#include "proxy/app/inspect_command.hpp"
+
+#include <cctype>
+#include <charconv>
+#include <cstdio>
+#include <iostream>
+
+#include "proxy/app/config.hpp"
+#include "proxy/inspect/reader.hpp"
+
+namespace imapscope::app {
+
+// imapscope inspect [--session N] [--command NAME] [--from T] [--to T] [--summary] [--json] FILE...
+int inspect_command(const std::vector<std::string>& args) {
+  namespace in = inspect;
+  in::ReadFilter filter;
+  bool summary_only = false, as_json = false;
+  std::vector<std::string> files;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const auto& a = args[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= args.size()) throw ConfigError("inspect: " + a + " needs a value");
+      return args[++i];
+    };
+    if (a == "--session") {
+      const auto text = value();
+      std::uint64_t id = 0;
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+      if (ec != std::errc() || end != text.data() + text.size()) {
+        throw ConfigError("inspect: --session \"" + text + "\" is not a session number");
+      }
+      filter.session = id;
+    } else if (a == "--command") {
+      std::string command = value();
+      for (auto& c : command) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      filter.command = command;
+    } else if (a == "--from" || a == "--to") {
+      const auto text = value();
+      const auto at = in::parse_time_us(text);
+      if (!at) throw ConfigError("inspect: " + a + " \"" + text + "\" is not a time (2026-11-23T00:14:41Z or epoch seconds)");
+      (a == "--from" ? filter.from_us : filter.to_us) = at;
+    } else if (a == "--summary") {
+      summary_only = true;
+    } else if (a == "--json") {
+      as_json = true;
+    } else if (!a.empty() && a[0] == '-') {
+      throw ConfigError("inspect: unknown option " + a);
+    } else {
+      files.push_back(a);
+    }
+  }
+  if (files.empty()) throw ConfigError("inspect needs transcript files");
+  const auto t = in::read_transcripts(files, filter);
+  nlohmann::json all = nlohmann::json::array();
+  for (const auto& [id, events] : t.sessions) {
+    const auto summary = in::summarise(id, events);
+    if (as_json) {
+      all.push_back(summary);
+      continue;
+    }
+    if (!summary_only) in::render_conversation(std::cout, id, events, filter);
+    in::render_summary(std::cout, summary);
+    std::cout << "\n";
+  }
+  if (as_json) std::cout << all.dump(2) << "\n";
+  if (t.bad_lines > 0) std::fprintf(stderr, "imapscope inspect: %zu lines were not transcript events\n", t.bad_lines);
+  return 0;
+}
+
+}  // namespace imapscope::app
