@@ -296,7 +296,7 @@ std::string usage() {
        imapscope --check-config FILE [flags]     validate settings, print them, exit
        imapscope decode FILE...                  replay C:/S: transcripts through the codec
        imapscope inspect [--session N] [--command NAME] [--from T] [--to T]
-                         [--summary] [--json] FILE...
+                         [--summary] [--json] [--pcap OUT.pcapng] FILE...
                                                  read transcripts (--transcripts DIR) back
 
 Flags (over the config file):

@@ -3,18 +3,21 @@
 #include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 #include "proxy/app/config.hpp"
+#include "proxy/inspect/pcap.hpp"
 #include "proxy/inspect/reader.hpp"
 
 namespace imapscope::app {
 
-// imapscope inspect [--session N] [--command NAME] [--from T] [--to T] [--summary] [--json] FILE...
+// imapscope inspect [--session N] [--command NAME] [--from T] [--to T] [--summary] [--json] [--pcap OUT] FILE...
 int inspect_command(const std::vector<std::string>& args) {
   namespace in = inspect;
   in::ReadFilter filter;
   bool summary_only = false, as_json = false;
+  std::string pcap;
   std::vector<std::string> files;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const auto& a = args[i];
@@ -39,6 +42,8 @@ int inspect_command(const std::vector<std::string>& args) {
       const auto at = in::parse_time_us(text);
       if (!at) throw ConfigError("inspect: " + a + " \"" + text + "\" is not a time (2026-11-23T00:14:41Z or epoch seconds)");
       (a == "--from" ? filter.from_us : filter.to_us) = at;
+    } else if (a == "--pcap") {
+      pcap = value();
     } else if (a == "--summary") {
       summary_only = true;
     } else if (a == "--json") {
@@ -51,6 +56,15 @@ int inspect_command(const std::vector<std::string>& args) {
   }
   if (files.empty()) throw ConfigError("inspect needs transcript files");
   const auto t = in::read_transcripts(files, filter);
+  if (!pcap.empty()) {
+    std::ofstream out(pcap, std::ios::binary);
+    if (!out) throw ConfigError("inspect: " + pcap + " can't be written");
+    std::vector<std::pair<std::uint64_t, const std::vector<nlohmann::json>*>> sessions;
+    for (const auto& [id, events] : t.sessions) sessions.emplace_back(id, &events);
+    in::write_pcapng(out, sessions);
+    std::fprintf(stderr, "imapscope inspect: %zu sessions written to %s\n", sessions.size(), pcap.c_str());
+    return 0;
+  }
   nlohmann::json all = nlohmann::json::array();
   for (const auto& [id, events] : t.sessions) {
     const auto summary = in::summarise(id, events);

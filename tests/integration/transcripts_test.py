@@ -180,6 +180,24 @@ class Redaction(unittest.TestCase):
         self.assertRegex(text, r"S: \S+ OK \[READ-WRITE\].*\[[0-9.]+ ms\]")
         self.assertNotRegex(text, r"C: \S+ LOGIN")  # only SELECT and its answers in the conversation
 
+        # Wireshark's dissector reads the export as IMAP; no secret in anything it shows.
+        pcap = os.path.join(proxy.dir, "sessions.pcapng")
+        out = subprocess.run([imapscope_binary(), "inspect", "--pcap", pcap, *proxy.files()], capture_output=True,
+                             text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        fields = subprocess.run(["tshark", "-r", pcap, "-Y", "imap", "-T", "fields", "-e", "imap.request.command",
+                                 "-e", "imap.response.status"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(fields.returncode, 0, fields.stderr)
+        commands = {line.split("\t")[0] for line in fields.stdout.splitlines()} - {""}
+        self.assertTrue({"LOGIN", "AUTHENTICATE", "SELECT", "LOGOUT"} <= commands, commands)
+        self.assertIn("OK", fields.stdout)
+        expert = subprocess.run(["tshark", "-r", pcap, "-q", "-z", "expert,warn"], capture_output=True, text=True,
+                                timeout=120)
+        self.assertNotIn("Warnings", expert.stdout)  # a clean TCP stream: no gaps, no retransmissions
+        verbose = subprocess.run(["tshark", "-r", pcap, "-V"], capture_output=True, text=True, timeout=120).stdout
+        for secret in secrets:
+            self.assertNotIn(secret, verbose)
+
 
 class Selection(unittest.TestCase):
     def test_by_user(self):
