@@ -10,7 +10,11 @@ namespace {
 
 using json = nlohmann::json;
 
-void put16(std::string& b, std::uint16_t v) { b.push_back(static_cast<char>(v >> 8)), b.push_back(static_cast<char>(v & 0xff)); }
+// Network byte order, for IP and TCP headers.
+void put16(std::string& b, std::uint16_t v) {
+  b.push_back(static_cast<char>(v >> 8));
+  b.push_back(static_cast<char>(v & 0xff));
+}
 void put32(std::string& b, std::uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<char>((v >> shift) & 0xff));
 }
