@@ -103,6 +103,7 @@ inspect::TranscriptOptions read_transcripts(Reader r) {
   t.writer.max_file_bytes = r.number("max_file_mb", 64, 1, 1 << 20) << 20;
   t.writer.max_total_bytes = r.number("max_total_mb", 1024, 1, 1 << 24) << 20;
   t.writer.max_queued_bytes = r.number("max_queued_mb", 16, 1, 4096) << 20;
+  t.body_cap = static_cast<std::size_t>(r.number("body_cap_kb", 0, 0, 1 << 20)) << 10;
   auto select = r.object("select");
   auto list = [&](const std::string& key) {
     std::vector<std::string> out;

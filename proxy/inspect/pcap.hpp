@@ -1,7 +1,8 @@
 // A transcript as a capture file (pcapng) that Wireshark and tshark dissect as IMAP:
 // the session's decrypted conversation as one TCP connection to port 143, with the
-// times of the transcript. Literal payloads are not in transcripts (only their sizes
-// and hashes): they are filled with '.' of the right size so the framing holds.
+// times of the transcript. Literal payloads are in transcripts only as far as
+// body_cap_kb kept them (by default not at all): the rest is filled with '.' up to
+// the literal's size, so the framing holds.
 #pragma once
 
 #include <cstdint>

@@ -11,7 +11,7 @@ struct StreamText::Hash {
   ~Hash() { EVP_MD_CTX_free(ctx); }
 };
 
-StreamText::StreamText() = default;
+StreamText::StreamText(std::size_t body_cap) : body_cap_(body_cap) {}
 StreamText::~StreamText() = default;
 StreamText::StreamText(StreamText&&) noexcept = default;
 StreamText& StreamText::operator=(StreamText&&) noexcept = default;
@@ -20,7 +20,12 @@ void StreamText::add(std::string_view bytes, bool hash) {
   while (!bytes.empty()) {
     if (remaining_ > 0) {
       const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, bytes.size()));
-      if (hashing_) EVP_DigestUpdate(hash_->ctx, bytes.data(), n);
+      if (hashing_) {
+        EVP_DigestUpdate(hash_->ctx, bytes.data(), n);
+        // Bodies are kept only where hashes are: never for credentials.
+        std::string& head = literals_.back().head;
+        if (head.size() < body_cap_) head.append(bytes.substr(0, std::min(n, body_cap_ - head.size())));
+      }
       remaining_ -= n;
       bytes.remove_prefix(n);
       if (remaining_ == 0) finish_literal();

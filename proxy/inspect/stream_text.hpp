@@ -15,11 +15,13 @@ namespace imapscope::inspect {
 struct LiteralDigest {
   std::uint64_t size = 0;
   std::string sha256;  // hex; empty when not hashed (credentials)
+  std::string head;    // the first bytes of the payload, when bodies are captured
 };
 
 class StreamText {
  public:
-  StreamText();
+  // body_cap: payload bytes kept per literal (0: none, only size and hash).
+  explicit StreamText(std::size_t body_cap = 0);
   ~StreamText();
   StreamText(StreamText&&) noexcept;
   StreamText& operator=(StreamText&&) noexcept;
@@ -42,6 +44,7 @@ class StreamText {
   struct Hash;
   std::unique_ptr<Hash> hash_;  // of the current literal
   bool hashing_ = false;
+  std::size_t body_cap_ = 0;
 };
 
 }  // namespace imapscope::inspect

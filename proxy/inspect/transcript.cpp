@@ -1,5 +1,7 @@
 #include "proxy/inspect/transcript.hpp"
 
+#include <openssl/evp.h>
+
 #include "proxy/imap/abnf.hpp"
 #include "proxy/util/log.hpp"
 
@@ -23,11 +25,24 @@ std::string_view kind_name(imap::ResponseKind kind) {
   return "data";
 }
 
+std::string base64(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
 json literals_json(std::vector<LiteralDigest> literals) {
   json out = json::array();
   for (auto& l : literals) {
     json item{{"size", l.size}};
     if (!l.sha256.empty()) item["sha256"] = std::move(l.sha256);
+    if (!l.head.empty()) {
+      // Payloads are bytes, not text: base64, and how much of it this is.
+      item["data"] = base64(l.head);
+      if (l.head.size() < l.size) item["truncated"] = true;
+    }
     out.push_back(std::move(item));
   }
   return out;
@@ -55,7 +70,10 @@ std::unique_ptr<session::Observer> Transcripts::session_started(const session::S
 }
 
 SessionTranscript::SessionTranscript(Transcripts& owner, const session::SessionStart& start)
-    : owner_(owner), id_(start.id) {
+    : owner_(owner),
+      id_(start.id),
+      client_text_(owner.options().body_cap),
+      server_text_(owner.options().body_cap) {
   const auto& s = owner_.options().selection;
   decision_ = s.wants_user() || s.wants_client() ? Decision::Pending : Decision::Keep;
   emit({{"event", "start"},

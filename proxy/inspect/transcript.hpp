@@ -27,6 +27,7 @@ struct TranscriptOptions {
   Selection selection;
   UserNames user_names = UserNames::Hashed;
   std::size_t max_pending_events = 256;  // held while waiting for the user or client to be known
+  std::size_t body_cap = 0;              // literal payload bytes written per literal (base64); 0: none
 };
 
 class Transcripts final : public session::Telemetry {

@@ -98,13 +98,15 @@ class Proxy:
 
 class Redaction(unittest.TestCase):
     def test_no_secret_anywhere(self):
-        proxy = Proxy(self, {"user_names": "hashed"})
+        proxy = Proxy(self, {"user_names": "hashed", "body_cap_kb": 4})
         alice, bob = USERS["alice"], USERS["bob"]
         secrets = [alice, bob]
         # LOGIN with quoted strings (imaplib), then with synchronising literals.
         c = imaplib.IMAP4("127.0.0.1", proxy.port)
         c.login("alice", alice)
         c.select("INBOX")
+        marker = "Body-Marker-%d" % os.getpid()
+        c.append("INBOX", None, None, f"Subject: t\r\n\r\n{marker}\r\n".encode())
         c.logout()
         r = Raw(proxy.port)
         r.send(b"a1 LOGIN {5}\r\n")
@@ -197,6 +199,9 @@ class Redaction(unittest.TestCase):
         verbose = subprocess.run(["tshark", "-r", pcap, "-V"], capture_output=True, text=True, timeout=120).stdout
         for secret in secrets:
             self.assertNotIn(secret, verbose)
+        # Bodies were captured (body_cap_kb): the APPENDed message is in the export.
+        with open(pcap, "rb") as f:
+            self.assertIn(marker.encode(), f.read())
 
 
 class Selection(unittest.TestCase):

@@ -92,6 +92,48 @@ TEST(StreamText, DropsPayloadsAndHashesThem) {
   EXPECT_EQ(t.take_literals()[1].sha256, "");
 }
 
+TEST(StreamText, KeepsTheHeadOfBodiesUpToTheCap) {
+  StreamText t(4);
+  t.add("* 1 FETCH (BODY[] {10}\r\n0123", true);
+  t.add("456789)\r\n", true);
+  EXPECT_EQ(t.take_text(), "* 1 FETCH (BODY[] {10})");
+  EXPECT_EQ(t.take_literals()[0].head, "0123");
+  t.add("a LOGIN {6}\r\nsecret {2}\r\npw\r\n", false);  // credentials: nothing kept
+  for (const auto& l : t.take_literals()) EXPECT_EQ(l.head, "");
+}
+
+TEST(Transcripts, BodiesAreWrittenUpToTheCapAndNeverCredentials) {
+  const auto dir = temp_dir();
+  {
+    auto o = options(dir);
+    o.body_cap = 8;
+    Transcripts transcripts(o);
+    Recorded r(transcripts, 1);
+    r.server("* OK ready\r\n");
+    r.client("a1 LOGIN {5}\r\n");
+    r.server("+ OK\r\n");
+    r.client("alice {12}\r\n");
+    r.server("+ OK\r\n");
+    r.client("Body-Secret7\r\n");
+    r.server("a1 OK Logged in\r\n");
+    r.client("a2 FETCH 1 BODY[]\r\n");
+    r.server("* 1 FETCH (BODY[] {12}\r\nHello, world)\r\na2 OK done\r\n");
+    r.close();
+    transcripts.writer().flush();
+  }
+  const auto text = folder_text(dir);
+  EXPECT_EQ(text.find("Body-Secret7"), std::string::npos);
+  EXPECT_EQ(text.find("Qm9keS1TZWNyZXQ3"), std::string::npos);  // base64 of it
+  bool seen = false;
+  for (const auto& e : events(dir)) {
+    if (e.value("name", "") != "FETCH") continue;
+    EXPECT_EQ(e["literals"][0]["data"], "SGVsbG8sIHc=");  // "Hello, w": the first 8 bytes
+    EXPECT_EQ(e["literals"][0]["truncated"], true);
+    seen = true;
+  }
+  EXPECT_TRUE(seen);
+}
+
 TEST(Transcripts, CredentialsNeverReachTheFile) {
   const auto dir = temp_dir();
   {
