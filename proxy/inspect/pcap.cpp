@@ -3,9 +3,7 @@
 #include <array>
 #include <string>
 
-#include <openssl/evp.h>
-
-#include "proxy/policy/rewrite.hpp"
+#include "proxy/inspect/encoding.hpp"
 
 namespace imapscope::inspect {
 namespace {
@@ -103,19 +101,6 @@ void enhanced_packet(std::ostream& out, std::int64_t time_us, const std::string&
   block(out, 6, body);
 }
 
-std::string base64_decode(const std::string& text) {
-  if (text.empty() || text.size() % 4 != 0) return {};
-  std::string out(text.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
-  if (n < 0) return {};
-  std::size_t size = static_cast<std::size_t>(n);
-  if (text.back() == '=') --size;
-  if (text[text.size() - 2] == '=') --size;
-  out.resize(size);
-  return out;
-}
-
 }  // namespace
 
 std::string wire_bytes(const json& event) {
@@ -133,7 +118,7 @@ std::string wire_bytes(const json& event) {
       if (end == std::string::npos) break;
       // The payload as captured (body_cap_kb), the rest as dots.
       std::string payload;
-      if (literal.contains("data")) payload = base64_decode(literal["data"].get<std::string>());
+      if (literal.contains("data")) payload = base64_decode(literal["data"].get<std::string>()).value_or("");
       if (payload.size() > size) payload.resize(static_cast<std::size_t>(size));
       payload.append(static_cast<std::size_t>(size) - payload.size(), '.');
       out.append(text, pos, end + 1 - pos).append("\r\n").append(payload);

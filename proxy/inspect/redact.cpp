@@ -2,28 +2,12 @@
 
 #include <openssl/evp.h>
 
-#include <vector>
+#include <algorithm>
 
 #include "proxy/imap/abnf.hpp"
+#include "proxy/inspect/encoding.hpp"
 
 namespace imapscope::inspect {
-namespace {
-
-std::optional<std::string> base64_decode(std::string_view text) {
-  if (text.empty() || text == "=") return std::string();
-  if (text.size() % 4 != 0 || text.size() > 16384) return std::nullopt;
-  std::vector<unsigned char> out(text.size() / 4 * 3 + 1);
-  const int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()),
-                                static_cast<int>(text.size()));
-  if (n < 0) return std::nullopt;
-  std::size_t size = static_cast<std::size_t>(n);
-  // EVP_DecodeBlock counts the padding as zero bytes.
-  if (text.size() >= 1 && text.back() == '=') --size;
-  if (text.size() >= 2 && text[text.size() - 2] == '=') --size;
-  return std::string(reinterpret_cast<const char*>(out.data()), size);
-}
-
-}  // namespace
 
 std::string user_label(std::string_view user, UserNames policy) {
   switch (policy) {
@@ -35,13 +19,7 @@ std::string user_label(std::string_view user, UserNames policy) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_Digest(lower.data(), lower.size(), digest, &length, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "sha256:";
-  for (unsigned int i = 0; i < 6 && i < length; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
+  return "sha256:" + hex(digest, std::min(length, 6u));
 }
 
 bool carries_credentials(const imap::Command& c) {
@@ -68,6 +46,7 @@ std::string redacted_text(const imap::Command& c, UserNames policy) {
 }
 
 std::optional<std::string> sasl_user(std::string_view mechanism, std::string_view payload, bool first_answer) {
+  if (payload.size() > 16384) return std::nullopt;  // no SASL answer naming a user is this long
   const auto decoded = base64_decode(payload);
   if (!decoded) return std::nullopt;
   if (imap::iequals(mechanism, "PLAIN")) {

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include "proxy/inspect/encoding.hpp"
 #include "proxy/policy/rewrite.hpp"
 
 namespace imapscope::inspect {
@@ -60,12 +61,7 @@ void StreamText::finish_literal() {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_DigestFinal_ex(hash_->ctx, digest, &length);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string& out = literals_.back().sha256;
-  for (unsigned int i = 0; i < length; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
+  literals_.back().sha256 = hex(digest, length);
   hashing_ = false;
 }
 

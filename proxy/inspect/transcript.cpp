@@ -1,8 +1,7 @@
 #include "proxy/inspect/transcript.hpp"
 
-#include <openssl/evp.h>
-
 #include "proxy/imap/abnf.hpp"
+#include "proxy/inspect/encoding.hpp"
 #include "proxy/util/log.hpp"
 
 namespace imapscope::inspect {
@@ -25,14 +24,6 @@ std::string_view kind_name(imap::ResponseKind kind) {
   return "data";
 }
 
-std::string base64(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
-
 json literals_json(std::vector<LiteralDigest> literals) {
   json out = json::array();
   for (auto& l : literals) {
@@ -40,7 +31,7 @@ json literals_json(std::vector<LiteralDigest> literals) {
     if (!l.sha256.empty()) item["sha256"] = std::move(l.sha256);
     if (!l.head.empty()) {
       // Payloads are bytes, not text: base64, and how much of it this is.
-      item["data"] = base64(l.head);
+      item["data"] = base64_encode(l.head);
       if (l.head.size() < l.size) item["truncated"] = true;
     }
     out.push_back(std::move(item));
