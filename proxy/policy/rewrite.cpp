@@ -70,39 +70,31 @@ std::optional<TrailingLiteral> trailing_literal(std::string_view line) {
   return TrailingLiteral{start, *size};
 }
 
-bool replace_matches(std::string_view message, bool literals_possible, bool starts_message,
-                     const std::vector<Replacement>& replacements) {
-  bool found = false;
-  for_each_segment(message, literals_possible, starts_message, [&](const Segment& s) {
-    const auto text = message.substr(s.begin, s.end - s.begin);
-    found = std::any_of(replacements.begin(), replacements.end(),
-                        [&](const Replacement& r) { return re2::RE2::PartialMatch(text, *r.pattern); });
-    return !found;
-  });
-  return found;
-}
-
-bool replace_text(std::string& message, bool literals_possible, bool starts_message,
-                  const std::vector<Replacement>& replacements) {
-  // Most messages don't match: look before building anything.
-  if (!replace_matches(message, literals_possible, starts_message, replacements)) return false;
-  std::string out;
+bool replace_text(std::string_view message, bool literals_possible, bool starts_message,
+                  const std::vector<Replacement>& replacements, std::string& out) {
+  std::string edited_message;
   std::size_t copied = 0;
   bool changed = false;
   for_each_segment(message, literals_possible, starts_message, [&](const Segment& s) {
-    std::string text = message.substr(s.begin, s.end - s.begin);
+    const auto original = message.substr(s.begin, s.end - s.begin);
+    // Most lines don't match: look before copying.
+    if (std::none_of(replacements.begin(), replacements.end(),
+                     [&](const Replacement& r) { return re2::RE2::PartialMatch(original, *r.pattern); })) {
+      return true;
+    }
+    std::string text(original);
     bool edited = false;
     for (const auto& r : replacements) edited = re2::RE2::GlobalReplace(&text, *r.pattern, r.with) > 0 || edited;
     // A line that now ends like "{5}" would make the receiver wait for a literal.
     if (!edited || (literals_possible && !s.before_literal && trailing_literal(text))) return true;
-    out.append(message, copied, s.begin - copied).append(text);
+    edited_message.append(message.substr(copied, s.begin - copied)).append(text);
     copied = s.end;
     changed = true;
     return true;
   });
   if (!changed) return false;
-  out.append(message, copied, std::string::npos);
-  message = std::move(out);
+  edited_message.append(message.substr(copied));
+  out = std::move(edited_message);
   return true;
 }
 

@@ -27,12 +27,10 @@ std::optional<TrailingLiteral> trailing_literal(std::string_view line);
 // literals_possible: lines may end with a literal header (commands, data responses;
 // not status lines, where "{5}" is text). A replacement that would make a segment end
 // in something that reads as a literal header is not applied.
-// Returns true if message changed.
-bool replace_text(std::string& message, bool literals_possible, bool starts_message,
-                  const std::vector<Replacement>& replacements);
-// Whether replace_text would find a match (without copying anything).
-bool replace_matches(std::string_view message, bool literals_possible, bool starts_message,
-                     const std::vector<Replacement>& replacements);
+// Returns true and sets out to the edited message when something changed; out is
+// untouched otherwise, and nothing is copied for a message no pattern matches.
+bool replace_text(std::string_view message, bool literals_possible, bool starts_message,
+                  const std::vector<Replacement>& replacements, std::string& out);
 
 // Edits a space-separated capability list with the rules' hide/add lists. Adds go at
 // the end, once; hides win over adds. Returns the list unchanged when nothing applies.

@@ -124,37 +124,37 @@ bool Session::answer_by_rule(const imap::Command& c, const policy::Verdict& verd
 
 void Session::send_command_bytes(std::string_view raw, bool first, bool last) {
   const policy::Verdict* v = command_verdict_;
-  bool replace = false;
-  if (v && v->replace) {
-    for (const policy::Rule* rule : v->rules) {
-      replace = replace || (!rule->actions.replace.empty() &&
-                            policy::replace_matches(raw, true, first, rule->actions.replace));
-    }
-  }
-  const bool rename = v && v->rewrite && (first || (last && !v->rewrite->append.empty()));
-  if (!replace && !rename) {
+  if (!v || (!v->replace && !v->rewrite)) {
     command_queue() += raw;
     return;
   }
-  const imap::Command& c = commands_.command();
-  std::string bytes(raw);
+  // Copied only when something changes.
+  std::string bytes;
+  bool edited = false;
   if (v->rewrite && first) {
-    const std::size_t at = name_offset(bytes, c);
+    const imap::Command& c = commands_.command();
+    const std::size_t at = name_offset(raw, c);
     if (at != std::string::npos) {
-      bytes.replace(at, c.name.size(), v->rewrite->to);
+      bytes.assign(raw).replace(at, c.name.size(), v->rewrite->to);
+      edited = true;
       if (!v->rewrite->response_from.empty()) renamed_.push_back(Renamed{std::string(c.tag), v->rewrite, v->set});
     }
   }
-  if (replace) {
-    for (const policy::Rule* rule : v->rules) {
-      if (!rule->actions.replace.empty()) policy::replace_text(bytes, true, first, rule->actions.replace);
+  for (const policy::Rule* rule : v->rules) {
+    if (rule->actions.replace.empty()) continue;
+    std::string replaced;
+    if (policy::replace_text(edited ? std::string_view(bytes) : raw, true, first, rule->actions.replace, replaced)) {
+      bytes = std::move(replaced);
+      edited = true;
     }
   }
   if (v->rewrite && last && !v->rewrite->append.empty()) {
+    if (!edited) bytes.assign(raw);
+    edited = true;
     const std::size_t eol = line_ending(bytes).size();
     bytes.insert(bytes.size() - eol, " " + v->rewrite->append);
   }
-  command_queue() += bytes;
+  command_queue() += edited ? std::string_view(bytes) : raw;
 }
 
 const policy::Verdict* Session::judge_response(const imap::Response& r, std::string_view raw) {
@@ -206,7 +206,8 @@ void Session::send_response_bytes(std::string_view raw, bool first, bool last) {
       const std::size_t at = offset_in(raw, r.name_text);
       if (at < b.size()) {
         b.replace(at, r.name_text.size(), n.rewrite->response_to);
-        if (!n.rewrite->response_replace.empty()) policy::replace_text(b, true, true, n.rewrite->response_replace);
+        std::string replaced;
+        if (policy::replace_text(b, true, true, n.rewrite->response_replace, replaced)) b = std::move(replaced);
       }
       break;
     }
@@ -215,9 +216,11 @@ void Session::send_response_bytes(std::string_view raw, bool first, bool last) {
     const bool literals = r.kind == imap::ResponseKind::Data;
     for (const policy::Rule* rule : v->rules) {
       if (rule->actions.replace.empty()) continue;
-      const std::string_view current = edited ? std::string_view(bytes) : raw;
-      if (policy::replace_matches(current, literals, first, rule->actions.replace)) {
-        policy::replace_text(editable(), literals, first, rule->actions.replace);
+      std::string replaced;
+      if (policy::replace_text(edited ? std::string_view(bytes) : raw, literals, first, rule->actions.replace,
+                               replaced)) {
+        bytes = std::move(replaced);
+        edited = true;
       }
     }
   }

@@ -16,8 +16,8 @@ std::vector<Replacement> replacing(const std::string& pattern, const std::string
 
 std::string replaced(std::string message, bool literals, bool starts, const std::string& pattern,
                      const std::string& with) {
-  replace_text(message, literals, starts, replacing(pattern, with));
-  return message;
+  std::string out;
+  return replace_text(message, literals, starts, replacing(pattern, with), out) ? out : message;
 }
 
 TEST(TrailingLiteral, FindsEveryLiteralForm) {
@@ -59,9 +59,10 @@ TEST(ReplaceText, RefusesToMakeALineEndLikeALiteral) {
 }
 
 TEST(ReplaceText, NothingMatchesNothingChanges) {
-  std::string message = "a NOOP\r\n";
-  EXPECT_FALSE(replace_text(message, true, true, replacing("XYZ", "")));
-  EXPECT_EQ(message, "a NOOP\r\n");
+  const std::string message = "a NOOP\r\n";
+  std::string out = "untouched";
+  EXPECT_FALSE(replace_text(message, true, true, replacing("XYZ", ""), out));
+  EXPECT_EQ(out, "untouched");
 }
 
 TEST(EditCapabilities, HidesAndAddsOnce) {
