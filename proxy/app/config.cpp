@@ -105,21 +105,9 @@ inspect::TranscriptOptions read_transcripts(Reader r) {
   t.writer.max_queued_bytes = r.number("max_queued_mb", 16, 1, 4096) << 20;
   t.body_cap = static_cast<std::size_t>(r.number("body_cap_kb", 0, 0, 1 << 20)) << 10;
   auto select = r.object("select");
-  auto list = [&](const std::string& key) {
-    std::vector<std::string> out;
-    if (!select.has(key)) return out;
-    const auto& values = select.array(key);
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      if (!values[i].is_string() || values[i].get<std::string>().empty()) {
-        select.fail(key + "/" + std::to_string(i), "must be a non-empty string");
-      }
-      out.push_back(values[i].get<std::string>());
-    }
-    return out;
-  };
-  for (auto& user : list("users")) t.selection.users.push_back(imap::ascii_lower(user));
-  t.selection.clients = list("clients");
-  const auto addresses = list("addresses");
+  for (auto& user : select.strings("users")) t.selection.users.push_back(imap::ascii_lower(user));
+  t.selection.clients = select.strings("clients");
+  const auto addresses = select.strings("addresses");
   for (std::size_t i = 0; i < addresses.size(); ++i) {
     const auto cidr = inspect::Cidr::parse(addresses[i]);
     if (!cidr) select.fail("addresses/" + std::to_string(i), "\"" + addresses[i] + "\" is not an address or CIDR block");

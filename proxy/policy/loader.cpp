@@ -18,17 +18,11 @@ using json = nlohmann::json;
 
 constexpr auto kMaxDelay = std::chrono::milliseconds(60'000);
 
+// Rule fields are lists where an empty one would be a mistake: leaving the field
+// out is how a rule says "any".
 std::vector<std::string> strings(JsonReader& r, const std::string& key) {
-  std::vector<std::string> out;
-  if (!r.has(key)) return out;
-  const auto& list = r.array(key);
-  for (std::size_t i = 0; i < list.size(); ++i) {
-    if (!list[i].is_string() || list[i].get<std::string>().empty()) {
-      r.fail(key + "/" + std::to_string(i), "must be a non-empty string");
-    }
-    out.push_back(list[i].get<std::string>());
-  }
-  if (out.empty()) r.fail(key, "is empty: leave it out to match anything");
+  auto out = r.strings(key);
+  if (r.has(key) && out.empty()) r.fail(key, "is empty: leave it out to match anything");
   return out;
 }
 

@@ -102,6 +102,19 @@ const json& JsonReader::array(const std::string& key) {
   return value_[key];
 }
 
+std::vector<std::string> JsonReader::strings(const std::string& key) {
+  std::vector<std::string> out;
+  if (!has(key)) return out;
+  const auto& list = array(key);
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    if (!list[i].is_string() || list[i].get<std::string>().empty()) {
+      fail(key + "/" + std::to_string(i), "must be a non-empty string");
+    }
+    out.push_back(list[i].get<std::string>());
+  }
+  return out;
+}
+
 std::string JsonReader::path(const std::string& key) const { return file_ + ": " + pointer_ + "/" + key; }
 
 void JsonReader::reject_unknown() const {

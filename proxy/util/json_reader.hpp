@@ -8,6 +8,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -35,6 +36,8 @@ class JsonReader {
   std::string choice(const std::string& key, const std::string& fallback, const std::set<std::string>& allowed);
   JsonReader object(const std::string& key);
   const json& array(const std::string& key);  // required
+  // A list of non-empty strings; empty when the key is missing.
+  std::vector<std::string> strings(const std::string& key);
   std::string path(const std::string& key) const;  // "FILE: /pointer/key"
   const std::string& file() const { return file_; }
   const std::string& pointer() const { return pointer_; }
