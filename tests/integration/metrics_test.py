@@ -22,7 +22,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, free_port, wait_for_port  # noqa: E402
+from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, wait_for_port  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 DASHBOARDS = os.path.join(ROOT, "dashboards")
@@ -64,29 +64,6 @@ class Prometheus:
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class RawClient:
-    def __init__(self, sock):
-        self.sock = sock
-        self.buffer = b""
-        self.read_line()
-
-    def read_line(self):
-        while b"\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line
-
-    def command(self, tag, text):
-        self.sock.sendall(f"{tag} {text}\r\n".encode())
-        while True:
-            line = self.read_line()
-            if line.startswith(tag.encode() + b" "):
-                return line
 
 
 class Dashboards(unittest.TestCase):

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, free_port, imapscope_binary, wait_for_port  # noqa: E402
+from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 SHIPPED = os.path.join(ROOT, "rules", "quirks")
@@ -123,52 +122,8 @@ def normalise(data):
     return re.sub(rb" \([0-9.]+ \+ [0-9.]+( \+ [0-9.]+)? secs\)", b"", data)
 
 
-class Client:
-    """A raw IMAP client: sends exact lines, returns exact bytes."""
-
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-        self.buffer = b""
-        self.greeting = self.read_line()
-
-    def read_line(self):
-        while b"\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed: " + self.buffer.decode(errors="replace"))
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line + b"\r\n"
-
-    def command(self, tag, line):
-        """Sends 'tag line' and returns every byte up to and including the tagged answer."""
-        self.sock.sendall(f"{tag} {line}\r\n".encode())
-        return self.until_tagged(tag)
-
-    def until_tagged(self, tag):
-        out = b""
-        while True:
-            line = self.read_line()
-            out += line
-            if line.startswith(tag.encode() + b" "):
-                return out
-
-    def read_for(self, seconds):
-        """Everything the server sends within `seconds`."""
-        end = time.monotonic() + seconds
-        out = self.buffer
-        self.buffer = b""
-        while time.monotonic() < end:
-            self.sock.settimeout(max(0.05, end - time.monotonic()))
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            out += chunk
-        self.sock.settimeout(20)
-        return out
+class Client(RawClient):
+    """A raw client that can say who it is."""
 
     def log_in(self, family, user="alice", version="7.1"):
         """ID naming the family's client, then LOGIN."""
@@ -176,12 +131,6 @@ class Client:
         self.command("i1", f'ID ("name" "{name}" "version" "{version}")')
         return self.command("i2", f"LOGIN {user} {USERS[user]}")
 
-    def close(self):
-        try:
-            self.command("zz", "LOGOUT")
-        except (OSError, ConnectionError):
-            pass
-        self.sock.close()
 
 
 class Shipped(unittest.TestCase):

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, free_port, imapscope_binary  # noqa: E402
+from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary  # noqa: E402
 
 DOVECOT = None
 
@@ -31,36 +30,6 @@ def setUpModule():
 
 def tearDownModule():
     DOVECOT.stop()
-
-
-class Raw:
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-        self.buffer = b""
-        self.line()
-
-    def line(self):
-        while b"\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def until(self, tag):
-        while True:
-            line = self.line()
-            if line.startswith(tag + b" "):
-                return line
-
-    def close(self):
-        self.send(b"z LOGOUT\r\n")
-        self.until(b"z")
-        self.sock.close()
 
 
 def b64(text):
@@ -108,13 +77,13 @@ class Redaction(unittest.TestCase):
         marker = "Body-Marker-%d" % os.getpid()
         c.append("INBOX", None, None, f"Subject: t\r\n\r\n{marker}\r\n".encode())
         c.logout()
-        r = Raw(proxy.port)
+        r = RawClient(proxy.port)
         r.send(b"a1 LOGIN {5}\r\n")
-        self.assertTrue(r.line().startswith(b"+"))
+        self.assertTrue(r.read_line().startswith(b"+"))
         r.send(b"alice {%d}\r\n" % len(alice))
-        self.assertTrue(r.line().startswith(b"+"))
+        self.assertTrue(r.read_line().startswith(b"+"))
         r.send(alice.encode() + b"\r\n")
-        self.assertIn(b"a1 OK", r.until(b"a1"))
+        self.assertIn(b"a1 OK", r.until_tagged("a1"))
         r.close()
         # AUTHENTICATE PLAIN without SASL-IR (imaplib), with it, LOGIN mechanism, XOAUTH2.
         c = imaplib.IMAP4("127.0.0.1", proxy.port)
@@ -122,27 +91,27 @@ class Redaction(unittest.TestCase):
         c.logout()
         plain_ir = b64(f"\0alice\0{alice}")
         secrets.append(plain_ir)
-        r = Raw(proxy.port)
+        r = RawClient(proxy.port)
         r.send(f"a1 AUTHENTICATE PLAIN {plain_ir}\r\n".encode())
-        self.assertIn(b"a1 OK", r.until(b"a1"))
+        self.assertIn(b"a1 OK", r.until_tagged("a1"))
         r.close()
-        r = Raw(proxy.port)
+        r = RawClient(proxy.port)
         r.send(b"a1 AUTHENTICATE LOGIN\r\n")
-        self.assertTrue(r.line().startswith(b"+"))
+        self.assertTrue(r.read_line().startswith(b"+"))
         r.send(b64("bob").encode() + b"\r\n")
-        self.assertTrue(r.line().startswith(b"+"))
+        self.assertTrue(r.read_line().startswith(b"+"))
         login_password = b64(bob)
         secrets.append(login_password)
         r.send(login_password.encode() + b"\r\n")
-        self.assertIn(b"a1 OK", r.until(b"a1"))
+        self.assertIn(b"a1 OK", r.until_tagged("a1"))
         r.close()
         token = "ya29.Secret-Oauth-Token-For-Alice"
         xoauth = b64(f"user=alice\x01auth=Bearer {token}\x01\x01")
         secrets += [token, xoauth]
-        r = Raw(proxy.port)
+        r = RawClient(proxy.port)
         r.send(f"a1 AUTHENTICATE XOAUTH2 {xoauth}\r\n".encode())
-        answer = r.until(b"a1")  # Dovecot here has no OAuth2: NO or BAD, the token went through all the same
-        self.assertFalse(answer.startswith(b"a1 OK"))
+        answer = r.until_tagged("a1")  # Dovecot here has no OAuth2: NO or BAD, the token went through all the same
+        self.assertNotIn(b"a1 OK", answer)
         r.close()
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{proxy.proxy.admin_port}/metrics").read().decode()
         proxy.stop()
@@ -220,11 +189,11 @@ class Selection(unittest.TestCase):
     def test_by_client_family(self):
         proxy = Proxy(self, {"select": {"clients": ["thunderbird"]}})
         for name in ("Thunderbird", "K-9 Mail"):
-            r = Raw(proxy.port)
+            r = RawClient(proxy.port)
             r.send(f'a1 ID ("name" "{name}" "version" "128.0")\r\n'.encode())
-            r.until(b"a1")
+            r.until_tagged("a1")
             r.send(b"a2 NOOP\r\n")
-            r.until(b"a2")
+            r.until_tagged("a2")
             r.close()
         proxy.stop()
         families = {e["family"] for e in proxy.events() if e.get("event") == "client"}

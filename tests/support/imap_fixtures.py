@@ -210,3 +210,64 @@ class Imapscope:
     def log(self):
         with open(self.log_path) as f:
             return f.read()
+
+
+class RawClient:
+    """A raw IMAP client on loopback: sends exact lines, returns exact bytes (CRLF
+    included). port, or a connected (possibly TLS) socket."""
+
+    def __init__(self, port_or_socket):
+        if isinstance(port_or_socket, int):
+            port_or_socket = socket.create_connection(("127.0.0.1", port_or_socket), timeout=20)
+        self.sock = port_or_socket
+        self.buffer = b""
+        self.greeting = self.read_line()
+
+    def read_line(self):
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed: " + self.buffer.decode(errors="replace"))
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line + b"\r\n"
+
+    def command(self, tag, line):
+        """Sends 'tag line' and returns every byte up to and including the tagged answer."""
+        self.sock.sendall(f"{tag} {line}\r\n".encode())
+        return self.until_tagged(tag)
+
+    def until_tagged(self, tag):
+        out = b""
+        while True:
+            line = self.read_line()
+            out += line
+            if line.startswith(tag.encode() + b" "):
+                return out
+
+    def read_for(self, seconds):
+        """Everything the server sends within `seconds`."""
+        end = time.monotonic() + seconds
+        out = self.buffer
+        self.buffer = b""
+        while time.monotonic() < end:
+            self.sock.settimeout(max(0.05, end - time.monotonic()))
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+        self.sock.settimeout(20)
+        return out
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def close(self):
+        try:
+            self.command("zz", "LOGOUT")
+        except (OSError, ConnectionError):
+            pass
+        self.sock.close()
