@@ -11,6 +11,7 @@
 
 #include "proxy/inspect/transcript.hpp"
 #include "proxy/session/session.hpp"
+#include "tests/support/observed_session.hpp"
 
 namespace imapscope::inspect {
 namespace {
@@ -46,30 +47,7 @@ std::vector<json> events(const std::string& dir) {
   return out;
 }
 
-struct Recorded {
-  Recorded(Transcripts& transcripts, std::uint64_t id, std::string_view address = "127.0.0.1:4000")
-      : observer(transcripts.session_started({"imap", "none", id, address})), session(settings()) {
-    session.set_observer(observer.get());
-  }
-  static session::SessionSettings settings() {
-    session::SessionSettings s;
-    s.client_leg.tls = true;
-    return s;
-  }
-  void client(std::string_view bytes) {
-    session.feed_client(bytes);
-    session.to_server().clear();
-  }
-  void server(std::string_view bytes) {
-    session.feed_server(bytes);
-    session.to_client().clear();
-  }
-  void close() {
-    if (observer) observer->session_closed(session::CloseReason::ClientClosed);
-  }
-  std::unique_ptr<session::Observer> observer;
-  session::Session session;
-};
+using Recorded = imapscope::testing::ObservedSession;
 
 TranscriptOptions options(const std::string& dir) {
   TranscriptOptions o;

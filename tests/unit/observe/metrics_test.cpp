@@ -9,6 +9,7 @@
 #include "proxy/identify/signatures.hpp"
 #include "proxy/observe/metrics.hpp"
 #include "proxy/session/session.hpp"
+#include "tests/support/observed_session.hpp"
 
 namespace imapscope::observe {
 namespace {
@@ -42,33 +43,14 @@ std::set<std::string> label_values(const Metrics& metrics, const std::string& na
   return out;
 }
 
-struct Observed {
-  explicit Observed(Metrics& metrics) : observer(metrics.session_started({"imap", "none", 1, "127.0.0.1:1"})), session(settings()) {
-    session.set_observer(observer.get());
-  }
-  static session::SessionSettings settings() {
-    session::SessionSettings s;
-    s.client_leg.tls = true;
-    return s;
-  }
-  void client(std::string_view bytes) {
-    session.feed_client(bytes);
-    session.to_server().clear();
-  }
-  void server(std::string_view bytes) {
-    session.feed_server(bytes);
-    session.to_client().clear();
-  }
-  std::unique_ptr<session::Observer> observer;
-  session::Session session;
-};
+using Observed = imapscope::testing::ObservedSession;
 
 Metrics make_metrics() { return Metrics(identify::builtin_signatures().families, nullptr); }
 
 TEST(Metrics, CountsCommandsByCommandClientAndResult) {
   Metrics metrics = make_metrics();
   {
-    Observed run(metrics);
+    Observed run(metrics, 1);
     run.server("* OK ready\r\n");
     run.client("a1 ID (\"name\" \"Thunderbird\" \"version\" \"128.0\")\r\n");
     run.server("* ID NIL\r\na1 OK ID done\r\n");
@@ -109,7 +91,7 @@ TEST(Metrics, CountsCommandsByCommandClientAndResult) {
 TEST(Metrics, OddNamesAndStringsCreateNoNewSeries) {
   Metrics metrics = make_metrics();
   for (int i = 0; i < 300; ++i) {
-    Observed run(metrics);
+    Observed run(metrics, 1);
     const auto n = std::to_string(i);
     run.server("* OK ready\r\n");
     run.client("t1 ID (\"name\" \"Mailer" + n + "\" \"version\" \"" + n + "\")\r\n");
