@@ -90,6 +90,17 @@ std::size_t play(const Conversation& c, session::Session& s) {
   return forwarded;
 }
 
+// Bytes per second and ns per message; an error when the session changed the
+// traffic (no bench rule fires, metrics change nothing).
+void report(benchmark::State& state, const Conversation& conversation, std::size_t forwarded) {
+  const auto bytes = conversation.client.size() + conversation.server.size();
+  const auto messages = conversation.client_messages + conversation.server_messages;
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
+  state.counters["ns_per_message"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * messages), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  if (forwarded != bytes) state.SkipWithError("the session changed the bench traffic");
+}
+
 void BM_rules(benchmark::State& state) {
   static const Conversation conversation = build_session(kRounds);
   static const auto all = bench_rules(true);
@@ -104,13 +115,8 @@ void BM_rules(benchmark::State& state) {
     forwarded = play(conversation, session);
     benchmark::DoNotOptimize(forwarded);
   }
-  const auto bytes = conversation.client.size() + conversation.server.size();
-  const auto messages = conversation.client_messages + conversation.server_messages;
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
-  state.counters["ns_per_message"] = benchmark::Counter(
-      static_cast<double>(state.iterations() * messages), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  report(state, conversation, forwarded);
   state.counters["rules"] = store ? static_cast<double>(store->current()->rules.size()) : 0;
-  if (forwarded != bytes) state.SkipWithError("the rules changed the bench traffic");
 }
 BENCHMARK(BM_rules)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
 
@@ -127,11 +133,7 @@ void BM_metrics(benchmark::State& state) {
     forwarded = play(conversation, session);
     benchmark::DoNotOptimize(forwarded);
   }
-  const auto bytes = conversation.client.size() + conversation.server.size();
-  const auto messages = conversation.client_messages + conversation.server_messages;
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
-  state.counters["ns_per_message"] = benchmark::Counter(
-      static_cast<double>(state.iterations() * messages), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  report(state, conversation, forwarded);
 }
 BENCHMARK(BM_metrics)->Unit(benchmark::kMicrosecond);
 
