@@ -1,5 +1,6 @@
 #include "proxy/app/config.hpp"
 
+#include <fstream>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -92,32 +93,56 @@ transport::Endpoint parse_endpoint(const std::string& text, const std::string& w
   return e;
 }
 
-inspect::TranscriptOptions read_transcripts(Reader r) {
-  inspect::TranscriptOptions t;
-  t.writer.dir = r.string("dir", "");
-  if (t.writer.dir.empty()) r.fail("dir", "is required (the folder transcripts are written to)");
-  const auto names = r.choice("user_names", "hashed", {"clear", "hashed", "redacted"});
-  t.user_names = names == "clear" ? inspect::UserNames::Clear
-                 : names == "redacted" ? inspect::UserNames::Redacted
-                                       : inspect::UserNames::Hashed;
-  t.writer.max_file_bytes = r.number("max_file_mb", 64, 1, 1 << 20) << 20;
-  t.writer.max_total_bytes = r.number("max_total_mb", 1024, 1, 1 << 24) << 20;
-  t.writer.max_queued_bytes = r.number("max_queued_mb", 16, 1, 4096) << 20;
-  t.body_cap = static_cast<std::size_t>(r.number("body_cap_kb", 0, 0, 1 << 20)) << 10;
+namespace {
+
+// Host names are resolved later; only a literal loopback address or "localhost"
+// counts as staying on this machine.
+bool is_loopback(const std::string& host) {
+  if (host == "localhost" || host == "::1") return true;
+  const auto cidr = inspect::Cidr::parse("127.0.0.0/8");
+  return cidr->contains(host);
+}
+
+void read_transcripts(Reader r, inspect::InspectorOptions& o) {
+  auto& w = o.transcripts.emplace();
+  w.dir = r.string("dir", "");
+  if (w.dir.empty()) r.fail("dir", "is required (the folder transcripts are written to)");
+  w.max_file_bytes = r.number("max_file_mb", 64, 1, 1 << 20) << 20;
+  w.max_total_bytes = r.number("max_total_mb", 1024, 1, 1 << 24) << 20;
+  w.max_queued_bytes = r.number("max_queued_mb", 16, 1, 4096) << 20;
+  o.body_cap = static_cast<std::size_t>(r.number("body_cap_kb", 0, 0, 1 << 20)) << 10;
   auto select = r.object("select");
-  for (auto& user : select.strings("users")) t.selection.users.push_back(imap::ascii_lower(user));
-  t.selection.clients = select.strings("clients");
+  for (auto& user : select.strings("users")) o.selection.users.push_back(imap::ascii_lower(user));
+  o.selection.clients = select.strings("clients");
   const auto addresses = select.strings("addresses");
   for (std::size_t i = 0; i < addresses.size(); ++i) {
     const auto cidr = inspect::Cidr::parse(addresses[i]);
     if (!cidr) select.fail("addresses/" + std::to_string(i), "\"" + addresses[i] + "\" is not an address or CIDR block");
-    t.selection.addresses.push_back(*cidr);
+    o.selection.addresses.push_back(*cidr);
   }
-  t.selection.sample = select.real("sample", 1.0, 0.0, 1.0);
+  o.selection.sample = select.real("sample", 1.0, 0.0, 1.0);
   select.reject_unknown();
   r.reject_unknown();
-  return t;
 }
+
+void read_live(Reader r, inspect::InspectorOptions& o) {
+  o.live = r.boolean("enabled", true);
+  o.live_limits.events = static_cast<std::size_t>(r.number("events", 256, 0, 1 << 20));
+  o.live_limits.event_bytes = static_cast<std::size_t>(r.number("event_kb", 256, 1, 1 << 20)) << 10;
+  o.live_limits.recent_closed = static_cast<std::size_t>(r.number("recent_closed", 32, 0, 4096));
+  r.reject_unknown();
+}
+
+std::string read_token_file(const std::string& path, const std::string& where) {
+  std::ifstream in(path);
+  std::string token;
+  if (!in || !std::getline(in, token)) throw ConfigError(where + ": can't read the token file \"" + path + "\"");
+  while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  if (token.size() < 16) throw ConfigError(where + ": the token in \"" + path + "\" is shorter than 16 characters");
+  return token;
+}
+
+}  // namespace
 
 Config load_config_file(const std::string& path) {
   const json document = util::load_json_file(path);
@@ -135,8 +160,15 @@ Config load_config_file(const std::string& path) {
   config.proxy.threads = static_cast<unsigned>(root.number("threads", 0, 0, 256));
   config.clients_file = root.string("clients", "");
   config.rules_path = root.string("rules", "");
-
-  if (root.has("transcripts")) config.transcripts = read_transcripts(root.object("transcripts"));
+  if (root.has("admin_token_file")) {
+    config.admin_token = read_token_file(root.string("admin_token_file", ""), root.path("admin_token_file"));
+  }
+  const auto names = root.choice("user_names", "hashed", {"clear", "hashed", "redacted"});
+  config.inspector.user_names = names == "clear"      ? inspect::UserNames::Clear
+                                : names == "redacted" ? inspect::UserNames::Redacted
+                                                      : inspect::UserNames::Hashed;
+  if (root.has("transcripts")) read_transcripts(root.object("transcripts"), config.inspector);
+  read_live(root.object("live"), config.inspector);
 
   auto timeouts = root.object("timeouts");
   auto& t = config.proxy.timeouts;
@@ -188,6 +220,7 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--upstream-insecure") f.upstream_insecure = true;
     else if (a == "--login-disabled-until-tls") f.login_disabled = true;
     else if (a == "--admin") f.admin = value();
+    else if (a == "--admin-token-file") f.admin_token_file = value();
     else if (a == "--clients") f.clients = value();
     else if (a == "--rules") f.rules = value();
     else if (a == "--transcripts") f.transcripts = value();
@@ -222,8 +255,15 @@ Config build_config(const Flags& f) {
     config.proxy.signatures = std::make_shared<const identify::Signatures>(identify::load_signatures(config.clients_file));
   }
   if (!f.transcripts.empty()) {
-    if (!config.transcripts) config.transcripts.emplace();
-    config.transcripts->writer.dir = f.transcripts;
+    if (!config.inspector.transcripts) config.inspector.transcripts.emplace();
+    config.inspector.transcripts->dir = f.transcripts;
+  }
+  if (!f.admin_token_file.empty()) config.admin_token = read_token_file(f.admin_token_file, "flag --admin-token-file");
+  // The admin address shows who is logged in and can start captures: beyond this
+  // machine only with a token.
+  if (config.admin_enabled && config.admin_token.empty() && !is_loopback(config.admin.host)) {
+    throw ConfigError("admin address " + config.admin.host + ":" + std::to_string(config.admin.port) +
+                      " is not a loopback address: give a token (admin_token_file / --admin-token-file) or use 127.0.0.1");
   }
   if (!f.rules.empty()) config.rules_path = f.rules;
   if (!config.rules_path.empty()) {
@@ -299,8 +339,10 @@ Flags (over the config file):
   --upstream-starttls        STARTTLS towards the server
   --upstream-ca FILE         CA certificates to verify the server (default: the system store)
   --upstream-insecure        do NOT verify the server's certificate (says so in the log)
-  --admin HOST:PORT          Prometheus metrics at http://HOST:PORT/metrics
-                             (default 127.0.0.1:9143; "none": no admin address)
+  --admin HOST:PORT          metrics (/metrics), admin API (/api/...) and the live
+                             sessions page (/) (default 127.0.0.1:9143; "none": off)
+  --admin-token-file FILE    bearer token the admin address requires (first line);
+                             needed for an address other than loopback
   --threads N                event loops (default: one per core)
   --clients FILE             client signatures for identification (default: the
                              built-in copy of rules/clients.json)

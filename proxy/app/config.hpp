@@ -9,7 +9,7 @@
 
 #include <optional>
 
-#include "proxy/inspect/transcript.hpp"
+#include "proxy/inspect/inspector.hpp"
 #include "proxy/transport/settings.hpp"
 #include "proxy/util/json_reader.hpp"
 #include "proxy/util/log.hpp"
@@ -20,9 +20,10 @@ using ConfigError = util::InputError;
 
 struct Config {
   transport::ProxySettings proxy;
-  transport::Endpoint admin{"127.0.0.1", 9143};  // metrics (and later the admin API)
+  transport::Endpoint admin{"127.0.0.1", 9143};  // metrics, the admin API and the live page
   bool admin_enabled = true;
-  std::optional<inspect::TranscriptOptions> transcripts;  // none: no transcripts
+  std::string admin_token;  // from admin_token_file; empty: none (loopback only)
+  inspect::InspectorOptions inspector;  // transcripts (when configured) and the live view
   std::string clients_file;  // client signatures; empty: built in (loaded by build_config)
   std::string rules_path;    // a rule file or a directory of them; empty: no rules
   util::LogLevel log_level = util::LogLevel::Info;
@@ -39,7 +40,7 @@ transport::Endpoint parse_endpoint(const std::string& text, const std::string& w
 struct Flags {
   std::string config_file;
   std::vector<std::string> listen, listen_tls, upstream;
-  std::string tls_cert, tls_key, upstream_ca, admin, log_level, clients, rules, transcripts;
+  std::string tls_cert, tls_key, upstream_ca, admin, admin_token_file, log_level, clients, rules, transcripts;
   bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false, login_disabled = false;
   int threads = -1;
 };

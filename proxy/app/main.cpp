@@ -7,7 +7,8 @@
 
 #include "proxy/app/config.hpp"
 #include "proxy/app/inspect_command.hpp"
-#include "proxy/inspect/transcript.hpp"
+#include "proxy/app/admin_api.hpp"
+#include "proxy/inspect/inspector.hpp"
 #include "proxy/observe/fanout.hpp"
 #include "proxy/observe/metrics.hpp"
 #include "proxy/replay/conversation.hpp"
@@ -80,29 +81,42 @@ int main(int argc, char** argv) {
     }
     auto settings = config.proxy;
     std::vector<std::shared_ptr<imapscope::session::Telemetry>> watchers;
+    std::shared_ptr<imapscope::observe::Metrics> metrics;
+    std::shared_ptr<imapscope::inspect::Inspector> inspector;
+    auto inspector_options = config.inspector;
+    inspector_options.live = inspector_options.live && config.admin_enabled;  // nobody could look
     if (config.admin_enabled) {
       const auto& signatures = settings.signatures ? *settings.signatures : imapscope::identify::builtin_signatures();
-      auto metrics = std::make_shared<imapscope::observe::Metrics>(signatures.families, settings.rules);
-      const auto address = config.admin.to_string();
-      try {
-        metrics->serve(address);
-      } catch (const std::exception& e) {
-        throw imapscope::app::ConfigError("admin address " + address + ": can't listen there (" + e.what() + ")");
-      }
-      imapscope::util::log_line(imapscope::util::LogLevel::Info, "event=admin_listening address=" + address +
-                                                                     " metrics=http://" + address + "/metrics");
-      watchers.push_back(std::move(metrics));
+      metrics = std::make_shared<imapscope::observe::Metrics>(signatures.families, settings.rules);
+      watchers.push_back(metrics);
     }
-    if (config.transcripts) {
-      std::shared_ptr<imapscope::inspect::Transcripts> transcripts;
+    if (inspector_options.transcripts || inspector_options.live) {
       try {
-        transcripts = std::make_shared<imapscope::inspect::Transcripts>(*config.transcripts);
+        inspector = std::make_shared<imapscope::inspect::Inspector>(inspector_options);
       } catch (const std::exception& e) {
         throw imapscope::app::ConfigError("transcripts: " + std::string(e.what()));
       }
+      if (inspector_options.transcripts) {
+        imapscope::util::log_line(imapscope::util::LogLevel::Info,
+                                  "event=transcripts dir=" + imapscope::util::log_quote(inspector_options.transcripts->dir));
+      }
+      if (metrics) imapscope::app::add_inspector_metrics(*metrics, inspector);
+      watchers.push_back(inspector);
+    }
+    std::unique_ptr<imapscope::transport::HttpServer> admin;
+    if (config.admin_enabled) {
+      auto api = std::make_shared<imapscope::app::AdminApi>(metrics, inspector, config.admin_token);
+      const auto address = config.admin.to_string();
+      try {
+        admin = std::make_unique<imapscope::transport::HttpServer>(
+            config.admin, [api](const imapscope::transport::HttpRequest& r) { return api->handle(r); });
+      } catch (const std::exception& e) {
+        throw imapscope::app::ConfigError("admin address " + address + ": can't listen there (" + e.what() + ")");
+      }
       imapscope::util::log_line(imapscope::util::LogLevel::Info,
-                                "event=transcripts dir=" + imapscope::util::log_quote(config.transcripts->writer.dir));
-      watchers.push_back(std::move(transcripts));
+                                "event=admin_listening address=" + address + " page=http://" + address +
+                                    "/ metrics=http://" + address + "/metrics token=" +
+                                    (config.admin_token.empty() ? "none" : "required"));
     }
     if (watchers.size() == 1) {
       settings.telemetry = watchers.front();

@@ -106,4 +106,21 @@ std::shared_ptr<prometheus::Collectable> rule_hits_collector(std::shared_ptr<con
 
 std::shared_ptr<prometheus::Collectable> process_collector() { return std::make_shared<Process>(); }
 
+namespace {
+
+class FunctionCollector final : public prometheus::Collectable {
+ public:
+  explicit FunctionCollector(std::function<std::vector<MetricFamily>()> collect) : collect_(std::move(collect)) {}
+  std::vector<MetricFamily> Collect() const override { return collect_(); }
+
+ private:
+  std::function<std::vector<MetricFamily>()> collect_;
+};
+
+}  // namespace
+
+std::shared_ptr<prometheus::Collectable> function_collector(std::function<std::vector<MetricFamily>()> collect) {
+  return std::make_shared<FunctionCollector>(std::move(collect));
+}
+
 }  // namespace imapscope::observe

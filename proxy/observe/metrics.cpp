@@ -1,6 +1,8 @@
 #include "proxy/observe/metrics.hpp"
 
-#include <prometheus/exposer.h>
+#include <sstream>
+
+#include <prometheus/text_serializer.h>
 
 #include "proxy/observe/collectors.hpp"
 #include "proxy/observe/session_metrics.hpp"
@@ -69,10 +71,10 @@ Metrics::Metrics(std::vector<std::string> families, std::shared_ptr<const policy
 
 Metrics::~Metrics() = default;
 
-void Metrics::serve(const std::string& address) {
-  exposer_ = std::make_unique<prometheus::Exposer>(address, 1);
-  exposer_->RegisterCollectable(registry_);
-  for (const auto& c : collectors_) exposer_->RegisterCollectable(c);
+std::string Metrics::exposition() const {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, collect());
+  return out.str();
 }
 
 std::vector<prometheus::MetricFamily> Metrics::collect() const {

@@ -1,6 +1,7 @@
 // Prometheus metrics (prometheus-cpp): what every session and the proxy report,
-// served on the admin address. Names and labels are a public interface (dashboards/
-// and users' queries depend on them); every label value comes from a bounded set
+// served on the admin address (/metrics, app/admin_api). Names and labels are a
+// public interface (dashboards/ and users' queries depend on them); every label
+// value comes from a bounded set
 // (labels.hpp, listener names from the config, rule names from the rule files).
 //
 // Hot path: a command's counter and histogram are found by index in arrays of
@@ -28,10 +29,6 @@
 #include "proxy/policy/rule_set.hpp"
 #include "proxy/session/observer.hpp"
 
-namespace prometheus {
-class Exposer;
-}
-
 namespace imapscope::observe {
 
 class Metrics final : public session::Telemetry {
@@ -41,11 +38,13 @@ class Metrics final : public session::Telemetry {
   Metrics(std::vector<std::string> families, std::shared_ptr<const policy::RuleStore> rules);
   ~Metrics() override;
 
-  // Serves /metrics on address ("127.0.0.1:9143"); throws std::runtime_error when it
-  // can't listen there.
-  void serve(const std::string& address);
-  // Everything /metrics shows (registry, rule hits, process), for tests.
+  // More series computed when scraped (e.g. the transcript writer's counts); before
+  // the first scrape only.
+  void add_collector(std::shared_ptr<prometheus::Collectable> collector) { collectors_.push_back(std::move(collector)); }
+  // Everything /metrics shows (registry, rule hits, process), and as the text
+  // exposition format.
   std::vector<prometheus::MetricFamily> collect() const;
+  std::string exposition() const;
 
   // session::Telemetry
   std::unique_ptr<session::Observer> session_started(const session::SessionStart& start) override;
@@ -83,7 +82,6 @@ class Metrics final : public session::Telemetry {
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::vector<std::shared_ptr<prometheus::Collectable>> collectors_;  // rule hits, process
-  std::unique_ptr<prometheus::Exposer> exposer_;
   FamilyLabels families_;
   std::mutex create_mutex_;  // creating a series; reading the caches takes no lock
 

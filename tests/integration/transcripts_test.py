@@ -42,9 +42,12 @@ class Proxy:
         test.addCleanup(shutil.rmtree, self.dir, True)
         self.out = os.path.join(self.dir, "transcripts")
         self.port = free_port()
-        config = {"transcripts": dict({"dir": self.out}, **(extra_config or {})),
-                  "listeners": [{"listen": f"127.0.0.1:{self.port}",
+        extra = dict(extra_config or {})
+        config = {"listeners": [{"listen": f"127.0.0.1:{self.port}",
                                  "upstream": {"addresses": [f"127.0.0.1:{DOVECOT.port}"]}}]}
+        if "user_names" in extra:  # the policy of the whole admin side, not only transcripts
+            config["user_names"] = extra.pop("user_names")
+        config["transcripts"] = dict({"dir": self.out}, **extra)
         path = os.path.join(self.dir, "config.json")
         with open(path, "w") as f:
             json.dump(config, f)

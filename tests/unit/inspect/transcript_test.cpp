@@ -9,7 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "proxy/inspect/transcript.hpp"
+#include "proxy/inspect/inspector.hpp"
+#include "proxy/inspect/stream_text.hpp"
 #include "proxy/session/session.hpp"
 #include "tests/support/observed_session.hpp"
 
@@ -49,9 +50,9 @@ std::vector<json> events(const std::string& dir) {
 
 using Recorded = imapscope::testing::ObservedSession;
 
-TranscriptOptions options(const std::string& dir) {
-  TranscriptOptions o;
-  o.writer.dir = dir;
+InspectorOptions options(const std::string& dir) {
+  InspectorOptions o;
+  o.transcripts.emplace().dir = dir;
   return o;
 }
 
@@ -85,7 +86,7 @@ TEST(Transcripts, BodiesAreWrittenUpToTheCapAndNeverCredentials) {
   {
     auto o = options(dir);
     o.body_cap = 8;
-    Transcripts transcripts(o);
+    Inspector transcripts(o);
     Recorded r(transcripts, 1);
     r.server("* OK ready\r\n");
     r.client("a1 LOGIN {5}\r\n");
@@ -97,7 +98,7 @@ TEST(Transcripts, BodiesAreWrittenUpToTheCapAndNeverCredentials) {
     r.client("a2 FETCH 1 BODY[]\r\n");
     r.server("* 1 FETCH (BODY[] {12}\r\nHello, world)\r\na2 OK done\r\n");
     r.close();
-    transcripts.writer().flush();
+    transcripts.writer()->flush();
   }
   const auto text = folder_text(dir);
   EXPECT_EQ(text.find("Body-Secret7"), std::string::npos);
@@ -115,7 +116,7 @@ TEST(Transcripts, BodiesAreWrittenUpToTheCapAndNeverCredentials) {
 TEST(Transcripts, CredentialsNeverReachTheFile) {
   const auto dir = temp_dir();
   {
-    Transcripts transcripts(options(dir));
+    Inspector transcripts(options(dir));
     std::uint64_t id = 1;
     auto session = [&](auto&& script) {
       Recorded r(transcripts, id++);
@@ -165,7 +166,7 @@ TEST(Transcripts, CredentialsNeverReachTheFile) {
       r.client("a2 NOOP\r\n");
       r.server("a2 OK NOOP completed.\r\n");
     });
-    transcripts.writer().flush();
+    transcripts.writer()->flush();
   }
   const auto text = folder_text(dir);
   for (const char* secret : {"Quoted-Secret-1", "Literal-Secret2", "AGFsaWNlAFBsYWluLUlSLVNlY3JldDM=", "Plain-IR-Secret3",
@@ -192,7 +193,7 @@ TEST(Transcripts, SelectionByUserKeepsOnlyThatUser) {
   {
     auto o = options(dir);
     o.selection.users = {"alice"};
-    Transcripts transcripts(o);
+    Inspector transcripts(o);
     for (const char* user : {"alice", "bob", "ALICE"}) {
       Recorded r(transcripts, 1);
       r.server("* OK ready\r\n");
@@ -205,7 +206,7 @@ TEST(Transcripts, SelectionByUserKeepsOnlyThatUser) {
       r.server("* OK ready\r\n");
       r.close();
     }
-    transcripts.writer().flush();
+    transcripts.writer()->flush();
   }
   std::size_t starts = 0, selects = 0;
   for (const auto& e : events(dir)) {

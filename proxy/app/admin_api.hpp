@@ -1,0 +1,42 @@
+// What the admin address answers (see README.md, "Admin address"): /metrics, the
+// live view of sessions and their events (JSON, or a server-sent-event tail),
+// on-demand captures, and the live page at /. With a token, every request but the
+// page itself must carry "Authorization: Bearer <token>".
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "proxy/inspect/inspector.hpp"
+#include "proxy/observe/metrics.hpp"
+#include "proxy/transport/http_server.hpp"
+
+namespace imapscope::app {
+
+class AdminApi {
+ public:
+  // metrics and inspector may be null (that part answers 404).
+  AdminApi(std::shared_ptr<observe::Metrics> metrics, std::shared_ptr<inspect::Inspector> inspector, std::string token);
+
+  transport::HttpResponse handle(const transport::HttpRequest& request);
+
+ private:
+  bool authorised(const transport::HttpRequest& request) const;
+  transport::HttpResponse sessions() const;
+  transport::HttpResponse session(std::uint64_t id) const;
+  transport::HttpResponse events(std::uint64_t id, const transport::HttpRequest& request) const;
+  transport::HttpResponse captures(const transport::HttpRequest& request, std::string_view rest);
+
+  std::shared_ptr<observe::Metrics> metrics_;
+  std::shared_ptr<inspect::Inspector> inspector_;
+  std::string token_;
+};
+
+// The inspector's own series for /metrics: transcript lines written and dropped,
+// captures running, sessions in the live view.
+void add_inspector_metrics(observe::Metrics& metrics, std::shared_ptr<inspect::Inspector> inspector);
+
+// The live sessions page (HTML, script and style in one).
+const std::string& admin_page();
+
+}  // namespace imapscope::app

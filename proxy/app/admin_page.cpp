@@ -1,0 +1,166 @@
+// The live sessions page served at / on the admin address: one file, no external
+// resources (it must work on a machine without internet access). Everything from
+// a session is put on the page as text (textContent), never as HTML: IMAP lines
+// are the client's and the server's words, not ours.
+#include "proxy/app/admin_api.hpp"
+
+namespace imapscope::app {
+
+const std::string& admin_page() {
+  static const std::string page = R"page(<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>imapscope: live sessions</title>
+<style>
+body{font:13px system-ui,sans-serif;margin:0;color:#222}
+header{background:#234;color:#fff;padding:6px 12px;display:flex;gap:16px;align-items:center}
+header h1{font-size:15px;margin:0}
+main{display:grid;grid-template-columns:minmax(0,3fr) minmax(0,2fr);gap:8px;padding:8px}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:2px 6px;border-bottom:1px solid #ddd;white-space:nowrap}
+tr[data-id]{cursor:pointer} tr.selected{background:#def} tr.closed{color:#888}
+section{min-width:0;overflow:auto}
+#conversation{font:12px ui-monospace,monospace;white-space:pre-wrap;overflow-wrap:anywhere;overflow:auto;max-height:80vh;border:1px solid #ccc;padding:4px}
+.C{color:#036}.S{color:#063}.P{color:#a50}.note{color:#777;font-style:italic}.status{font-size:12px}
+form{display:inline-flex;gap:4px} input{font:inherit;width:9em}
+</style></head><body>
+<header><h1>imapscope</h1><span id="status" class="status">connecting…</span>
+<label>token <input id="token" type="password" autocomplete="off"></label></header>
+<main>
+<section>
+<h2>Sessions <small id="count"></small></h2>
+<table id="sessions"><thead><tr><th>id</th><th>client address</th><th>user</th><th>client</th><th>state</th>
+<th>mailbox</th><th>last command</th><th>cmds</th><th>bytes in/out</th><th>age</th><th>capture</th></tr></thead><tbody></tbody></table>
+<h2>Captures</h2>
+<form id="capture"><input name="user" placeholder="user"><input name="client" placeholder="client family">
+<input name="address" placeholder="address/CIDR"><input name="duration_s" placeholder="seconds" value="600">
+<button>capture</button></form>
+<table id="captures"><thead><tr><th>id</th><th>user</th><th>client</th><th>address</th><th>sessions</th><th>left</th><th></th></tr></thead><tbody></tbody></table>
+</section>
+<section><h2>Conversation <small id="chosen"></small></h2><div id="conversation"></div></section>
+</main>
+<script>
+"use strict";
+const hash = new URLSearchParams(location.hash.slice(1));
+const tokenInput = document.getElementById("token");
+tokenInput.value = hash.get("token") || sessionStorage.getItem("imapscope-token") || "";
+tokenInput.addEventListener("change", () => { sessionStorage.setItem("imapscope-token", tokenInput.value); refresh(); });
+let chosen = hash.get("session") ? Number(hash.get("session")) : null;
+let tail = null, finished = null;  // the live tail; the session whose tail has ended
+
+function headers(extra) {
+  const h = Object.assign({}, extra || {});
+  if (tokenInput.value) h["Authorization"] = "Bearer " + tokenInput.value;
+  return h;
+}
+function cell(row, text) { const td = document.createElement("td"); td.textContent = text; row.appendChild(td); return td; }
+function status(text) { document.getElementById("status").textContent = text; }
+function age(s) { return s < 90 ? s.toFixed(0) + " s" : s < 5400 ? (s / 60).toFixed(0) + " min" : (s / 3600).toFixed(1) + " h"; }
+
+function sessionRow(s, closed) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = s.id;
+  if (closed) tr.className = "closed";
+  if (s.id === chosen) tr.classList.add("selected");
+  const c = s.client;
+  cell(tr, s.id); cell(tr, s.client_address); cell(tr, s.user || "");
+  cell(tr, c.family + (c.version ? " " + c.version : "") + " (" + c.method + (c.settled ? "" : "?") + ")");
+  cell(tr, closed ? "closed: " + s.close_reason : s.state); cell(tr, s.mailbox); cell(tr, s.last_command);
+  cell(tr, s.commands); cell(tr, s.bytes.from_client + " / " + s.bytes.from_server); cell(tr, age(s.age_s));
+  cell(tr, s.capture ? "#" + s.capture : "");
+  tr.addEventListener("click", () => choose(s.id));
+  return tr;
+}
+
+async function refresh() {
+  try {
+    const r = await fetch("/api/sessions", {headers: headers()});
+    if (r.status === 401) { status("token needed"); return; }
+    if (!r.ok) { status("error " + r.status); return; }
+    const data = await r.json();
+    const body = document.querySelector("#sessions tbody");
+    body.replaceChildren(...data.sessions.map(s => sessionRow(s, false)), ...data.recent.reverse().map(s => sessionRow(s, true)));
+    document.getElementById("count").textContent = data.sessions.length + " active, " + data.recent.length + " recently closed";
+    status("live, " + new Date().toLocaleTimeString());
+    if (chosen !== null && !tail && finished !== chosen) choose(chosen);
+    refreshCaptures();
+  } catch (e) { status("no answer: " + e); }
+}
+
+async function refreshCaptures() {
+  const r = await fetch("/api/captures", {headers: headers()});
+  if (!r.ok) return;
+  const data = await r.json();
+  const body = document.querySelector("#captures tbody");
+  body.replaceChildren(...data.captures.map(c => {
+    const tr = document.createElement("tr");
+    cell(tr, c.id); cell(tr, c.user || ""); cell(tr, c.client || ""); cell(tr, c.address || "");
+    cell(tr, c.sessions); cell(tr, age(c.remaining_s));
+    const button = document.createElement("button"); button.textContent = "stop";
+    button.addEventListener("click", async () => { await fetch("/api/captures/" + c.id, {method: "DELETE", headers: headers()}); refresh(); });
+    cell(tr, "").appendChild(button);
+    return tr;
+  }));
+}
+
+document.getElementById("capture").addEventListener("submit", async ev => {
+  ev.preventDefault();
+  const form = new FormData(ev.target), body = {};
+  for (const [k, v] of form) if (v) body[k] = k === "duration_s" ? Number(v) : v;
+  const r = await fetch("/api/captures", {method: "POST", headers: headers({"Content-Type": "application/json"}), body: JSON.stringify(body)});
+  if (!r.ok) status("capture refused: " + (await r.json()).error);
+  refresh();
+});
+
+function describe(e, start) {
+  const dt = "+" + ((e.t - start) / 1e6).toFixed(3) + " ";
+  if (e.dir) {
+    let text = e.text || "";
+    if (e.literals) text += "  [" + e.literals.map(l => l.size + " bytes").join(", ") + "]";
+    return [e.dir, dt + e.dir + ": " + text];
+  }
+  const detail = Object.entries(e).filter(([k]) => !["t", "s", "event"].includes(k)).map(([k, v]) => k + "=" + v).join(" ");
+  return ["note", dt + "-- " + e.event + " " + detail];
+}
+
+async function choose(id) {
+  chosen = id;
+  if (tail) tail.abort();
+  const mine = tail = new AbortController();
+  const box = document.getElementById("conversation");
+  box.replaceChildren();
+  document.getElementById("chosen").textContent = "session " + id;
+  document.querySelectorAll("#sessions tr").forEach(tr => tr.classList.toggle("selected", Number(tr.dataset.id) === id));
+  let start = null, buffer = "";
+  try {
+    const r = await fetch("/api/sessions/" + id + "/events?stream=1", {headers: headers(), signal: mine.signal});
+    if (!r.ok) { box.textContent = "no events (" + r.status + ")"; finished = id; if (tail === mine) tail = null; return; }
+    const reader = r.body.getReader(), decoder = new TextDecoder();
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) { finished = id; break; }
+      buffer += decoder.decode(value, {stream: true});
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end); buffer = buffer.slice(end + 2);
+        const data = block.split("\n").filter(l => l.startsWith("data: ")).map(l => l.slice(6)).join("\n");
+        if (!data || block.startsWith("event: end")) continue;
+        const e = JSON.parse(data);
+        if (start === null) start = e.t;
+        const [cls, text] = describe(e, start);
+        const line = document.createElement("div");
+        line.className = "line " + cls; line.textContent = text;
+        box.appendChild(line);
+        box.scrollTop = box.scrollHeight;
+      }
+    }
+  } catch (e) { if (e.name !== "AbortError") box.appendChild(document.createTextNode("tail ended: " + e)); }
+  if (tail === mine) tail = null;
+}
+
+refresh();
+setInterval(refresh, 1000);
+</script></body></html>
+)page";
+  return page;
+}
+
+}  // namespace imapscope::app

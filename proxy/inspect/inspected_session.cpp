@@ -1,0 +1,330 @@
+#include "proxy/inspect/inspected_session.hpp"
+
+#include "proxy/imap/abnf.hpp"
+#include "proxy/inspect/encoding.hpp"
+#include "proxy/util/log.hpp"
+
+namespace imapscope::inspect {
+namespace {
+
+using json = nlohmann::json;
+
+std::string_view kind_name(imap::ResponseKind kind) {
+  switch (kind) {
+    case imap::ResponseKind::Continuation: return "continuation";
+    case imap::ResponseKind::Status: return "untagged_status";
+    case imap::ResponseKind::Tagged: return "tagged";
+    case imap::ResponseKind::Data: break;
+  }
+  return "data";
+}
+
+json literals_json(std::vector<LiteralDigest> literals) {
+  json out = json::array();
+  for (auto& l : literals) {
+    json item{{"size", l.size}};
+    if (!l.sha256.empty()) item["sha256"] = std::move(l.sha256);
+    if (!l.head.empty()) {
+      // Payloads are bytes, not text: base64, and how much of it this is.
+      item["data"] = base64_encode(l.head);
+      if (l.head.size() < l.size) item["truncated"] = true;
+    }
+    out.push_back(std::move(item));
+  }
+  return out;
+}
+
+}  // namespace
+
+InspectedSession::InspectedSession(Inspector& owner, const session::SessionStart& start, bool admitted)
+    : owner_(owner),
+      writer_(owner.writer()),
+      id_(start.id),
+      address_(address_of(start.client_address)),
+      client_text_(owner.options().body_cap),
+      server_text_(owner.options().body_cap) {
+  if (auto* live = owner.live()) live_ = live->open(start);
+  const auto& s = owner_.options().selection;
+  if (!writer_ || !admitted) {
+    decision_ = Decision::Drop;
+  } else {
+    decision_ = s.wants_user() || s.wants_client() ? Decision::Pending : Decision::Keep;
+  }
+  emit({{"event", "start"},
+        {"listener", std::string(start.listener)},
+        {"tls", std::string(start.tls)},
+        {"client_address", std::string(start.client_address)}});
+}
+
+InspectedSession::~InspectedSession() {
+  if (!live_) return;
+  if (!live_->closed()) live_->close("unknown");
+  owner_.live()->closed(id_);
+}
+
+std::string InspectedSession::stamp(nlohmann::json& event, std::int64_t now) const {
+  event["t"] = now;
+  event["s"] = id_;
+  // Lines may carry 8-bit bytes that aren't UTF-8: replaced, never thrown on.
+  return event.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void InspectedSession::emit(json event) {
+  const bool to_file = writer_ && (decision_ != Decision::Drop || capture_ || owner_.captures().generation() != captures_seen_ || learnt_);
+  if (!live_ && !to_file) return;  // nobody reads it: not even formatted
+  const auto now = now_us();
+  std::string line = stamp(event, now);
+  if (to_file) to_transcript(live_ ? line : std::move(line), now);
+  if (live_) live_->add_event(std::move(line));
+}
+
+void InspectedSession::to_transcript(std::string line, std::int64_t now) {
+  follow_captures(now);
+  if (decision_ == Decision::Keep || capture_) {
+    writer_->write(std::move(line));
+    return;
+  }
+  if (decision_ == Decision::Drop) return;
+  pending_.push_back(std::move(line));
+  if (pending_.size() > owner_.options().max_pending_events) {
+    decision_ = Decision::Drop;  // never learnt who it is in time
+    pending_.clear();
+  }
+}
+
+// Looks at the captures only when they changed, when the one writing this session
+// may have ended, or when the session learnt its user or client.
+void InspectedSession::follow_captures(std::int64_t now) {
+  auto& captures = owner_.captures();
+  const auto generation = captures.generation();
+  if (capture_) {
+    if (generation == captures_seen_ && now < capture_until_us_) return;
+    captures_seen_ = generation;
+    if (captures.active(capture_, now)) return;
+    json end{{"event", "capture_end"}, {"capture", capture_}};
+    writer_->write(stamp(end, now));
+    capture_ = 0;
+    if (live_) live_->update([](LiveFacts& f) { f.capture = 0; });
+  } else if (generation == captures_seen_ && !learnt_) {
+    return;
+  }
+  captures_seen_ = generation;
+  learnt_ = false;
+  if (decision_ == Decision::Keep) return;  // written anyway
+  const auto capture = captures.match({address_, user_ ? &*user_ : nullptr, family_ ? &*family_ : nullptr}, now);
+  if (!capture) return;
+  capture_ = capture->id;
+  capture_until_us_ = capture->until_us;
+  if (live_) live_->update([&](LiveFacts& f) { f.capture = capture_; });
+  // What happened before the capture: the lines held for the selection, or what
+  // the live view still has.
+  std::vector<std::string> backlog = decision_ == Decision::Pending ? std::move(pending_)
+                                     : live_                        ? live_->backlog()
+                                                                    : std::vector<std::string>{};
+  pending_.clear();
+  json start{{"event", "capture"}, {"capture", capture_}, {"backlog", backlog.size()}};
+  writer_->write(stamp(start, now));
+  for (auto& line : backlog) writer_->write(std::move(line));
+}
+
+void InspectedSession::decide() {
+  if (decision_ != Decision::Pending) return;
+  const auto& s = owner_.options().selection;
+  if ((s.wants_user() && !user_) || (s.wants_client() && !family_)) return;
+  const bool keep = (!s.wants_user() || user_matches_) && (!s.wants_client() || client_matches_);
+  decision_ = keep ? Decision::Keep : Decision::Drop;
+  if (keep && !capture_) {
+    for (auto& line : pending_) writer_->write(std::move(line));
+  }
+  pending_.clear();
+  pending_.shrink_to_fit();
+}
+
+void InspectedSession::learn_user(const imap::Command& c) {
+  std::optional<std::string> user;
+  if (c.kind == imap::CommandKind::Tagged && c.verb == imap::Verb::Login && !c.args.empty()) {
+    user = c.args.front().string_value();
+  } else if (c.kind == imap::CommandKind::Tagged && c.verb == imap::Verb::Authenticate && !c.args.empty()) {
+    sasl_mechanism_ = std::string(c.args.front().text);
+    sasl_answers_ = 0;
+    if (c.args.size() > 1) user = sasl_user(sasl_mechanism_, c.args[1].text, true);
+    if (user) sasl_answers_ = 1;
+  } else if (c.kind == imap::CommandKind::SaslResponse && !sasl_mechanism_.empty()) {
+    user = sasl_user(sasl_mechanism_, c.line, sasl_answers_ == 0);
+    ++sasl_answers_;
+  }
+  if (!user || user_) return;
+  user_ = std::move(user);
+  learnt_ = true;
+  user_matches_ = owner_.options().selection.user_matches(*user_);
+  auto label = user_label(*user_, owner_.options().user_names);
+  if (live_) live_->update([&](LiveFacts& f) { f.user = label; });
+  emit({{"event", "user"}, {"user", std::move(label)}});
+  decide();
+}
+
+void InspectedSession::client_bytes(const imap::Command& c, imap::EventKind kind, std::string_view raw) {
+  if (live_) live_->update([&](LiveFacts& f) { f.bytes_from_client += raw.size(); });
+  if (!client_in_message_) {
+    client_in_message_ = true;
+    // Inside AUTHENTICATE every client line is a credential, whatever the decoder
+    // made of it (a line over the limit is not even parsed).
+    client_sensitive_ = carries_credentials(c) || !sasl_mechanism_.empty();
+  }
+  if (!client_sensitive_) client_text_.add(raw, true);
+  if (kind != imap::EventKind::Message) return;
+  client_in_message_ = false;
+  json event{{"dir", "C"}};
+  if (client_sensitive_) {
+    learn_user(c);
+    event["kind"] = c.kind == imap::CommandKind::SaslResponse ? "sasl" : "command";
+    const bool renderable = c.kind == imap::CommandKind::SaslResponse || (!c.rejected && !c.tag.empty());
+    event["text"] = renderable ? redacted_text(c, owner_.options().user_names) : std::string("*** (credentials)");
+    if (!c.tag.empty() && c.kind == imap::CommandKind::Tagged) event["tag"] = std::string(c.tag);
+    if (c.kind == imap::CommandKind::Tagged) event["command"] = imap::ascii_upper(c.name);
+  } else {
+    event["kind"] = c.kind == imap::CommandKind::IdleDone ? "done" : "command";
+    if (c.kind == imap::CommandKind::Tagged && !c.tag.empty()) {
+      event["tag"] = std::string(c.tag);
+      event["command"] = c.uid ? "UID " + imap::ascii_upper(c.name) : imap::ascii_upper(c.name);
+    }
+    event["text"] = client_text_.take_text();
+    auto literals = client_text_.take_literals();
+    if (!literals.empty()) event["literals"] = literals_json(std::move(literals));
+  }
+  if (c.rejected) event["rejected"] = true;
+  emit(std::move(event));
+}
+
+void InspectedSession::server_bytes(const imap::Response& r, imap::EventKind kind, std::string_view raw) {
+  if (live_) live_->update([&](LiveFacts& f) { f.bytes_from_server += raw.size(); });
+  server_text_.add(raw, true);
+  if (kind != imap::EventKind::Message) return;
+  json event{{"dir", "S"}, {"kind", kind_name(r.kind)}, {"text", server_text_.take_text()}};
+  if (r.kind == imap::ResponseKind::Tagged) event["tag"] = std::string(r.tag);
+  if (r.status != imap::Status::None) event["status"] = std::string(imap::status_name(r.status));
+  if (r.kind == imap::ResponseKind::Data && !r.name_text.empty()) event["name"] = imap::ascii_upper(r.name_text);
+  auto literals = server_text_.take_literals();
+  if (!literals.empty()) event["literals"] = literals_json(std::move(literals));
+  emit(std::move(event));
+  // The end of AUTHENTICATE / LOGIN: a user still unknown will stay unknown.
+  if (r.kind == imap::ResponseKind::Tagged && r.matched &&
+      (r.command_verb == imap::Verb::Authenticate || r.command_verb == imap::Verb::Login)) {
+    sasl_mechanism_.clear();
+    if (owner_.options().selection.wants_user() && !user_ && r.status == imap::Status::Ok) {
+      user_ = std::string();  // logged in as someone whose name the exchange didn't tell
+      user_matches_ = false;
+      decide();
+    }
+  }
+}
+
+void InspectedSession::proxy_to_client(std::string_view bytes) {
+  while (!bytes.empty() && (bytes.back() == '\n' || bytes.back() == '\r')) bytes.remove_suffix(1);
+  emit({{"dir", "P"}, {"text", std::string(bytes)}});
+}
+
+void InspectedSession::rule_hit(std::string_view rule, bool from_client) {
+  emit({{"event", "rule"}, {"rule", std::string(rule)}, {"on", from_client ? "command" : "response"}});
+}
+
+void InspectedSession::protocol_error(bool from_client, imap::ErrorCode code) {
+  emit({{"event", "protocol_error"}, {"dir", from_client ? "C" : "S"}, {"kind", std::string(imap::error_code_name(code))}});
+}
+
+void InspectedSession::client_identified(const identify::ClientInfo& client, bool settled) {
+  // The identifier re-guesses at every command: only changes are written.
+  std::string identity = client.family + '\0' + client.version + '\0' +
+                         std::string(identify::id_method_name(client.method)) + (settled ? "1" : "0");
+  if (identity == last_identity_) return;
+  last_identity_ = std::move(identity);
+  emit({{"event", "client"},
+        {"family", client.family},
+        {"version", client.version},
+        {"method", std::string(identify::id_method_name(client.method))},
+        {"confidence", client.confidence},
+        {"settled", settled}});
+  if (live_) {
+    live_->update([&](LiveFacts& f) {
+      f.client = client;
+      f.client_settled = settled;
+    });
+  }
+  if (settled && !family_) {
+    family_ = client.family;
+    learnt_ = true;
+    client_matches_ = owner_.options().selection.client_matches(client.family);
+    decide();
+  }
+}
+
+void InspectedSession::client_tls_started(std::string_view version) {
+  if (live_) live_->update([&](LiveFacts& f) { f.tls = std::string(version); });
+  emit({{"event", "tls"}, {"side", "client"}, {"version", std::string(version)}});
+}
+
+void InspectedSession::session_closed(session::CloseReason reason) {
+  emit({{"event", "close"}, {"reason", std::string(session::close_reason_name(reason))}});
+  if (decision_ == Decision::Pending) {
+    decision_ = Decision::Drop;  // never learnt whether it was wanted
+    pending_.clear();
+  }
+  if (live_) live_->close(session::close_reason_name(reason));
+}
+
+// The live view's facts: what the session is doing, from its commands and answers.
+void InspectedSession::command(const imap::Command& c) {
+  if (c.kind != imap::CommandKind::Tagged || !live_) return;
+  if (c.verb == imap::Verb::Select || c.verb == imap::Verb::Examine) {
+    select_tag_ = std::string(c.tag);
+    select_mailbox_ = c.args.empty() ? std::string() : c.args.front().string_value().value_or("");
+  }
+  std::string name = c.uid ? "UID " + imap::ascii_upper(c.name) : imap::ascii_upper(c.name);
+  const auto now = now_us();
+  live_->update([&](LiveFacts& f) {
+    f.last_command = std::move(name);
+    f.last_command_us = now;
+    ++f.commands;
+  });
+}
+
+void InspectedSession::command_done(std::string_view tag, imap::Verb verb, bool, imap::Status status, bool) {
+  if (!live_) return;
+  const bool ok = status == imap::Status::Ok;
+  live_->update([&](LiveFacts& f) {
+    switch (verb) {
+      case imap::Verb::Login:
+      case imap::Verb::Authenticate:
+        if (ok) f.state = "authenticated";
+        break;
+      case imap::Verb::Select:
+      case imap::Verb::Examine:
+        if (tag != select_tag_) break;
+        // A failed SELECT leaves no mailbox selected (RFC 9051 6.3.2).
+        f.state = ok ? "selected" : "authenticated";
+        f.mailbox = ok ? select_mailbox_ : std::string();
+        break;
+      case imap::Verb::Close:
+      case imap::Verb::Unselect:
+        if (ok) {
+          f.state = "authenticated";
+          f.mailbox.clear();
+        }
+        break;
+      case imap::Verb::Idle:
+        f.state = f.mailbox.empty() ? "authenticated" : "selected";
+        break;
+      case imap::Verb::Logout:
+        f.state = "logout";
+        break;
+      default:
+        break;
+    }
+  });
+}
+
+void InspectedSession::idle_started() {
+  if (live_) live_->update([](LiveFacts& f) { f.state = "idle"; });
+}
+
+}  // namespace imapscope::inspect

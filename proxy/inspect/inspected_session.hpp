@@ -1,0 +1,78 @@
+// One session as the inspector sees it: its traffic turned into redacted JSON event
+// lines (see README.md, "Transcripts"), the facts the live view shows, and whether
+// the lines go to a transcript: by the config's selection (decided once the user or
+// client is known, lines held until then) or while an on-demand capture matches.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "proxy/inspect/inspector.hpp"
+#include "proxy/inspect/stream_text.hpp"
+
+namespace imapscope::inspect {
+
+class InspectedSession final : public session::Observer {
+ public:
+  // admitted: whether the config's selection may want it (address, sample).
+  InspectedSession(Inspector& owner, const session::SessionStart& start, bool admitted);
+  ~InspectedSession() override;
+
+  void command(const imap::Command& command) override;
+  void command_done(std::string_view tag, imap::Verb verb, bool uid, imap::Status status, bool local) override;
+  void idle_started() override;
+  void idle_keepalive() override {}
+  void literal_bytes(bool, std::uint64_t) override {}
+  void protocol_error(bool from_client, imap::ErrorCode code) override;
+  void client_identified(const identify::ClientInfo& client, bool settled) override;
+  void client_bytes(const imap::Command& command, imap::EventKind kind, std::string_view raw) override;
+  void server_bytes(const imap::Response& response, imap::EventKind kind, std::string_view raw) override;
+  void proxy_to_client(std::string_view bytes) override;
+  void rule_hit(std::string_view rule, bool from_client) override;
+  void client_tls_started(std::string_view version) override;
+  void session_closed(session::CloseReason reason) override;
+
+ private:
+  enum class Decision : std::uint8_t { Pending, Keep, Drop };
+  void emit(nlohmann::json event);
+  std::string stamp(nlohmann::json& event, std::int64_t now) const;
+  void to_transcript(std::string line, std::int64_t now);
+  void follow_captures(std::int64_t now);
+  void decide();
+  void learn_user(const imap::Command& command);
+
+  Inspector& owner_;
+  TranscriptWriter* writer_;
+  std::shared_ptr<LiveSession> live_;
+  std::uint64_t id_;
+  std::string address_;  // the client's, without port
+
+  // The config's selection.
+  Decision decision_ = Decision::Pending;
+  std::vector<std::string> pending_;  // lines held until the decision
+  std::optional<std::string> user_;   // the login name (never written as is unless the policy says so)
+  std::optional<std::string> family_;  // once identification settled
+  bool user_matches_ = false, client_matches_ = false;
+
+  // On-demand captures: the one writing this session, and when to look again.
+  std::uint64_t capture_ = 0;
+  std::int64_t capture_until_us_ = 0;
+  std::uint64_t captures_seen_ = ~std::uint64_t{0};
+  bool learnt_ = false;  // user or client became known since the last look
+
+  // The message being read in each direction.
+  StreamText client_text_, server_text_;
+  bool client_in_message_ = false;
+  bool client_sensitive_ = false;
+  std::string sasl_mechanism_;  // during AUTHENTICATE: for the user name only
+  std::string last_identity_;   // the last client event written
+  unsigned sasl_answers_ = 0;
+  std::string select_tag_, select_mailbox_;  // a SELECT/EXAMINE waiting for its answer
+};
+
+}  // namespace imapscope::inspect

@@ -1,0 +1,347 @@
+"""The admin address end to end: imapscope in front of a real Dovecot, real imaplib
+sessions, and the admin API read over HTTP: the live session table, one session's
+events and its server-sent-event tail, on-demand captures (by user, mid-session,
+stopped), the bearer token, and the live page driven by a real headless Chromium.
+Everything on 127.0.0.1."""
+import http.client
+import imaplib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+from imap_fixtures import USERS, Dovecot, Imapscope, free_port  # noqa: E402
+
+DOVECOT = None
+
+
+def setUpModule():
+    global DOVECOT
+    DOVECOT = Dovecot().start()
+
+
+def tearDownModule():
+    DOVECOT.stop()
+
+
+class Proxy:
+    """imapscope with transcripts written only for captures, user names in clear."""
+
+    def __init__(self, test, extra_config=None, token=None):
+        self.dir = tempfile.mkdtemp(prefix="imapscope-live-")
+        os.chmod(self.dir, 0o755)
+        test.addCleanup(shutil.rmtree, self.dir, True)
+        self.out = os.path.join(self.dir, "transcripts")
+        self.port = free_port()
+        self.token = token
+        config = {"user_names": "clear",
+                  "transcripts": {"dir": self.out, "select": {"sample": 0}},
+                  "listeners": [{"listen": f"127.0.0.1:{self.port}",
+                                 "upstream": {"addresses": [f"127.0.0.1:{DOVECOT.port}"]}}]}
+        if token:
+            with open(os.path.join(self.dir, "token"), "w") as f:
+                f.write(token + "\n")
+            config["admin_token_file"] = os.path.join(self.dir, "token")
+        config.update(extra_config or {})
+        config = {k: v for k, v in config.items() if v is not None}
+        path = os.path.join(self.dir, "config.json")
+        with open(path, "w") as f:
+            json.dump(config, f)
+        self.proxy = Imapscope(["--config", path]).start([self.port])
+        test.addCleanup(self.proxy.stop)
+        self.admin = f"http://127.0.0.1:{self.proxy.admin_port}"
+
+    def request(self, method, path, body=None, token=None):
+        """(status, parsed JSON body or text)"""
+        headers = {}
+        token = token if token is not None else self.token
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.admin + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=20) as r:
+                status, text = r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        try:
+            return status, json.loads(text) if text else None
+        except ValueError:
+            return status, text
+
+    def get(self, path):
+        status, body = self.request("GET", path)
+        assert status == 200, (path, status, body)
+        return body
+
+    def sessions(self):
+        return self.get("/api/sessions")["sessions"]
+
+    def session_of(self, user):
+        for s in self.sessions():
+            if s["user"] == user:
+                return s
+        return None
+
+    def written(self):
+        """Every transcript event written so far (the writer flushes per batch)."""
+        out = []
+        if not os.path.isdir(self.out):
+            return out
+        for name in sorted(os.listdir(self.out)):
+            with open(os.path.join(self.out, name)) as f:
+                out += [json.loads(line) for line in f if line.strip()]
+        return out
+
+
+def wait_for(what, predicate, timeout=20):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def login(port, user):
+    c = imaplib.IMAP4("127.0.0.1", port)
+    c.login(user, USERS[user])
+    return c
+
+
+class Api(unittest.TestCase):
+    def test_session_table_and_events(self):
+        proxy = Proxy(self)
+        alice = login(proxy.port, "alice")
+        alice.select("INBOX")
+        s = wait_for("alice's row", lambda: proxy.session_of("alice"))
+        self.assertEqual(s["state"], "selected")
+        self.assertEqual(s["mailbox"], "INBOX")
+        self.assertEqual(s["last_command"], "SELECT")
+        self.assertEqual(s["client"]["family"], "python_imaplib")
+        self.assertTrue(s["client_address"].startswith("127.0.0.1:"))
+        self.assertGreater(s["bytes"]["from_server"], 0)
+        self.assertEqual(proxy.get(f"/api/sessions/{s['id']}")["id"], s["id"])
+
+        events = proxy.get(f"/api/sessions/{s['id']}/events")
+        texts = [e.get("text", "") for e in events["events"]]
+        self.assertTrue(any("LOGIN alice ***" in t for t in texts), texts)
+        self.assertTrue(any(t.endswith("SELECT INBOX") for t in texts), texts)
+        self.assertNotIn(USERS["alice"], json.dumps(events))
+        after = events["last"]
+        alice.noop()
+        newer = proxy.get(f"/api/sessions/{s['id']}/events?after={after}")["events"]
+        self.assertTrue(any(e.get("text", "").endswith("NOOP") for e in newer), newer)
+        self.assertTrue(all("NOOP" in e.get("text", "") or e.get("dir") == "S" for e in newer), newer)
+
+        alice.logout()
+        wait_for("alice in the closed list",
+                 lambda: any(r["id"] == s["id"] for r in proxy.get("/api/sessions")["recent"]))
+        self.assertEqual(proxy.request("GET", "/api/sessions/999999")[0], 404)
+        self.assertEqual(proxy.request("GET", "/api/sessions/abc/events")[0], 404)
+        self.assertEqual(proxy.request("POST", "/api/sessions", {})[0], 405)
+
+    def test_live_tail_streams_until_the_session_ends(self):
+        proxy = Proxy(self)
+        bob = login(proxy.port, "bob")
+        s = wait_for("bob's row", lambda: proxy.session_of("bob"))
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.proxy.admin_port, timeout=20)
+        conn.request("GET", f"/api/sessions/{s['id']}/events", headers={"Accept": "text/event-stream"})
+        response = conn.getresponse()
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.getheader("Content-Type"), "text/event-stream")
+        received = []
+        done = threading.Event()
+
+        def read():
+            block = []
+            for raw in response:
+                line = raw.decode().rstrip("\n")
+                if line:
+                    block.append(line)
+                    continue
+                received.append(block)
+                block = []
+                if any(b == "event: end" for b in received[-1]):
+                    break
+            done.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        bob.select("INBOX")
+        bob.noop()
+        # The commands show up while the session runs, not only at its end.
+        wait_for("the live NOOP", lambda: any("NOOP" in line for b in received for line in b))
+        self.assertFalse(done.is_set())
+        bob.logout()
+        self.assertTrue(done.wait(20), "the stream ends with the session")
+        data = [json.loads(line[6:]) for b in received for line in b if line.startswith("data: ")]
+        ids = [int(line[4:]) for b in received for line in b if line.startswith("id: ")]
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(len(ids), len(set(ids)))
+        self.assertTrue(any(e.get("event") == "close" for e in data), data)
+        self.assertNotIn(USERS["bob"], json.dumps(data))
+
+    def test_captures(self):
+        proxy = Proxy(self)
+        # Bad requests say why.
+        status, body = proxy.request("POST", "/api/captures", {"duration_s": 5})
+        self.assertEqual((status, "name a user" in body["error"]), (400, True))
+        status, body = proxy.request("POST", "/api/captures", {"address": "mail.example.org"})
+        self.assertEqual(status, 400)
+        self.assertIn("not an address", body["error"])
+
+        # Alice is already logged in when her capture starts: her session is written
+        # from what the live view still holds of it on.
+        alice = login(proxy.port, "alice")
+        alice.select("INBOX")
+        wait_for("alice's row", lambda: proxy.session_of("alice"))
+        status, capture = proxy.request("POST", "/api/captures", {"user": "alice", "duration_s": 120})
+        self.assertEqual(status, 201, capture)
+        self.assertEqual(capture["user"], "alice")
+        alice.noop()
+        bob = login(proxy.port, "bob")  # not captured
+        bob.select("INBOX")
+        bob.noop()
+        alice2 = login(proxy.port, "alice")  # a new session of hers: captured from the start
+        alice2.select("INBOX")
+
+        listed = proxy.get("/api/captures")["captures"]
+        self.assertEqual([c["id"] for c in listed], [capture["id"]])
+        self.assertEqual(listed[0]["sessions"], 2)
+        metrics = proxy.request("GET", "/metrics")[1]
+        self.assertIn("imapscope_captures_active 1", metrics)
+
+        status, _ = proxy.request("DELETE", f"/api/captures/{capture['id']}")
+        self.assertEqual(status, 204)
+        self.assertEqual(proxy.request("DELETE", f"/api/captures/{capture['id']}")[0], 404)
+        alice.status("INBOX", "(MESSAGES)")  # after the stop: not written
+        for c in (alice, alice2, bob):
+            c.logout()
+        proxy.proxy.stop()  # flushes the writer
+
+        events = proxy.written()
+        sessions = {e["s"] for e in events}
+        self.assertEqual(len(sessions), 2, sessions)
+        users = {e["user"] for e in events if e.get("event") == "user"}
+        self.assertEqual(users, {"alice"})
+        texts = [e.get("text", "") for e in events]
+        self.assertTrue(any(t.endswith("SELECT INBOX") for t in texts))  # from the backlog
+        self.assertTrue(any(t.endswith("NOOP") for t in texts))
+        self.assertFalse(any("STATUS INBOX" in t for t in texts), "written after the capture stopped")
+        self.assertEqual(sum(1 for e in events if e.get("event") == "capture_end"), 2)
+        everything = json.dumps(events) + proxy.proxy.log()
+        for secret in USERS.values():
+            self.assertNotIn(secret, everything)
+
+    def test_captures_need_a_transcripts_folder(self):
+        proxy = Proxy(self, {"transcripts": None})
+        status, body = proxy.request("POST", "/api/captures", {"user": "alice"})
+        self.assertEqual(status, 409)
+        self.assertIn("transcripts folder", body["error"])
+
+
+class Token(unittest.TestCase):
+    TOKEN = "t0ken-" + "9f2c4e1a7b3d5f60"
+
+    def test_token_required_everywhere_but_the_page(self):
+        proxy = Proxy(self, token=self.TOKEN)
+        self.assertEqual(proxy.request("GET", "/api/sessions", token="")[0], 401)
+        self.assertEqual(proxy.request("GET", "/metrics", token="")[0], 401)
+        self.assertEqual(proxy.request("GET", "/api/sessions", token="wrong-" + self.TOKEN[6:])[0], 401)
+        self.assertEqual(proxy.request("GET", "/api/sessions")[0], 200)
+        self.assertEqual(proxy.request("GET", "/metrics")[0], 200)
+        status, page = proxy.request("GET", "/", token="")
+        self.assertEqual(status, 200)
+        self.assertIn("imapscope", page)
+        self.assertNotIn(self.TOKEN, proxy.proxy.log())
+
+    def test_no_token_no_public_address(self):
+        proxy = Imapscope(["--listen", f"127.0.0.1:{free_port()}", "--upstream", f"127.0.0.1:{DOVECOT.port}",
+                           "--admin", f"0.0.0.0:{free_port()}"])
+        proxy.start()
+        self.assertEqual(proxy.proc.wait(timeout=20), 2)
+        self.assertIn("not a loopback address: give a token", proxy.log())
+
+
+class Browser(unittest.TestCase):
+    """The live page in a real headless Chromium (Debian's chromium and chromedriver,
+    driven through Selenium) against a running imapscope with real sessions."""
+
+    def setUp(self):
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+        options = webdriver.ChromeOptions()
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--no-first-run", "--disable-extensions", "--disable-background-networking",
+                    "--window-size=1400,1000"):
+            options.add_argument(arg)
+        options.binary_location = "/usr/bin/chromium"
+        self.profile = tempfile.mkdtemp(prefix="imapscope-chromium-")
+        self.addCleanup(shutil.rmtree, self.profile, True)
+        options.add_argument("--user-data-dir=" + self.profile)
+        self.driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        self.addCleanup(self.driver.quit)
+        self.driver.set_page_load_timeout(30)
+
+    # Read in one script run: the page redraws its table every second, so elements
+    # found one by one may be gone by the time their text is asked for.
+    def rows(self):
+        pairs = self.driver.execute_script(
+            "return [...document.querySelectorAll('#sessions tbody tr[data-id]')].map(tr => [tr.dataset.id, tr.innerText])")
+        return {int(k): v for k, v in pairs}
+
+    def conversation(self):
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll('#conversation .line')].map(d => d.textContent)")
+
+    def test_page_shows_sessions_and_tails_a_conversation(self):
+        from selenium.webdriver.common.by import By
+        token = Token.TOKEN
+        proxy = Proxy(self, token=token)
+        alice = login(proxy.port, "alice")
+        alice.select("INBOX")
+        self.driver.get(proxy.admin + "/#token=" + token)
+        rows = wait_for("alice's row on the page", lambda: {k: v for k, v in self.rows().items() if "alice" in v})
+        session_id, text = next(iter(rows.items()))
+        self.assertIn("selected", text)
+        self.assertIn("INBOX", text)
+        self.assertIn("python_imaplib", text)
+
+        # Open her conversation: what happened so far, then what she does next, live.
+        self.driver.find_element(By.CSS_SELECTOR, f'#sessions tr[data-id="{session_id}"]').click()
+        wait_for("the SELECT in the conversation", lambda: any("SELECT INBOX" in line for line in self.conversation()))
+        self.assertTrue(any("LOGIN alice ***" in line for line in self.conversation()))
+        alice.select("INBOX", readonly=True)  # EXAMINE
+        wait_for("the live EXAMINE", lambda: any("EXAMINE INBOX" in line for line in self.conversation()))
+
+        # Start a capture of bob from the page's form; the API lists it.
+        form = self.driver.find_element(By.ID, "capture")
+        form.find_element(By.NAME, "user").send_keys("bob")
+        form.find_element(By.TAG_NAME, "button").click()
+        captures = wait_for("the capture", lambda: proxy.get("/api/captures")["captures"])
+        self.assertEqual(captures[0]["user"], "bob")
+        wait_for("the capture on the page", lambda: "bob" in self.driver.find_element(By.ID, "captures").text)
+
+        alice.logout()
+        wait_for("the session closed on the page",
+                 lambda: "closed" in self.rows().get(session_id, "") and
+                 any("close" in line for line in self.conversation()))
+        page = self.driver.page_source
+        self.assertNotIn(USERS["alice"], page)
+
+
+if __name__ == "__main__":
+    unittest.main()
