@@ -327,6 +327,11 @@ std::string usage() {
        imapscope inspect [--session N] [--command NAME] [--from T] [--to T]
                          [--summary] [--json] [--pcap OUT.pcapng] FILE...
                                                  read transcripts (--transcripts DIR) back
+       imapscope replay FILE... --server HOST:PORT --user U --password-file F
+                        [--session N] [--tls] [--insecure] [--ca FILE] [--max-wait-ms N]
+                        [--timeout-ms N] [--json]
+                                                 replay a recorded session's commands against a
+                                                 server and report the answers that differ
 
 Flags (over the config file):
   --listen HOST:PORT         plain listener; offers STARTTLS when a certificate is given (repeatable)

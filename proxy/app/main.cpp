@@ -7,6 +7,7 @@
 
 #include "proxy/app/config.hpp"
 #include "proxy/app/inspect_command.hpp"
+#include "proxy/app/replay_command.hpp"
 #include "proxy/app/admin_api.hpp"
 #include "proxy/inspect/inspector.hpp"
 #include "proxy/observe/fanout.hpp"
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (!args.empty() && args[0] == "inspect") return imapscope::app::inspect_command({args.begin() + 1, args.end()});
+    if (!args.empty() && args[0] == "replay") return imapscope::app::replay_command({args.begin() + 1, args.end()});
     if (!args.empty() && args[0] == "decode") {
       if (args.size() < 2) throw imapscope::app::ConfigError("decode needs transcript files");
       return decode({args.begin() + 1, args.end()});

@@ -2,12 +2,11 @@
 
 #include "proxy/imap/abnf.hpp"
 #include "proxy/inspect/encoding.hpp"
+#include "proxy/inspect/json_line.hpp"
 #include "proxy/util/log.hpp"
 
 namespace imapscope::inspect {
 namespace {
-
-using json = nlohmann::json;
 
 std::string_view kind_name(imap::ResponseKind kind) {
   switch (kind) {
@@ -19,19 +18,20 @@ std::string_view kind_name(imap::ResponseKind kind) {
   return "data";
 }
 
-json literals_json(std::vector<LiteralDigest> literals) {
-  json out = json::array();
-  for (auto& l : literals) {
-    json item{{"size", l.size}};
-    if (!l.sha256.empty()) item["sha256"] = std::move(l.sha256);
+std::string literals_json(const std::vector<LiteralDigest>& literals) {
+  std::string out = "[";
+  for (const auto& l : literals) {
+    if (out.size() > 1) out += ',';
+    out += "{\"size\":" + std::to_string(l.size);
+    if (!l.sha256.empty()) out += ",\"sha256\":\"" + l.sha256 + '"';
     if (!l.head.empty()) {
       // Payloads are bytes, not text: base64, and how much of it this is.
-      item["data"] = base64_encode(l.head);
-      if (l.head.size() < l.size) item["truncated"] = true;
+      out += ",\"data\":\"" + base64_encode(l.head) + '"';
+      if (l.head.size() < l.size) out += ",\"truncated\":true";
     }
-    out.push_back(std::move(item));
+    out += '}';
   }
-  return out;
+  return out + ']';
 }
 
 }  // namespace
@@ -50,10 +50,11 @@ InspectedSession::InspectedSession(Inspector& owner, const session::SessionStart
   } else {
     decision_ = s.wants_user() || s.wants_client() ? Decision::Pending : Decision::Keep;
   }
-  emit({{"event", "start"},
-        {"listener", std::string(start.listener)},
-        {"tls", std::string(start.tls)},
-        {"client_address", std::string(start.client_address)}});
+  emit(JsonLine()
+           .str("event", "start")
+           .str("listener", start.listener)
+           .str("tls", start.tls)
+           .str("client_address", start.client_address));
 }
 
 InspectedSession::~InspectedSession() {
@@ -62,18 +63,11 @@ InspectedSession::~InspectedSession() {
   owner_.live()->closed(id_);
 }
 
-std::string InspectedSession::stamp(nlohmann::json& event, std::int64_t now) const {
-  event["t"] = now;
-  event["s"] = id_;
-  // Lines may carry 8-bit bytes that aren't UTF-8: replaced, never thrown on.
-  return event.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-void InspectedSession::emit(json event) {
+void InspectedSession::emit(const JsonLine& event) {
   const bool to_file = writer_ && (decision_ != Decision::Drop || capture_ || owner_.captures().generation() != captures_seen_ || learnt_);
   if (!live_ && !to_file) return;  // nobody reads it: not even formatted
   const auto now = now_us();
-  std::string line = stamp(event, now);
+  std::string line = event.finish(now, id_);
   if (to_file) to_transcript(live_ ? line : std::move(line), now);
   if (live_) live_->add_event(std::move(line));
 }
@@ -101,8 +95,7 @@ void InspectedSession::follow_captures(std::int64_t now) {
     if (generation == captures_seen_ && now < capture_until_us_) return;
     captures_seen_ = generation;
     if (captures.active(capture_, now)) return;
-    json end{{"event", "capture_end"}, {"capture", capture_}};
-    writer_->write(stamp(end, now));
+    writer_->write(JsonLine().str("event", "capture_end").num("capture", capture_).finish(now, id_));
     capture_ = 0;
     if (live_) live_->update([](LiveFacts& f) { f.capture = 0; });
   } else if (generation == captures_seen_ && !learnt_) {
@@ -122,8 +115,8 @@ void InspectedSession::follow_captures(std::int64_t now) {
                                      : live_                        ? live_->backlog()
                                                                     : std::vector<std::string>{};
   pending_.clear();
-  json start{{"event", "capture"}, {"capture", capture_}, {"backlog", backlog.size()}};
-  writer_->write(stamp(start, now));
+  writer_->write(
+      JsonLine().str("event", "capture").num("capture", capture_).num("backlog", backlog.size()).finish(now, id_));
   for (auto& line : backlog) writer_->write(std::move(line));
 }
 
@@ -159,7 +152,7 @@ void InspectedSession::learn_user(const imap::Command& c) {
   user_matches_ = owner_.options().selection.user_matches(*user_);
   auto label = user_label(*user_, owner_.options().user_names);
   if (live_) live_->update([&](LiveFacts& f) { f.user = label; });
-  emit({{"event", "user"}, {"user", std::move(label)}});
+  emit(JsonLine().str("event", "user").str("user", label));
   decide();
 }
 
@@ -174,39 +167,41 @@ void InspectedSession::client_bytes(const imap::Command& c, imap::EventKind kind
   if (!client_sensitive_) client_text_.add(raw, true);
   if (kind != imap::EventKind::Message) return;
   client_in_message_ = false;
-  json event{{"dir", "C"}};
+  JsonLine event;
+  event.str("dir", "C");
   if (client_sensitive_) {
     learn_user(c);
-    event["kind"] = c.kind == imap::CommandKind::SaslResponse ? "sasl" : "command";
+    event.str("kind", c.kind == imap::CommandKind::SaslResponse ? "sasl" : "command");
     const bool renderable = c.kind == imap::CommandKind::SaslResponse || (!c.rejected && !c.tag.empty());
-    event["text"] = renderable ? redacted_text(c, owner_.options().user_names) : std::string("*** (credentials)");
-    if (!c.tag.empty() && c.kind == imap::CommandKind::Tagged) event["tag"] = std::string(c.tag);
-    if (c.kind == imap::CommandKind::Tagged) event["command"] = imap::ascii_upper(c.name);
+    event.str("text", renderable ? redacted_text(c, owner_.options().user_names) : std::string("*** (credentials)"));
+    if (!c.tag.empty() && c.kind == imap::CommandKind::Tagged) event.str("tag", c.tag);
+    if (c.kind == imap::CommandKind::Tagged) event.str("command", imap::ascii_upper(c.name));
   } else {
-    event["kind"] = c.kind == imap::CommandKind::IdleDone ? "done" : "command";
+    event.str("kind", c.kind == imap::CommandKind::IdleDone ? "done" : "command");
     if (c.kind == imap::CommandKind::Tagged && !c.tag.empty()) {
-      event["tag"] = std::string(c.tag);
-      event["command"] = c.uid ? "UID " + imap::ascii_upper(c.name) : imap::ascii_upper(c.name);
+      event.str("tag", c.tag);
+      event.str("command", c.uid ? "UID " + imap::ascii_upper(c.name) : imap::ascii_upper(c.name));
     }
-    event["text"] = client_text_.take_text();
-    auto literals = client_text_.take_literals();
-    if (!literals.empty()) event["literals"] = literals_json(std::move(literals));
+    event.str("text", client_text_.take_text());
+    const auto literals = client_text_.take_literals();
+    if (!literals.empty()) event.raw("literals", literals_json(literals));
   }
-  if (c.rejected) event["rejected"] = true;
-  emit(std::move(event));
+  if (c.rejected) event.flag("rejected", true);
+  emit(event);
 }
 
 void InspectedSession::server_bytes(const imap::Response& r, imap::EventKind kind, std::string_view raw) {
   if (live_) live_->update([&](LiveFacts& f) { f.bytes_from_server += raw.size(); });
   server_text_.add(raw, true);
   if (kind != imap::EventKind::Message) return;
-  json event{{"dir", "S"}, {"kind", kind_name(r.kind)}, {"text", server_text_.take_text()}};
-  if (r.kind == imap::ResponseKind::Tagged) event["tag"] = std::string(r.tag);
-  if (r.status != imap::Status::None) event["status"] = std::string(imap::status_name(r.status));
-  if (r.kind == imap::ResponseKind::Data && !r.name_text.empty()) event["name"] = imap::ascii_upper(r.name_text);
-  auto literals = server_text_.take_literals();
-  if (!literals.empty()) event["literals"] = literals_json(std::move(literals));
-  emit(std::move(event));
+  JsonLine event;
+  event.str("dir", "S").str("kind", kind_name(r.kind)).str("text", server_text_.take_text());
+  if (r.kind == imap::ResponseKind::Tagged) event.str("tag", r.tag);
+  if (r.status != imap::Status::None) event.str("status", imap::status_name(r.status));
+  if (r.kind == imap::ResponseKind::Data && !r.name_text.empty()) event.str("name", imap::ascii_upper(r.name_text));
+  const auto literals = server_text_.take_literals();
+  if (!literals.empty()) event.raw("literals", literals_json(literals));
+  emit(event);
   // The end of AUTHENTICATE / LOGIN: a user still unknown will stay unknown.
   if (r.kind == imap::ResponseKind::Tagged && r.matched &&
       (r.command_verb == imap::Verb::Authenticate || r.command_verb == imap::Verb::Login)) {
@@ -221,15 +216,15 @@ void InspectedSession::server_bytes(const imap::Response& r, imap::EventKind kin
 
 void InspectedSession::proxy_to_client(std::string_view bytes) {
   while (!bytes.empty() && (bytes.back() == '\n' || bytes.back() == '\r')) bytes.remove_suffix(1);
-  emit({{"dir", "P"}, {"text", std::string(bytes)}});
+  emit(JsonLine().str("dir", "P").str("text", bytes));
 }
 
 void InspectedSession::rule_hit(std::string_view rule, bool from_client) {
-  emit({{"event", "rule"}, {"rule", std::string(rule)}, {"on", from_client ? "command" : "response"}});
+  emit(JsonLine().str("event", "rule").str("rule", rule).str("on", from_client ? "command" : "response"));
 }
 
 void InspectedSession::protocol_error(bool from_client, imap::ErrorCode code) {
-  emit({{"event", "protocol_error"}, {"dir", from_client ? "C" : "S"}, {"kind", std::string(imap::error_code_name(code))}});
+  emit(JsonLine().str("event", "protocol_error").str("dir", from_client ? "C" : "S").str("kind", imap::error_code_name(code)));
 }
 
 void InspectedSession::client_identified(const identify::ClientInfo& client, bool settled) {
@@ -238,12 +233,13 @@ void InspectedSession::client_identified(const identify::ClientInfo& client, boo
                          std::string(identify::id_method_name(client.method)) + (settled ? "1" : "0");
   if (identity == last_identity_) return;
   last_identity_ = std::move(identity);
-  emit({{"event", "client"},
-        {"family", client.family},
-        {"version", client.version},
-        {"method", std::string(identify::id_method_name(client.method))},
-        {"confidence", client.confidence},
-        {"settled", settled}});
+  emit(JsonLine()
+           .str("event", "client")
+           .str("family", client.family)
+           .str("version", client.version)
+           .str("method", identify::id_method_name(client.method))
+           .real("confidence", client.confidence)
+           .flag("settled", settled));
   if (live_) {
     live_->update([&](LiveFacts& f) {
       f.client = client;
@@ -260,11 +256,11 @@ void InspectedSession::client_identified(const identify::ClientInfo& client, boo
 
 void InspectedSession::client_tls_started(std::string_view version) {
   if (live_) live_->update([&](LiveFacts& f) { f.tls = std::string(version); });
-  emit({{"event", "tls"}, {"side", "client"}, {"version", std::string(version)}});
+  emit(JsonLine().str("event", "tls").str("side", "client").str("version", version));
 }
 
 void InspectedSession::session_closed(session::CloseReason reason) {
-  emit({{"event", "close"}, {"reason", std::string(session::close_reason_name(reason))}});
+  emit(JsonLine().str("event", "close").str("reason", session::close_reason_name(reason)));
   if (decision_ == Decision::Pending) {
     decision_ = Decision::Drop;  // never learnt whether it was wanted
     pending_.clear();

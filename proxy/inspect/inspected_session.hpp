@@ -10,9 +10,8 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "proxy/inspect/inspector.hpp"
+#include "proxy/inspect/json_line.hpp"
 #include "proxy/inspect/stream_text.hpp"
 
 namespace imapscope::inspect {
@@ -39,8 +38,7 @@ class InspectedSession final : public session::Observer {
 
  private:
   enum class Decision : std::uint8_t { Pending, Keep, Drop };
-  void emit(nlohmann::json event);
-  std::string stamp(nlohmann::json& event, std::int64_t now) const;
+  void emit(const JsonLine& event);
   void to_transcript(std::string line, std::int64_t now);
   void follow_captures(std::int64_t now);
   void decide();

@@ -11,6 +11,11 @@
 //   BM_rules/2   rules/quirks alone (9 enabled rules, each for particular clients:
 //                none applies to this session's client, the usual case)
 //   BM_metrics   no rules, the Prometheus metrics observer (observe::SessionMetrics)
+//   BM_inspector/0  the live view alone (the default: every event redacted, formatted
+//                   and kept in the session's ring)
+//   BM_inspector/1  live view + a transcript of every session (the writer thread
+//                   writes to a temporary folder)
+//   BM_inspector/2  as 1, with message bodies captured (body_cap_kb 64)
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -21,6 +26,7 @@
 #include <string_view>
 
 #include "proxy/identify/signatures.hpp"
+#include "proxy/inspect/inspector.hpp"
 #include "proxy/observe/metrics.hpp"
 #include "proxy/policy/rule_set.hpp"
 #include "proxy/session/session.hpp"
@@ -136,6 +142,34 @@ void BM_metrics(benchmark::State& state) {
   report(state, conversation, forwarded);
 }
 BENCHMARK(BM_metrics)->Unit(benchmark::kMicrosecond);
+
+void BM_inspector(benchmark::State& state) {
+  static const Conversation conversation = build_session(kRounds);
+  namespace fs = std::filesystem;
+  const auto dir = fs::temp_directory_path() / "imapscope-inspector-bench";
+  fs::remove_all(dir);
+  inspect::InspectorOptions options;
+  if (state.range(0) >= 1) options.transcripts.emplace().dir = dir.string();
+  if (state.range(0) == 2) options.body_cap = 64 << 10;
+  std::size_t forwarded = 0;
+  {
+    inspect::Inspector inspector(options);
+    session::SessionSettings settings;
+    settings.client_leg.tls = true;
+    std::uint64_t id = 0;
+    for (auto _ : state) {
+      auto observer = inspector.session_started({"imap", "none", ++id, "127.0.0.1:1"});
+      session::Session session(settings);
+      session.set_observer(observer.get());
+      forwarded = play(conversation, session);
+      benchmark::DoNotOptimize(forwarded);
+    }
+    if (auto* writer = inspector.writer()) state.counters["dropped_lines"] = static_cast<double>(writer->dropped());
+  }
+  fs::remove_all(dir);
+  report(state, conversation, forwarded);
+}
+BENCHMARK(BM_inspector)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace imapscope::bench

@@ -8,10 +8,12 @@ import imaplib
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.request
@@ -37,7 +39,8 @@ def b64(text):
 
 
 class Proxy:
-    def __init__(self, test, extra_config=None):
+    def __init__(self, test, extra_config=None, prepare=None):
+        """prepare(folder): called on the transcripts folder before imapscope starts."""
         self.dir = tempfile.mkdtemp(prefix="imapscope-transcripts-")
         test.addCleanup(shutil.rmtree, self.dir, True)
         self.out = os.path.join(self.dir, "transcripts")
@@ -51,6 +54,9 @@ class Proxy:
         path = os.path.join(self.dir, "config.json")
         with open(path, "w") as f:
             json.dump(config, f)
+        if prepare:
+            os.makedirs(self.out)
+            prepare(self.out)
         self.proxy = Imapscope(["--config", path]).start([self.port])
         test.addCleanup(self.proxy.stop)
 
@@ -116,7 +122,13 @@ class Redaction(unittest.TestCase):
         answer = r.until_tagged("a1")  # Dovecot here has no OAuth2: NO or BAD, the token went through all the same
         self.assertNotIn(b"a1 OK", answer)
         r.close()
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{proxy.proxy.admin_port}/metrics").read().decode()
+        admin = f"http://127.0.0.1:{proxy.proxy.admin_port}"
+        metrics = urllib.request.urlopen(admin + "/metrics").read().decode()
+        # The live view holds the same events: as clean as the files.
+        live = json.loads(urllib.request.urlopen(admin + "/api/sessions").read())
+        self.assertGreaterEqual(len(live["recent"]), 6)
+        for session in live["recent"]:
+            metrics += urllib.request.urlopen(f"{admin}/api/sessions/{session['id']}/events").read().decode()
         proxy.stop()
 
         everything = metrics + proxy.proxy.log()
@@ -174,6 +186,88 @@ class Redaction(unittest.TestCase):
         # Bodies were captured (body_cap_kb): the APPENDed message is in the export.
         with open(pcap, "rb") as f:
             self.assertIn(marker.encode(), f.read())
+
+
+class Stalled(unittest.TestCase):
+    """A disk that stops answering: the transcript writer blocks for good, its queue
+    fills, lines are dropped and counted, and the traffic goes on at its pace. The
+    stall is real: the writer's next file (after rotation) is a FIFO nobody reads
+    yet, so its open() blocks like a write to a hung NFS mount."""
+
+    BODY = ("Subject: stalled disk\r\n\r\n" + "0123456789abcdef" * 3000 + "\r\n").encode()  # ~48 KB
+
+    def fetch_loop(self, port, rounds):
+        c = imaplib.IMAP4("127.0.0.1", port)
+        c.login("bob", USERS["bob"])
+        c.select("Stalled")
+        start = time.monotonic()
+        for _ in range(rounds):
+            typ, data = c.fetch("1", "(BODY.PEEK[])")
+            self.assertEqual(typ, "OK")
+            self.assertEqual(data[0][1], self.BODY)
+        elapsed = time.monotonic() - start
+        c.logout()
+        return elapsed
+
+    def test_stalled_disk_never_slows_the_relay(self):
+        c = imaplib.IMAP4("127.0.0.1", DOVECOT.port)
+        c.login("bob", USERS["bob"])
+        c.create("Stalled")
+        c.append("Stalled", None, None, self.BODY)
+        c.logout()
+        rounds = 150
+        settings = {"body_cap_kb": 64, "max_file_mb": 1, "max_queued_mb": 1}
+        baseline = Proxy(self, settings)  # the same transcripts on a disk that answers
+        baseline_seconds = self.fetch_loop(baseline.port, rounds)
+        baseline.stop()
+
+        fifos = []
+
+        def stall(out):
+            # Every name the writer could give its second file in the next minutes.
+            now = int(time.time())
+            for t in range(now, now + 300):
+                path = os.path.join(out, time.strftime("imapscope-%Y%m%dT%H%M%SZ-000001.jsonl", time.gmtime(t)))
+                os.mkfifo(path)
+                fifos.append(path)
+
+        proxy = Proxy(self, settings, prepare=stall)
+        stalled_seconds = self.fetch_loop(proxy.port, rounds)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{proxy.proxy.admin_port}/metrics").read().decode()
+        dropped = re.search(r'imapscope_transcript_lines_total\{result="dropped"\} (\S+)', metrics)
+        written = re.search(r'imapscope_transcript_lines_total\{result="written"\} (\S+)', metrics)
+        print(f"\n{rounds} FETCH of {len(self.BODY)} bytes: {baseline_seconds:.2f} s writing transcripts, "
+              f"{stalled_seconds:.2f} s with a stalled transcript disk; lines written {written.group(1)}, "
+              f"dropped {dropped.group(1)}", file=sys.stderr)
+        self.assertGreater(float(dropped.group(1)), 0, "the queue filled: lines were dropped")
+        # Generous: the point is that nothing waits on the disk (a blocked writer would
+        # stop the loop entirely), not a benchmark (tests/bench has those).
+        self.assertLess(stalled_seconds, 3 * baseline_seconds + 5)
+
+        # Let the "disk" answer again so the proxy can stop: read every FIFO until
+        # the writer closes it.
+        readers = [os.open(path, os.O_RDONLY | os.O_NONBLOCK) for path in fifos]
+        stop = threading.Event()
+
+        def drain():
+            poller = select.poll()
+            for fd in readers:
+                poller.register(fd, select.POLLIN)
+            while not stop.is_set():
+                got = 0
+                for fd, _ in poller.poll(200):
+                    got += len(os.read(fd, 1 << 16))
+                if not got:
+                    time.sleep(0.01)  # FIFOs without a writer report end of file at once
+
+        thread = threading.Thread(target=drain, daemon=True)
+        thread.start()
+        self.assertEqual(proxy.proxy.stop(), 0)
+        stop.set()
+        thread.join()
+        for fd in readers:
+            os.close(fd)
+        self.assertRegex(proxy.proxy.log(), r"event=transcripts_closed written=\d+ dropped=[1-9]")
 
 
 class Selection(unittest.TestCase):
