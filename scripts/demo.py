@@ -43,7 +43,9 @@ def main():
                        "--tls-cert", dovecot.certs["cert"], "--tls-key", dovecot.certs["key"],
                        "--upstream", f"127.0.0.1:{dovecot.port}",
                        "--rules", os.path.join(ROOT, "rules", "quirks"),
+                       "--transcripts", os.path.join(dovecot.dir, "transcripts"),
                        "--admin", f"127.0.0.1:{port_or_free(9143)}"]).start([plain, tls])
+    admin = proxy.args[proxy.args.index("--admin") + 1]
     ca = dovecot.certs["ca"]
     print(f"""
 imapscope is running in front of a private Dovecot (127.0.0.1:{dovecot.port}).
@@ -53,7 +55,10 @@ imapscope is running in front of a private Dovecot (127.0.0.1:{dovecot.port}).
   users            : alice / {USERS['alice']}   bob / {USERS['bob']}   (alice has 5 messages)
   imapscope log    : {proxy.log_path}
   rules            : rules/quirks (kill -HUP {proxy.proc.pid} reloads them)
-  metrics          : http://{proxy.args[proxy.args.index("--admin") + 1]}/metrics
+  live sessions    : http://{admin}/   (API: http://{admin}/api/sessions)
+  metrics          : http://{admin}/metrics
+  transcripts      : {dovecot.dir}/transcripts
+                     (read them: {os.environ.get("IMAPSCOPE_BIN", "imapscope")} inspect {dovecot.dir}/transcripts/*.jsonl)
 
 Try:
   openssl s_client -quiet -connect 127.0.0.1:{tls} -CAfile {ca}

@@ -58,6 +58,12 @@ HttpResponse AdminApi::handle(const HttpRequest& request) {
     page.headers.emplace_back("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
     return page;
   }
+  // Probes carry no token: they tell nothing but whether to send traffic here.
+  if (path == "/healthz") return HttpResponse::json(200, "{\"status\": \"alive\"}\n");
+  if (path == "/readyz") {
+    const bool ready = ready_ && ready_();
+    return HttpResponse::json(ready ? 200 : 503, ready ? "{\"status\": \"ready\"}\n" : "{\"status\": \"draining\"}\n");
+  }
   if (!authorised(request)) {
     auto r = HttpResponse::error(401, "a bearer token is required (Authorization: Bearer ...)");
     r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"imapscope\"");

@@ -1,9 +1,11 @@
 // What the admin address answers (see README.md, "Admin address"): /metrics, the
 // live view of sessions and their events (JSON, or a server-sent-event tail),
-// on-demand captures, and the live page at /. With a token, every request but the
-// page itself must carry "Authorization: Bearer <token>".
+// on-demand captures, the live page at /, and /healthz and /readyz for probes
+// (Kubernetes). With a token, every request but the page and the probes must carry
+// "Authorization: Bearer <token>".
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -19,6 +21,8 @@ class AdminApi {
   AdminApi(std::shared_ptr<observe::Metrics> metrics, std::shared_ptr<inspect::Inspector> inspector, std::string token);
 
   transport::HttpResponse handle(const transport::HttpRequest& request);
+  // For /readyz: whether new sessions are taken (false while draining).
+  void set_readiness(std::function<bool()> ready) { ready_ = std::move(ready); }
 
  private:
   bool authorised(const transport::HttpRequest& request) const;
@@ -30,6 +34,7 @@ class AdminApi {
   std::shared_ptr<observe::Metrics> metrics_;
   std::shared_ptr<inspect::Inspector> inspector_;
   std::string token_;
+  std::function<bool()> ready_;
 };
 
 // The inspector's own series for /metrics: transcript lines written and dropped,

@@ -105,9 +105,17 @@ int main(int argc, char** argv) {
       if (metrics) imapscope::app::add_inspector_metrics(*metrics, inspector);
       watchers.push_back(inspector);
     }
+    if (watchers.size() == 1) {
+      settings.telemetry = watchers.front();
+    } else if (!watchers.empty()) {
+      settings.telemetry = std::make_shared<imapscope::observe::FanoutTelemetry>(std::move(watchers));
+    }
+    // Listeners first: the admin address says "ready" only once they are bound.
+    imapscope::transport::Proxy proxy(settings);
     std::unique_ptr<imapscope::transport::HttpServer> admin;
     if (config.admin_enabled) {
       auto api = std::make_shared<imapscope::app::AdminApi>(metrics, inspector, config.admin_token);
+      api->set_readiness([&proxy] { return !proxy.draining(); });
       const auto address = config.admin.to_string();
       try {
         admin = std::make_unique<imapscope::transport::HttpServer>(
@@ -120,12 +128,6 @@ int main(int argc, char** argv) {
                                     "/ metrics=http://" + address + "/metrics token=" +
                                     (config.admin_token.empty() ? "none" : "required"));
     }
-    if (watchers.size() == 1) {
-      settings.telemetry = watchers.front();
-    } else if (!watchers.empty()) {
-      settings.telemetry = std::make_shared<imapscope::observe::FanoutTelemetry>(std::move(watchers));
-    }
-    imapscope::transport::Proxy proxy(settings);
     return proxy.run();
   } catch (const imapscope::app::ConfigError& e) {
     std::fprintf(stderr, "imapscope: %s\n", e.what());

@@ -145,6 +145,7 @@ asio::awaitable<void> Proxy::handle_signals() {
     }
     reload_rules();
   }
+  draining_ = true;
   util::log_line(util::LogLevel::Info, "event=drain signal=" + std::to_string(signal) + " sessions=" +
                                            std::to_string(active_.load()) + " grace_ms=" +
                                            std::to_string(settings_.timeouts.shutdown_grace.count()));

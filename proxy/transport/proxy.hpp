@@ -26,6 +26,9 @@ class Proxy {
   int run();
   // The addresses actually bound (port 0 resolved), per listener in order.
   const std::vector<asio::ip::tcp::endpoint>& bound() const { return bound_; }
+  // From SIGTERM/SIGINT on: no new sessions (readiness probes say so). Any thread.
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
+  std::size_t active_sessions() const { return active_.load(std::memory_order_relaxed); }
 
  private:
   struct Loop {
@@ -47,6 +50,7 @@ class Proxy {
   std::vector<asio::ip::tcp::endpoint> bound_;
   std::atomic<std::size_t> active_{0};
   std::atomic<std::uint64_t> next_id_{1};
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace imapscope::transport

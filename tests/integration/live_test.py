@@ -8,6 +8,7 @@ import imaplib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -253,6 +254,19 @@ class Api(unittest.TestCase):
         self.assertIn("transcripts folder", body["error"])
 
 
+class Probes(unittest.TestCase):
+    def test_ready_until_draining(self):
+        proxy = Proxy(self, {"timeouts": {"shutdown_grace_ms": 20000}})
+        self.assertEqual(proxy.request("GET", "/healthz", token=""), (200, {"status": "alive"}))
+        self.assertEqual(proxy.request("GET", "/readyz", token=""), (200, {"status": "ready"}))
+        alice = login(proxy.port, "alice")  # keeps the drain waiting for its grace period
+        proxy.proxy.proc.send_signal(signal.SIGTERM)
+        wait_for("readyz to say draining", lambda: proxy.request("GET", "/readyz")[0] == 503)
+        self.assertEqual(proxy.request("GET", "/healthz")[0], 200)  # alive all the same
+        alice.logout()
+        self.assertEqual(proxy.proxy.proc.wait(timeout=30), 0)
+
+
 class Token(unittest.TestCase):
     TOKEN = "t0ken-" + "9f2c4e1a7b3d5f60"
 
@@ -263,6 +277,7 @@ class Token(unittest.TestCase):
         self.assertEqual(proxy.request("GET", "/api/sessions", token="wrong-" + self.TOKEN[6:])[0], 401)
         self.assertEqual(proxy.request("GET", "/api/sessions")[0], 200)
         self.assertEqual(proxy.request("GET", "/metrics")[0], 200)
+        self.assertEqual(proxy.request("GET", "/readyz", token="")[0], 200)  # probes carry no token
         status, page = proxy.request("GET", "/", token="")
         self.assertEqual(status, 200)
         self.assertIn("imapscope", page)

@@ -255,15 +255,21 @@ class Failures(unittest.TestCase):
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
 
-        def serve():  # every connection (the readiness probe's too)
+        def greet_and_hang_up(conn):
+            conn.sendall(b"* OK fake ready\r\n")
+            conn.recv(100)
+            conn.close()
+
+        # Every connection (the readiness probe's too) in a thread of its own: both
+        # test sessions are opened before the first is read, and their upstream
+        # connections may arrive in either order.
+        def serve():
             while True:
                 try:
                     conn, _ = listener.accept()
                 except OSError:
                     return
-                conn.sendall(b"* OK fake ready\r\n")
-                conn.recv(100)
-                conn.close()
+                threading.Thread(target=greet_and_hang_up, args=(conn,), daemon=True).start()
         threading.Thread(target=serve, daemon=True).start()
         port, tls_port = free_port(), free_port()
         proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--listen-tls", f"127.0.0.1:{tls_port}",

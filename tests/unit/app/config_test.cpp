@@ -119,5 +119,34 @@ TEST(Flags, MistakesAreRefused) {
   EXPECT_THROW(build_config(parse_flags({"--listen-tls", "127.0.0.1:993", "--upstream", "x:1"})), ConfigError);
 }
 
+TEST(Config, AdminTokenLiveViewAndUserNames) {
+  const auto token = write_temp("0123456789abcdef-token\n");
+  const auto file = write_temp(std::string(R"js({"admin": "0.0.0.0:9143", "admin_token_file": ")js") + token +
+                               R"js(", "user_names": "redacted", "live": {"events": 10, "event_kb": 4, "recent_closed": 0},
+    "transcripts": {"dir": "/tmp/t", "select": {"sample": 0}}, "listeners": [)js" + kListener + "]}");
+  const auto config = build_config(parse_flags({"--config", file}));
+  EXPECT_EQ(config.admin_token, "0123456789abcdef-token");  // without the line end
+  EXPECT_EQ(config.inspector.user_names, inspect::UserNames::Redacted);
+  EXPECT_EQ(config.inspector.live_limits.events, 10u);
+  EXPECT_EQ(config.inspector.live_limits.event_bytes, 4096u);
+  EXPECT_EQ(config.inspector.live_limits.recent_closed, 0u);
+  ASSERT_TRUE(config.inspector.transcripts);
+  EXPECT_EQ(config.inspector.selection.sample, 0.0);
+  // Beyond loopback only with a token; a short token is refused.
+  const auto listen = std::string("127.0.0.1:1143");
+  try {
+    (void)build_config(parse_flags({"--listen", listen, "--upstream", "x:1", "--admin", "192.0.2.1:9143"}));
+    FAIL() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a loopback address: give a token"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(build_config(parse_flags({"--listen", listen, "--upstream", "x:1", "--admin", "[::1]:9143"})));
+  EXPECT_NO_THROW(build_config(parse_flags({"--listen", listen, "--upstream", "x:1", "--admin", "127.0.0.2:9143"})));
+  const auto short_token = write_temp("short\n");
+  EXPECT_THROW(build_config(parse_flags({"--listen", listen, "--upstream", "x:1", "--admin-token-file", short_token})),
+               ConfigError);
+  for (const auto& path : {token, file, short_token}) std::remove(path.c_str());
+}
+
 }  // namespace
 }  // namespace imapscope::app
