@@ -55,7 +55,8 @@ HttpResponse AdminApi::handle(const HttpRequest& request) {
     HttpResponse page;
     page.content_type = "text/html; charset=utf-8";
     page.body = admin_page();
-    page.headers.emplace_back("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+    page.headers.emplace_back("Content-Security-Policy",
+                              "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
     return page;
   }
   // Probes carry no token: they tell nothing but whether to send traffic here.

@@ -64,7 +64,9 @@ InspectedSession::~InspectedSession() {
 }
 
 void InspectedSession::emit(const JsonLine& event) {
-  const bool to_file = writer_ && (decision_ != Decision::Drop || capture_ || owner_.captures().generation() != captures_seen_ || learnt_);
+  // A dropped session is still looked at when captures change or it learnt who it is.
+  const bool to_file = writer_ && (decision_ != Decision::Drop || capture_ || learnt_ ||
+                                   owner_.captures().generation() != captures_seen_);
   if (!live_ && !to_file) return;  // nobody reads it: not even formatted
   const auto now = now_us();
   std::string line = event.finish(now, id_);

@@ -122,14 +122,15 @@ std::optional<HttpRequest> parse_http_head(std::string_view head) {
       const auto amp = query.find('&');
       const auto pair = query.substr(0, amp);
       const auto eq = pair.find('=');
-      r.query[percent_decode(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
+      const auto value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+      r.query[percent_decode(pair.substr(0, eq))] = percent_decode(value);
       query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
     }
   }
   while (line_end != std::string_view::npos) {
     const auto start = line_end + 2;
     line_end = head.find("\r\n", start);
-    const auto line = head.substr(start, line_end == std::string_view::npos ? std::string_view::npos : line_end - start);
+    const auto line = line_end == std::string_view::npos ? head.substr(start) : head.substr(start, line_end - start);
     if (line.empty()) continue;
     const auto colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0) return std::nullopt;
