@@ -1,5 +1,6 @@
 // imapscope entry point: parse flags and config (exceptions allowed here only),
 // then run the proxy; or validate a config; or replay transcripts through the codec.
+#include <atomic>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -110,12 +111,16 @@ int main(int argc, char** argv) {
     } else if (!watchers.empty()) {
       settings.telemetry = std::make_shared<imapscope::observe::FanoutTelemetry>(std::move(watchers));
     }
-    // Listeners first: the admin address says "ready" only once they are bound.
-    imapscope::transport::Proxy proxy(settings);
+    // The admin address is up before the listeners (whoever sees the IMAP port open
+    // can use it too); it says "ready" only while a running proxy takes sessions.
+    std::atomic<const imapscope::transport::Proxy*> running{nullptr};
     std::unique_ptr<imapscope::transport::HttpServer> admin;
     if (config.admin_enabled) {
       auto api = std::make_shared<imapscope::app::AdminApi>(metrics, inspector, config.admin_token);
-      api->set_readiness([&proxy] { return !proxy.draining(); });
+      api->set_readiness([&running] {
+        const auto* proxy = running.load();
+        return proxy != nullptr && !proxy->draining();
+      });
       const auto address = config.admin.to_string();
       try {
         admin = std::make_unique<imapscope::transport::HttpServer>(
@@ -128,7 +133,12 @@ int main(int argc, char** argv) {
                                     "/ metrics=http://" + address + "/metrics token=" +
                                     (config.admin_token.empty() ? "none" : "required"));
     }
-    return proxy.run();
+    imapscope::transport::Proxy proxy(settings);
+    running = &proxy;
+    const int status = proxy.run();
+    running = nullptr;
+    admin.reset();  // before the proxy goes: its thread may still ask for readiness
+    return status;
   } catch (const imapscope::app::ConfigError& e) {
     std::fprintf(stderr, "imapscope: %s\n", e.what());
     return 2;
