@@ -2,11 +2,10 @@
 
 #include <openssl/crypto.h>
 
-#include <charconv>
-
 #include <nlohmann/json.hpp>
 
 #include "proxy/observe/collectors.hpp"
+#include "proxy/util/text.hpp"
 
 namespace imapscope::app {
 namespace {
@@ -14,13 +13,6 @@ namespace {
 using transport::HttpRequest;
 using transport::HttpResponse;
 using json = nlohmann::json;
-
-std::optional<std::uint64_t> number(std::string_view text) {
-  std::uint64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
-  return value;
-}
 
 HttpResponse json_response(int status, const json& body) {
   return HttpResponse::json(status, body.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
@@ -86,7 +78,7 @@ HttpResponse AdminApi::handle(const HttpRequest& request) {
   if (path.empty() || path == "/") return sessions();
   if (!consume(path, "/")) return HttpResponse::error(404, "not found");
   const auto slash = path.find('/');
-  const auto id = number(path.substr(0, slash));
+  const auto id = util::parse_unsigned(path.substr(0, slash));
   if (!id) return HttpResponse::error(404, "not a session number");
   if (slash == std::string_view::npos) return session(*id);
   if (path.substr(slash) == "/events") return events(*id, request);
@@ -113,8 +105,8 @@ HttpResponse AdminApi::events(std::uint64_t id, const HttpRequest& request) cons
   std::uint64_t after = 0;
   // A reconnecting EventSource says where it was.
   const auto& resume = request.header("last-event-id");
-  if (const auto it = request.query.find("after"); it != request.query.end()) after = number(it->second).value_or(0);
-  if (!resume.empty()) after = number(resume).value_or(after);
+  if (const auto it = request.query.find("after"); it != request.query.end()) after = util::parse_unsigned(it->second).value_or(0);
+  if (!resume.empty()) after = util::parse_unsigned(resume).value_or(after);
   const bool stream = request.header("accept").find("text/event-stream") != std::string::npos ||
                       request.query.count("stream") > 0;
   if (!stream) {
@@ -168,7 +160,7 @@ HttpResponse AdminApi::captures(const HttpRequest& request, std::string_view res
       return HttpResponse::error(400, e.what());
     }
   }
-  const auto id = number(rest.substr(1));
+  const auto id = util::parse_unsigned(rest.substr(1));
   if (!id) return HttpResponse::error(404, "not a capture number");
   if (request.method == "GET") {
     for (const auto& c : captures.list(now)) {

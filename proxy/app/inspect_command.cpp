@@ -1,7 +1,6 @@
 #include "proxy/app/inspect_command.hpp"
 
 #include <cctype>
-#include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -9,6 +8,7 @@
 #include "proxy/app/config.hpp"
 #include "proxy/inspect/pcap.hpp"
 #include "proxy/inspect/reader.hpp"
+#include "proxy/util/text.hpp"
 
 namespace imapscope::app {
 
@@ -27,12 +27,8 @@ int inspect_command(const std::vector<std::string>& args) {
     };
     if (a == "--session") {
       const auto text = value();
-      std::uint64_t id = 0;
-      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
-      if (ec != std::errc() || end != text.data() + text.size()) {
-        throw ConfigError("inspect: --session \"" + text + "\" is not a session number");
-      }
-      filter.session = id;
+      filter.session = util::parse_unsigned(text);
+      if (!filter.session) throw ConfigError("inspect: --session \"" + text + "\" is not a session number");
     } else if (a == "--command") {
       std::string command = value();
       for (auto& c : command) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));

@@ -8,7 +8,6 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/ssl/stream.hpp>
 #include <chrono>
-#include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -22,6 +21,7 @@
 #include "proxy/inspect/replay_plan.hpp"
 #include "proxy/inspect/stream_text.hpp"
 #include "proxy/transport/tls_context.hpp"
+#include "proxy/util/text.hpp"
 
 namespace imapscope::app {
 namespace {
@@ -204,12 +204,9 @@ struct Options {
 };
 
 std::uint64_t number(const std::string& flag, const std::string& text) {
-  std::uint64_t n = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (ec != std::errc() || end != text.data() + text.size()) {
-    throw ConfigError("replay: " + flag + " \"" + text + "\" is not a number");
-  }
-  return n;
+  const auto n = util::parse_unsigned(text);
+  if (!n) throw ConfigError("replay: " + flag + " \"" + text + "\" is not a number");
+  return *n;
 }
 
 Options parse(const std::vector<std::string>& args) {

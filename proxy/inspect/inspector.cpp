@@ -19,12 +19,15 @@ Inspector::~Inspector() {
 
 std::unique_ptr<session::Observer> Inspector::session_started(const session::SessionStart& start) {
   if (!writer_ && !options_.live) return nullptr;
-  double draw = 0;
-  {
-    std::lock_guard lock(random_mutex_);
-    draw = std::uniform_real_distribution<double>(0, 1)(random_);
+  bool admitted = false;
+  if (writer_) {  // the sample's draw (under a lock) only where transcripts are written
+    double draw = 0;
+    {
+      std::lock_guard lock(random_mutex_);
+      draw = std::uniform_real_distribution<double>(0, 1)(random_);
+    }
+    admitted = options_.selection.admits_connection(start.client_address, draw);
   }
-  const bool admitted = writer_ && options_.selection.admits_connection(start.client_address, draw);
   return std::make_unique<InspectedSession>(*this, start, admitted);
 }
 

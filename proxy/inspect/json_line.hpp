@@ -1,8 +1,7 @@
 // Event lines written by hand, not through a JSON document: every message of every
 // session becomes one (the live view is on by default), and building and dumping a
-// nlohmann::json per message cost ten times the session's own work. Strings are
-// escaped per RFC 8259; bytes that aren't UTF-8 become U+FFFD (mail carries 8-bit
-// text in any charset), so a line always parses.
+// nlohmann::json per message cost ten times the session's own work. Strings go
+// through util::append_json_string, so a line always parses.
 #pragma once
 
 #include <cstdint>
@@ -26,8 +25,5 @@ class JsonLine {
   void key(std::string_view name);
   std::string fields_;
 };
-
-// Appends text as a JSON string (quotes included).
-void append_json_string(std::string& out, std::string_view text);
 
 }  // namespace imapscope::inspect

@@ -15,6 +15,7 @@
 
 #include "proxy/imap/abnf.hpp"
 #include "proxy/util/log.hpp"
+#include "proxy/util/text.hpp"
 
 namespace imapscope::transport {
 namespace {
@@ -47,21 +48,6 @@ std::string response_head(const HttpResponse& r, bool streamed) {
   return head + "\r\n";
 }
 
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -84,7 +70,9 @@ HttpResponse HttpResponse::json(int status, std::string body) {
 }
 
 HttpResponse HttpResponse::error(int status, const std::string& message) {
-  return json(status, "{\"error\": " + json_string(message) + "}");
+  std::string body = "{\"error\": ";
+  util::append_json_string(body, message);
+  return json(status, body + "}");
 }
 
 std::string percent_decode(std::string_view text) {
