@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "proxy/imap/abnf.hpp"
+#include "proxy/util/cidr.hpp"
 #include "proxy/util/json_reader.hpp"
 
 namespace imapscope::app {
@@ -17,6 +18,13 @@ using Reader = util::JsonReader;
 
 std::chrono::milliseconds millis(Reader& r, const std::string& key, std::chrono::milliseconds fallback) {
   return std::chrono::milliseconds(r.number(key, static_cast<std::uint64_t>(fallback.count()), 1, 86'400'000));
+}
+
+transport::ClientForwarding parse_forwarding(const std::string& mode) {
+  if (mode == "proxy-v1") return transport::ClientForwarding::ProxyV1;
+  if (mode == "proxy-v2") return transport::ClientForwarding::ProxyV2;
+  if (mode == "id") return transport::ClientForwarding::ImapId;
+  return transport::ClientForwarding::None;
 }
 
 transport::UpstreamSettings read_upstream(Reader r) {
@@ -36,8 +44,20 @@ transport::UpstreamSettings read_upstream(Reader r) {
   u.verify = r.boolean("verify", true);
   u.server_name = r.string("server_name", "");
   u.connect_timeout = millis(r, "connect_timeout_ms", u.connect_timeout);
+  u.forward_client = parse_forwarding(r.choice("forward_client", "none", {"none", "proxy-v1", "proxy-v2", "id"}));
   r.reject_unknown();
   return u;
+}
+
+std::vector<util::Cidr> read_networks(Reader& r, const std::string& key) {
+  std::vector<util::Cidr> networks;
+  const auto texts = r.strings(key);
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    const auto cidr = util::Cidr::parse(texts[i]);
+    if (!cidr) r.fail(key + "/" + std::to_string(i), "\"" + texts[i] + "\" is not an address or CIDR block");
+    networks.push_back(*cidr);
+  }
+  return networks;
 }
 
 transport::ListenerSettings read_listener(Reader r, std::size_t index) {
@@ -52,6 +72,14 @@ transport::ListenerSettings read_listener(Reader r, std::size_t index) {
   if (tls != "none" && (l.cert_file.empty() || l.key_file.empty())) r.fail("tls", "\"" + tls + "\" needs cert and key");
   if (tls == "none" && !l.cert_file.empty()) r.fail("cert", "is set but tls is \"none\" (use \"starttls\")");
   l.login_disabled_until_tls = r.boolean("login_disabled_until_tls", false);
+  if (r.has("proxy_protocol")) {
+    auto proxy = r.object("proxy_protocol");
+    l.proxy_protocol = true;
+    l.proxy_trusted = read_networks(proxy, "trusted");
+    // Without a list, anyone could claim any address.
+    if (l.proxy_trusted.empty()) proxy.fail("trusted", "needs the balancers' addresses or CIDR blocks");
+    proxy.reject_unknown();
+  }
   if (!r.has("upstream")) r.fail("upstream", "is required");
   l.upstream = read_upstream(r.object("upstream"));
   r.reject_unknown();
@@ -99,7 +127,7 @@ namespace {
 // counts as staying on this machine.
 bool is_loopback(const std::string& host) {
   if (host == "localhost" || host == "::1") return true;
-  const auto cidr = inspect::Cidr::parse("127.0.0.0/8");
+  const auto cidr = util::Cidr::parse("127.0.0.0/8");
   return cidr->contains(host);
 }
 
@@ -114,12 +142,7 @@ void read_transcripts(Reader r, inspect::InspectorOptions& o) {
   auto select = r.object("select");
   for (auto& user : select.strings("users")) o.selection.users.push_back(imap::ascii_lower(user));
   o.selection.clients = select.strings("clients");
-  const auto addresses = select.strings("addresses");
-  for (std::size_t i = 0; i < addresses.size(); ++i) {
-    const auto cidr = inspect::Cidr::parse(addresses[i]);
-    if (!cidr) select.fail("addresses/" + std::to_string(i), "\"" + addresses[i] + "\" is not an address or CIDR block");
-    o.selection.addresses.push_back(*cidr);
-  }
+  o.selection.addresses = read_networks(select, "addresses");
   o.selection.sample = select.real("sample", 1.0, 0.0, 1.0);
   select.reject_unknown();
   r.reject_unknown();
@@ -219,6 +242,8 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--upstream-ca") f.upstream_ca = value();
     else if (a == "--upstream-insecure") f.upstream_insecure = true;
     else if (a == "--login-disabled-until-tls") f.login_disabled = true;
+    else if (a == "--proxy-protocol-from") f.proxy_protocol_from.push_back(value());
+    else if (a == "--upstream-forward-client") f.upstream_forward = value();
     else if (a == "--admin") f.admin = value();
     else if (a == "--admin-token-file") f.admin_token_file = value();
     else if (a == "--clients") f.clients = value();
@@ -276,7 +301,7 @@ Config build_config(const Flags& f) {
   transport::UpstreamSettings upstream;
   if (!config.proxy.listeners.empty()) upstream = config.proxy.listeners.front().upstream;
   const bool upstream_flags = !f.upstream.empty() || f.upstream_tls || f.upstream_starttls || !f.upstream_ca.empty() ||
-                              f.upstream_insecure;
+                              f.upstream_insecure || !f.upstream_forward.empty();
   if (!f.upstream.empty()) {
     upstream.addresses.clear();
     for (const auto& u : f.upstream) upstream.addresses.push_back(parse_endpoint(u, "flag --upstream"));
@@ -285,6 +310,19 @@ Config build_config(const Flags& f) {
   if (f.upstream_starttls) upstream.tls = transport::UpstreamTls::Starttls;
   if (!f.upstream_ca.empty()) upstream.ca_file = f.upstream_ca;
   if (f.upstream_insecure) upstream.verify = false;
+  if (!f.upstream_forward.empty()) {
+    static const std::set<std::string> modes = {"none", "proxy-v1", "proxy-v2", "id"};
+    if (!modes.count(f.upstream_forward)) {
+      throw ConfigError("flag --upstream-forward-client: \"" + f.upstream_forward + "\" is not none, proxy-v1, proxy-v2 or id");
+    }
+    upstream.forward_client = parse_forwarding(f.upstream_forward);
+  }
+  std::vector<util::Cidr> proxy_from;
+  for (const auto& text : f.proxy_protocol_from) {
+    const auto cidr = util::Cidr::parse(text);
+    if (!cidr) throw ConfigError("flag --proxy-protocol-from: \"" + text + "\" is not an address or CIDR block");
+    proxy_from.push_back(*cidr);
+  }
 
   if (!f.listen.empty() || !f.listen_tls.empty()) {
     config.proxy.listeners.clear();
@@ -296,6 +334,8 @@ Config build_config(const Flags& f) {
       l.cert_file = f.tls_cert;
       l.key_file = f.tls_key;
       l.login_disabled_until_tls = f.login_disabled;
+      l.proxy_protocol = !proxy_from.empty();
+      l.proxy_trusted = proxy_from;
       l.upstream = upstream;
       config.proxy.listeners.push_back(l);
     };
@@ -307,6 +347,10 @@ Config build_config(const Flags& f) {
       if (!f.tls_cert.empty()) l.cert_file = f.tls_cert;
       if (!f.tls_key.empty()) l.key_file = f.tls_key;
       if (f.login_disabled) l.login_disabled_until_tls = true;
+      if (!proxy_from.empty()) {
+        l.proxy_protocol = true;
+        l.proxy_trusted = proxy_from;
+      }
     }
   }
   if (config.proxy.listeners.empty()) throw ConfigError("nothing to listen on: give --listen/--listen-tls or --config");
@@ -344,6 +388,11 @@ Flags (over the config file):
   --upstream-starttls        STARTTLS towards the server
   --upstream-ca FILE         CA certificates to verify the server (default: the system store)
   --upstream-insecure        do NOT verify the server's certificate (says so in the log)
+  --upstream-forward-client MODE
+                             tell the server the client's address: proxy-v1, proxy-v2
+                             (PROXY protocol header), id (Dovecot's ID forwarding), none
+  --proxy-protocol-from CIDR listeners require a PROXY protocol header (v1 or v2) and take
+                             it only from this network (repeatable); others are refused
   --admin HOST:PORT          metrics (/metrics), admin API (/api/...) and the live
                              sessions page (/) (default 127.0.0.1:9143; "none": off)
   --admin-token-file FILE    bearer token the admin address requires (first line);

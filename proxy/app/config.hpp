@@ -39,8 +39,9 @@ transport::Endpoint parse_endpoint(const std::string& text, const std::string& w
 // the flags it did not know, in order, for the caller to report.
 struct Flags {
   std::string config_file;
-  std::vector<std::string> listen, listen_tls, upstream;
-  std::string tls_cert, tls_key, upstream_ca, admin, admin_token_file, log_level, clients, rules, transcripts;
+  std::vector<std::string> listen, listen_tls, upstream, proxy_protocol_from;
+  std::string tls_cert, tls_key, upstream_ca, upstream_forward, admin, admin_token_file, log_level, clients, rules,
+      transcripts;
   bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false, login_disabled = false;
   int threads = -1;
 };

@@ -34,11 +34,18 @@ void print_summary(const imapscope::app::Config& config) {
     std::printf("listener %s: %s tls=%s -> ", l.name.c_str(), l.listen.to_string().c_str(),
                 l.implicit_tls ? "implicit" : l.cert_file.empty() ? "none" : "starttls");
     for (const auto& a : l.upstream.addresses) std::printf("%s ", a.to_string().c_str());
-    std::printf("tls=%s verify=%s\n",
+    using imapscope::transport::ClientForwarding;
+    const auto forward = l.upstream.forward_client;
+    std::printf("tls=%s verify=%s forward_client=%s proxy_protocol=%s\n",
                 l.upstream.tls == imapscope::transport::UpstreamTls::Implicit   ? "implicit"
                 : l.upstream.tls == imapscope::transport::UpstreamTls::Starttls ? "starttls"
                                                                                 : "none",
-                l.upstream.verify ? "yes" : "NO");
+                l.upstream.verify ? "yes" : "NO",
+                forward == ClientForwarding::ProxyV1   ? "proxy-v1"
+                : forward == ClientForwarding::ProxyV2 ? "proxy-v2"
+                : forward == ClientForwarding::ImapId  ? "id"
+                                                       : "none",
+                l.proxy_protocol ? "required" : "off");
   }
   const auto& signatures =
       config.proxy.signatures ? *config.proxy.signatures : imapscope::identify::builtin_signatures();

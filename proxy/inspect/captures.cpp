@@ -33,7 +33,7 @@ Capture Captures::start(const nlohmann::json& request, std::int64_t now_us) {
   c.client = text_field(request, "client");
   c.address_text = text_field(request, "address");
   if (!c.address_text.empty()) {
-    c.address = Cidr::parse(c.address_text);
+    c.address = util::Cidr::parse(c.address_text);
     if (!c.address) throw std::invalid_argument("address: \"" + c.address_text + "\" is not an address or CIDR block");
   }
   if (c.user.empty() && c.client.empty() && !c.address) {

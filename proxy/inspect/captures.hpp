@@ -23,7 +23,7 @@ struct Capture {
   std::string user;                 // lower case; empty: any
   std::string client;               // a client family; empty: any
   std::string address_text;         // as given ("192.0.2.0/24"); empty: any
-  std::optional<Cidr> address;
+  std::optional<util::Cidr> address;
   std::int64_t created_us = 0, until_us = 0;
   std::uint64_t sessions = 0;       // sessions it has picked up
 };

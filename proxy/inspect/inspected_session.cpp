@@ -40,7 +40,7 @@ InspectedSession::InspectedSession(Inspector& owner, const session::SessionStart
     : owner_(owner),
       writer_(owner.writer()),
       id_(start.id),
-      address_(address_of(start.client_address)),
+      address_(util::address_of(start.client_address)),
       client_text_(owner.options().body_cap),
       server_text_(owner.options().body_cap) {
   if (auto* live = owner.live()) live_ = live->open(start);

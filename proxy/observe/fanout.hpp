@@ -75,6 +75,9 @@ class FanoutTelemetry final : public session::Telemetry {
   void reload(bool ok) override {
     for (auto& t : all_) t->reload(ok);
   }
+  void proxy_header(std::string_view outcome) override {
+    for (auto& t : all_) t->proxy_header(outcome);
+  }
 
  private:
   std::vector<std::shared_ptr<session::Telemetry>> all_;

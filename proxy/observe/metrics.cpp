@@ -48,6 +48,7 @@ Metrics::Metrics(std::vector<std::string> families, std::shared_ptr<const policy
       identified_(BuildCounter().Name("imapscope_client_identified_total").Help("Sessions whose client was identified, by family and method").Register(*registry_)),
       client_sessions_(BuildGauge().Name("imapscope_client_sessions_active").Help("Sessions open now, by client family").Register(*registry_)),
       reloads_(BuildCounter().Name("imapscope_reloads_total").Help("Rule reloads (SIGHUP), by result").Register(*registry_)),
+      proxy_headers_(BuildCounter().Name("imapscope_proxy_headers_total").Help("PROXY protocol headers on listeners that require one, by result (refused: untrusted, invalid, timed_out, closed)").Register(*registry_)),
       command_counters_(kCommandLabels * families_.size() * kResultLabels),
       command_histograms_(kCommandLabels * families_.size()),
       client_session_gauges_(families_.size()) {
@@ -178,6 +179,11 @@ void Metrics::upstream_connected(bool ok, double seconds) {
 void Metrics::reload(bool ok) {
   std::lock_guard lock(create_mutex_);
   reloads_.Add({{"result", ok ? "ok" : "failed"}}).Increment();
+}
+
+void Metrics::proxy_header(std::string_view outcome) {
+  std::lock_guard lock(create_mutex_);
+  proxy_headers_.Add({{"result", std::string(outcome)}}).Increment();
 }
 
 void Metrics::protocol_error(bool from_client, imap::ErrorCode code) {

@@ -54,6 +54,7 @@ class Metrics final : public session::Telemetry {
   void tls_handshake(bool client_side, bool ok, std::string_view version) override;
   void upstream_connected(bool ok, double seconds) override;
   void reload(bool ok) override;
+  void proxy_header(std::string_view outcome) override;
 
   // For SessionMetrics.
   const FamilyLabels& families() const { return families_; }
@@ -101,6 +102,7 @@ class Metrics final : public session::Telemetry {
   prometheus::Family<prometheus::Counter>& identified_;
   prometheus::Family<prometheus::Gauge>& client_sessions_;
   prometheus::Family<prometheus::Counter>& reloads_;
+  prometheus::Family<prometheus::Counter>& proxy_headers_;
 
   prometheus::Gauge* commands_in_flight_;
   prometheus::Gauge* idle_sessions_;

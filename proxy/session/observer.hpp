@@ -83,6 +83,10 @@ class Telemetry {
   virtual void upstream_connected(bool ok, double seconds) = 0;
   // A rule reload (SIGHUP) and whether it was taken.
   virtual void reload(bool ok) = 0;
+  // A PROXY protocol header on a listener that requires one: "accepted", "local",
+  // or why the connection was refused ("untrusted", "invalid", "timed_out", "closed").
+  // A refused connection starts no session.
+  virtual void proxy_header(std::string_view /*outcome*/) {}
 
  protected:
   Telemetry() = default;

@@ -112,7 +112,64 @@ ProxyParseResult parse_v2(std::string_view bytes) {
   return r;  // TLVs after the addresses are skipped
 }
 
+// An address as 16 bytes (IPv4 mapped into IPv6) and whether it was IPv4.
+bool binary_address(const std::string& text, std::array<unsigned char, 16>& out, bool& v4) {
+  out.fill(0);
+  std::array<unsigned char, 4> four{};
+  if (inet_pton(AF_INET, text.c_str(), four.data()) == 1) {
+    out[10] = out[11] = 0xff;
+    std::memcpy(out.data() + 12, four.data(), 4);
+    v4 = true;
+    return true;
+  }
+  v4 = false;
+  if (inet_pton(AF_INET6, text.c_str(), out.data()) != 1) return false;
+  // A mapped IPv4 address (what a dual-stack socket reports) is sent as IPv4.
+  static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  v4 = std::memcmp(out.data(), kMapped, 12) == 0;
+  return true;
+}
+
 }  // namespace
+
+std::string make_proxy_header(int version, const ProxyHeader& h) {
+  std::array<unsigned char, 16> source{}, destination{};
+  bool source_v4 = false, destination_v4 = false;
+  const bool known = !h.local && binary_address(h.source_address, source, source_v4) &&
+                     binary_address(h.destination_address, destination, destination_v4);
+  const bool v4 = source_v4 && destination_v4;
+  const auto text = [&](const std::array<unsigned char, 16>& a) {
+    return v4 ? address_text(a.data() + 12, false) : address_text(a.data(), true);
+  };
+  if (version == 1) {
+    if (!known) return "PROXY UNKNOWN\r\n";
+    return std::string("PROXY ") + (v4 ? "TCP4 " : "TCP6 ") + text(source) + " " + text(destination) + " " +
+           std::to_string(h.source_port) + " " + std::to_string(h.destination_port) + "\r\n";
+  }
+  std::string out(kV2Signature);
+  const auto put16 = [&](unsigned value) {
+    out.push_back(static_cast<char>((value >> 8) & 0xff));
+    out.push_back(static_cast<char>(value & 0xff));
+  };
+  if (!known) {
+    out.push_back('\x20');  // version 2, LOCAL
+    out.push_back('\x00');  // UNSPEC
+    put16(0);
+    return out;
+  }
+  out.push_back('\x21');                  // version 2, PROXY
+  out.push_back(v4 ? '\x11' : '\x21');   // TCP over IPv4 / IPv6
+  put16(v4 ? 12 : 36);
+  const auto put = [&](const std::array<unsigned char, 16>& a) {
+    const std::size_t from = v4 ? 12 : 0;
+    out.append(reinterpret_cast<const char*>(a.data() + from), 16 - from);
+  };
+  put(source);
+  put(destination);
+  put16(h.source_port);
+  put16(h.destination_port);
+  return out;
+}
 
 ProxyParseResult parse_proxy_header(std::string_view bytes) {
   // Decide on the prefix seen so far: a client that isn't a balancer fails fast.

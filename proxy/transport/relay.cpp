@@ -28,13 +28,6 @@ bool is_eof(const asio::error_code& ec) {
   return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
 }
 
-std::string peer_of(const asio::ip::tcp::socket& socket) {
-  asio::error_code ec;
-  const auto endpoint = socket.remote_endpoint(ec);
-  if (ec) return "unknown";
-  return endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
-}
-
 // Moves what the session consumes from held; true if it took anything.
 template <typename Feed>
 bool feed_from(std::string& held, Feed&& feed) {
@@ -49,7 +42,11 @@ bool feed_from(std::string& held, Feed&& feed) {
 }  // namespace
 
 Relay::Relay(asio::ip::tcp::socket client, const ListenerRuntime& listener, std::uint64_t id)
-    : listener_(listener), id_(id), client_peer_(peer_of(client)), client_(std::move(client)) {}
+    : listener_(listener),
+      id_(id),
+      client_addresses_(addresses_of(client)),
+      client_peer_(client_addresses_.source()),
+      client_(std::move(client)) {}
 
 Relay::~Relay() = default;
 
@@ -60,13 +57,37 @@ void Relay::launch(asio::ip::tcp::socket client, const ListenerRuntime& listener
   relay.self_ = std::prev(registry.relays.end());
   ++*registry.active;
   relay.started_ = relay.last_activity_ = Clock::now();
-  if (listener.telemetry) {
-    relay.observer_ = listener.telemetry->session_started(
-        session::SessionStart{listener.settings.name, listener.tls_mode, id, relay.client_peer_});
-  }
+  // Behind a balancer, the session starts once the header has named the client.
+  if (!listener.settings.proxy_protocol) relay.start_telemetry();
   ++relay.pending_;
   asio::co_spawn(relay.client_.socket().get_executor(), relay.set_up(),
                  [&relay](std::exception_ptr error, bool started) { relay.begin(error, started); });
+}
+
+void Relay::start_telemetry() {
+  if (!listener_.telemetry) return;
+  observer_ = listener_.telemetry->session_started(
+      session::SessionStart{listener_.settings.name, listener_.tls_mode, id_, client_peer_});
+  telemetry_started_ = true;
+}
+
+asio::awaitable<bool> Relay::receive_proxy_header() {
+  auto read = co_await transport::receive_proxy_header(client_.socket(), listener_.settings.proxy_trusted,
+                                                       listener_.timeouts.tls_handshake);
+  const auto outcome = proxy_header_outcome_name(read.outcome);
+  if (listener_.telemetry) listener_.telemetry->proxy_header(outcome);
+  if (read.outcome != ProxyHeaderOutcome::Accepted && read.outcome != ProxyHeaderOutcome::Local) {
+    util::log_line(util::LogLevel::Warning, "event=proxy_header_refused session=" + std::to_string(id_) +
+                                                " listener=" + listener_.settings.name + " result=" +
+                                                std::string(outcome) + " detail=" + util::log_quote(read.error) +
+                                                " peer=" + client_peer_);
+    co_return false;
+  }
+  balancer_peer_ = client_peer_;
+  client_addresses_ = std::move(read.addresses);
+  client_peer_ = client_addresses_.source();
+  start_telemetry();
+  co_return true;
 }
 
 void Relay::shutdown() {
@@ -86,9 +107,14 @@ void Relay::check_idle(Clock::time_point now) {
 }
 
 asio::awaitable<bool> Relay::set_up() {
+  if (listener_.settings.proxy_protocol) {
+    const bool accepted = co_await receive_proxy_header();  // not in the if: g++ 12 miscompiles that
+    if (!accepted) co_return false;
+  }
   const std::string session_field = "session=" + std::to_string(id_);
   util::log_line(util::LogLevel::Info, "event=session_start " + session_field + " listener=" + listener_.settings.name +
-                                           " client=" + client_peer_);
+                                           " client=" + client_peer_ +
+                                           (balancer_peer_.empty() ? "" : " via=" + balancer_peer_));
   auto executor = co_await asio::this_coro::executor;
   if (listener_.settings.implicit_tls) {
     asio::steady_timer timer(executor, listener_.timeouts.tls_handshake);
@@ -105,7 +131,8 @@ asio::awaitable<bool> Relay::set_up() {
   }
 
   const auto connect_started = Clock::now();
-  auto upstream = co_await connect_upstream(listener_.settings.upstream, listener_.upstream_tls.get(), listener_.timeouts);
+  auto upstream = co_await connect_upstream(listener_.settings.upstream, listener_.upstream_tls.get(), listener_.timeouts,
+                                            client_addresses_, id_);
   if (auto* telemetry = listener_.telemetry) {
     telemetry->upstream_connected(upstream.stream != nullptr,
                                   std::chrono::duration<double>(Clock::now() - connect_started).count());
@@ -129,6 +156,10 @@ asio::awaitable<bool> Relay::set_up() {
   }
   server_ = std::move(upstream.stream);
   server_peer_ = upstream.peer;
+  if (!upstream.notice.empty()) {
+    util::log_line(util::LogLevel::Warning, "event=upstream_notice " + session_field + " detail=" +
+                                                util::log_quote(upstream.notice));
+  }
 
   session::SessionSettings settings;
   settings.client_limits = listener_.client_limits;
@@ -441,7 +472,7 @@ void Relay::maybe_finish() {
   finished_ = true;
   if (session_) log_end();
   if (observer_) observer_->session_closed(ending_.value_or(CloseReason::ClientClosed));
-  if (listener_.telemetry) {
+  if (listener_.telemetry && telemetry_started_) {
     listener_.telemetry->session_ended(listener_.settings.name, listener_.tls_mode,
                                        ending_.value_or(CloseReason::ClientClosed),
                                        std::chrono::duration<double>(Clock::now() - started_).count());

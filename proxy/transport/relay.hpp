@@ -26,6 +26,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "proxy/session/session.hpp"
+#include "proxy/transport/client_address.hpp"
 #include "proxy/transport/settings.hpp"
 #include "proxy/transport/stream.hpp"
 
@@ -81,7 +82,9 @@ class Relay {
     bool dead = false;  // writes to it would fail
   };
 
-  asio::awaitable<bool> set_up();  // client TLS, upstream; false: the session is over
+  asio::awaitable<bool> set_up();  // PROXY header, client TLS, upstream; false: the session is over
+  asio::awaitable<bool> receive_proxy_header();  // false: the connection is refused
+  void start_telemetry();
   asio::awaitable<bool> client_handshake();
   void begin(std::exception_ptr error, bool started);
 
@@ -116,7 +119,9 @@ class Relay {
   std::uint64_t id_;
   RelayRegistry* registry_ = nullptr;
   std::list<std::unique_ptr<Relay>>::iterator self_;
-  std::string client_peer_;
+  ClientAddresses client_addresses_;  // the real client's, after a PROXY header
+  std::string client_peer_;           // its source, "ip:port"
+  std::string balancer_peer_;         // who sent the PROXY header; empty without one
   Stream client_;
   std::unique_ptr<Stream> server_;
   std::string server_peer_;
@@ -133,6 +138,7 @@ class Relay {
   bool shutdown_requested_ = false;
   bool closing_ = false;   // sockets closed: waiting for pending handlers only
   bool finished_ = false;  // removal posted
+  bool telemetry_started_ = false;  // session_started was called: session_ended must follow
   std::optional<CloseReason> ending_;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "proxy/imap/limits.hpp"
+#include "proxy/util/cidr.hpp"
 
 namespace imapscope::transport {
 
@@ -25,6 +26,13 @@ struct Endpoint {
 
 enum class UpstreamTls : std::uint8_t { None, Implicit, Starttls };
 
+// How the mail server learns the client's address (otherwise it sees the proxy's):
+// a PROXY protocol header before anything else (Dovecot: haproxy = yes on the
+// listener, haproxy_trusted_networks), or Dovecot's ID forwarding (x-originating-ip
+// and friends, sent by the proxy before the client's first command; the proxy must
+// be in login_trusted_networks).
+enum class ClientForwarding : std::uint8_t { None, ProxyV1, ProxyV2, ImapId };
+
 struct UpstreamSettings {
   std::vector<Endpoint> addresses;  // tried in order
   UpstreamTls tls = UpstreamTls::None;
@@ -32,6 +40,7 @@ struct UpstreamSettings {
   bool verify = true;               // certificate and host name check
   std::string server_name;          // SNI and name to check; empty: the address's host
   std::chrono::milliseconds connect_timeout{10'000};
+  ClientForwarding forward_client = ClientForwarding::None;
 };
 
 struct ListenerSettings {
@@ -41,6 +50,10 @@ struct ListenerSettings {
   std::string cert_file;
   std::string key_file;
   bool login_disabled_until_tls = false; // plain listeners: LOGINDISABLED until STARTTLS
+  // Every connection starts with a PROXY protocol header (v1 or v2), accepted only
+  // from these networks; connections from elsewhere are refused.
+  bool proxy_protocol = false;
+  std::vector<util::Cidr> proxy_trusted;
   UpstreamSettings upstream;
 };
 

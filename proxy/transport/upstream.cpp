@@ -6,7 +6,10 @@
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
+#include <random>
+
 #include "proxy/imap/abnf.hpp"
+#include "proxy/transport/proxy_protocol.hpp"
 
 namespace imapscope::transport {
 namespace {
@@ -16,6 +19,8 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kMaxGreeting = 64 * 1024;
 // The proxy's own tag for its STARTTLS towards the server.
 constexpr std::string_view kStarttlsTag = "imapscope-tls";
+// ... and for the ID that forwards the client's address.
+constexpr std::string_view kIdTag = "imapscope-id";
 
 bool starts_with_ci(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && imap::iequals(s.substr(0, prefix.size()), prefix);
@@ -57,10 +62,96 @@ UpstreamConnection failed(UpstreamConnection out, session::CloseReason reason, s
   return out;
 }
 
-// TLS as configured, then the greeting; with STARTTLS, the proxy's own exchange.
+// Reads server lines after `from` until the one tagged `tag`; returns where that line
+// starts and ends.
+asio::awaitable<std::tuple<asio::error_code, std::size_t, std::size_t>> read_until_tagged(
+    Stream& stream, std::string& replies, std::string_view tag, Clock::time_point deadline) {
+  std::size_t line_start = 0;
+  for (;;) {
+    auto [ec, line_end] = co_await read_line(stream, replies, line_start, deadline);
+    if (ec) co_return std::tuple{ec, std::size_t{0}, std::size_t{0}};
+    const std::string_view line = std::string_view(replies).substr(line_start, line_end - line_start);
+    if (line.size() > tag.size() && line.substr(0, tag.size()) == tag && line[tag.size()] == ' ') {
+      co_return std::tuple{asio::error_code{}, line_start + tag.size() + 1, line_end};
+    }
+    line_start = line_end;  // untagged lines (a CAPABILITY, the server's * ID) are the proxy's own
+  }
+}
+
+// The proxy's own STARTTLS after the greeting; nothing the client sees.
+asio::awaitable<std::string> upstream_starttls(Stream& stream, const std::string& greeting,
+                                               const Timeouts& timeouts) {
+  // greeting = "*" SP (resp-cond-auth / resp-cond-bye): only "* OK" allows STARTTLS.
+  if (!starts_with_ci(greeting, "* OK")) co_return "server greeting does not allow STARTTLS";
+  const std::string command = std::string(kStarttlsTag) + " STARTTLS\r\n";
+  if (auto [wec, n] = co_await stream.write_all(command); wec) co_return "STARTTLS: " + wec.message();
+  std::string replies;
+  auto [rec, result, line_end] = co_await read_until_tagged(stream, replies, kStarttlsTag, Clock::now() + timeouts.greeting);
+  if (rec) co_return "STARTTLS: " + rec.message();
+  // Whatever came after the OK is plaintext injected before TLS: dropped.
+  if (!starts_with_ci(std::string_view(replies).substr(result), "OK")) {
+    co_return "server refused STARTTLS: " + replies.substr(result, std::min<std::size_t>(200, line_end - result));
+  }
+  co_return "";
+}
+
+std::string id_string(std::string_view value) {
+  std::string quoted = "\"";
+  for (char c : value) {
+    if (c == '"' || c == '\\') quoted += '\\';
+    quoted += c;
+  }
+  return quoted + "\"";
+}
+
+// A tag for this process's sessions in the server's log: several imapscope instances
+// behind one balancer number their sessions from 1 each.
+const std::string& instance_tag() {
+  static const std::string tag = [] {
+    std::random_device random;
+    char text[9];
+    std::snprintf(text, sizeof text, "%08x", static_cast<unsigned>(random()));
+    return std::string(text);
+  }();
+  return tag;
+}
+
+struct IdOutcome {
+  bool fatal = false;   // the connection is unusable
+  std::string problem;  // empty: forwarded
+};
+
+// Dovecot's forwarding ID (login_trusted_networks): before the client's first command,
+// so that the server's login process sees the client, not the proxy. Its answer is
+// the proxy's own; bytes after it are the session's.
+asio::awaitable<IdOutcome> forward_by_id(Stream& stream, std::string& greeting, std::size_t greeting_end,
+                                           const ClientAddresses& client, std::uint64_t session_id,
+                                           const Timeouts& timeouts) {
+  const std::string command =
+      std::string(kIdTag) + " ID (\"x-originating-ip\" " + id_string(client.source_ip) + " \"x-originating-port\" \"" +
+      std::to_string(client.source_port) + "\" \"x-connected-ip\" " + id_string(client.local_ip) +
+      " \"x-connected-port\" \"" + std::to_string(client.local_port) + "\" \"x-session-id\" \"imapscope-" +
+      instance_tag() + "-" + std::to_string(session_id) + "\")\r\n";
+  if (auto [wec, n] = co_await stream.write_all(command); wec) co_return IdOutcome{true, "ID: " + wec.message()};
+  std::string replies = greeting.substr(greeting_end);
+  greeting.resize(greeting_end);
+  auto [rec, result, line_end] = co_await read_until_tagged(stream, replies, kIdTag, Clock::now() + timeouts.greeting);
+  if (rec) co_return IdOutcome{true, "ID: " + rec.message()};
+  greeting += replies.substr(line_end);
+  if (!starts_with_ci(std::string_view(replies).substr(result), "OK")) {
+    // The server doesn't take forwarding; the session goes on without it.
+    co_return IdOutcome{false, "server refused the forwarding ID: " +
+                                   replies.substr(result, std::min<std::size_t>(200, line_end - result))};
+  }
+  co_return IdOutcome{};
+}
+
+// TLS as configured, then the greeting; with STARTTLS, the proxy's own exchange; then
+// the forwarding ID.
 asio::awaitable<UpstreamConnection> open_session(UpstreamConnection out, const UpstreamSettings& settings,
                                                  const std::string& host, asio::ssl::context* tls,
-                                                 const Timeouts& timeouts) {
+                                                 const Timeouts& timeouts, const ClientAddresses& client,
+                                                 std::uint64_t session_id) {
   const std::string& name = settings.server_name.empty() ? host : settings.server_name;
   Stream& stream = *out.stream;
   auto handshake = [&]() -> asio::awaitable<asio::error_code> {
@@ -70,6 +161,17 @@ asio::awaitable<UpstreamConnection> open_session(UpstreamConnection out, const U
     const auto detail = stream.tls_verify_error();
     return "TLS handshake with " + out.peer + " failed: " + (detail.empty() ? ec.message() : detail);
   };
+  if (settings.forward_client == ClientForwarding::ProxyV1 || settings.forward_client == ClientForwarding::ProxyV2) {
+    ProxyHeader header;
+    header.source_address = client.source_ip;
+    header.source_port = client.source_port;
+    header.destination_address = client.local_ip;
+    header.destination_port = client.local_port;
+    const auto bytes = make_proxy_header(settings.forward_client == ClientForwarding::ProxyV1 ? 1 : 2, header);
+    if (auto [wec, n] = co_await stream.write_all(bytes); wec) {
+      co_return failed(std::move(out), session::CloseReason::UpstreamUnavailable, "PROXY header: " + wec.message());
+    }
+  }
   if (settings.tls == UpstreamTls::Implicit) {
     if (auto ec = co_await handshake()) co_return failed(std::move(out), session::CloseReason::UpstreamTlsFailed, tls_failure(ec));
   }
@@ -78,42 +180,26 @@ asio::awaitable<UpstreamConnection> open_session(UpstreamConnection out, const U
     co_return failed(std::move(out), session::CloseReason::UpstreamGreeting,
                      "no greeting from " + out.peer + ": " + gec.message());
   }
-  if (settings.tls != UpstreamTls::Starttls) co_return out;
-
-  // greeting = "*" SP (resp-cond-auth / resp-cond-bye): only "* OK" allows STARTTLS.
-  out.greeting.resize(greeting_end);
-  if (!starts_with_ci(out.greeting, "* OK")) {
-    co_return failed(std::move(out), session::CloseReason::UpstreamTlsFailed,
-                     "server greeting does not allow STARTTLS");
+  if (settings.tls == UpstreamTls::Starttls) {
+    out.greeting.resize(greeting_end);
+    auto error = co_await upstream_starttls(stream, out.greeting, timeouts);
+    if (!error.empty()) co_return failed(std::move(out), session::CloseReason::UpstreamTlsFailed, std::move(error));
+    if (auto ec = co_await handshake()) co_return failed(std::move(out), session::CloseReason::UpstreamTlsFailed, tls_failure(ec));
+    out.did_starttls = true;
   }
-  const std::string command = std::string(kStarttlsTag) + " STARTTLS\r\n";
-  if (auto [wec, n] = co_await stream.write_all(command); wec) {
-    co_return failed(std::move(out), session::CloseReason::UpstreamTlsFailed, "STARTTLS: " + wec.message());
+  if (settings.forward_client == ClientForwarding::ImapId && starts_with_ci(out.greeting, "* OK")) {
+    auto id = co_await forward_by_id(stream, out.greeting, greeting_end, client, session_id, timeouts);
+    if (id.fatal) co_return failed(std::move(out), session::CloseReason::UpstreamGreeting, std::move(id.problem));
+    out.notice = std::move(id.problem);
   }
-  std::string replies;
-  std::size_t line_start = 0;
-  for (;;) {
-    auto [rec, line_end] = co_await read_line(stream, replies, line_start, Clock::now() + timeouts.greeting);
-    if (rec) co_return failed(std::move(out), session::CloseReason::UpstreamTlsFailed, "STARTTLS: " + rec.message());
-    const std::string_view line = std::string_view(replies).substr(line_start, line_end - line_start);
-    if (starts_with_ci(line, std::string(kStarttlsTag) + " ")) {
-      if (!starts_with_ci(line.substr(kStarttlsTag.size() + 1), "OK")) {
-        co_return failed(std::move(out), session::CloseReason::UpstreamTlsFailed,
-                         "server refused STARTTLS: " + std::string(line.substr(0, 200)));
-      }
-      break;  // whatever came after the OK is plaintext injected before TLS: dropped
-    }
-    line_start = line_end;  // untagged lines (a CAPABILITY) are the proxy's own
-  }
-  if (auto ec = co_await handshake()) co_return failed(std::move(out), session::CloseReason::UpstreamTlsFailed, tls_failure(ec));
-  out.did_starttls = true;
   co_return out;
 }
 
 }  // namespace
 
 asio::awaitable<UpstreamConnection> connect_upstream(const UpstreamSettings& settings, asio::ssl::context* tls,
-                                                     const Timeouts& timeouts) {
+                                                     const Timeouts& timeouts, const ClientAddresses& client,
+                                                     std::uint64_t session_id) {
   auto executor = co_await asio::this_coro::executor;
   asio::ip::tcp::resolver resolver(executor);
   std::string errors;
@@ -141,7 +227,7 @@ asio::awaitable<UpstreamConnection> connect_upstream(const UpstreamSettings& set
       UpstreamConnection out;
       out.peer = peer;
       out.stream = std::make_unique<Stream>(std::move(socket));
-      co_return co_await open_session(std::move(out), settings, address.host, tls, timeouts);
+      co_return co_await open_session(std::move(out), settings, address.host, tls, timeouts, client, session_id);
     }
   }
   UpstreamConnection out;

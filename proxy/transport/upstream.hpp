@@ -1,5 +1,6 @@
 // Opens the server leg: resolve, connect (addresses in order, each with a timeout),
-// TLS (implicit, or the proxy's own STARTTLS), and read the greeting.
+// the PROXY header if configured, TLS (implicit, or the proxy's own STARTTLS), the
+// greeting, and the ID that forwards the client's address if configured.
 #pragma once
 
 #include <memory>
@@ -9,6 +10,7 @@
 #include <asio/ssl/context.hpp>
 
 #include "proxy/session/close_reason.hpp"
+#include "proxy/transport/client_address.hpp"
 #include "proxy/transport/settings.hpp"
 #include "proxy/transport/stream.hpp"
 
@@ -21,9 +23,12 @@ struct UpstreamConnection {
   std::string peer;                // address connected to
   session::CloseReason failure = session::CloseReason::UpstreamUnavailable;
   std::string error;               // why it failed, for the log and the client's BYE
+  std::string notice;              // worth a log line, not fatal (the server refused the forwarding ID)
 };
 
+// session_id goes into Dovecot's x-session-id, so that both logs name the session.
 asio::awaitable<UpstreamConnection> connect_upstream(const UpstreamSettings& settings, asio::ssl::context* tls,
-                                                     const Timeouts& timeouts);
+                                                     const Timeouts& timeouts, const ClientAddresses& client,
+                                                     std::uint64_t session_id);
 
 }  // namespace imapscope::transport

@@ -68,16 +68,33 @@ def make_certs(directory):
 
 
 class Dovecot:
-    """A private Dovecot: IMAP on a plain port (STARTTLS offered) and an implicit-TLS port."""
+    """A private Dovecot: IMAP on a plain port (STARTTLS offered) and an implicit-TLS port.
 
-    def __init__(self, certs=None, extra_config=""):
+    With trusted set (CIDR blocks, e.g. "127.0.0.0/8"), it also takes client addresses
+    from those networks: Dovecot's ID forwarding (login_trusted_networks) on every port,
+    and PROXY protocol headers on haproxy_port (haproxy_trusted_networks)."""
+
+    def __init__(self, certs=None, extra_config="", trusted=None):
         self.uid, self.gid = ensure_mail_user()
         self.dir = tempfile.mkdtemp(prefix="imapscope-dovecot-")
         os.chmod(self.dir, 0o755)  # the mail user must reach its maildirs
         self.certs = certs or make_certs(self.dir)
         self.port = free_port()
         self.tls_port = free_port()
+        self.haproxy_port = free_port() if trusted else None
         self.proc = None
+        if trusted:
+            extra_config = f"""
+login_trusted_networks = {trusted}
+haproxy_trusted_networks = {trusted}
+service imap-login {{
+  inet_listener imap_haproxy {{
+    address = 127.0.0.1
+    port = {self.haproxy_port}
+    haproxy = yes
+  }}
+}}
+""" + extra_config
         self._write_config(extra_config)
 
     def _write_config(self, extra):

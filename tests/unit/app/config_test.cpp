@@ -119,6 +119,42 @@ TEST(Flags, MistakesAreRefused) {
   EXPECT_THROW(build_config(parse_flags({"--listen-tls", "127.0.0.1:993", "--upstream", "x:1"})), ConfigError);
 }
 
+TEST(Config, ProxyProtocolAndClientForwarding) {
+  const auto path = write_temp(R"({"listeners": [
+    {"listen": "127.0.0.1:1143", "proxy_protocol": {"trusted": ["10.0.0.0/8", "::1"]},
+     "upstream": {"addresses": ["127.0.0.1:143"], "forward_client": "id"}}]})");
+  const auto config = load_config_file(path);
+  std::remove(path.c_str());
+  const auto& l = config.proxy.listeners.at(0);
+  EXPECT_TRUE(l.proxy_protocol);
+  ASSERT_EQ(l.proxy_trusted.size(), 2u);
+  EXPECT_TRUE(l.proxy_trusted[0].contains("10.1.2.3"));
+  EXPECT_TRUE(l.proxy_trusted[0].contains("::ffff:10.1.2.3"));  // what a dual-stack socket reports
+  EXPECT_FALSE(l.proxy_trusted[0].contains("11.1.2.3"));
+  EXPECT_EQ(l.upstream.forward_client, transport::ClientForwarding::ImapId);
+
+  // A listener that takes headers from anyone would let anyone claim any address.
+  EXPECT_EQ(error_of(R"({"listeners": [{"listen": "127.0.0.1:1", "proxy_protocol": {},
+                          "upstream": {"addresses": ["x:1"]}}]})"),
+            "/listeners/0/proxy_protocol/trusted: needs the balancers' addresses or CIDR blocks");
+  EXPECT_EQ(error_of(R"({"listeners": [{"listen": "127.0.0.1:1", "proxy_protocol": {"trusted": ["lb.example"]},
+                          "upstream": {"addresses": ["x:1"]}}]})"),
+            "/listeners/0/proxy_protocol/trusted/0: \"lb.example\" is not an address or CIDR block");
+  EXPECT_EQ(error_of(R"({"listeners": [{"listen": "127.0.0.1:1", "upstream": {"addresses": ["x:1"], "forward_client": "xclient"}}]})"),
+            "/listeners/0/upstream/forward_client: must be one of id, none, proxy-v1, proxy-v2 (not \"xclient\")");
+
+  const auto flags = build_config(parse_flags({"--listen", "127.0.0.1:1143", "--upstream", "127.0.0.1:143",
+                                               "--proxy-protocol-from", "127.0.0.0/8", "--upstream-forward-client",
+                                               "proxy-v2"}));
+  EXPECT_TRUE(flags.proxy.listeners.at(0).proxy_protocol);
+  EXPECT_EQ(flags.proxy.listeners.at(0).upstream.forward_client, transport::ClientForwarding::ProxyV2);
+  EXPECT_THROW(build_config(parse_flags({"--listen", "127.0.0.1:1", "--upstream", "x:1", "--proxy-protocol-from", "x"})),
+               ConfigError);
+  EXPECT_THROW(build_config(parse_flags({"--listen", "127.0.0.1:1", "--upstream", "x:1", "--upstream-forward-client",
+                                         "v2"})),
+               ConfigError);
+}
+
 TEST(Config, AdminTokenLiveViewAndUserNames) {
   const auto token = write_temp("0123456789abcdef-token\n");
   const auto file = write_temp(std::string(R"js({"admin": "0.0.0.0:9143", "admin_token_file": ")js") + token +

@@ -219,7 +219,7 @@ TEST(Transcripts, SelectionByUserKeepsOnlyThatUser) {
 
 TEST(Transcripts, SelectionByAddressAndSample) {
   Selection s;
-  s.addresses = {*Cidr::parse("192.0.2.0/24"), *Cidr::parse("2001:db8::/32")};
+  s.addresses = {*util::Cidr::parse("192.0.2.0/24"), *util::Cidr::parse("2001:db8::/32")};
   EXPECT_TRUE(s.admits_connection("192.0.2.77:1234", 0));
   EXPECT_FALSE(s.admits_connection("198.51.100.1:1234", 0));
   EXPECT_TRUE(s.admits_connection("2001:db8::1:993", 0));
@@ -227,8 +227,8 @@ TEST(Transcripts, SelectionByAddressAndSample) {
   s.sample = 0.25;
   EXPECT_TRUE(s.admits_connection("192.0.2.1:1", 0.1));
   EXPECT_FALSE(s.admits_connection("192.0.2.1:1", 0.3));
-  EXPECT_FALSE(Cidr::parse("192.0.2.0/33"));
-  EXPECT_FALSE(Cidr::parse("mail.example.org"));
+  EXPECT_FALSE(util::Cidr::parse("192.0.2.0/33"));
+  EXPECT_FALSE(util::Cidr::parse("mail.example.org"));
 }
 
 TEST(TranscriptWriter, RotatesBoundsTheFolderAndDropsWhenFull) {

@@ -83,5 +83,47 @@ TEST(ProxyProtocol, AnythingElseIsRefused) {
   }
 }
 
+ProxyHeader client(std::string source, std::uint16_t sport, std::string destination, std::uint16_t dport) {
+  ProxyHeader h;
+  h.source_address = std::move(source);
+  h.source_port = sport;
+  h.destination_address = std::move(destination);
+  h.destination_port = dport;
+  return h;
+}
+
+TEST(ProxyProtocol, MadeHeadersParseBack) {
+  for (int version : {1, 2}) {
+    for (const auto& h : {client("192.0.2.1", 56324, "198.51.100.1", 993),
+                          client("2001:db8::1", 40000, "2001:db8::2", 143)}) {
+      const auto bytes = make_proxy_header(version, h);
+      const auto r = parse_proxy_header(bytes + "A1 NOOP\r\n");
+      ASSERT_EQ(r.status, ProxyParse::Done) << r.error;
+      EXPECT_EQ(r.length, bytes.size());
+      EXPECT_EQ(r.header.version, version);
+      EXPECT_FALSE(r.header.local);
+      EXPECT_EQ(r.header.source_address, h.source_address);
+      EXPECT_EQ(r.header.destination_address, h.destination_address);
+      EXPECT_EQ(r.header.source_port, h.source_port);
+      EXPECT_EQ(r.header.destination_port, h.destination_port);
+    }
+  }
+  EXPECT_EQ(make_proxy_header(1, client("192.0.2.1", 1, "198.51.100.1", 2)), "PROXY TCP4 192.0.2.1 198.51.100.1 1 2\r\n");
+  EXPECT_EQ(make_proxy_header(2, client("192.0.2.1", 1, "198.51.100.1", 2)).size(), 16u + 12u);
+}
+
+TEST(ProxyProtocol, MadeHeadersForMixedAndUnknownAddresses) {
+  // A dual-stack socket reports IPv4 clients as mapped addresses: sent as IPv4.
+  EXPECT_EQ(make_proxy_header(1, client("::ffff:192.0.2.1", 5, "::ffff:127.0.0.1", 143)),
+            "PROXY TCP4 192.0.2.1 127.0.0.1 5 143\r\n");
+  // One of each family: both as IPv6.
+  EXPECT_EQ(make_proxy_header(1, client("192.0.2.1", 5, "2001:db8::2", 143)),
+            "PROXY TCP6 ::ffff:192.0.2.1 2001:db8::2 5 143\r\n");
+  EXPECT_EQ(make_proxy_header(1, client("unknown", 0, "127.0.0.1", 143)), "PROXY UNKNOWN\r\n");
+  const auto local = parse_proxy_header(make_proxy_header(2, client("unknown", 0, "127.0.0.1", 143)));
+  ASSERT_EQ(local.status, ProxyParse::Done);
+  EXPECT_TRUE(local.header.local);
+}
+
 }  // namespace
 }  // namespace imapscope::transport
