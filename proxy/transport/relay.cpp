@@ -77,7 +77,9 @@ asio::awaitable<bool> Relay::receive_proxy_header() {
   const auto outcome = proxy_header_outcome_name(read.outcome);
   if (listener_.telemetry) listener_.telemetry->proxy_header(outcome);
   if (read.outcome != ProxyHeaderOutcome::Accepted && read.outcome != ProxyHeaderOutcome::Local) {
-    util::log_line(util::LogLevel::Warning, "event=proxy_header_refused session=" + std::to_string(id_) +
+    // A balancer's TCP health check connects and closes: not worth a warning.
+    const auto level = read.outcome == ProxyHeaderOutcome::Closed ? util::LogLevel::Info : util::LogLevel::Warning;
+    util::log_line(level, "event=proxy_header_refused session=" + std::to_string(id_) +
                                                 " listener=" + listener_.settings.name + " result=" +
                                                 std::string(outcome) + " detail=" + util::log_quote(read.error) +
                                                 " peer=" + client_peer_);

@@ -8,13 +8,11 @@ import glob
 import imaplib
 import json
 import os
-import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.parse
@@ -22,50 +20,11 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, wait_for_port  # noqa: E402
+from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port  # noqa: E402
+from prometheus_fixture import Prometheus, http_json  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 DASHBOARDS = os.path.join(ROOT, "dashboards")
-SCRAPE = "1s"
-
-
-def http_json(url, timeout=10):
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
-class Prometheus:
-    """A private Prometheus scraping one target, on loopback, stopped by its pid."""
-
-    def __init__(self, target):
-        self.dir = tempfile.mkdtemp(prefix="imapscope-prometheus-")
-        self.port = free_port()
-        config = os.path.join(self.dir, "prometheus.yml")
-        with open(config, "w") as f:
-            f.write(f"global:\n  scrape_interval: {SCRAPE}\n  evaluation_interval: {SCRAPE}\n"
-                    f"scrape_configs:\n  - job_name: imapscope\n    static_configs:\n"
-                    f"      - targets: ['{target}']\n")
-        self.proc = subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={self.dir}/data",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "prometheus.log"), "w"))
-        wait_for_port(self.port, timeout=60, proc=self.proc)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def query(self, expr):
-        return http_json(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 class Dashboards(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
