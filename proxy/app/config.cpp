@@ -72,6 +72,7 @@ transport::ListenerSettings read_listener(Reader r, std::size_t index) {
   if (tls != "none" && (l.cert_file.empty() || l.key_file.empty())) r.fail("tls", "\"" + tls + "\" needs cert and key");
   if (tls == "none" && !l.cert_file.empty()) r.fail("cert", "is set but tls is \"none\" (use \"starttls\")");
   l.login_disabled_until_tls = r.boolean("login_disabled_until_tls", false);
+  l.compress = r.boolean("compress", false);
   if (r.has("proxy_protocol")) {
     auto proxy = r.object("proxy_protocol");
     l.proxy_protocol = true;
@@ -242,6 +243,7 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--upstream-ca") f.upstream_ca = value();
     else if (a == "--upstream-insecure") f.upstream_insecure = true;
     else if (a == "--login-disabled-until-tls") f.login_disabled = true;
+    else if (a == "--compress") f.compress = true;
     else if (a == "--proxy-protocol-from") f.proxy_protocol_from.push_back(value());
     else if (a == "--upstream-forward-client") f.upstream_forward = value();
     else if (a == "--admin") f.admin = value();
@@ -334,6 +336,7 @@ Config build_config(const Flags& f) {
       l.cert_file = f.tls_cert;
       l.key_file = f.tls_key;
       l.login_disabled_until_tls = f.login_disabled;
+      l.compress = f.compress;
       l.proxy_protocol = !proxy_from.empty();
       l.proxy_trusted = proxy_from;
       l.upstream = upstream;
@@ -347,6 +350,7 @@ Config build_config(const Flags& f) {
       if (!f.tls_cert.empty()) l.cert_file = f.tls_cert;
       if (!f.tls_key.empty()) l.key_file = f.tls_key;
       if (f.login_disabled) l.login_disabled_until_tls = true;
+      if (f.compress) l.compress = true;
       if (!proxy_from.empty()) {
         l.proxy_protocol = true;
         l.proxy_trusted = proxy_from;
@@ -383,6 +387,7 @@ Flags (over the config file):
   --tls-cert FILE            certificate chain (PEM) for the client side
   --tls-key FILE             its private key (PEM)
   --login-disabled-until-tls advertise LOGINDISABLED and refuse LOGIN/AUTHENTICATE before STARTTLS
+  --compress                 offer COMPRESS=DEFLATE to logged-in clients (RFC 4978)
   --upstream HOST:PORT       the mail server; repeat for fallbacks, tried in order
   --upstream-tls             implicit TLS towards the server
   --upstream-starttls        STARTTLS towards the server

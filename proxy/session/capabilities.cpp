@@ -21,12 +21,13 @@ bool hidden(std::string_view cap) {
 
 }  // namespace
 
-std::string rewrite_capabilities(std::string_view list, const ClientLegView& leg) {
+std::string rewrite_capabilities(std::string_view list, const ClientLegView& leg, bool offer_compress) {
   const bool add_starttls = !leg.tls && leg.starttls_available;
   const bool add_logindisabled = !leg.tls && leg.login_disabled_until_tls;
   bool changed = false;
   bool has_starttls = false;
   bool has_logindisabled = false;
+  bool has_deflate = false;
   std::string out;
   out.reserve(list.size() + 24);
   imap::for_each_word(list, [&](std::string_view cap) {
@@ -34,6 +35,8 @@ std::string rewrite_capabilities(std::string_view list, const ClientLegView& leg
       has_starttls = true;
     } else if (imap::iequals(cap, "LOGINDISABLED") && add_logindisabled && !has_logindisabled) {
       has_logindisabled = true;
+    } else if (imap::iequals(cap, "COMPRESS=DEFLATE") && offer_compress && !has_deflate) {
+      has_deflate = true;
     } else if (hidden(cap)) {
       changed = true;
       return;
@@ -47,6 +50,10 @@ std::string rewrite_capabilities(std::string_view list, const ClientLegView& leg
   }
   if (add_logindisabled && !has_logindisabled) {
     out += " LOGINDISABLED";
+    changed = true;
+  }
+  if (offer_compress && !has_deflate) {
+    out += " COMPRESS=DEFLATE";
     changed = true;
   }
   // Single spaces between words is what servers send; anything else counts as a change.

@@ -11,6 +11,8 @@ struct ClientLegView {
   bool tls = false;                   // the client leg is encrypted (implicit TLS or after STARTTLS)
   bool starttls_available = false;    // plain listener with a certificate
   bool login_disabled_until_tls = false;
+  bool compress_offered = false;      // the listener offers COMPRESS=DEFLATE (the proxy's own)
+  bool compressed = false;            // the client turned it on
 };
 
 // Rewrites a space-separated capability list (from "* CAPABILITY ..." or a
@@ -18,8 +20,10 @@ struct ClientLegView {
 // - STARTTLS: shown only on a plain client leg that can upgrade;
 // - LOGINDISABLED: shown only on a plain client leg when login needs TLS there;
 // - AUTH=*-PLUS (SCRAM channel binding) removed: it can't survive TLS termination;
-// - COMPRESS=* removed, so the stream stays inspectable.
+// - COMPRESS=* of the server removed: compression is each leg's business. With
+//   offer_compress (the listener offers it, the client is logged in and hasn't turned
+//   it on yet) the proxy's own COMPRESS=DEFLATE is listed instead.
 // Returns the same text when nothing changes, so unchanged bytes stay unchanged.
-std::string rewrite_capabilities(std::string_view list, const ClientLegView& leg);
+std::string rewrite_capabilities(std::string_view list, const ClientLegView& leg, bool offer_compress = false);
 
 }  // namespace imapscope::session

@@ -33,7 +33,7 @@ Session::Session(const SessionSettings& settings)
 }
 
 bool Session::client_blocked() const {
-  return commands_paused_ || state_.transport_change_pending() ||
+  return commands_paused_ || client_compress_requested_ || state_.transport_change_pending() ||
          state_.client_input() == imap::ClientInput::AwaitingServer;
 }
 
@@ -41,6 +41,38 @@ void Session::client_tls_started() {
   settings_.client_leg.tls = true;
   client_tls_requested_ = false;
   state_.transport_changed();
+}
+
+void Session::client_compress_started() {
+  settings_.client_leg.compressed = true;
+  client_compress_requested_ = false;
+  client_compress_offset_ = 0;
+}
+
+void Session::answer_compress(const imap::Command& c) {
+  const ClientLegView& leg = settings_.client_leg;
+  const auto protocol = state_.protocol_state();
+  const bool logged_in = protocol == imap::ProtocolState::Authenticated || protocol == imap::ProtocolState::Selected;
+  const bool deflate = c.args.size() == 1 && imap::iequals(c.args.front().text, "DEFLATE");
+  if (!leg.compress_offered) {
+    answer(c.tag, imap::Status::No, "[CANNOT] COMPRESS is not offered here");
+  } else if (leg.compressed || client_compress_requested_) {
+    answer(c.tag, imap::Status::No, "[COMPRESSIONACTIVE] DEFLATE is active already");
+  } else if (!deflate) {
+    answer(c.tag, imap::Status::Bad, "Only COMPRESS DEFLATE is supported");
+  } else if (!logged_in) {
+    answer(c.tag, imap::Status::No, "[CANNOT] COMPRESS is available after login");
+  } else if (state_.pending().size() > 1 || server_in_message_ || responses_paused_) {
+    // The switch needs a quiet moment: the OK must go out right now, in clear.
+    answer(c.tag, imap::Status::No, "[INUSE] Other commands are still in progress");
+  } else {
+    answer(c.tag, imap::Status::Ok, "DEFLATE active");
+    client_compress_requested_ = true;
+    client_compress_offset_ = to_client_.size();
+    // The tagged OK blocks both decoders until the transport changes: the server's
+    // leg doesn't change, and the client's input waits on client_compress_requested_.
+    state_.transport_changed();
+  }
 }
 
 void Session::release_memory() {
@@ -92,8 +124,8 @@ bool Session::answer_locally(const imap::Command& c) {
       }
       return true;
     case imap::Verb::Compress:
-      // Not offered (see capabilities.hpp): compressed streams can't be inspected.
-      answer(c.tag, imap::Status::No, "[CANNOT] COMPRESS is not available through this proxy");
+      // Each leg's own business: the server never sees the client's COMPRESS.
+      answer_compress(c);
       return true;
     case imap::Verb::Login:
     case imap::Verb::Authenticate:
@@ -119,7 +151,7 @@ void Session::reject(const imap::Command& c) {
 }
 
 void Session::feed_client(std::string_view& input) {
-  while (!close_ && !client_tls_requested_ && !commands_paused_) {
+  while (!close_ && !client_tls_requested_ && !client_compress_requested_ && !commands_paused_) {
     const auto ev = commands_.next(input);
     switch (ev.kind) {
       case imap::EventKind::NeedMore:
@@ -281,8 +313,11 @@ void Session::observe_response(const imap::Response& r) {
 bool Session::rewrite_capability_lists(const imap::Response& r, std::string_view raw, std::string& bytes) {
   const ClientLegView& leg = settings_.client_leg;
   const auto eol = line_ending(raw);
+  const auto protocol = state_.protocol_state();
+  const bool offer_compress = leg.compress_offered && !leg.compressed && !client_compress_requested_ &&
+                              (protocol == imap::ProtocolState::Authenticated || protocol == imap::ProtocolState::Selected);
   auto edit = [&](std::string_view list) {
-    auto rewritten = rewrite_capabilities(list, leg);
+    auto rewritten = rewrite_capabilities(list, leg, offer_compress);
     if (response_verdict_ && response_verdict_->capabilities) {
       rewritten = policy::edit_capabilities(rewritten, response_verdict_->rules);
     }

@@ -3,6 +3,7 @@
 // forwards what it doesn't touch as the original bytes, rewrites capability lists for
 // the client's leg, and answers locally what the server must not see (STARTTLS and
 // COMPRESS of the client leg, commands refused by a limit or by LOGINDISABLED).
+// It always sees plaintext: the relay inflates and deflates a compressed client leg.
 // Rewrite rules (policy/) judge each message; the session applies their verdicts
 // without knowing how rules are written.
 #pragma once
@@ -65,6 +66,13 @@ class Session {
   // client_tls_started().
   bool client_tls_requested() const { return client_tls_requested_; }
   void client_tls_started();
+  // The client's COMPRESS DEFLATE was accepted: the first client_compress_offset()
+  // bytes of to_client() go out as they are, everything after them compressed; the
+  // client's bytes after its COMPRESS line are compressed. Client input is not
+  // consumed until the relay has set up both streams and called client_compress_started().
+  bool client_compress_requested() const { return client_compress_requested_; }
+  std::size_t client_compress_offset() const { return client_compress_offset_; }
+  void client_compress_started();
   // Set when the session must end once to_client() is written.
   std::optional<CloseReason> close_requested() const { return close_; }
   // Nothing of a server message is half-forwarded: a line may be added for the client.
@@ -94,6 +102,7 @@ class Session {
   bool answer_locally(const imap::Command& command);
   void reject(const imap::Command& command);
   void answer(std::string_view tag, imap::Status status, std::string_view text);
+  void answer_compress(const imap::Command& command);
   void forward_server_message(std::string_view raw);
   void observe_response(const imap::Response& response);
   void flush_deferred();
@@ -131,6 +140,8 @@ class Session {
   bool drop_server_message_ = false;      // a rule dropped the current server message
   std::optional<imap::ErrorCode> client_error_;
   bool client_tls_requested_ = false;
+  bool client_compress_requested_ = false;
+  std::size_t client_compress_offset_ = 0;
   std::optional<CloseReason> close_;
   std::uint64_t commands_forwarded_ = 0;
 

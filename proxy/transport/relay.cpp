@@ -23,6 +23,9 @@ constexpr auto kFinalFlush = std::chrono::seconds(5);
 // after at most kPassesPerTurn x 2 legs x kReadsPerPump reads (16 KiB each).
 constexpr int kReadsPerPump = 8;
 constexpr int kPassesPerTurn = 4;
+// Plaintext inflated from a compressed leg per step: a small compressed read can
+// inflate a thousandfold, and the session takes it in steps like ordinary reads.
+constexpr std::size_t kInflateStep = 64 * 1024;
 
 bool is_eof(const asio::error_code& ec) {
   return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
@@ -170,6 +173,7 @@ asio::awaitable<bool> Relay::set_up() {
   settings.client_leg.starttls_available = !listener_.settings.implicit_tls && listener_.client_tls != nullptr;
   settings.client_leg.login_disabled_until_tls =
       listener_.settings.login_disabled_until_tls && listener_.client_tls != nullptr;
+  settings.client_leg.compress_offered = listener_.settings.compress;
   settings.hide_greeting_capabilities = upstream.did_starttls;
   settings.signatures = listener_.signatures;
   settings.rules = listener_.rules;
@@ -268,9 +272,10 @@ std::size_t Relay::unwritten(Side side) {
 
 bool Relay::may_read(Side side) {
   const Leg& l = leg(side);
-  if (ending_ || l.read_waiting || !l.held.empty()) return false;
+  if (ending_ || l.read_waiting || !l.held.empty() || !l.compressed.empty()) return false;
   if (side == Side::Server) return unwritten(Side::Client) < kHighWater;
-  return !client_tls_in_progress_ && !session_->client_tls_requested() && unwritten(Side::Server) < kHighWater;
+  return !client_tls_in_progress_ && !session_->client_tls_requested() && !session_->client_compress_requested() &&
+         unwritten(Side::Server) < kHighWater;
 }
 
 bool Relay::pump(Side side) {
@@ -291,6 +296,16 @@ bool Relay::pump(Side side) {
     last_activity_ = Clock::now();
     std::string_view input = result.data;  // the thread's read buffer: consumed or copied here
     if (listener_.telemetry) listener_.telemetry->bytes(side == Side::Client, input.size());
+    if (l.inflater) {
+      (side == Side::Client ? bytes_from_client_ : bytes_from_server_) += input.size();
+      l.compressed.append(input);
+      if (!inflate_some(side)) return moved;
+      feed_held();
+      flush(Side::Client);
+      flush(Side::Server);
+      if (auto close = session_->close_requested()) end(*close);
+      continue;
+    }
     if (side == Side::Client) {
       bytes_from_client_ += input.size();
       session_->feed_client(input);
@@ -323,14 +338,38 @@ void Relay::wait(Side side, Stream::Wait wanted, bool Leg::*waiting) {
   });
 }
 
+bool Relay::inflate_some(Side side) {
+  Leg& l = leg(side);
+  std::string_view input = l.compressed;
+  if (!l.inflater->inflate(input, l.held, kInflateStep)) {
+    util::log_line(util::LogLevel::Info, "event=compress_error session=" + std::to_string(id_) + " side=" +
+                                             (side == Side::Client ? "client" : "server") +
+                                             " detail=" + util::log_quote(l.inflater->error()));
+    l.compressed.clear();
+    l.held.clear();
+    end(side == Side::Client ? CloseReason::ProtocolError : CloseReason::ServerError);
+    return false;
+  }
+  l.compressed.erase(0, l.compressed.size() - input.size());
+  return true;
+}
+
 bool Relay::feed_held() {
   bool fed = false;
   for (bool moved = true; moved;) {
     moved = false;
+    for (Side side : {Side::Server, Side::Client}) {
+      Leg& l = leg(side);
+      // The session took all plaintext so far: inflate the next step.
+      if (l.held.empty() && !l.compressed.empty() && !ending_) {
+        if (!inflate_some(side)) return fed;
+        moved = !l.held.empty() || moved;
+      }
+    }
     if (!server_leg_.held.empty()) {
       moved = feed_from(server_leg_.held, [&](std::string_view& in) { session_->feed_server(in); }) || moved;
     }
-    if (!client_leg_.held.empty() && !session_->client_tls_requested()) {
+    if (!client_leg_.held.empty() && !session_->client_tls_requested() && !session_->client_compress_requested()) {
       moved = feed_from(client_leg_.held, [&](std::string_view& in) { session_->feed_client(in); }) || moved;
     }
     fed = fed || moved;
@@ -352,7 +391,14 @@ void Relay::flush(Side side) {
       l.out.clear();
       l.out_done = 0;
       if (queue.empty()) return;
-      l.out.swap(queue);
+      if (side == Side::Client && session_->client_compress_requested()) {
+        start_client_compression(queue);
+      } else if (l.deflater) {
+        l.deflater->compress(queue, l.out);
+        queue.clear();
+      } else {
+        l.out.swap(queue);
+      }
     }
     auto result = stream(side).write_some(std::string_view(l.out).substr(l.out_done));
     l.out_done += result.written;
@@ -371,6 +417,22 @@ void Relay::flush(Side side) {
 bool Relay::written(Side side) {
   if (leg(side).dead || (side == Side::Client && client_tls_in_progress_)) return true;
   return unwritten(side) == 0;
+}
+
+// The queue holds the tagged OK to the client's COMPRESS (and what came before it)
+// in clear, then what must already be compressed. The client's bytes after its
+// COMPRESS line, held since, are compressed too.
+void Relay::start_client_compression(std::string& queue) {
+  const std::size_t clear = std::min(session_->client_compress_offset(), queue.size());
+  client_leg_.out.assign(queue, 0, clear);
+  client_leg_.deflater = std::make_unique<compress::Deflater>();
+  client_leg_.inflater = std::make_unique<compress::Inflater>();
+  client_leg_.deflater->compress(std::string_view(queue).substr(clear), client_leg_.out);
+  queue.clear();
+  client_leg_.compressed.swap(client_leg_.held);
+  client_leg_.held.clear();
+  session_->client_compress_started();
+  util::log_line(util::LogLevel::Info, "event=client_compress session=" + std::to_string(id_) + " mechanism=deflate");
 }
 
 void Relay::maybe_start_client_tls() {
@@ -504,6 +566,9 @@ void Relay::trim_buffers() {
   for (Leg* l : {&client_leg_, &server_leg_}) {
     if (l->held.empty()) std::string().swap(l->held);
     if (l->out.empty()) std::string().swap(l->out);
+    if (l->compressed.empty()) std::string().swap(l->compressed);
+    // The deflate state (~70 KiB) is rebuilt for the next burst; the stream goes on.
+    if (l->deflater && l->out.empty()) l->deflater->release();
   }
 }
 
@@ -518,6 +583,7 @@ void Relay::log_end() const {
                      " reason=" + std::string(session::close_reason_name(ending_.value_or(CloseReason::ClientClosed))) +
                      " duration_ms=" + std::to_string(duration) + " client=" + client_peer_ + " server=" + server_peer_ +
                      " client_tls=" + client_.tls_version() + " server_tls=" + server_->tls_version() +
+                     " client_compress=" + (client_leg_.inflater ? "deflate" : "none") +
                      " bytes_from_client=" + std::to_string(bytes_from_client_) +
                      " bytes_from_server=" + std::to_string(bytes_from_server_) +
                      " commands=" + std::to_string(session_->commands_forwarded()) +

@@ -25,6 +25,7 @@
 #include <asio/ssl/context.hpp>
 #include <asio/steady_timer.hpp>
 
+#include "proxy/compress/deflate.hpp"
 #include "proxy/session/session.hpp"
 #include "proxy/transport/client_address.hpp"
 #include "proxy/transport/settings.hpp"
@@ -80,6 +81,11 @@ class Relay {
     bool read_waiting = false;
     bool write_waiting = false;
     bool dead = false;  // writes to it would fail
+    // COMPRESS=DEFLATE on this leg: what is read is inflated into held (bounded per
+    // step, the rest waits in compressed), what is written is deflated into out.
+    std::unique_ptr<compress::Inflater> inflater;
+    std::unique_ptr<compress::Deflater> deflater;
+    std::string compressed;
   };
 
   asio::awaitable<bool> set_up();  // PROXY header, client TLS, upstream; false: the session is over
@@ -98,6 +104,8 @@ class Relay {
   bool feed_held();
   void flush(Side side);
   void maybe_start_client_tls();
+  void start_client_compression(std::string& queue);
+  bool inflate_some(Side side);  // false: the stream is broken (the session ends)
   void finish_ending();
   void end(CloseReason reason);
   void close_legs();

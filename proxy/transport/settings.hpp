@@ -50,6 +50,10 @@ struct ListenerSettings {
   std::string cert_file;
   std::string key_file;
   bool login_disabled_until_tls = false; // plain listeners: LOGINDISABLED until STARTTLS
+  // Offer COMPRESS=DEFLATE to logged-in clients (the proxy's own, whatever the server
+  // does): less bandwidth to the client for ~40 KiB more per session (the inflater's
+  // window) and CPU for deflate.
+  bool compress = false;
   // Every connection starts with a PROXY protocol header (v1 or v2), accepted only
   // from these networks; connections from elsewhere are refused.
   bool proxy_protocol = false;

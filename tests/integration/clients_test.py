@@ -1,8 +1,6 @@
 """More of the relay against a real Dovecot: a second real client (isync's mbsync)
 syncs a mailbox through the proxy with the same result as direct; upstream
 fallbacks; LOGINDISABLED; config errors at start-up. Everything on 127.0.0.1."""
-import glob
-import hashlib
 import imaplib
 import os
 import shutil
@@ -13,7 +11,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, free_port, imapscope_binary  # noqa: E402
+from imap_fixtures import USERS, Dovecot, Imapscope, free_port, imapscope_binary, maildir_digests  # noqa: E402
 
 DOVECOT = None
 
@@ -36,20 +34,6 @@ def session_ends(proxy):
     are the fixture's port probes)."""
     return [line for line in proxy.log().splitlines()
             if "event=session_end" in line and "commands=" in line and "bytes_from_client=0 " not in line]
-
-
-def maildir_digests(path):
-    """(folder, flags, SHA-256) of every message under a maildir tree, sorted. mbsync
-    adds an "X-TUID:" header of its own with a random value: it is left out."""
-    digests = []
-    for f in glob.glob(os.path.join(path, "**", "cur", "*"), recursive=True) + \
-            glob.glob(os.path.join(path, "**", "new", "*"), recursive=True):
-        with open(f, "rb") as fh:
-            lines = [line for line in fh.read().split(b"\n") if not line.startswith(b"X-TUID: ")]
-        folder = os.path.relpath(os.path.dirname(os.path.dirname(f)), path)
-        flags = f.rsplit(":2,", 1)[1] if ":2," in f else ""
-        digests.append((folder, flags, hashlib.sha256(b"\n".join(lines)).hexdigest()))
-    return sorted(digests)
 
 
 class Mbsync(unittest.TestCase):

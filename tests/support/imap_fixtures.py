@@ -5,6 +5,8 @@ Everything listens on 127.0.0.1 only; every process started here is stopped by i
 pid. Dovecot runs as root with an unprivileged mail user of our own (see
 first_valid_uid), so the temp dir's parents must be traversable by that user.
 """
+import glob
+import hashlib
 import grp
 import os
 import pwd
@@ -288,3 +290,17 @@ class RawClient:
         except (OSError, ConnectionError):
             pass
         self.sock.close()
+
+
+def maildir_digests(path):
+    """(folder, flags, SHA-256) of every message under a maildir tree, sorted. mbsync
+    adds an "X-TUID:" header of its own with a random value: it is left out."""
+    digests = []
+    for f in glob.glob(os.path.join(path, "**", "cur", "*"), recursive=True) + \
+            glob.glob(os.path.join(path, "**", "new", "*"), recursive=True):
+        with open(f, "rb") as fh:
+            lines = [line for line in fh.read().split(b"\n") if not line.startswith(b"X-TUID: ")]
+        folder = os.path.relpath(os.path.dirname(os.path.dirname(f)), path)
+        flags = f.rsplit(":2,", 1)[1] if ":2," in f else ""
+        digests.append((folder, flags, hashlib.sha256(b"\n".join(lines)).hexdigest()))
+    return sorted(digests)

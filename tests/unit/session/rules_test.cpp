@@ -192,7 +192,7 @@ TEST(SessionRules, DelaysAResponseAndHoldsWhatFollows) {
   p.client("a COMPRESS DEFLATE\r\n");
   EXPECT_EQ(p.to_client(), "");
   p.session.resume(policy::Direction::Server);
-  EXPECT_EQ(p.to_client(), "* 1 EXISTS\r\na NO [CANNOT] COMPRESS is not available through this proxy\r\n");
+  EXPECT_EQ(p.to_client(), "* 1 EXISTS\r\na NO [CANNOT] COMPRESS is not offered here\r\n");
   EXPECT_EQ(p.server("* 1 RECENT\r\n"), "* 1 RECENT\r\n");
 }
 

@@ -116,7 +116,49 @@ TEST(Session, CompressIsRefusedLocally) {
   Playbook p(tls_leg());
   p.server("* OK ready\r\n");
   EXPECT_EQ(p.client("c1 COMPRESS DEFLATE\r\nc2 NOOP\r\n"), "c2 NOOP\r\n");
-  EXPECT_EQ(p.to_client(), "c1 NO [CANNOT] COMPRESS is not available through this proxy\r\n");
+  EXPECT_EQ(p.to_client(), "c1 NO [CANNOT] COMPRESS is not offered here\r\n");
+}
+
+TEST(Session, CompressOfferedAfterLoginAndTurnedOnLocally) {
+  SessionSettings s = tls_leg();
+  s.client_leg.compress_offered = true;
+  Playbook p(s);
+  // Before login: not listed (the server's own COMPRESS is always hidden), refused.
+  EXPECT_EQ(p.server("* OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] ready\r\n"), "* OK [CAPABILITY IMAP4rev1] ready\r\n");
+  EXPECT_EQ(p.client("c0 COMPRESS DEFLATE\r\n"), "");
+  EXPECT_EQ(p.to_client(), "c0 NO [CANNOT] COMPRESS is available after login\r\n");
+  // After login the proxy's own COMPRESS=DEFLATE, whatever the server offers.
+  p.client("c1 LOGIN alice secret\r\n");
+  EXPECT_EQ(p.server("c1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n"),
+            "c1 OK [CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE] Logged in\r\n");
+  EXPECT_EQ(p.client("c2 COMPRESS ZSTD\r\n"), "");
+  EXPECT_EQ(p.to_client(), "c2 BAD Only COMPRESS DEFLATE is supported\r\n");
+  // The OK goes out in clear; what the client sent after COMPRESS waits (compressed).
+  EXPECT_EQ(p.client("c3 COMPRESS DEFLATE\r\n\x01\x02compressed"), "");
+  EXPECT_TRUE(p.session.client_compress_requested());
+  EXPECT_EQ(p.session.client_compress_offset(), p.session.to_client().size());
+  EXPECT_EQ(p.to_client(), "c3 OK DEFLATE active\r\n");
+  EXPECT_EQ(p.left, "\x01\x02compressed");
+  EXPECT_TRUE(p.session.client_blocked());
+  // Server bytes go on meanwhile (the relay compresses them).
+  EXPECT_EQ(p.server("* 2 EXISTS\r\n"), "* 2 EXISTS\r\n");
+  p.session.client_compress_started();
+  EXPECT_FALSE(p.session.client_blocked());
+  EXPECT_EQ(p.client("c4 CAPABILITY\r\n"), "c4 CAPABILITY\r\n");
+  EXPECT_EQ(p.server("* CAPABILITY IMAP4rev1 COMPRESS=DEFLATE\r\nc4 OK done\r\n"), "* CAPABILITY IMAP4rev1\r\nc4 OK done\r\n");
+  EXPECT_EQ(p.client("c5 COMPRESS DEFLATE\r\n"), "");
+  EXPECT_EQ(p.to_client(), "c5 NO [COMPRESSIONACTIVE] DEFLATE is active already\r\n");
+}
+
+TEST(Session, CompressWaitsForAQuietMoment) {
+  SessionSettings s = tls_leg();
+  s.client_leg.compress_offered = true;
+  Playbook p(s);
+  p.server("* PREAUTH ready\r\n");
+  // A command still in progress: the switch would cut into its answer.
+  EXPECT_EQ(p.client("f1 FETCH 1 FLAGS\r\nc1 COMPRESS DEFLATE\r\n"), "f1 FETCH 1 FLAGS\r\n");
+  EXPECT_EQ(p.to_client(), "c1 NO [INUSE] Other commands are still in progress\r\n");
+  EXPECT_FALSE(p.session.client_compress_requested());
 }
 
 TEST(Session, LoginDisabledUntilTls) {
@@ -151,7 +193,7 @@ TEST(Session, LocalAnswersWaitForTheServerMessageInFlight) {
   p.client("c1 COMPRESS DEFLATE\r\n");
   EXPECT_EQ(p.to_client(), "");
   EXPECT_EQ(p.server(std::string(5000, 'b') + ")\r\n"),
-            std::string(5000, 'b') + ")\r\nc1 NO [CANNOT] COMPRESS is not available through this proxy\r\n");
+            std::string(5000, 'b') + ")\r\nc1 NO [CANNOT] COMPRESS is not offered here\r\n");
 }
 
 TEST(Session, ClientWaitsForServerContinuation) {

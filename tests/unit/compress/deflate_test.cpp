@@ -1,0 +1,98 @@
+// COMPRESS=DEFLATE streams: round trips in pieces, a stream that goes on across a
+// released deflater, bounded inflation of a bomb, and broken input.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+
+#include "proxy/compress/deflate.hpp"
+
+namespace imapscope::compress {
+namespace {
+
+std::string mail_like(std::size_t size, unsigned seed) {
+  std::mt19937 rng(seed);
+  static const char* words[] = {"Received: ", "from ", "mail.example.org ", "by ", "imap ", "Subject: ", "hello ",
+                                "world ", "=?UTF-8?Q?caf=C3=A9?= ", "* 12 FETCH (FLAGS (\\Seen)) "};
+  std::string out;
+  while (out.size() < size) {
+    out += words[rng() % 10];
+    if (rng() % 7 == 0) out += "\r\n";
+  }
+  out.resize(size);
+  return out;
+}
+
+std::string inflate_all(Inflater& inflater, std::string_view input, std::size_t step = 1 << 20) {
+  std::string out;
+  while (!input.empty()) {
+    EXPECT_TRUE(inflater.inflate(input, out, step)) << inflater.error();
+    if (!inflater.error().empty()) break;
+  }
+  return out;
+}
+
+TEST(Deflate, RoundTripInPiecesAndByteByByte) {
+  Deflater deflater;
+  std::string wire, sent;
+  for (unsigned i = 0; i < 50; ++i) {
+    const auto piece = mail_like(1 + i * 997, i);
+    sent += piece;
+    deflater.compress(piece, wire);
+  }
+  EXPECT_LT(wire.size(), sent.size() / 3);  // mail-like text compresses
+  Inflater whole;
+  EXPECT_EQ(inflate_all(whole, wire), sent);
+  // A sync flush after each piece: whatever prefix has arrived inflates as far as it goes.
+  Inflater bytewise;
+  std::string out;
+  for (char c : wire) {
+    std::string_view one(&c, 1);
+    ASSERT_TRUE(bytewise.inflate(one, out, 1 << 20)) << bytewise.error();
+    EXPECT_TRUE(one.empty());
+  }
+  EXPECT_EQ(out, sent);
+}
+
+TEST(Deflate, TheStreamGoesOnAfterRelease) {
+  Deflater deflater;
+  std::string wire;
+  deflater.compress("a1 OK [COMPRESSIONACTIVE] first burst\r\n", wire);
+  EXPECT_TRUE(deflater.holds_state());
+  deflater.release();  // an idle session keeps no deflate state
+  EXPECT_FALSE(deflater.holds_state());
+  deflater.compress("* 3 EXISTS\r\n", wire);
+  deflater.compress(mail_like(100000, 7), wire);
+  Inflater inflater;
+  EXPECT_EQ(inflate_all(inflater, wire), "a1 OK [COMPRESSIONACTIVE] first burst\r\n* 3 EXISTS\r\n" + mail_like(100000, 7));
+}
+
+TEST(Deflate, InflationIsBounded) {
+  Deflater deflater;
+  std::string bomb;
+  const std::string zeros(8 << 20, 'A');  // 8 MiB compresses to a few KiB
+  deflater.compress(zeros, bomb);
+  EXPECT_LT(bomb.size(), 64u * 1024);
+  Inflater inflater;
+  std::string_view input = bomb;
+  std::string out;
+  ASSERT_TRUE(inflater.inflate(input, out, 64 * 1024));
+  EXPECT_LE(out.size(), 64u * 1024);
+  EXPECT_FALSE(input.empty());  // the rest waits for the next call
+  while (!input.empty()) ASSERT_TRUE(inflater.inflate(input, out, 64 * 1024));
+  EXPECT_EQ(out, zeros);
+}
+
+TEST(Deflate, BrokenInputIsAnError) {
+  Inflater inflater;
+  std::string garbage = "\xff\xff\xff\xff this is not deflate";
+  std::string_view input = garbage;
+  std::string out;
+  EXPECT_FALSE(inflater.inflate(input, out, 1 << 20));
+  EXPECT_NE(inflater.error().find("corrupt"), std::string::npos) << inflater.error();
+  std::string_view more = "x";
+  EXPECT_FALSE(inflater.inflate(more, out, 1 << 20));  // stays broken
+}
+
+}  // namespace
+}  // namespace imapscope::compress
