@@ -44,6 +44,7 @@ transport::UpstreamSettings read_upstream(Reader r) {
   u.verify = r.boolean("verify", true);
   u.server_name = r.string("server_name", "");
   u.connect_timeout = millis(r, "connect_timeout_ms", u.connect_timeout);
+  u.compress = r.boolean("compress", false);
   u.forward_client = parse_forwarding(r.choice("forward_client", "none", {"none", "proxy-v1", "proxy-v2", "id"}));
   r.reject_unknown();
   return u;
@@ -244,6 +245,7 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--upstream-insecure") f.upstream_insecure = true;
     else if (a == "--login-disabled-until-tls") f.login_disabled = true;
     else if (a == "--compress") f.compress = true;
+    else if (a == "--upstream-compress") f.upstream_compress = true;
     else if (a == "--proxy-protocol-from") f.proxy_protocol_from.push_back(value());
     else if (a == "--upstream-forward-client") f.upstream_forward = value();
     else if (a == "--admin") f.admin = value();
@@ -303,7 +305,7 @@ Config build_config(const Flags& f) {
   transport::UpstreamSettings upstream;
   if (!config.proxy.listeners.empty()) upstream = config.proxy.listeners.front().upstream;
   const bool upstream_flags = !f.upstream.empty() || f.upstream_tls || f.upstream_starttls || !f.upstream_ca.empty() ||
-                              f.upstream_insecure || !f.upstream_forward.empty();
+                              f.upstream_insecure || !f.upstream_forward.empty() || f.upstream_compress;
   if (!f.upstream.empty()) {
     upstream.addresses.clear();
     for (const auto& u : f.upstream) upstream.addresses.push_back(parse_endpoint(u, "flag --upstream"));
@@ -312,6 +314,7 @@ Config build_config(const Flags& f) {
   if (f.upstream_starttls) upstream.tls = transport::UpstreamTls::Starttls;
   if (!f.upstream_ca.empty()) upstream.ca_file = f.upstream_ca;
   if (f.upstream_insecure) upstream.verify = false;
+  if (f.upstream_compress) upstream.compress = true;
   if (!f.upstream_forward.empty()) {
     static const std::set<std::string> modes = {"none", "proxy-v1", "proxy-v2", "id"};
     if (!modes.count(f.upstream_forward)) {
@@ -388,6 +391,7 @@ Flags (over the config file):
   --tls-key FILE             its private key (PEM)
   --login-disabled-until-tls advertise LOGINDISABLED and refuse LOGIN/AUTHENTICATE before STARTTLS
   --compress                 offer COMPRESS=DEFLATE to logged-in clients (RFC 4978)
+  --upstream-compress        turn COMPRESS=DEFLATE on towards the server when it offers it
   --upstream HOST:PORT       the mail server; repeat for fallbacks, tried in order
   --upstream-tls             implicit TLS towards the server
   --upstream-starttls        STARTTLS towards the server

@@ -65,6 +65,10 @@ Inflater::~Inflater() = default;
 
 bool Inflater::inflate(std::string_view& input, std::string& out, std::size_t max_output) {
   if (!error_.empty()) return false;
+  if (finished_ && !input.empty()) {
+    error_ = "data after the end of the compressed stream";
+    return false;
+  }
   z_stream& z = state_->z;
   std::size_t produced = 0;
   while (!input.empty() && produced < max_output) {
@@ -81,8 +85,10 @@ bool Inflater::inflate(std::string_view& input, std::string& out, std::size_t ma
     out.resize(out.size() - z.avail_out);
     produced += room - z.avail_out;
     if (rc == Z_STREAM_END) {
-      error_ = "the compressed stream ended (a final block)";
-      return false;
+      // The peer finished its stream (Dovecot does at LOGOUT): what came with the
+      // final block counts; nothing may follow it.
+      finished_ = true;
+      break;
     }
     if (rc == Z_DATA_ERROR || rc == Z_NEED_DICT || rc == Z_STREAM_ERROR) {
       error_ = std::string("corrupt compressed data: ") + (z.msg ? z.msg : "inflate failed");

@@ -45,14 +45,17 @@ class Inflater {
 
   // Inflates from the front of input into out, producing at most max_output bytes
   // (a small input can inflate a thousandfold); input keeps what is left. False
-  // when the stream is broken or ends (a peer's Z_FINISH): error() says why.
+  // when the stream is broken, or when bytes follow its final block: error() says
+  // why. A final block (the peer's Z_FINISH, e.g. at LOGOUT) is fine: finished().
   bool inflate(std::string_view& input, std::string& out, std::size_t max_output);
   const std::string& error() const { return error_; }
+  bool finished() const { return finished_; }
 
  private:
   struct State;
   std::unique_ptr<State> state_;
   std::string error_;
+  bool finished_ = false;
 };
 
 }  // namespace imapscope::compress

@@ -33,7 +33,7 @@ Session::Session(const SessionSettings& settings)
 }
 
 bool Session::client_blocked() const {
-  return commands_paused_ || client_compress_requested_ || state_.transport_change_pending() ||
+  return commands_paused_ || client_blocked_by_proxy() || state_.transport_change_pending() ||
          state_.client_input() == imap::ClientInput::AwaitingServer;
 }
 
@@ -151,7 +151,7 @@ void Session::reject(const imap::Command& c) {
 }
 
 void Session::feed_client(std::string_view& input) {
-  while (!close_ && !client_tls_requested_ && !client_compress_requested_ && !commands_paused_) {
+  while (!close_ && !client_blocked_by_proxy() && !commands_paused_) {
     const auto ev = commands_.next(input);
     switch (ev.kind) {
       case imap::EventKind::NeedMore:
@@ -263,12 +263,14 @@ void Session::feed_server(std::string_view& input) {
         if (!drop_server_message_) response_queue() += ev.raw;
         break;
       case imap::EventKind::Message:
+        if (own_compress_answer(responses_.response())) break;  // the proxy's own, not the client's
         if (observer_) observer_->server_bytes(responses_.response(), ev.kind, ev.raw);
         forward_server_message(ev.raw);
         server_in_message_ = false;
         drop_server_message_ = false;
         response_verdict_ = nullptr;
         flush_deferred();
+        maybe_compress_upstream();
         break;
     }
   }
@@ -313,6 +315,12 @@ void Session::observe_response(const imap::Response& r) {
 bool Session::rewrite_capability_lists(const imap::Response& r, std::string_view raw, std::string& bytes) {
   const ClientLegView& leg = settings_.client_leg;
   const auto eol = line_ending(raw);
+  if (r.kind == imap::ResponseKind::Data && r.name == imap::ResponseName::Capability && !r.args.empty()) {
+    const std::size_t begin = offset_in(raw, r.args.front().text);
+    note_server_capabilities(raw.substr(begin, raw.size() - eol.size() - begin));
+  } else if (imap::iequals(r.code, "CAPABILITY")) {
+    note_server_capabilities(r.code_args);
+  }
   const auto protocol = state_.protocol_state();
   const bool offer_compress = leg.compress_offered && !leg.compressed && !client_compress_requested_ &&
                               (protocol == imap::ProtocolState::Authenticated || protocol == imap::ProtocolState::Selected);

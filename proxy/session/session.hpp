@@ -39,6 +39,9 @@ struct SessionSettings {
   const identify::Signatures* signatures = nullptr;
   // Rewrite rules; null: none. Must outlive the session.
   const policy::RuleStore* rules = nullptr;
+  // Turn COMPRESS DEFLATE on towards the server when it offers it (its own command,
+  // at the first quiet moment after login).
+  bool compress_upstream = false;
 };
 
 // A rule asked to hold one direction's messages for a while.
@@ -73,6 +76,12 @@ class Session {
   bool client_compress_requested() const { return client_compress_requested_; }
   std::size_t client_compress_offset() const { return client_compress_offset_; }
   void client_compress_started();
+  // The server accepted the proxy's own COMPRESS DEFLATE: what the server sends after
+  // its OK (held by the relay) is compressed, and so must be everything the relay
+  // writes to it from now on. Server input waits for server_compress_started().
+  bool server_compress_requested() const { return server_compress_ == UpstreamCompress::Accepted; }
+  void server_compress_started();
+  bool server_compressed() const { return server_compress_ == UpstreamCompress::Active; }
   // Set when the session must end once to_client() is written.
   std::optional<CloseReason> close_requested() const { return close_; }
   // Nothing of a server message is half-forwarded: a line may be added for the client.
@@ -103,6 +112,15 @@ class Session {
   void reject(const imap::Command& command);
   void answer(std::string_view tag, imap::Status status, std::string_view text);
   void answer_compress(const imap::Command& command);
+  // The proxy itself holds the client's input back (STARTTLS, a COMPRESS switch).
+  bool client_blocked_by_proxy() const {
+    return client_tls_requested_ || client_compress_requested_ || server_compress_ == UpstreamCompress::Sent ||
+           server_compress_ == UpstreamCompress::Accepted;
+  }
+  // COMPRESS towards the server (upstream_compress.cpp).
+  void note_server_capabilities(std::string_view list);
+  void maybe_compress_upstream();
+  bool own_compress_answer(const imap::Response& response);
   void forward_server_message(std::string_view raw);
   void observe_response(const imap::Response& response);
   void flush_deferred();
@@ -141,6 +159,10 @@ class Session {
   std::optional<imap::ErrorCode> client_error_;
   bool client_tls_requested_ = false;
   bool client_compress_requested_ = false;
+  // Off (not offered, or not wanted), Offered, Sent (our COMPRESS is in flight),
+  // Accepted (the relay is to switch), Active, Refused.
+  enum class UpstreamCompress : std::uint8_t { Off, Offered, Sent, Accepted, Active, Refused };
+  UpstreamCompress server_compress_ = UpstreamCompress::Off;
   std::size_t client_compress_offset_ = 0;
   std::optional<CloseReason> close_;
   std::uint64_t commands_forwarded_ = 0;

@@ -174,6 +174,7 @@ asio::awaitable<bool> Relay::set_up() {
   settings.client_leg.login_disabled_until_tls =
       listener_.settings.login_disabled_until_tls && listener_.client_tls != nullptr;
   settings.client_leg.compress_offered = listener_.settings.compress;
+  settings.compress_upstream = listener_.settings.upstream.compress;
   settings.hide_greeting_capabilities = upstream.did_starttls;
   settings.signatures = listener_.signatures;
   settings.rules = listener_.rules;
@@ -355,6 +356,7 @@ bool Relay::inflate_some(Side side) {
 }
 
 bool Relay::feed_held() {
+  maybe_start_server_compression();
   bool fed = false;
   for (bool moved = true; moved;) {
     moved = false;
@@ -433,6 +435,19 @@ void Relay::start_client_compression(std::string& queue) {
   client_leg_.held.clear();
   session_->client_compress_started();
   util::log_line(util::LogLevel::Info, "event=client_compress session=" + std::to_string(id_) + " mechanism=deflate");
+}
+
+// The server accepted the proxy's COMPRESS: what it sent after its OK is held, and
+// compressed, like everything it sends from now on; what is written to it next is
+// compressed (the COMPRESS command itself went out in clear before the OK came).
+void Relay::maybe_start_server_compression() {
+  if (!session_->server_compress_requested() || server_leg_.inflater) return;
+  server_leg_.deflater = std::make_unique<compress::Deflater>();
+  server_leg_.inflater = std::make_unique<compress::Inflater>();
+  server_leg_.compressed.swap(server_leg_.held);
+  server_leg_.held.clear();
+  session_->server_compress_started();
+  util::log_line(util::LogLevel::Info, "event=server_compress session=" + std::to_string(id_) + " mechanism=deflate");
 }
 
 void Relay::maybe_start_client_tls() {
@@ -584,6 +599,7 @@ void Relay::log_end() const {
                      " duration_ms=" + std::to_string(duration) + " client=" + client_peer_ + " server=" + server_peer_ +
                      " client_tls=" + client_.tls_version() + " server_tls=" + server_->tls_version() +
                      " client_compress=" + (client_leg_.inflater ? "deflate" : "none") +
+                     " server_compress=" + (server_leg_.inflater ? "deflate" : "none") +
                      " bytes_from_client=" + std::to_string(bytes_from_client_) +
                      " bytes_from_server=" + std::to_string(bytes_from_server_) +
                      " commands=" + std::to_string(session_->commands_forwarded()) +

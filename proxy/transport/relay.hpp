@@ -105,6 +105,7 @@ class Relay {
   void flush(Side side);
   void maybe_start_client_tls();
   void start_client_compression(std::string& queue);
+  void maybe_start_server_compression();
   bool inflate_some(Side side);  // false: the stream is broken (the session ends)
   void finish_ending();
   void end(CloseReason reason);

@@ -41,6 +41,9 @@ struct UpstreamSettings {
   std::string server_name;          // SNI and name to check; empty: the address's host
   std::chrono::milliseconds connect_timeout{10'000};
   ClientForwarding forward_client = ClientForwarding::None;
+  // COMPRESS DEFLATE towards the server when it offers it (bandwidth to a distant
+  // server, for CPU and ~110 KiB per session while output is compressed).
+  bool compress = false;
 };
 
 struct ListenerSettings {

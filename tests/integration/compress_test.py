@@ -227,6 +227,65 @@ class ClientLeg(unittest.TestCase):
         self.assertRegex(PROXY.log(), r"event=compress_error session=\d+ side=client detail=\"corrupt compressed data")
 
 
+class ServerLeg(unittest.TestCase):
+    """A Dovecot that offers COMPRESS (imap_zlib): the proxy turns it on towards it,
+    with the client leg compressed or not."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dovecot = Dovecot(extra_config="protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n").start()
+        cls.port = free_port()
+        cls.proxy = Imapscope(["--listen", f"127.0.0.1:{cls.port}", "--upstream", f"127.0.0.1:{cls.dovecot.port}",
+                               "--upstream-compress", "--compress"]).start([cls.port])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        cls.dovecot.stop()
+
+    def test_plain_client_compressed_server_leg(self):
+        c = imaplib.IMAP4("127.0.0.1", self.port, timeout=60)
+        c.login("alice", USERS["alice"])
+        c.create("Upstream-Z")
+        sent = []
+        for i, size in enumerate([1, 5000, 250_000, 3_000_000]):
+            body = message(size, 500 + i)
+            sent.append(hashlib.sha256(body).hexdigest())
+            self.assertEqual(c.append("Upstream-Z", None, None, body)[0], "OK")
+        c.select("Upstream-Z", readonly=True)
+        _, data = c.uid("FETCH", "1:*", "(BODY.PEEK[])")
+        got = [hashlib.sha256(part[1]).hexdigest() for part in data if isinstance(part, tuple)]
+        self.assertEqual(got, sent)
+        # The client sees the proxy's own offer (--compress) once, not the server's.
+        self.assertEqual(c.capability()[1][0].count(b"COMPRESS"), 1)
+        c.logout()
+        deadline = time.monotonic() + 10
+        while "server_compress=deflate" not in self.proxy.log():
+            self.assertLess(time.monotonic(), deadline, self.proxy.log()[-2000:])
+            time.sleep(0.2)
+        self.assertIn("event=server_compress", self.proxy.log())
+
+    def test_both_legs_compressed(self):
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+        raw = RawClient(sock)
+        self.assertIn(b"COMPRESS=DEFLATE", raw.command("a1", f"LOGIN bob {USERS['bob']}"))
+        self.assertEqual(raw.command("a2", "COMPRESS DEFLATE"), b"a2 OK DEFLATE active\r\n")
+        c = Deflated(sock, raw.buffer)
+        self.assertIn(b"OK", c.command("b1", "CREATE Both-Z")[-1][0])
+        body = message(1_500_000, 77)
+        c.send(b"p1 APPEND Both-Z {%d+}\r\n" % len(body) + body + b"\r\n")
+        self.assertIn(b"OK", c.until_tagged("p1")[-1][0])
+        self.assertIn(b"OK", c.command("s1", "EXAMINE Both-Z")[-1][0])
+        literals = [lit for _, lit in c.command("f1", "FETCH 1 BODY.PEEK[]") if lit is not None]
+        self.assertEqual(literals, [body])
+        c.command("z1", "LOGOUT")
+        sock.close()
+        deadline = time.monotonic() + 10
+        while not re.search(r"client_compress=deflate server_compress=deflate", self.proxy.log()):
+            self.assertLess(time.monotonic(), deadline, self.proxy.log()[-2000:])
+            time.sleep(0.2)
+
+
 class Mbsync(unittest.TestCase):
     def sync(self, port, workdir):
         local = os.path.join(workdir, "local")

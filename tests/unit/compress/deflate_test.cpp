@@ -5,6 +5,8 @@
 #include <random>
 #include <string>
 
+#include <zlib.h>
+
 #include "proxy/compress/deflate.hpp"
 
 namespace imapscope::compress {
@@ -92,6 +94,30 @@ TEST(Deflate, BrokenInputIsAnError) {
   EXPECT_NE(inflater.error().find("corrupt"), std::string::npos) << inflater.error();
   std::string_view more = "x";
   EXPECT_FALSE(inflater.inflate(more, out, 1 << 20));  // stays broken
+}
+
+TEST(Deflate, AFinishedStreamKeepsItsLastBytes) {
+  // What Dovecot does at LOGOUT: the BYE and the tagged OK come with a final block.
+  const std::string last = "* BYE Logging out\r\nz1 OK Logout completed.\r\n";
+  z_stream z{};
+  ASSERT_EQ(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string wire(256, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(last.data()));
+  z.avail_in = static_cast<uInt>(last.size());
+  z.next_out = reinterpret_cast<Bytef*>(wire.data());
+  z.avail_out = static_cast<uInt>(wire.size());
+  ASSERT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  wire.resize(wire.size() - z.avail_out);
+  deflateEnd(&z);
+  Inflater inflater;
+  std::string_view input = wire;
+  std::string out;
+  ASSERT_TRUE(inflater.inflate(input, out, 1 << 20)) << inflater.error();
+  EXPECT_EQ(out, last);
+  EXPECT_TRUE(inflater.finished());
+  std::string_view more = "after";
+  EXPECT_FALSE(inflater.inflate(more, out, 1 << 20));
+  EXPECT_EQ(inflater.error(), "data after the end of the compressed stream");
 }
 
 }  // namespace

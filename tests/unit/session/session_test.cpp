@@ -161,6 +161,46 @@ TEST(Session, CompressWaitsForAQuietMoment) {
   EXPECT_FALSE(p.session.client_compress_requested());
 }
 
+TEST(Session, CompressTowardsTheServerAtTheFirstQuietMoment) {
+  SessionSettings s = tls_leg();
+  s.compress_upstream = true;
+  Playbook p(s);
+  p.server("* OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] ready\r\n");
+  EXPECT_EQ(p.client("c1 LOGIN alice secret\r\n"), "c1 LOGIN alice secret\r\n");
+  // The login's answer goes to the client (without the server's COMPRESS); the proxy's
+  // own COMPRESS goes to the server right after it.
+  EXPECT_EQ(p.server("c1 OK [CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE] Logged in\r\n"),
+            "c1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n");
+  EXPECT_EQ(Playbook::take(p.session.to_server()), "imapscope-z COMPRESS DEFLATE\r\n");
+  // The client's next command waits until the server's leg has switched.
+  EXPECT_EQ(p.client("c2 NOOP\r\n"), "");
+  EXPECT_EQ(p.left, "c2 NOOP\r\n");
+  std::string_view answer = "imapscope-z OK DEFLATE active\r\n\x78compressed";
+  p.session.feed_server(answer);
+  EXPECT_EQ(answer, "\x78compressed");  // for the relay to inflate
+  EXPECT_EQ(p.to_client(), "");         // the client never sees the proxy's exchange
+  EXPECT_TRUE(p.session.server_compress_requested());
+  p.session.server_compress_started();
+  EXPECT_TRUE(p.session.server_compressed());
+  EXPECT_EQ(p.client("c2 NOOP\r\n"), "c2 NOOP\r\n");
+  EXPECT_EQ(p.server("c2 OK done\r\n"), "c2 OK done\r\n");
+}
+
+TEST(Session, CompressTowardsTheServerRefusedOnce) {
+  SessionSettings s = tls_leg();
+  s.compress_upstream = true;
+  Playbook p(s);
+  // PREAUTH: the quiet moment is right after the greeting.
+  p.server("* PREAUTH [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] ready\r\n");
+  EXPECT_EQ(Playbook::take(p.session.to_server()), "imapscope-z COMPRESS DEFLATE\r\n");
+  EXPECT_EQ(p.client("c1 NOOP\r\n"), "");  // waits for the answer
+  EXPECT_EQ(p.server("imapscope-z NO not now\r\n"), "");
+  EXPECT_FALSE(p.session.server_compress_requested());
+  EXPECT_EQ(p.client("c1 NOOP\r\n"), "c1 NOOP\r\n");
+  p.server("c1 OK done\r\n");
+  EXPECT_EQ(Playbook::take(p.session.to_server()), "");  // not asked again
+}
+
 TEST(Session, LoginDisabledUntilTls) {
   SessionSettings s = plain_with_starttls();
   s.client_leg.login_disabled_until_tls = true;
