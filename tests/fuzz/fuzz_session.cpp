@@ -38,6 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   settings.client_limits = limits;
   settings.server_limits = limits;
   settings.client_leg.starttls_available = (data[2] & 1) != 0;
+  settings.client_leg.compress_offered = (data[2] & 2) != 0;
+  settings.compress_upstream = (data[2] & 4) != 0;
   settings.rules = &rules();
   session::Session s(settings);
   fuzz::ReadSizes reads(static_cast<std::uint32_t>(data[0]) << 8 | data[1]);
@@ -69,6 +71,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (s.client_tls_requested()) {
       client_held.clear();  // as the relay does: no plaintext after STARTTLS
       s.client_tls_started();
+      moved = true;
+    }
+    // COMPRESS on either leg: the relay inflates what follows; here it stays as it is.
+    if (s.client_compress_requested()) {
+      if (s.client_compress_offset() > s.to_client().size()) __builtin_trap();
+      s.client_compress_started();
+      moved = true;
+    }
+    if (s.server_compress_requested()) {
+      s.server_compress_started();
       moved = true;
     }
     while (auto delay = s.take_delay_request()) {
