@@ -167,7 +167,7 @@ class Process:
             return ""
 
 
-def haproxy_config(port, setup, dovecot, pem, workdir, label=""):
+def haproxy_config(port, setup, dovecot, pem, workdir, label="", threads=2):
     if setup == "plain":
         bind, server = f"bind 127.0.0.1:{port}", f"server dovecot 127.0.0.1:{dovecot.port}"
     elif setup == "tls-plain":
@@ -181,7 +181,7 @@ def haproxy_config(port, setup, dovecot, pem, workdir, label=""):
     with open(path, "w") as f:
         f.write(f"""global
     maxconn 8000
-    nbthread 2
+    nbthread {threads}
     ssl-server-verify required
 
 defaults
@@ -201,9 +201,48 @@ backend dovecot
     return path
 
 
+def imapscope_legs(setup, port, upstream):
+    """imapscope's listener and upstream flags for a set-up (upstream: a Dovecot-like
+    object with port, tls_port and certs)."""
+    certs = upstream.certs
+    if setup == "plain":
+        argv = ["--listen", f"127.0.0.1:{port}"]
+    else:
+        argv = ["--listen-tls", f"127.0.0.1:{port}", "--tls-cert", certs["cert"], "--tls-key", certs["key"]]
+    if setup == "tls-tls":
+        return argv + ["--upstream", f"localhost:{upstream.tls_port}", "--upstream-tls", "--upstream-ca", certs["ca"]]
+    return argv + ["--upstream", f"127.0.0.1:{upstream.port}"]
+
+
+def haproxy_argv(port, setup, upstream, workdir, label="", threads=2):
+    """Writes HAProxy's config (and its PEM, once), checks it, returns the command line."""
+    certs = upstream.certs
+    pem = os.path.join(workdir, "haproxy.pem")
+    if not os.path.exists(pem):
+        with open(pem, "w") as out:
+            for part in (certs["cert"], certs["key"]):
+                with open(part) as f:
+                    out.write(f.read())
+    cfg = haproxy_config(port, setup, upstream, pem, workdir, label, threads)
+    check = subprocess.run(["haproxy", "-c", "-q", "-f", cfg], capture_output=True, text=True)
+    if check.returncode != 0:
+        raise RuntimeError(f"haproxy -c {cfg}: {check.stdout}{check.stderr}")
+    return ["haproxy", "-f", cfg, "-db"]
+
+
+def start_process(argv, log, workdir, port):
+    """Starts a proxy and waits for its port; on failure, says what its log says."""
+    proc = Process(argv, log, cwd=workdir)
+    try:
+        proc.start([port])
+    except RuntimeError as e:
+        proc.stop()
+        raise RuntimeError(f"{e}: {proc.log_tail()}") from None
+    return proc
+
+
 def start_proxy(path, setup, dovecot, args, workdir, label=""):
     port = free_port()
-    certs = dovecot.certs
     if path.startswith("imapscope"):
         # Metrics are on (as by default), on a port of the run's own; imapscope-bare
         # runs without them, to show what they cost.
@@ -211,35 +250,12 @@ def start_proxy(path, setup, dovecot, args, workdir, label=""):
         argv = [args.imapscope, "--threads", "2", "--log-level", args.imapscope_log_level, "--admin", admin]
         if path == "imapscope-rules":
             argv += ["--rules", bench_rules_dir(workdir)]
-        if setup == "plain":
-            argv += ["--listen", f"127.0.0.1:{port}"]
-        else:
-            argv += ["--listen-tls", f"127.0.0.1:{port}", "--tls-cert", certs["cert"], "--tls-key", certs["key"]]
-        if setup == "tls-tls":
-            argv += ["--upstream", f"localhost:{dovecot.tls_port}", "--upstream-tls", "--upstream-ca", certs["ca"]]
-        else:
-            argv += ["--upstream", f"127.0.0.1:{dovecot.port}"]
+        argv += imapscope_legs(setup, port, dovecot)
         log = os.path.join(workdir, f"imapscope-{label}{setup}.log")
     else:
-        pem = os.path.join(workdir, "haproxy.pem")
-        if not os.path.exists(pem):
-            with open(pem, "w") as out:
-                for part in (certs["cert"], certs["key"]):
-                    with open(part) as f:
-                        out.write(f.read())
-        cfg = haproxy_config(port, setup, dovecot, pem, workdir, label)
-        check = subprocess.run(["haproxy", "-c", "-q", "-f", cfg], capture_output=True, text=True)
-        if check.returncode != 0:
-            raise RuntimeError(f"haproxy -c {cfg}: {check.stdout}{check.stderr}")
-        argv = ["haproxy", "-f", cfg, "-db"]
+        argv = haproxy_argv(port, setup, dovecot, workdir, label)
         log = os.path.join(workdir, f"haproxy-{label}{setup}.log")
-    proc = Process(argv, log, cwd=workdir)
-    try:
-        proc.start([port])
-    except RuntimeError as e:
-        proc.stop()
-        raise RuntimeError(f"{e}: {proc.log_tail()}") from None
-    return proc, port
+    return start_process(argv, log, workdir, port), port
 
 
 def bench_rules_dir(workdir):

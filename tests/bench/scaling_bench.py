@@ -236,7 +236,6 @@ class Upstream:
 
 def start_proxy(kind, threads, setup, upstream, args, workdir):
     port = free_port()
-    certs = upstream.certs
     label = f"{kind}-{threads}-{setup}"
     if kind == "imapscope":
         # The admin address (metrics and the live view) is on by default, so it is here;
@@ -249,36 +248,10 @@ def start_proxy(kind, threads, setup, upstream, args, workdir):
             with open(config, "w") as f:
                 json.dump({"listeners": [], "live": {"enabled": False}}, f)
             argv += ["--config", config]
-        argv += ["--listen-tls", f"127.0.0.1:{port}", "--tls-cert", certs["cert"], "--tls-key", certs["key"]]
-        if setup == "tls-tls":
-            argv += ["--upstream", f"localhost:{upstream.tls_port}", "--upstream-tls", "--upstream-ca", certs["ca"]]
-        else:
-            argv += ["--upstream", f"127.0.0.1:{upstream.port}"]
+        argv += relay_bench.imapscope_legs(setup, port, upstream)
     else:
-        pem = os.path.join(workdir, "haproxy.pem")
-        if not os.path.exists(pem):
-            with open(pem, "w") as out:
-                for part in (certs["cert"], certs["key"]):
-                    with open(part) as f:
-                        out.write(f.read())
-        cfg = relay_bench.haproxy_config(port, setup, upstream, pem, workdir, label=f"{threads}-")
-        with open(cfg) as f:
-            text = f.read()
-        if "    nbthread 2\n" not in text:
-            raise RuntimeError(f"{cfg}: no 'nbthread 2' line to change")
-        with open(cfg, "w") as f:
-            f.write(text.replace("    nbthread 2\n", f"    nbthread {threads}\n"))
-        check = subprocess.run(["haproxy", "-c", "-q", "-f", cfg], capture_output=True, text=True)
-        if check.returncode != 0:
-            raise RuntimeError(f"haproxy -c {cfg}: {check.stdout}{check.stderr}")
-        argv = ["haproxy", "-f", cfg, "-db"]
-    proc = Process(argv, os.path.join(workdir, f"{label}.log"), cwd=workdir)
-    try:
-        proc.start([port])
-    except RuntimeError as e:
-        proc.stop()
-        raise RuntimeError(f"{e}: {proc.log_tail()}") from None
-    return proc, port
+        argv = relay_bench.haproxy_argv(port, setup, upstream, workdir, label=f"{threads}-", threads=threads)
+    return relay_bench.start_process(argv, os.path.join(workdir, f"{label}.log"), workdir, port), port
 
 
 def thread_cpu(pid):
