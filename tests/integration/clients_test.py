@@ -11,7 +11,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, free_port, imapscope_binary, maildir_digests  # noqa: E402
+from imap_fixtures import USERS, Dovecot, Imapscope, free_port, imapscope_binary, mbsync_pull  # noqa: E402
 
 DOVECOT = None
 
@@ -38,37 +38,7 @@ def session_ends(proxy):
 
 class Mbsync(unittest.TestCase):
     def mbsync(self, port, ssl_type, workdir):
-        local = os.path.join(workdir, "local")
-        os.makedirs(local, exist_ok=True)
-        config = os.path.join(workdir, "mbsyncrc")
-        with open(config, "w") as f:
-            f.write(f"""IMAPAccount remote
-Host localhost
-Port {port}
-User bob
-Pass {USERS['bob']}
-SSLType {ssl_type}
-CertificateFile {DOVECOT.certs['ca']}
-
-IMAPStore remote
-Account remote
-
-MaildirStore local
-Path {local}/
-Inbox {local}/INBOX
-SubFolders Verbatim
-
-Channel sync
-Far :remote:
-Near :local:
-Patterns INBOX Sync-*
-Create Near
-Sync Pull
-SyncState *
-""")
-        result = subprocess.run(["mbsync", "-c", config, "-a"], capture_output=True, text=True, timeout=300)
-        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-        return maildir_digests(local)
+        return mbsync_pull(port, ssl_type, DOVECOT.certs["ca"], workdir, "INBOX Sync-*")
 
     def test_mbsync_through_proxy_equals_direct(self):
         seed = imaplib.IMAP4("127.0.0.1", DOVECOT.port)

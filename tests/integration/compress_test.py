@@ -14,7 +14,6 @@ import random
 import re
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, maildir_digests  # noqa: E402
+from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, mbsync_pull  # noqa: E402
 
 DOVECOT = None
 PROXY = None
@@ -288,18 +287,7 @@ class ServerLeg(unittest.TestCase):
 
 class Mbsync(unittest.TestCase):
     def sync(self, port, workdir):
-        local = os.path.join(workdir, "local")
-        os.makedirs(local, exist_ok=True)
-        config = os.path.join(workdir, "mbsyncrc")
-        with open(config, "w") as f:
-            f.write(f"IMAPAccount remote\nHost localhost\nPort {port}\nUser bob\nPass {USERS['bob']}\n"
-                    f"SSLType IMAPS\nCertificateFile {DOVECOT.certs['ca']}\n\n"
-                    f"IMAPStore remote\nAccount remote\n\nMaildirStore local\nPath {local}/\n"
-                    f"Inbox {local}/INBOX\nSubFolders Verbatim\n\nChannel sync\nFar :remote:\nNear :local:\n"
-                    f"Patterns Zync-*\nCreate Near\nSync Pull\nSyncState *\n")
-        result = subprocess.run(["mbsync", "-V", "-c", config, "-a"], capture_output=True, text=True, timeout=300)
-        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-        return maildir_digests(local)
+        return mbsync_pull(port, "IMAPS", DOVECOT.certs["ca"], workdir, "Zync-*")
 
     def test_mbsync_turns_compress_on_and_syncs_the_same(self):
         seed = imaplib.IMAP4("127.0.0.1", DOVECOT.port)

@@ -304,3 +304,40 @@ def maildir_digests(path):
         flags = f.rsplit(":2,", 1)[1] if ":2," in f else ""
         digests.append((folder, flags, hashlib.sha256(b"\n".join(lines)).hexdigest()))
     return sorted(digests)
+
+
+def mbsync_pull(port, ssl_type, ca, workdir, patterns, user="bob"):
+    """Pulls the folders matching patterns with mbsync (isync) into a maildir under
+    workdir; returns maildir_digests of it. mbsync failing is a test failure."""
+    local = os.path.join(workdir, "local")
+    os.makedirs(local, exist_ok=True)
+    config = os.path.join(workdir, "mbsyncrc")
+    with open(config, "w") as f:
+        f.write(f"""IMAPAccount remote
+Host localhost
+Port {port}
+User {user}
+Pass {USERS[user]}
+SSLType {ssl_type}
+CertificateFile {ca}
+
+IMAPStore remote
+Account remote
+
+MaildirStore local
+Path {local}/
+Inbox {local}/INBOX
+SubFolders Verbatim
+
+Channel sync
+Far :remote:
+Near :local:
+Patterns {patterns}
+Create Near
+Sync Pull
+SyncState *
+""")
+    result = subprocess.run(["mbsync", "-c", config, "-a"], capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise AssertionError(f"mbsync exited with {result.returncode}: {result.stdout}{result.stderr}")
+    return maildir_digests(local)
