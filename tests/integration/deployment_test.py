@@ -28,7 +28,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, wait_for_port  # noqa: E402
+from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, stop_process, wait_for_port, wait_until  # noqa: E402
 from prometheus_fixture import Prometheus, http_json  # noqa: E402
 
 CLIENTS = [f"127.0.0.{n}" for n in range(31, 39)]
@@ -49,16 +49,6 @@ def substitute(text, mapping):
     for old, new in mapping.items():
         text = re.sub(r"(?<![\d.])" + re.escape(old) + r"(?!\d)", new, text)
     return text
-
-
-def wait_for(predicate, what, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Recipe(unittest.TestCase):
@@ -121,13 +111,7 @@ class Recipe(unittest.TestCase):
     def tearDownClass(cls):
         if cls.prometheus:
             cls.prometheus.stop()
-        if cls.haproxy and cls.haproxy.poll() is None:
-            cls.haproxy.send_signal(signal.SIGTERM)
-            try:
-                cls.haproxy.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                cls.haproxy.kill()
-                cls.haproxy.wait()
+        stop_process(cls.haproxy)
         for proxy in cls.proxies.values():
             proxy.stop()
         if cls.dovecot:
@@ -159,7 +143,7 @@ class Recipe(unittest.TestCase):
         clients = [self.client(source) for source in CLIENTS]
         for c in clients:
             self.assertIn(b"a2 OK", c.command("a2", "SELECT INBOX"))
-        wait_for(lambda: set(CLIENTS) <= self.dovecot_rips(), "Dovecot's login lines for every client")
+        wait_until("Dovecot's login lines for every client", lambda: set(CLIENTS) <= self.dovecot_rips(), 30, 0.2)
         logs = {name: proxy.log() for name, proxy in self.proxies.items()}
         for name, log in logs.items():
             carried = re.findall(r"event=session_start session=\d+ listener=imaps client=(127\.0\.0\.\d+):\d+ "
@@ -181,7 +165,7 @@ class Recipe(unittest.TestCase):
             answer = self.prometheus.query("sum by (instance) (imapscope_sessions_total)")["data"]["result"]
             counted = {r["metric"]["instance"]: float(r["value"][1]) for r in answer}
             return sorted(counted) == instances and sum(counted.values()) >= len(CLIENTS) and counted
-        counted = wait_for(both_scraped, "both instances' sessions in Prometheus", timeout=60)
+        counted = wait_until("both instances' sessions in Prometheus", both_scraped, 60, 0.2)
         self.assertTrue(all(v >= 2 for v in counted.values()), counted)
         # The dashboards' instance variable lists both; every panel answers for each one.
         values = http_json(f"{self.prometheus.url}/api/v1/label/instance/values?"
@@ -208,7 +192,7 @@ class Recipe(unittest.TestCase):
             return empty
         for instance in instances:
             try:
-                wait_for(lambda: not empty_panels(instance), f"{instance}'s panels", timeout=30)
+                wait_until(f"{instance}'s panels", lambda: not empty_panels(instance), 30, 0.2)
             except AssertionError:
                 self.fail(f"{instance}: no series for {empty_panels(instance)}")
 
@@ -217,7 +201,7 @@ class Recipe(unittest.TestCase):
         held = [self.client("127.0.0.40"), self.client("127.0.0.41")]
         before_a = self.proxies["a"].log().count("event=session_start")
         self.proxies["a"].proc.send_signal(signal.SIGTERM)
-        wait_for(lambda: self.readyz("a") == 503, "instance a's /readyz to turn 503")
+        wait_until("instance a's /readyz to turn 503", lambda: self.readyz("a") == 503, 30, 0.2)
         time.sleep(1.5)  # HAProxy's check (inter 1s, fall 1) takes it out
         for n in range(42, 46):
             c = self.client(f"127.0.0.{n}")

@@ -18,7 +18,7 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port  # noqa: E402
+from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, wait_until  # noqa: E402
 
 DOVECOT = None
 PROXIES = {}  # name -> (Imapscope, {listener: port})
@@ -80,16 +80,6 @@ def admin(name, path):
     return json.loads(body) if path.startswith("/api/") else body
 
 
-def wait_for(predicate, what, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def dovecot_login_line(user, rip):
     """Dovecot's 'Login: user=<...>, ..., rip=...' line for user from rip."""
     def find():
@@ -97,7 +87,7 @@ def dovecot_login_line(user, rip):
             if "Login: " in line and f"user=<{user}>" in line and f"rip={rip}," in line:
                 return line
         return None
-    return wait_for(find, f"Dovecot's login line for {user} from {rip}")
+    return wait_until(f"Dovecot's login line for {user} from {rip}", find, 15)
 
 
 def doveadm_who():
@@ -159,8 +149,8 @@ class HeaderIn(unittest.TestCase):
         sock.sendall(b"a1 CAPABILITY\r\n")
         self.assertEqual(sock.recv(100), b"")
         sock.close()
-        log = wait_for(lambda: log_of("header-in") if "result=invalid" in log_of("header-in") else None,
-                       "the refusal in the log")
+        log = wait_until("the refusal in the log",
+                         lambda: log_of("header-in") if "result=invalid" in log_of("header-in") else None, 15)
         self.assertRegex(log, r"event=proxy_header_refused session=\d+ listener=imap-0 result=untrusted "
                               r"detail=\"127\.0\.0\.3 is not in")
         after = admin("header-in", "/metrics")

@@ -12,14 +12,13 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 import unittest
 import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, free_port  # noqa: E402
+from imap_fixtures import USERS, Dovecot, Imapscope, free_port, wait_until  # noqa: E402
 
 DOVECOT = None
 
@@ -106,16 +105,6 @@ class Proxy:
         return out
 
 
-def wait_for(what, predicate, timeout=20):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def login(port, user):
     c = imaplib.IMAP4("127.0.0.1", port)
     c.login(user, USERS[user])
@@ -127,7 +116,7 @@ class Api(unittest.TestCase):
         proxy = Proxy(self)
         alice = login(proxy.port, "alice")
         alice.select("INBOX")
-        s = wait_for("alice's row", lambda: proxy.session_of("alice"))
+        s = wait_until("alice's row", lambda: proxy.session_of("alice"))
         self.assertEqual(s["state"], "selected")
         self.assertEqual(s["mailbox"], "INBOX")
         self.assertEqual(s["last_command"], "SELECT")
@@ -148,7 +137,7 @@ class Api(unittest.TestCase):
         self.assertTrue(all("NOOP" in e.get("text", "") or e.get("dir") == "S" for e in newer), newer)
 
         alice.logout()
-        wait_for("alice in the closed list",
+        wait_until("alice in the closed list",
                  lambda: any(r["id"] == s["id"] for r in proxy.get("/api/sessions")["recent"]))
         self.assertEqual(proxy.request("GET", "/api/sessions/999999")[0], 404)
         self.assertEqual(proxy.request("GET", "/api/sessions/abc/events")[0], 404)
@@ -157,7 +146,7 @@ class Api(unittest.TestCase):
     def test_live_tail_streams_until_the_session_ends(self):
         proxy = Proxy(self)
         bob = login(proxy.port, "bob")
-        s = wait_for("bob's row", lambda: proxy.session_of("bob"))
+        s = wait_until("bob's row", lambda: proxy.session_of("bob"))
         conn = http.client.HTTPConnection("127.0.0.1", proxy.proxy.admin_port, timeout=20)
         conn.request("GET", f"/api/sessions/{s['id']}/events", headers={"Accept": "text/event-stream"})
         response = conn.getresponse()
@@ -184,7 +173,7 @@ class Api(unittest.TestCase):
         bob.select("INBOX")
         bob.noop()
         # The commands show up while the session runs, not only at its end.
-        wait_for("the live NOOP", lambda: any("NOOP" in line for b in received for line in b))
+        wait_until("the live NOOP", lambda: any("NOOP" in line for b in received for line in b))
         self.assertFalse(done.is_set())
         bob.logout()
         self.assertTrue(done.wait(20), "the stream ends with the session")
@@ -208,7 +197,7 @@ class Api(unittest.TestCase):
         # from what the live view still holds of it on.
         alice = login(proxy.port, "alice")
         alice.select("INBOX")
-        wait_for("alice's row", lambda: proxy.session_of("alice"))
+        wait_until("alice's row", lambda: proxy.session_of("alice"))
         status, capture = proxy.request("POST", "/api/captures", {"user": "alice", "duration_s": 120})
         self.assertEqual(status, 201, capture)
         self.assertEqual(capture["user"], "alice")
@@ -261,7 +250,7 @@ class Probes(unittest.TestCase):
         self.assertEqual(proxy.request("GET", "/readyz", token=""), (200, {"status": "ready"}))
         alice = login(proxy.port, "alice")  # keeps the drain waiting for its grace period
         proxy.proxy.proc.send_signal(signal.SIGTERM)
-        wait_for("readyz to say draining", lambda: proxy.request("GET", "/readyz")[0] == 503)
+        wait_until("readyz to say draining", lambda: proxy.request("GET", "/readyz")[0] == 503)
         self.assertEqual(proxy.request("GET", "/healthz")[0], 200)  # alive all the same
         alice.logout()
         self.assertEqual(proxy.proxy.proc.wait(timeout=30), 0)
@@ -329,7 +318,7 @@ class Browser(unittest.TestCase):
         alice = login(proxy.port, "alice")
         alice.select("INBOX")
         self.driver.get(proxy.admin + "/#token=" + token)
-        rows = wait_for("alice's row on the page", lambda: {k: v for k, v in self.rows().items() if "alice" in v})
+        rows = wait_until("alice's row on the page", lambda: {k: v for k, v in self.rows().items() if "alice" in v})
         session_id, text = next(iter(rows.items()))
         self.assertIn("selected", text)
         self.assertIn("INBOX", text)
@@ -337,21 +326,21 @@ class Browser(unittest.TestCase):
 
         # Open her conversation: what happened so far, then what she does next, live.
         self.driver.find_element(By.CSS_SELECTOR, f'#sessions tr[data-id="{session_id}"]').click()
-        wait_for("the SELECT in the conversation", lambda: any("SELECT INBOX" in line for line in self.conversation()))
+        wait_until("the SELECT in the conversation", lambda: any("SELECT INBOX" in line for line in self.conversation()))
         self.assertTrue(any("LOGIN alice ***" in line for line in self.conversation()))
         alice.select("INBOX", readonly=True)  # EXAMINE
-        wait_for("the live EXAMINE", lambda: any("EXAMINE INBOX" in line for line in self.conversation()))
+        wait_until("the live EXAMINE", lambda: any("EXAMINE INBOX" in line for line in self.conversation()))
 
         # Start a capture of bob from the page's form; the API lists it.
         form = self.driver.find_element(By.ID, "capture")
         form.find_element(By.NAME, "user").send_keys("bob")
         form.find_element(By.TAG_NAME, "button").click()
-        captures = wait_for("the capture", lambda: proxy.get("/api/captures")["captures"])
+        captures = wait_until("the capture", lambda: proxy.get("/api/captures")["captures"])
         self.assertEqual(captures[0]["user"], "bob")
-        wait_for("the capture on the page", lambda: "bob" in self.driver.find_element(By.ID, "captures").text)
+        wait_until("the capture on the page", lambda: "bob" in self.driver.find_element(By.ID, "captures").text)
 
         alice.logout()
-        wait_for("the session closed on the page",
+        wait_until("the session closed on the page",
                  lambda: "closed" in self.rows().get(session_id, "") and
                  any("close" in line for line in self.conversation()))
         page = self.driver.page_source

@@ -40,6 +40,29 @@ def wait_for_port(port, timeout=20.0, proc=None):
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+def stop_process(proc, sig=signal.SIGTERM, timeout=15):
+    """Stops a process we started: sig, then SIGKILL after timeout seconds."""
+    if proc and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until(what, predicate, timeout=20, interval=0.1):
+    """predicate()'s first true value, polled until timeout seconds; AssertionError
+    naming what when it never comes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def ensure_mail_user():
     try:
         pwd.getpwnam(MAIL_USER)
@@ -168,13 +191,7 @@ service stats {{
         return self
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def log(self):
@@ -217,13 +234,7 @@ class Imapscope:
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, sig, timeout)
         return self.proc.returncode if self.proc else None
 
     def log(self):

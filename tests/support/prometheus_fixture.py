@@ -3,13 +3,12 @@ every second, stopped by its pid."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import urllib.parse
 import urllib.request
 
-from imap_fixtures import free_port, wait_for_port
+from imap_fixtures import free_port, stop_process, wait_for_port
 
 SCRAPE = "1s"
 
@@ -45,11 +44,5 @@ class Prometheus:
         return http_json(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)
