@@ -60,6 +60,8 @@ class SessionState {
   explicit SessionState(const DecoderLimits& limits = {}) : max_pending_(limits.max_pending_commands) {}
 
   ProtocolState protocol_state() const { return protocol_; }
+  // Authenticated or selected: what COMPRESS and the post-login capabilities need.
+  bool logged_in() const { return protocol_ == ProtocolState::Authenticated || protocol_ == ProtocolState::Selected; }
   ClientInput client_input() const { return input_; }
   WaitReason wait_reason() const { return wait_reason_; }
   std::string_view wait_tag() const { return wait_tag_; }

@@ -51,8 +51,6 @@ void Session::client_compress_started() {
 
 void Session::answer_compress(const imap::Command& c) {
   const ClientLegView& leg = settings_.client_leg;
-  const auto protocol = state_.protocol_state();
-  const bool logged_in = protocol == imap::ProtocolState::Authenticated || protocol == imap::ProtocolState::Selected;
   const bool deflate = c.args.size() == 1 && imap::iequals(c.args.front().text, "DEFLATE");
   if (!leg.compress_offered) {
     answer(c.tag, imap::Status::No, "[CANNOT] COMPRESS is not offered here");
@@ -60,7 +58,7 @@ void Session::answer_compress(const imap::Command& c) {
     answer(c.tag, imap::Status::No, "[COMPRESSIONACTIVE] DEFLATE is active already");
   } else if (!deflate) {
     answer(c.tag, imap::Status::Bad, "Only COMPRESS DEFLATE is supported");
-  } else if (!logged_in) {
+  } else if (!state_.logged_in()) {
     answer(c.tag, imap::Status::No, "[CANNOT] COMPRESS is available after login");
   } else if (state_.pending().size() > 1 || server_in_message_ || responses_paused_) {
     // The switch needs a quiet moment: the OK must go out right now, in clear.
@@ -321,9 +319,8 @@ bool Session::rewrite_capability_lists(const imap::Response& r, std::string_view
   } else if (imap::iequals(r.code, "CAPABILITY")) {
     note_server_capabilities(r.code_args);
   }
-  const auto protocol = state_.protocol_state();
-  const bool offer_compress = leg.compress_offered && !leg.compressed && !client_compress_requested_ &&
-                              (protocol == imap::ProtocolState::Authenticated || protocol == imap::ProtocolState::Selected);
+  const bool offer_compress =
+      leg.compress_offered && !leg.compressed && !client_compress_requested_ && state_.logged_in();
   auto edit = [&](std::string_view list) {
     auto rewritten = rewrite_capabilities(list, leg, offer_compress);
     if (response_verdict_ && response_verdict_->capabilities) {

@@ -22,8 +22,7 @@ void Session::note_server_capabilities(std::string_view list) {
 
 void Session::maybe_compress_upstream() {
   if (server_compress_ != UpstreamCompress::Offered) return;
-  const auto protocol = state_.protocol_state();
-  if (protocol != imap::ProtocolState::Authenticated && protocol != imap::ProtocolState::Selected) return;
+  if (!state_.logged_in()) return;
   // A quiet moment: no command in flight, no client message half-read, nothing held.
   if (!state_.pending().empty() || client_in_message_ || server_in_message_ || commands_paused_ ||
       client_tls_requested_ || state_.client_input() != imap::ClientInput::Commands) {

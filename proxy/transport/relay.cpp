@@ -297,25 +297,21 @@ bool Relay::pump(Side side) {
     last_activity_ = Clock::now();
     std::string_view input = result.data;  // the thread's read buffer: consumed or copied here
     if (listener_.telemetry) listener_.telemetry->bytes(side == Side::Client, input.size());
+    (side == Side::Client ? bytes_from_client_ : bytes_from_server_) += input.size();
     if (l.inflater) {
-      (side == Side::Client ? bytes_from_client_ : bytes_from_server_) += input.size();
+      // Compressed: inflated into held a step at a time, then fed like held bytes.
       l.compressed.append(input);
       if (!inflate_some(side)) return moved;
       feed_held();
-      flush(Side::Client);
-      flush(Side::Server);
-      if (auto close = session_->close_requested()) end(*close);
-      continue;
-    }
-    if (side == Side::Client) {
-      bytes_from_client_ += input.size();
-      session_->feed_client(input);
     } else {
-      bytes_from_server_ += input.size();
-      session_->feed_server(input);
+      if (side == Side::Client) {
+        session_->feed_client(input);
+      } else {
+        session_->feed_server(input);
+      }
+      if (!input.empty()) l.held.assign(input);
+      if (side == Side::Server) feed_held();  // the client may have been waiting for this
     }
-    if (!input.empty()) l.held.assign(input);
-    if (side == Side::Server) feed_held();  // the client may have been waiting for this
     flush(Side::Client);
     flush(Side::Server);
     if (auto close = session_->close_requested()) end(*close);
@@ -421,18 +417,24 @@ bool Relay::written(Side side) {
   return unwritten(side) == 0;
 }
 
+// From now on the leg is compressed both ways; what was read from it and not fed
+// to the session yet came after the COMPRESS exchange: compressed too.
+void Relay::compress_leg(Leg& l) {
+  l.deflater = std::make_unique<compress::Deflater>();
+  l.inflater = std::make_unique<compress::Inflater>();
+  l.compressed.swap(l.held);
+  l.held.clear();
+}
+
 // The queue holds the tagged OK to the client's COMPRESS (and what came before it)
 // in clear, then what must already be compressed. The client's bytes after its
 // COMPRESS line, held since, are compressed too.
 void Relay::start_client_compression(std::string& queue) {
   const std::size_t clear = std::min(session_->client_compress_offset(), queue.size());
   client_leg_.out.assign(queue, 0, clear);
-  client_leg_.deflater = std::make_unique<compress::Deflater>();
-  client_leg_.inflater = std::make_unique<compress::Inflater>();
+  compress_leg(client_leg_);
   client_leg_.deflater->compress(std::string_view(queue).substr(clear), client_leg_.out);
   queue.clear();
-  client_leg_.compressed.swap(client_leg_.held);
-  client_leg_.held.clear();
   session_->client_compress_started();
   util::log_line(util::LogLevel::Info, "event=client_compress session=" + std::to_string(id_) + " mechanism=deflate");
 }
@@ -442,10 +444,7 @@ void Relay::start_client_compression(std::string& queue) {
 // compressed (the COMPRESS command itself went out in clear before the OK came).
 void Relay::maybe_start_server_compression() {
   if (!session_->server_compress_requested() || server_leg_.inflater) return;
-  server_leg_.deflater = std::make_unique<compress::Deflater>();
-  server_leg_.inflater = std::make_unique<compress::Inflater>();
-  server_leg_.compressed.swap(server_leg_.held);
-  server_leg_.held.clear();
+  compress_leg(server_leg_);
   session_->server_compress_started();
   util::log_line(util::LogLevel::Info, "event=server_compress session=" + std::to_string(id_) + " mechanism=deflate");
 }

@@ -104,6 +104,7 @@ class Relay {
   bool feed_held();
   void flush(Side side);
   void maybe_start_client_tls();
+  static void compress_leg(Leg& l);
   void start_client_compression(std::string& queue);
   void maybe_start_server_compression();
   bool inflate_some(Side side);  // false: the stream is broken (the session ends)

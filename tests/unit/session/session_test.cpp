@@ -134,11 +134,11 @@ TEST(Session, CompressOfferedAfterLoginAndTurnedOnLocally) {
   EXPECT_EQ(p.client("c2 COMPRESS ZSTD\r\n"), "");
   EXPECT_EQ(p.to_client(), "c2 BAD Only COMPRESS DEFLATE is supported\r\n");
   // The OK goes out in clear; what the client sent after COMPRESS waits (compressed).
-  EXPECT_EQ(p.client("c3 COMPRESS DEFLATE\r\n\x01\x02compressed"), "");
+  EXPECT_EQ(p.client("c3 COMPRESS DEFLATE\r\n\x01\x02" "compressed"), "");
   EXPECT_TRUE(p.session.client_compress_requested());
   EXPECT_EQ(p.session.client_compress_offset(), p.session.to_client().size());
   EXPECT_EQ(p.to_client(), "c3 OK DEFLATE active\r\n");
-  EXPECT_EQ(p.left, "\x01\x02compressed");
+  EXPECT_EQ(p.left, "\x01\x02" "compressed");
   EXPECT_TRUE(p.session.client_blocked());
   // Server bytes go on meanwhile (the relay compresses them).
   EXPECT_EQ(p.server("* 2 EXISTS\r\n"), "* 2 EXISTS\r\n");
@@ -175,9 +175,9 @@ TEST(Session, CompressTowardsTheServerAtTheFirstQuietMoment) {
   // The client's next command waits until the server's leg has switched.
   EXPECT_EQ(p.client("c2 NOOP\r\n"), "");
   EXPECT_EQ(p.left, "c2 NOOP\r\n");
-  std::string_view answer = "imapscope-z OK DEFLATE active\r\n\x78compressed";
+  std::string_view answer = "imapscope-z OK DEFLATE active\r\n\x78" "compressed";
   p.session.feed_server(answer);
-  EXPECT_EQ(answer, "\x78compressed");  // for the relay to inflate
+  EXPECT_EQ(answer, "\x78" "compressed");  // for the relay to inflate
   EXPECT_EQ(p.to_client(), "");         // the client never sees the proxy's exchange
   EXPECT_TRUE(p.session.server_compress_requested());
   p.session.server_compress_started();
