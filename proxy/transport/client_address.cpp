@@ -29,6 +29,7 @@ ClientAddresses addresses_of(const asio::ip::tcp::socket& socket) {
   ClientAddresses a;
   asio::error_code ec;
   const auto remote = socket.remote_endpoint(ec);
+  a.known = !ec;
   a.source_ip = ec ? "unknown" : remote.address().to_string();
   a.source_port = ec ? 0 : remote.port();
   const auto local = socket.local_endpoint(ec);
@@ -55,6 +56,13 @@ asio::awaitable<ProxyHeaderRead> receive_proxy_header(asio::ip::tcp::socket& soc
   ProxyHeaderRead read;
   read.addresses = addresses_of(socket);
   const auto& source = read.addresses.source_ip;
+  if (!read.addresses.known) {
+    // Reset before we got to it (a balancer's or a scanner's connect-and-close):
+    // no one to trust or refuse.
+    read.outcome = ProxyHeaderOutcome::Closed;
+    read.error = "the connection was gone before its address could be read";
+    co_return read;
+  }
   if (std::none_of(trusted.begin(), trusted.end(), [&](const util::Cidr& c) { return c.contains(source); })) {
     read.outcome = ProxyHeaderOutcome::Untrusted;
     read.error = source + " is not in the listener's proxy_protocol trusted networks";

@@ -22,6 +22,7 @@ struct ClientAddresses {
   std::uint16_t source_port = 0;
   std::string local_ip;   // the address it connected to
   std::uint16_t local_port = 0;
+  bool known = true;  // false: the peer was gone before its address could be read
   std::string source() const;  // "192.0.2.1:51234", as in the log and the live view
 };
 

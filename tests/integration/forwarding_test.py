@@ -162,6 +162,22 @@ class HeaderIn(unittest.TestCase):
         self.assertFalse([a for a in addresses if a.startswith("127.0.0.3:")])
         self.assertNotIn("192.0.2.99", log_of("header-in"))
 
+    def test_connections_reset_at_once_are_not_untrusted(self):
+        # A balancer's or a scanner's connect-and-reset, from the trusted address:
+        # whether imapscope still reads the peer's address or not, it is "closed".
+        before = admin("header-in", "/metrics")
+        for _ in range(30):
+            sock = connect(port("header-in"))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        name = 'imapscope_proxy_headers_total{result="closed"}'
+        wait_until("30 closed connections counted", lambda: metric(name, admin("header-in", "/metrics"))
+                   - metric(name, before) >= 30, 15)
+        after = admin("header-in", "/metrics")
+        untrusted = 'imapscope_proxy_headers_total{result="untrusted"}'
+        self.assertEqual(metric(untrusted, after), metric(untrusted, before))
+        self.assertNotIn("result=untrusted detail=\"unknown", log_of("header-in"))
+
 
 class ForwardOut(unittest.TestCase):
     """Without a balancer, imapscope tells Dovecot the address its client connected from."""
