@@ -61,6 +61,18 @@ std::vector<util::Cidr> read_networks(Reader& r, const std::string& key) {
   return networks;
 }
 
+// "compress": false / "off", true / "proxy", or "pass-through".
+transport::ClientCompress read_client_compress(Reader& r) {
+  if (!r.has("compress")) return transport::ClientCompress::Off;
+  if (r.value()["compress"].is_boolean()) {
+    return r.boolean("compress", false) ? transport::ClientCompress::Proxy : transport::ClientCompress::Off;
+  }
+  const auto mode = r.choice("compress", "off", {"off", "proxy", "pass-through"});
+  return mode == "proxy" ? transport::ClientCompress::Proxy
+         : mode == "pass-through" ? transport::ClientCompress::PassThrough
+                                  : transport::ClientCompress::Off;
+}
+
 transport::ListenerSettings read_listener(Reader r, std::size_t index) {
   transport::ListenerSettings l;
   l.name = r.string("name", "listener" + std::to_string(index));
@@ -73,7 +85,7 @@ transport::ListenerSettings read_listener(Reader r, std::size_t index) {
   if (tls != "none" && (l.cert_file.empty() || l.key_file.empty())) r.fail("tls", "\"" + tls + "\" needs cert and key");
   if (tls == "none" && !l.cert_file.empty()) r.fail("cert", "is set but tls is \"none\" (use \"starttls\")");
   l.login_disabled_until_tls = r.boolean("login_disabled_until_tls", false);
-  l.compress = r.boolean("compress", false);
+  l.compress = read_client_compress(r);
   if (r.has("proxy_protocol")) {
     auto proxy = r.object("proxy_protocol");
     l.proxy_protocol = true;
@@ -84,6 +96,11 @@ transport::ListenerSettings read_listener(Reader r, std::size_t index) {
   }
   if (!r.has("upstream")) r.fail("upstream", "is required");
   l.upstream = read_upstream(r.object("upstream"));
+  // The proxy's own COMPRESS towards the server comes first after login and would
+  // leave nothing to pass through.
+  if (l.compress == transport::ClientCompress::PassThrough && l.upstream.compress) {
+    r.fail("compress", "\"pass-through\" can't be combined with the upstream's own \"compress\": true");
+  }
   r.reject_unknown();
   return l;
 }
@@ -244,7 +261,8 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--upstream-ca") f.upstream_ca = value();
     else if (a == "--upstream-insecure") f.upstream_insecure = true;
     else if (a == "--login-disabled-until-tls") f.login_disabled = true;
-    else if (a == "--compress") f.compress = true;
+    else if (a == "--compress") f.compress = transport::ClientCompress::Proxy;
+    else if (a == "--compress-pass-through") f.compress = transport::ClientCompress::PassThrough;
     else if (a == "--upstream-compress") f.upstream_compress = true;
     else if (a == "--proxy-protocol-from") f.proxy_protocol_from.push_back(value());
     else if (a == "--upstream-forward-client") f.upstream_forward = value();
@@ -353,7 +371,7 @@ Config build_config(const Flags& f) {
       if (!f.tls_cert.empty()) l.cert_file = f.tls_cert;
       if (!f.tls_key.empty()) l.key_file = f.tls_key;
       if (f.login_disabled) l.login_disabled_until_tls = true;
-      if (f.compress) l.compress = true;
+      if (f.compress != transport::ClientCompress::Off) l.compress = f.compress;
       if (!proxy_from.empty()) {
         l.proxy_protocol = true;
         l.proxy_trusted = proxy_from;
@@ -367,6 +385,9 @@ Config build_config(const Flags& f) {
       throw ConfigError("listener " + l.name + ": implicit TLS needs --tls-cert and --tls-key");
     }
     if (l.cert_file.empty() != l.key_file.empty()) throw ConfigError("listener " + l.name + ": give both --tls-cert and --tls-key");
+    if (l.compress == transport::ClientCompress::PassThrough && l.upstream.compress) {
+      throw ConfigError("listener " + l.name + ": --compress-pass-through can't be combined with --upstream-compress");
+    }
   }
   return config;
 }
@@ -390,7 +411,9 @@ Flags (over the config file):
   --tls-cert FILE            certificate chain (PEM) for the client side
   --tls-key FILE             its private key (PEM)
   --login-disabled-until-tls advertise LOGINDISABLED and refuse LOGIN/AUTHENTICATE before STARTTLS
-  --compress                 offer COMPRESS=DEFLATE to logged-in clients (RFC 4978)
+  --compress                 offer COMPRESS=DEFLATE to logged-in clients (RFC 4978), the proxy's own
+  --compress-pass-through    offer it too, and pass the client's COMPRESS to a server that offers it:
+                             the compressed streams are relayed unchanged where no rule acts
   --upstream-compress        turn COMPRESS=DEFLATE on towards the server when it offers it
   --upstream HOST:PORT       the mail server; repeat for fallbacks, tried in order
   --upstream-tls             implicit TLS towards the server

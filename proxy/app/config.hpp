@@ -43,7 +43,8 @@ struct Flags {
   std::string tls_cert, tls_key, upstream_ca, upstream_forward, admin, admin_token_file, log_level, clients, rules,
       transcripts;
   bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false, login_disabled = false,
-       compress = false, upstream_compress = false;
+       upstream_compress = false;
+  transport::ClientCompress compress = transport::ClientCompress::Off;
   int threads = -1;
 };
 Flags parse_flags(const std::vector<std::string>& args);

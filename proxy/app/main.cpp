@@ -36,7 +36,8 @@ void print_summary(const imapscope::app::Config& config) {
     for (const auto& a : l.upstream.addresses) std::printf("%s ", a.to_string().c_str());
     using imapscope::transport::ClientForwarding;
     const auto forward = l.upstream.forward_client;
-    std::printf("tls=%s verify=%s forward_client=%s proxy_protocol=%s\n",
+    using imapscope::transport::ClientCompress;
+    std::printf("tls=%s verify=%s forward_client=%s proxy_protocol=%s compress=%s upstream_compress=%s\n",
                 l.upstream.tls == imapscope::transport::UpstreamTls::Implicit   ? "implicit"
                 : l.upstream.tls == imapscope::transport::UpstreamTls::Starttls ? "starttls"
                                                                                 : "none",
@@ -45,7 +46,11 @@ void print_summary(const imapscope::app::Config& config) {
                 : forward == ClientForwarding::ProxyV2 ? "proxy-v2"
                 : forward == ClientForwarding::ImapId  ? "id"
                                                        : "none",
-                l.proxy_protocol ? "required" : "off");
+                l.proxy_protocol ? "required" : "off",
+                l.compress == ClientCompress::Proxy         ? "proxy"
+                : l.compress == ClientCompress::PassThrough ? "pass-through"
+                                                            : "off",
+                l.upstream.compress ? "yes" : "no");
   }
   const auto& signatures =
       config.proxy.signatures ? *config.proxy.signatures : imapscope::identify::builtin_signatures();

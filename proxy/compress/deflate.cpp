@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <new>
 
 namespace imapscope::compress {
@@ -54,6 +55,9 @@ void Deflater::release() { state_.reset(); }
 
 struct Inflater::State {
   z_stream z{};
+  // zlib's report after the last call: unused bits + 64 in the final block + 128
+  // between blocks. A fresh stream is between blocks on a byte boundary.
+  int data_type = 128;
   State() {
     if (inflateInit2(&z, kRawDeflate) != Z_OK) throw std::bad_alloc();
   }
@@ -80,6 +84,7 @@ bool Inflater::inflate(std::string_view& input, std::string& out, std::size_t ma
     z.next_out = reinterpret_cast<Bytef*>(out.data() + before);
     z.avail_out = static_cast<uInt>(room);
     const int rc = ::inflate(&z, Z_SYNC_FLUSH);
+    state_->data_type = z.data_type;
     const std::size_t consumed = static_cast<std::size_t>(reinterpret_cast<const char*>(z.next_in) - input.data());
     input.remove_prefix(consumed);
     out.resize(out.size() - z.avail_out);
@@ -98,6 +103,26 @@ bool Inflater::inflate(std::string_view& input, std::string& out, std::size_t ma
     if (rc == Z_BUF_ERROR && consumed == 0 && z.avail_out == room) break;  // needs more input
   }
   return true;
+}
+
+bool Inflater::at_block_boundary() const {
+  const int type = state_->data_type;
+  return error_.empty() && !finished_ && (type & 128) != 0 && (type & 64) == 0 && (type & 63) == 0;
+}
+
+void append_stored_block(std::string_view data, std::string& out) {
+  do {
+    const std::size_t length = std::min<std::size_t>(data.size(), 0xffff);
+    // BFINAL 0, BTYPE 00, padded to the byte; LEN and its complement, little-endian.
+    const unsigned char header[5] = {0,
+                                     static_cast<unsigned char>(length & 0xff),
+                                     static_cast<unsigned char>(length >> 8),
+                                     static_cast<unsigned char>(~length & 0xff),
+                                     static_cast<unsigned char>((~length >> 8) & 0xff)};
+    out.append(reinterpret_cast<const char*>(header), sizeof header);
+    out.append(data.substr(0, length));
+    data.remove_prefix(length);
+  } while (!data.empty());
 }
 
 }  // namespace imapscope::compress

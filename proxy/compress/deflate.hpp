@@ -50,6 +50,11 @@ class Inflater {
   bool inflate(std::string_view& input, std::string& out, std::size_t max_output);
   const std::string& error() const { return error_; }
   bool finished() const { return finished_; }
+  // The input consumed so far ends between two blocks, on a byte boundary (as after
+  // the peer's sync flush): if no more input is waiting, a block of our own may be
+  // put into the stream here (append_stored_block) and the inflater at the other
+  // end reads it like the peer's.
+  bool at_block_boundary() const;
 
  private:
   struct State;
@@ -57,5 +62,11 @@ class Inflater {
   std::string error_;
   bool finished_ = false;
 };
+
+// Appends data as DEFLATE stored blocks (RFC 1951 §3.2.4: no compression, so no
+// reference to earlier bytes; not final). Valid only where the stream is at a block
+// boundary, and the last thing put in it: the peer's later blocks may refer back
+// 32 KiB and would then point into these bytes.
+void append_stored_block(std::string_view data, std::string& out);
 
 }  // namespace imapscope::compress

@@ -12,6 +12,8 @@ struct ClientLegView {
   bool starttls_available = false;    // plain listener with a certificate
   bool login_disabled_until_tls = false;
   bool compress_offered = false;      // the listener offers COMPRESS=DEFLATE (the proxy's own)
+  // ... and passes the client's COMPRESS to a server that offers it, where it can.
+  bool compress_pass_through = false;
   bool compressed = false;            // the client turned it on
 };
 

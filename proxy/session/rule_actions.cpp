@@ -93,7 +93,7 @@ void Session::inject(const policy::Verdict& verdict, bool before) {
 }
 
 const policy::Verdict* Session::judge_command(const imap::Command& c, std::string_view raw) {
-  if (!rules_ || c.kind != imap::CommandKind::Tagged || c.rejected || c.malformed) return nullptr;
+  if (!rules_ || observing() || c.kind != imap::CommandKind::Tagged || c.rejected || c.malformed) return nullptr;
   rules_->refresh(identifier_.info(), identifier_.revision());
   if (!rules_->active(Direction::Client)) return nullptr;
   policy::MessageFacts facts;
@@ -158,7 +158,7 @@ void Session::send_command_bytes(std::string_view raw, bool first, bool last) {
 }
 
 const policy::Verdict* Session::judge_response(const imap::Response& r, std::string_view raw) {
-  if (!rules_ || r.rejected || r.malformed) return nullptr;
+  if (!rules_ || observing() || r.rejected || r.malformed) return nullptr;
   rules_->refresh(identifier_.info(), identifier_.revision());
   if (!rules_->active(Direction::Server)) return nullptr;
   policy::MessageFacts facts;

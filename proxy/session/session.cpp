@@ -109,7 +109,7 @@ void Session::answer(std::string_view tag, imap::Status status, std::string_view
 }
 
 bool Session::answer_locally(const imap::Command& c) {
-  if (c.kind != imap::CommandKind::Tagged || c.uid || c.tag.empty()) return false;
+  if (observing() || c.kind != imap::CommandKind::Tagged || c.uid || c.tag.empty()) return false;
   const ClientLegView& leg = settings_.client_leg;
   switch (c.verb) {
     case imap::Verb::Starttls:
@@ -122,7 +122,8 @@ bool Session::answer_locally(const imap::Command& c) {
       }
       return true;
     case imap::Verb::Compress:
-      // Each leg's own business: the server never sees the client's COMPRESS.
+      // Each leg's own business, unless both legs can share one stream.
+      if (pass_compress_through(c)) return false;
       answer_compress(c);
       return true;
     case imap::Verb::Login:
@@ -138,6 +139,7 @@ bool Session::answer_locally(const imap::Command& c) {
 }
 
 void Session::reject(const imap::Command& c) {
+  if (observing()) return;  // the server has the command and answers it
   const auto [status, text] = refusal(*client_error_);
   const bool tag_usable = !c.tag.empty() && c.kind == imap::CommandKind::Tagged &&
                           c.tag.find_first_of("*+") == std::string_view::npos;
@@ -264,6 +266,7 @@ void Session::feed_server(std::string_view& input) {
         if (own_compress_answer(responses_.response())) break;  // the proxy's own, not the client's
         if (observer_) observer_->server_bytes(responses_.response(), ev.kind, ev.raw);
         forward_server_message(ev.raw);
+        note_pass_through_answer(responses_.response());
         server_in_message_ = false;
         drop_server_message_ = false;
         response_verdict_ = nullptr;
@@ -311,6 +314,7 @@ void Session::observe_response(const imap::Response& r) {
 }
 
 bool Session::rewrite_capability_lists(const imap::Response& r, std::string_view raw, std::string& bytes) {
+  if (observing()) return false;
   const ClientLegView& leg = settings_.client_leg;
   const auto eol = line_ending(raw);
   if (r.kind == imap::ResponseKind::Data && r.name == imap::ResponseName::Capability && !r.args.empty()) {

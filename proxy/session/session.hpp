@@ -4,6 +4,8 @@
 // the client's leg, and answers locally what the server must not see (STARTTLS and
 // COMPRESS of the client leg, commands refused by a limit or by LOGINDISABLED).
 // It always sees plaintext: the relay inflates and deflates a compressed client leg.
+// When the client's COMPRESS is passed through to the server, the relay forwards the
+// compressed streams itself and the session only observes inflated copies.
 // Rewrite rules (policy/) judge each message; the session applies their verdicts
 // without knowing how rules are written.
 #pragma once
@@ -82,6 +84,14 @@ class Session {
   bool server_compress_requested() const { return server_compress_ == UpstreamCompress::Accepted; }
   void server_compress_started();
   bool server_compressed() const { return server_compress_ == UpstreamCompress::Active; }
+  // The server accepted the client's COMPRESS, passed through: from the end of its OK
+  // (in to_client()) on, both legs carry one compressed stream each, end to end. The
+  // relay forwards them unchanged and calls pass_through_started(); then the session
+  // observes inflated copies of both streams and changes nothing: whatever it queues
+  // from then on is for the relay to drop.
+  bool pass_through_accepted() const { return pass_through_ == PassThrough::Accepted; }
+  void pass_through_started();
+  bool observing() const { return pass_through_ == PassThrough::Active; }
   // Set when the session must end once to_client() is written.
   std::optional<CloseReason> close_requested() const { return close_; }
   // Nothing of a server message is half-forwarded: a line may be added for the client.
@@ -112,10 +122,13 @@ class Session {
   void reject(const imap::Command& command);
   void answer(std::string_view tag, imap::Status status, std::string_view text);
   void answer_compress(const imap::Command& command);
+  bool pass_compress_through(const imap::Command& command);
+  void note_pass_through_answer(const imap::Response& response);
   // The proxy itself holds the client's input back (STARTTLS, a COMPRESS switch).
   bool client_blocked_by_proxy() const {
     return client_tls_requested_ || client_compress_requested_ || server_compress_ == UpstreamCompress::Sent ||
-           server_compress_ == UpstreamCompress::Accepted;
+           server_compress_ == UpstreamCompress::Accepted || pass_through_ == PassThrough::Requested ||
+           pass_through_ == PassThrough::Accepted;
   }
   // COMPRESS towards the server (upstream_compress.cpp).
   void note_server_capabilities(std::string_view list);
@@ -164,6 +177,13 @@ class Session {
   enum class UpstreamCompress : std::uint8_t { Off, Offered, Sent, Accepted, Active, Refused };
   UpstreamCompress server_compress_ = UpstreamCompress::Off;
   std::size_t client_compress_offset_ = 0;
+  bool server_offers_compress_ = false;  // COMPRESS=DEFLATE in the server's last capability list
+  // The client's COMPRESS passed through: Requested (sent, its tag below), Accepted
+  // (the relay is to switch), Active (observing only); Refused by the server: the
+  // proxy answers a later COMPRESS itself.
+  enum class PassThrough : std::uint8_t { Off, Requested, Accepted, Active, Refused };
+  PassThrough pass_through_ = PassThrough::Off;
+  std::string pass_through_tag_;
   std::optional<CloseReason> close_;
   std::uint64_t commands_forwarded_ = 0;
 

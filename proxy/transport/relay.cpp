@@ -173,7 +173,8 @@ asio::awaitable<bool> Relay::set_up() {
   settings.client_leg.starttls_available = !listener_.settings.implicit_tls && listener_.client_tls != nullptr;
   settings.client_leg.login_disabled_until_tls =
       listener_.settings.login_disabled_until_tls && listener_.client_tls != nullptr;
-  settings.client_leg.compress_offered = listener_.settings.compress;
+  settings.client_leg.compress_offered = listener_.settings.compress != ClientCompress::Off;
+  settings.client_leg.compress_pass_through = listener_.settings.compress == ClientCompress::PassThrough;
   settings.compress_upstream = listener_.settings.upstream.compress;
   settings.hide_greeting_capabilities = upstream.did_starttls;
   settings.signatures = listener_.signatures;
@@ -300,6 +301,7 @@ bool Relay::pump(Side side) {
     (side == Side::Client ? bytes_from_client_ : bytes_from_server_) += input.size();
     if (l.inflater) {
       // Compressed: inflated into held a step at a time, then fed like held bytes.
+      if (l.pass_through) queue_for(other(side)).append(input);
       l.compressed.append(input);
       if (!inflate_some(side)) return moved;
       feed_held();
@@ -353,6 +355,12 @@ bool Relay::inflate_some(Side side) {
 
 bool Relay::feed_held() {
   maybe_start_server_compression();
+  maybe_start_pass_through();
+  // Passed through, the legs carry the compressed bytes as read; whatever the session
+  // queues while it observes the copies is dropped.
+  const bool observing = client_leg_.pass_through;
+  const std::size_t to_client_before = session_->to_client().size();
+  const std::size_t to_server_before = session_->to_server().size();
   bool fed = false;
   for (bool moved = true; moved;) {
     moved = false;
@@ -371,6 +379,10 @@ bool Relay::feed_held() {
       moved = feed_from(client_leg_.held, [&](std::string_view& in) { session_->feed_client(in); }) || moved;
     }
     fed = fed || moved;
+  }
+  if (observing) {
+    session_->to_client().resize(to_client_before);
+    session_->to_server().resize(to_server_before);
   }
   if (fed) {
     if (auto close = session_->close_requested()) end(*close);
@@ -449,6 +461,41 @@ void Relay::maybe_start_server_compression() {
   util::log_line(util::LogLevel::Info, "event=server_compress session=" + std::to_string(id_) + " mechanism=deflate");
 }
 
+// The server accepted the client's COMPRESS (its OK is queued for the client, in
+// clear): from here on each leg carries one compressed stream, end to end. What was
+// read after the switch and held is compressed already, and goes on like the rest.
+void Relay::maybe_start_pass_through() {
+  if (!session_->pass_through_accepted() || client_leg_.pass_through) return;
+  for (Side side : {Side::Client, Side::Server}) {
+    Leg& l = leg(side);
+    queue_for(other(side)).append(l.held);
+    l.inflater = std::make_unique<compress::Inflater>();
+    l.compressed.swap(l.held);
+    l.held.clear();
+    l.pass_through = true;
+  }
+  session_->pass_through_started();
+  util::log_line(util::LogLevel::Info,
+                 "event=compress_pass_through session=" + std::to_string(id_) + " mechanism=deflate");
+}
+
+// A line of the proxy's own for the client (a BYE as the session ends).
+void Relay::say_bye(std::string_view line) {
+  if (!server_leg_.pass_through) {
+    session_->send_to_client(line);
+    return;
+  }
+  // The client inflates the server's stream: the line goes in as a block of its own,
+  // which fits only between the server's blocks, once the client has all the server
+  // sent. Nothing of the server's follows it (the session is ending).
+  if (!session_->server_between_messages() || !server_leg_.held.empty() || !server_leg_.compressed.empty() ||
+      !server_leg_.inflater->at_block_boundary()) {
+    return;
+  }
+  compress::append_stored_block(line, queue_for(Side::Client));
+  if (observer_) observer_->proxy_to_client(line);
+}
+
 void Relay::maybe_start_client_tls() {
   if (client_tls_in_progress_ || ending_ || !session_->client_tls_requested()) return;
   // The OK goes out in plaintext first; nothing else may write during the handshake.
@@ -491,14 +538,14 @@ void Relay::end(CloseReason reason) {
       // A BYE only where it can't cut a server message in two.
       if (session_->server_between_messages() &&
           session_->state().protocol_state() != imap::ProtocolState::Logout) {
-        session_->send_to_client("* BYE [UNAVAILABLE] Connection to the mail server lost\r\n");
+        say_bye("* BYE [UNAVAILABLE] Connection to the mail server lost\r\n");
       }
       break;
     case CloseReason::IdleTimeout:
-      session_->send_to_client("* BYE Autologout; idle for too long\r\n");
+      say_bye("* BYE Autologout; idle for too long\r\n");
       break;
     case CloseReason::Shutdown:
-      session_->send_to_client("* BYE [UNAVAILABLE] Server shutting down\r\n");
+      say_bye("* BYE [UNAVAILABLE] Server shutting down\r\n");
       break;
     case CloseReason::ClientError:
     case CloseReason::ClientTlsFailed:
@@ -592,13 +639,15 @@ void Relay::log_end() const {
     rule_hits += (rule_hits.empty() ? " rule_hits=" : ",") + rule + ":" + std::to_string(count);
   }
   const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count();
+  auto compress_mode = [](const Leg& l) -> std::string {
+    return l.pass_through ? "pass-through" : l.inflater ? "deflate" : "none";
+  };
   util::log_line(util::LogLevel::Info,
                  "event=session_end session=" + std::to_string(id_) +
                      " reason=" + std::string(session::close_reason_name(ending_.value_or(CloseReason::ClientClosed))) +
                      " duration_ms=" + std::to_string(duration) + " client=" + client_peer_ + " server=" + server_peer_ +
                      " client_tls=" + client_.tls_version() + " server_tls=" + server_->tls_version() +
-                     " client_compress=" + (client_leg_.inflater ? "deflate" : "none") +
-                     " server_compress=" + (server_leg_.inflater ? "deflate" : "none") +
+                     " client_compress=" + compress_mode(client_leg_) + " server_compress=" + compress_mode(server_leg_) +
                      " bytes_from_client=" + std::to_string(bytes_from_client_) +
                      " bytes_from_server=" + std::to_string(bytes_from_server_) +
                      " commands=" + std::to_string(session_->commands_forwarded()) +

@@ -86,6 +86,9 @@ class Relay {
     std::unique_ptr<compress::Inflater> inflater;
     std::unique_ptr<compress::Deflater> deflater;
     std::string compressed;
+    // The client's COMPRESS was passed through: what is read from this leg goes to the
+    // other unchanged, and the inflated copy is only inspected.
+    bool pass_through = false;
   };
 
   asio::awaitable<bool> set_up();  // PROXY header, client TLS, upstream; false: the session is over
@@ -107,6 +110,8 @@ class Relay {
   static void compress_leg(Leg& l);
   void start_client_compression(std::string& queue);
   void maybe_start_server_compression();
+  void maybe_start_pass_through();
+  void say_bye(std::string_view line);
   bool inflate_some(Side side);  // false: the stream is broken (the session ends)
   void finish_ending();
   void end(CloseReason reason);
@@ -120,6 +125,7 @@ class Relay {
 
   Stream& stream(Side side) { return side == Side::Client ? client_ : *server_; }
   Leg& leg(Side side) { return side == Side::Client ? client_leg_ : server_leg_; }
+  static Side other(Side side) { return side == Side::Client ? Side::Server : Side::Client; }
   std::string& queue_for(Side side) { return side == Side::Client ? session_->to_client() : session_->to_server(); }
   std::size_t unwritten(Side side);  // bytes queued or being written to this leg
   bool may_read(Side side);

@@ -40,6 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   settings.client_leg.starttls_available = (data[2] & 1) != 0;
   settings.client_leg.compress_offered = (data[2] & 2) != 0;
   settings.compress_upstream = (data[2] & 4) != 0;
+  settings.client_leg.compress_pass_through = (data[2] & 8) != 0;
   settings.rules = &rules();
   session::Session s(settings);
   fuzz::ReadSizes reads(static_cast<std::uint32_t>(data[0]) << 8 | data[1]);
@@ -73,7 +74,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       s.client_tls_started();
       moved = true;
     }
-    // COMPRESS on either leg: the relay inflates what follows; here it stays as it is.
+    // COMPRESS on either leg or passed through: the relay inflates what follows; here
+    // it stays as it is.
     if (s.client_compress_requested()) {
       if (s.client_compress_offset() > s.to_client().size()) __builtin_trap();
       s.client_compress_started();
@@ -81,6 +83,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if (s.server_compress_requested()) {
       s.server_compress_started();
+      moved = true;
+    }
+    if (s.pass_through_accepted()) {
+      s.pass_through_started();  // the session observes from here on
       moved = true;
     }
     while (auto delay = s.take_delay_request()) {

@@ -1,5 +1,7 @@
 """COMPRESS=DEFLATE (RFC 4978) on the client leg, against a real Dovecot that offers
-no compression itself: imapscope --compress offers its own after login.
+no compression itself: imapscope --compress offers its own after login. Against a
+Dovecot that offers it (imap_zlib): the proxy's own COMPRESS towards it, and the
+client's passed through (--compress-pass-through).
 
 A Python client with zlib streams checks byte-exact APPEND/FETCH round trips of
 messages up to 3 MB, an IDLE notification delivered compressed, and that a broken
@@ -283,6 +285,140 @@ class ServerLeg(unittest.TestCase):
         while not re.search(r"client_compress=deflate server_compress=deflate", self.proxy.log()):
             self.assertLess(time.monotonic(), deadline, self.proxy.log()[-2000:])
             time.sleep(0.2)
+
+
+class PassThrough(unittest.TestCase):
+    """A Dovecot that offers COMPRESS (imap_zlib) behind --compress-pass-through: the
+    client's COMPRESS goes to Dovecot and both compressed streams are relayed as they
+    are, while the proxy inflates copies to inspect."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dovecot = Dovecot(extra_config="imap_idle_notify_interval = 1 secs\n"
+                                           "protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n").start()
+        cls.port = free_port()
+        cls.proxy = Imapscope(["--listen-tls", f"127.0.0.1:{cls.port}", "--tls-cert", cls.dovecot.certs["cert"],
+                               "--tls-key", cls.dovecot.certs["key"], "--upstream", f"127.0.0.1:{cls.dovecot.port}",
+                               "--compress-pass-through"]).start([cls.port])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        cls.dovecot.stop()
+
+    def session(self, port, user):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        sock = ssl.create_default_context(cafile=self.dovecot.certs["ca"]).wrap_socket(sock, server_hostname="localhost")
+        raw = RawClient(sock)
+        self.assertIn(b"COMPRESS=DEFLATE", raw.command("a1", f"LOGIN {user} {USERS[user]}"))
+        # Dovecot's own answer, not the proxy's "DEFLATE active".
+        self.assertRegex(raw.command("a2", "COMPRESS DEFLATE"), rb"^a2 OK Begin compression")
+        return Deflated(sock, raw.buffer)
+
+    def wait_for_log(self, proxy, pattern):
+        deadline = time.monotonic() + 10
+        while not re.search(pattern, proxy.log()):
+            self.assertLess(time.monotonic(), deadline, proxy.log()[-2000:])
+            time.sleep(0.2)
+
+    def test_byte_exact_through_one_stream_end_to_end(self):
+        admin = f"http://127.0.0.1:{self.proxy.admin_port}/metrics"
+        def appends():
+            with urllib.request.urlopen(admin, timeout=10) as r:
+                return sum(float(line.split()[-1]) for line in r.read().decode().splitlines()
+                           if line.startswith("imapscope_commands_total{") and 'command="append"' in line)
+        before = appends()
+        c = self.session(self.port, "alice")
+        self.assertIn(b"OK", c.command("b1", "CREATE Pass-Z")[-1][0])
+        sizes = [1, 1000, 100_003, 3_000_000]
+        sent = {}
+        for i, size in enumerate(sizes):
+            body = message(size, 700 + i)
+            sent[i + 1] = hashlib.sha256(body).hexdigest()
+            if i % 2:
+                c.send(b"p%d APPEND Pass-Z {%d+}\r\n" % (i, size) + body + b"\r\n")
+            else:
+                c.send(b"p%d APPEND Pass-Z {%d}\r\n" % (i, size))
+                self.assertTrue(c.read_line().startswith(b"+"))
+                c.send(body + b"\r\n")
+            self.assertIn(b"OK", c.until_tagged(f"p{i}")[-1][0])
+        self.assertIn(b"OK", c.command("s1", "EXAMINE Pass-Z")[-1][0])
+        got = {}
+        for line, literal in c.command("f1", "UID FETCH 1:* BODY.PEEK[]"):
+            if literal is not None:
+                got[int(re.search(rb"UID (\d+)", line).group(1))] = hashlib.sha256(literal).hexdigest()
+        self.assertEqual(got, sent)
+        self.assertLess(c.wire_in, c.plain_in)
+        # After COMPRESS nothing is rewritten: the server's own capability list.
+        caps = c.command("c1", "CAPABILITY")[0][0]
+        self.assertIn(b"COMPRESS=DEFLATE", caps)
+        c.command("z1", "LOGOUT")
+        c.sock.close()
+        self.wait_for_log(self.proxy, r"event=session_end .*client_compress=pass-through server_compress=pass-through")
+        self.assertIn("event=compress_pass_through", self.proxy.log())
+        # The proxy still read every command: it counted the APPENDs from its copy.
+        deadline = time.monotonic() + 10
+        while appends() - before < len(sizes):
+            self.assertLess(time.monotonic(), deadline, "APPENDs not counted")
+            time.sleep(0.2)
+
+    def test_idle_notification_and_a_bye_of_the_proxys_own(self):
+        # A proxy that drains in half a second: its BYE has to go into Dovecot's
+        # compressed stream as a block of its own.
+        port = free_port()
+        config = os.path.join(tempfile.mkdtemp(prefix="imapscope-pass-"), "config.json")
+        with open(config, "w") as f:
+            f.write(f"""{{"timeouts": {{"shutdown_grace_ms": 500}}, "listeners": [{{
+                "listen": "127.0.0.1:{port}", "tls": "implicit", "compress": "pass-through",
+                "cert": "{self.dovecot.certs['cert']}", "key": "{self.dovecot.certs['key']}",
+                "upstream": {{"addresses": ["127.0.0.1:{self.dovecot.port}"]}}}}]}}""")
+        proxy = Imapscope(["--config", config]).start([port])
+        try:
+            c = self.session(port, "bob")
+            self.assertIn(b"OK", c.command("s1", "SELECT INBOX")[-1][0])
+            c.send(b"i1 IDLE\r\n")
+            self.assertTrue(c.read_line().startswith(b"+"))
+            other = imaplib.IMAP4("127.0.0.1", self.dovecot.port)
+            other.login("bob", USERS["bob"])
+            other.append("INBOX", None, None, message(500, 98))
+            other.logout()
+            deadline = time.monotonic() + 45  # Dovecot may fall back to polling (30 s)
+            c.sock.settimeout(5)
+            seen = b""
+            while b"EXISTS" not in seen and time.monotonic() < deadline:
+                try:
+                    seen += c.read_line()
+                except socket.timeout:
+                    pass
+            self.assertIn(b"EXISTS", seen)
+            c.sock.settimeout(30)
+            self.assertEqual(proxy.stop(), 0)
+            rest = b""
+            try:
+                while True:
+                    rest += c.read_line()
+            except (ConnectionError, ssl.SSLError, OSError):
+                pass
+            self.assertIn(b"* BYE [UNAVAILABLE] Server shutting down\r\n", rest)
+            self.assertIn("event=compress_pass_through", proxy.log())
+        finally:
+            proxy.stop()
+
+    def test_mbsync_syncs_the_same_through_the_passed_stream(self):
+        seed = imaplib.IMAP4("127.0.0.1", self.dovecot.port)
+        seed.login("bob", USERS["bob"])
+        seed.create("Pass-Source")
+        for i in range(20):
+            seed.append("Pass-Source", None, None, message(300 + i * 30_000, 2000 + i))
+        seed.logout()
+        before = self.proxy.log().count("event=compress_pass_through")
+        with tempfile.TemporaryDirectory() as direct_dir, tempfile.TemporaryDirectory() as proxied_dir:
+            direct = mbsync_pull(self.dovecot.tls_port, "IMAPS", self.dovecot.certs["ca"], direct_dir, "Pass-*")
+            proxied = mbsync_pull(self.port, "IMAPS", self.dovecot.certs["ca"], proxied_dir, "Pass-*")
+        self.assertEqual(len([d for d in direct if d[0] == "Pass-Source"]), 20, direct)
+        self.assertEqual(proxied, direct)
+        self.assertGreater(self.proxy.log().count("event=compress_pass_through"), before,
+                           "mbsync's COMPRESS was not passed through")
 
 
 class Mbsync(unittest.TestCase):

@@ -155,6 +155,33 @@ TEST(Config, ProxyProtocolAndClientForwarding) {
                ConfigError);
 }
 
+TEST(Config, CompressModes) {
+  auto mode_of = [](const std::string& value) {
+    const auto path = write_temp(R"({"listeners": [{"listen": "127.0.0.1:1143", "compress": )" + value +
+                                 R"(, "upstream": {"addresses": ["127.0.0.1:143"]}}]})");
+    const auto config = load_config_file(path);
+    std::remove(path.c_str());
+    return config.proxy.listeners.at(0).compress;
+  };
+  EXPECT_EQ(mode_of("false"), transport::ClientCompress::Off);
+  EXPECT_EQ(mode_of("\"off\""), transport::ClientCompress::Off);
+  EXPECT_EQ(mode_of("true"), transport::ClientCompress::Proxy);
+  EXPECT_EQ(mode_of("\"proxy\""), transport::ClientCompress::Proxy);
+  EXPECT_EQ(mode_of("\"pass-through\""), transport::ClientCompress::PassThrough);
+  EXPECT_EQ(error_of(R"({"listeners": [{"listen": "127.0.0.1:1", "compress": "zstd", "upstream": {"addresses": ["x:1"]}}]})"),
+            "/listeners/0/compress: must be one of off, pass-through, proxy (not \"zstd\")");
+  // The proxy's own COMPRESS towards the server would leave nothing to pass through.
+  EXPECT_EQ(error_of(R"({"listeners": [{"listen": "127.0.0.1:1", "compress": "pass-through",
+                          "upstream": {"addresses": ["x:1"], "compress": true}}]})"),
+            "/listeners/0/compress: \"pass-through\" can't be combined with the upstream's own \"compress\": true");
+  const auto flags =
+      build_config(parse_flags({"--listen", "127.0.0.1:1143", "--upstream", "x:1", "--compress-pass-through"}));
+  EXPECT_EQ(flags.proxy.listeners.at(0).compress, transport::ClientCompress::PassThrough);
+  EXPECT_THROW(build_config(parse_flags({"--listen", "127.0.0.1:1", "--upstream", "x:1", "--compress-pass-through",
+                                         "--upstream-compress"})),
+               ConfigError);
+}
+
 TEST(Config, AdminTokenLiveViewAndUserNames) {
   const auto token = write_temp("0123456789abcdef-token\n");
   const auto file = write_temp(std::string(R"js({"admin": "0.0.0.0:9143", "admin_token_file": ")js") + token +

@@ -120,5 +120,75 @@ TEST(Deflate, AFinishedStreamKeepsItsLastBytes) {
   EXPECT_EQ(inflater.error(), "data after the end of the compressed stream");
 }
 
+// A peer's stream as zlib writes it (32 KiB window), sync-flushed after each piece.
+std::string peer_deflate(z_stream& z, std::string_view piece, int flush) {
+  std::string out(piece.size() + 1024, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(piece.data()));
+  z.avail_in = static_cast<uInt>(piece.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&z, flush), Z_OK);
+  out.resize(out.size() - z.avail_out);
+  return out;
+}
+
+TEST(Deflate, AStoredBlockFitsWhereThePeerFlushed) {
+  // Pass-through: the peer's stream is forwarded unchanged and a copy inflated; at a
+  // boundary the proxy may end it with a block of its own (a BYE).
+  z_stream z{};
+  ASSERT_EQ(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  Inflater copy;
+  EXPECT_TRUE(copy.at_block_boundary());  // nothing yet: a stream starts with a block
+  std::string forwarded, sent;
+  for (unsigned i = 0; i < 20; ++i) {
+    const auto piece = mail_like(100 + i * 1733, i);
+    const auto wire = peer_deflate(z, piece, Z_SYNC_FLUSH);
+    sent += piece;
+    forwarded += wire;
+    // Half of a flushed piece is in the middle of a block.
+    std::string_view first_half = std::string_view(wire).substr(0, wire.size() / 2);
+    std::string_view second_half = std::string_view(wire).substr(wire.size() / 2);
+    std::string plain;
+    ASSERT_TRUE(copy.inflate(first_half, plain, 1 << 20));
+    EXPECT_FALSE(copy.at_block_boundary()) << "piece " << i;
+    ASSERT_TRUE(copy.inflate(second_half, plain, 1 << 20));
+    EXPECT_TRUE(copy.at_block_boundary()) << "piece " << i;
+  }
+  deflateEnd(&z);
+  // More than one stored block's worth (65,535 bytes) goes in several blocks.
+  const std::string own = "* BYE [UNAVAILABLE] Server shutting down\r\n" + std::string(70'000, 'b') + "\r\n";
+  append_stored_block(own, forwarded);
+  Inflater client;  // the inflater at the other end
+  EXPECT_EQ(inflate_all(client, forwarded), sent + own);
+  EXPECT_FALSE(client.finished());
+}
+
+TEST(Deflate, NoBoundaryInsideAFinalBlockOrAfterAnError) {
+  z_stream z{};
+  ASSERT_EQ(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  const auto wire = peer_deflate(z, "* BYE Logging out\r\n", Z_SYNC_FLUSH);
+  std::string last(64, '\0');
+  z.next_in = nullptr;
+  z.avail_in = 0;
+  z.next_out = reinterpret_cast<Bytef*>(last.data());
+  z.avail_out = static_cast<uInt>(last.size());
+  ASSERT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  last.resize(last.size() - z.avail_out);
+  deflateEnd(&z);
+  Inflater copy;
+  std::string plain;
+  std::string_view input = wire;
+  ASSERT_TRUE(copy.inflate(input, plain, 1 << 20));
+  EXPECT_TRUE(copy.at_block_boundary());
+  input = last;
+  ASSERT_TRUE(copy.inflate(input, plain, 1 << 20));
+  EXPECT_TRUE(copy.finished());
+  EXPECT_FALSE(copy.at_block_boundary());  // nothing may follow a final block
+  Inflater broken;
+  std::string_view garbage = "\xff\xff\xff\xff";
+  EXPECT_FALSE(broken.inflate(garbage, plain, 1 << 20));
+  EXPECT_FALSE(broken.at_block_boundary());
+}
+
 }  // namespace
 }  // namespace imapscope::compress

@@ -14,10 +14,12 @@ namespace {
 using policy::testing::store_with;
 
 struct Playbook {
-  explicit Playbook(const policy::RuleStore& rules) : session(settings(rules)) {}
-  static SessionSettings settings(const policy::RuleStore& rules) {
+  explicit Playbook(const policy::RuleStore& rules, bool compress_pass_through = false)
+      : session(settings(rules, compress_pass_through)) {}
+  static SessionSettings settings(const policy::RuleStore& rules, bool compress_pass_through) {
     SessionSettings s;
     s.client_leg.tls = true;
+    s.client_leg.compress_offered = s.client_leg.compress_pass_through = compress_pass_through;
     s.rules = &rules;
     return s;
   }
@@ -76,6 +78,25 @@ TEST(SessionRules, DropsTheIdleKeepaliveForTheTargetClientOnly) {
     EXPECT_EQ(p.session.rule_hits().size(), target ? 1u : 0u);
     if (target) {
       EXPECT_EQ(p.session.rule_hits()[0].second, 2u);
+    }
+  }
+}
+
+TEST(SessionRules, CompressIsPassedThroughOnlyWhereNoRuleCanAct) {
+  // Rules edit plaintext: a client they target gets the proxy's own COMPRESS, so the
+  // proxy keeps a plaintext stream to edit; anyone else shares the server's.
+  auto rules = store_with(kKeepalive);
+  for (const bool target : {true, false}) {
+    Playbook p(*rules, true);
+    p.log_in_as(target ? "K-9 Mail" : "SomeOtherMailer");
+    p.client("a3 CAPABILITY\r\n");
+    p.server("* CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE\r\na3 OK done\r\n");
+    EXPECT_EQ(p.client("a4 COMPRESS DEFLATE\r\n"), target ? "" : "a4 COMPRESS DEFLATE\r\n");
+    EXPECT_EQ(p.to_client(), target ? "a4 OK DEFLATE active\r\n" : "");
+    EXPECT_EQ(p.session.client_compress_requested(), target);
+    if (!target) {
+      p.server("a4 OK Begin compression.\r\n");
+      EXPECT_TRUE(p.session.pass_through_accepted());
     }
   }
 }

@@ -201,6 +201,88 @@ TEST(Session, CompressTowardsTheServerRefusedOnce) {
   EXPECT_EQ(Playbook::take(p.session.to_server()), "");  // not asked again
 }
 
+SessionSettings pass_through_leg() {
+  SessionSettings s = tls_leg();
+  s.client_leg.compress_offered = s.client_leg.compress_pass_through = true;
+  return s;
+}
+
+// Logged in; the server offers COMPRESS=DEFLATE (or not).
+void log_in(Playbook& p, bool server_offers) {
+  p.server("* OK ready\r\n");
+  p.client("c1 LOGIN alice secret\r\n");
+  const std::string caps = server_offers ? "IMAP4rev1 IDLE COMPRESS=DEFLATE" : "IMAP4rev1 IDLE";
+  // The client sees COMPRESS=DEFLATE either way: the proxy can always do its own.
+  EXPECT_EQ(p.server("c1 OK [CAPABILITY " + caps + "] Logged in\r\n"),
+            "c1 OK [CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE] Logged in\r\n");
+}
+
+TEST(Session, CompressPassedThroughToAServerThatOffersIt) {
+  Playbook p(pass_through_leg());
+  log_in(p, true);
+  // The command goes to the server; what the client sends after it waits, compressed
+  // or not depending on the answer.
+  EXPECT_EQ(p.client("c2 COMPRESS DEFLATE\r\n\x01" "compressed"), "c2 COMPRESS DEFLATE\r\n");
+  EXPECT_EQ(p.left, "\x01" "compressed");
+  EXPECT_EQ(p.to_client(), "");
+  EXPECT_TRUE(p.session.client_blocked());
+  EXPECT_FALSE(p.session.client_compress_requested());  // not the proxy's own
+  // The server's OK reaches the client as sent; its compressed bytes wait for the relay.
+  std::string_view answer = "c2 OK Begin compression.\r\n\x78" "compressed";
+  p.session.feed_server(answer);
+  EXPECT_EQ(answer, "\x78" "compressed");
+  EXPECT_EQ(p.to_client(), "c2 OK Begin compression.\r\n");
+  EXPECT_TRUE(p.session.pass_through_accepted());
+  EXPECT_FALSE(p.session.observing());
+  p.session.pass_through_started();
+  EXPECT_TRUE(p.session.observing());
+  EXPECT_FALSE(p.session.client_blocked());
+  // Observing: nothing is answered locally or rewritten (the relay forwards the
+  // compressed bytes; these queues only show that the session would change nothing).
+  EXPECT_EQ(p.client("c3 STARTTLS\r\n"), "c3 STARTTLS\r\n");
+  EXPECT_EQ(p.to_client(), "");
+  EXPECT_EQ(p.server("c3 BAD TLS is active\r\n* CAPABILITY IMAP4rev1 STARTTLS COMPRESS=DEFLATE AUTH=SCRAM-SHA-1-PLUS\r\n"),
+            "c3 BAD TLS is active\r\n* CAPABILITY IMAP4rev1 STARTTLS COMPRESS=DEFLATE AUTH=SCRAM-SHA-1-PLUS\r\n");
+  EXPECT_EQ(p.client("c4 COMPRESS DEFLATE\r\n"), "c4 COMPRESS DEFLATE\r\n");
+  EXPECT_EQ(p.server("c4 NO [COMPRESSIONACTIVE] Already\r\n"), "c4 NO [COMPRESSIONACTIVE] Already\r\n");
+  EXPECT_FALSE(p.session.pass_through_accepted());
+  // The state is still followed: a literal waits for the server's "+".
+  EXPECT_EQ(p.client("c5 APPEND INBOX {3}\r\n"), "c5 APPEND INBOX {3}\r\n");
+  EXPECT_TRUE(p.session.client_blocked());
+  EXPECT_EQ(p.server("+ OK\r\n"), "+ OK\r\n");
+  EXPECT_EQ(p.client("abc\r\n"), "abc\r\n");
+  EXPECT_EQ(p.session.commands_forwarded(), 5u);
+}
+
+TEST(Session, CompressOfTheProxyWhereTheServerCantOrWont) {
+  {
+    // The server doesn't offer it: the proxy's own.
+    Playbook p(pass_through_leg());
+    log_in(p, false);
+    EXPECT_EQ(p.client("c2 COMPRESS DEFLATE\r\n"), "");
+    EXPECT_EQ(p.to_client(), "c2 OK DEFLATE active\r\n");
+    EXPECT_TRUE(p.session.client_compress_requested());
+  }
+  {
+    // The server refuses: its answer reaches the client; a second try is the proxy's.
+    Playbook p(pass_through_leg());
+    log_in(p, true);
+    EXPECT_EQ(p.client("c2 COMPRESS DEFLATE\r\n"), "c2 COMPRESS DEFLATE\r\n");
+    EXPECT_EQ(p.server("c2 NO [CANNOT] Not now\r\n"), "c2 NO [CANNOT] Not now\r\n");
+    EXPECT_FALSE(p.session.pass_through_accepted());
+    EXPECT_FALSE(p.session.client_blocked());
+    EXPECT_EQ(p.client("c3 COMPRESS DEFLATE\r\n"), "");
+    EXPECT_EQ(p.to_client(), "c3 OK DEFLATE active\r\n");
+  }
+  {
+    // A command in flight: the proxy answers [INUSE] as it would for its own.
+    Playbook p(pass_through_leg());
+    log_in(p, true);
+    EXPECT_EQ(p.client("f1 FETCH 1 FLAGS\r\nc2 COMPRESS DEFLATE\r\n"), "f1 FETCH 1 FLAGS\r\n");
+    EXPECT_EQ(p.to_client(), "c2 NO [INUSE] Other commands are still in progress\r\n");
+  }
+}
+
 TEST(Session, LoginDisabledUntilTls) {
   SessionSettings s = plain_with_starttls();
   s.client_leg.login_disabled_until_tls = true;
