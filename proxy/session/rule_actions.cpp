@@ -123,6 +123,7 @@ bool Session::answer_by_rule(const imap::Command& c, const policy::Verdict& verd
 }
 
 void Session::send_command_bytes(std::string_view raw, bool first, bool last) {
+  if (observing()) return;  // the relay forwards the compressed original
   const policy::Verdict* v = command_verdict_;
   if (!v || (!v->replace && !v->rewrite)) {
     command_queue() += raw;
@@ -189,6 +190,7 @@ const policy::Verdict* Session::judge_response(const imap::Response& r, std::str
 }
 
 void Session::send_response_bytes(std::string_view raw, bool first, bool last) {
+  if (observing()) return;
   const imap::Response& r = responses_.response();
   const policy::Verdict* v = response_verdict_;
   std::string bytes;

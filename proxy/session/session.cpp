@@ -178,7 +178,7 @@ void Session::feed_client(std::string_view& input) {
       case imap::EventKind::Skipped:
         if (observer_) observer_->client_bytes(commands_.command(), ev.kind, ev.raw);
         client_in_message_ = true;
-        if (!suppress_client_message_) command_queue() += ev.raw;
+        if (!suppress_client_message_ && !observing()) command_queue() += ev.raw;
         break;
       case imap::EventKind::Error:
         // A command refused by a limit never reaches the server; the client gets
@@ -260,7 +260,7 @@ void Session::feed_server(std::string_view& input) {
           observer_->server_bytes(responses_.response(), ev.kind, ev.raw);
         }
         server_in_message_ = true;
-        if (!drop_server_message_) response_queue() += ev.raw;
+        if (!drop_server_message_ && !observing()) response_queue() += ev.raw;
         break;
       case imap::EventKind::Message:
         if (own_compress_answer(responses_.response())) break;  // the proxy's own, not the client's
@@ -286,7 +286,7 @@ void Session::forward_server_message(std::string_view raw) {
   }
   // What the decoder could not read is passed on as it came.
   if (r.rejected || r.malformed) {
-    if (!drop_server_message_) response_queue() += raw;
+    if (!drop_server_message_ && !observing()) response_queue() += raw;
     return;
   }
   if (first) response_verdict_ = judge_response(r, raw);

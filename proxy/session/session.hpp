@@ -87,8 +87,8 @@ class Session {
   // The server accepted the client's COMPRESS, passed through: from the end of its OK
   // (in to_client()) on, both legs carry one compressed stream each, end to end. The
   // relay forwards them unchanged and calls pass_through_started(); then the session
-  // observes inflated copies of both streams and changes nothing: whatever it queues
-  // from then on is for the relay to drop.
+  // observes inflated copies of both streams, changes nothing and queues nothing (a
+  // copy of the plaintext would cost more than the inflating).
   bool pass_through_accepted() const { return pass_through_ == PassThrough::Accepted; }
   void pass_through_started();
   bool observing() const { return pass_through_ == PassThrough::Active; }

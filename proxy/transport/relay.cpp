@@ -356,8 +356,8 @@ bool Relay::inflate_some(Side side) {
 bool Relay::feed_held() {
   maybe_start_server_compression();
   maybe_start_pass_through();
-  // Passed through, the legs carry the compressed bytes as read; whatever the session
-  // queues while it observes the copies is dropped.
+  // Passed through, the legs carry the compressed bytes as read; the session queues
+  // nothing while it observes the copies, and anything it would is dropped.
   const bool observing = client_leg_.pass_through;
   const std::size_t to_client_before = session_->to_client().size();
   const std::size_t to_server_before = session_->to_server().size();

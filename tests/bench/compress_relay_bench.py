@@ -10,8 +10,6 @@ message per content kind, fetched again and again through:
     pass-through  imapscope --compress-pass-through: the client's COMPRESS goes to
                   Dovecot, which deflates; the proxy relays the compressed bytes and
                   inflates a copy to inspect
-    direct        the client's COMPRESS straight to Dovecot (no proxy): what
-                  Dovecot's deflate costs, which pass-through moves to the server
 
 Content kinds: "attachment" (a base64 body of random bytes, relay_bench's message:
 deflate gets it to ~76 %) and "text" (mail-like lines: ~25 %). Both legs are plain
@@ -47,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relay_bench  # noqa: E402
 from relay_bench import USERS, Dovecot, free_port  # noqa: E402
 
-MODES = ["none", "proxy", "pass-through", "direct"]
+MODES = ["none", "proxy", "pass-through"]
 KINDS = ["attachment", "text"]
 MAILBOX = "zbench"
 USER = "alice"
@@ -159,7 +157,8 @@ def seed(dovecot):
 def measure(mode, kind, uid, port, dovecot, proxy_pid, args):
     ctx = mp.get_context("fork")
     ready, go, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
-    workers = [ctx.Process(target=worker, args=(port, mode != "none", uid, args.seconds, args.rounds, ready, go, results))
+    compressed = mode != "none"
+    workers = [ctx.Process(target=worker, args=(port, compressed, uid, args.seconds, args.rounds, ready, go, results))
                for _ in range(args.sessions)]
     for w in workers:
         w.start()
@@ -168,13 +167,13 @@ def measure(mode, kind, uid, port, dovecot, proxy_pid, args):
             raise RuntimeError("a session did not get ready")
     pids = relay_bench.process_tree(dovecot.proc.pid)
     dovecot_before = relay_bench.cpu_snapshot(pids)
-    proxy_before = relay_bench.cpu_seconds([proxy_pid]) if proxy_pid else 0.0
+    proxy_before = relay_bench.cpu_seconds([proxy_pid])
     busy_before, t0 = relay_bench.machine_busy_seconds(), time.monotonic()
     go.set()
     out = [results.get(timeout=args.seconds + 120) for _ in workers]
     wall = time.monotonic() - t0
     busy = relay_bench.machine_busy_seconds() - busy_before
-    proxy_cpu = (relay_bench.cpu_seconds([proxy_pid]) - proxy_before) if proxy_pid else 0.0
+    proxy_cpu = relay_bench.cpu_seconds([proxy_pid]) - proxy_before
     dovecot_cpu = relay_bench.cpu_delta(dovecot_before, relay_bench.cpu_snapshot(pids))
     for w in workers:
         w.join(timeout=30)
@@ -192,6 +191,7 @@ def main():
     parser.add_argument("--sessions", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ", ".join(MODES))
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
     args.imapscope = relay_bench.ensure_imapscope(args)
@@ -201,18 +201,16 @@ def main():
     results = []
     try:
         uids = seed(dovecot)
-        for mode in MODES:
-            proxy, port = None, dovecot.port
-            if mode != "direct":
-                port = free_port()
-                argv = [args.imapscope, "--threads", "1", "--listen", f"127.0.0.1:{port}",
-                        "--upstream", f"127.0.0.1:{dovecot.port}", "--admin", f"127.0.0.1:{free_port()}"]
-                argv += {"none": [], "proxy": ["--compress"], "pass-through": ["--compress-pass-through"]}[mode]
-                proxy = relay_bench.start_process(argv, os.path.join(workdir, f"imapscope-{mode}.log"), workdir, port)
+        for mode in args.modes.split(","):
+            port = free_port()
+            argv = [args.imapscope, "--threads", "1", "--listen", f"127.0.0.1:{port}",
+                    "--upstream", f"127.0.0.1:{dovecot.port}", "--admin", f"127.0.0.1:{free_port()}"]
+            argv += {"none": [], "proxy": ["--compress"], "pass-through": ["--compress-pass-through"]}[mode]
+            proxy = relay_bench.start_process(argv, os.path.join(workdir, f"imapscope-{mode}.log"), workdir, port)
             try:
                 for kind in KINDS:
                     relay_bench.wait_machine_quiet(30)
-                    r = measure(mode, kind, uids[kind], port, dovecot, proxy.pid if proxy else None, args)
+                    r = measure(mode, kind, uids[kind], port, dovecot, proxy.pid, args)
                     r["deflate_ratio"] = uids[kind + "_ratio"]
                     results.append(r)
                     print(f"{mode:13} {kind:10} {r['mb_per_s']:7.0f} MB/s  wire/plain {r['wire_per_plain']:.2f}  "
@@ -221,8 +219,7 @@ def main():
                 if mode == "pass-through" and "event=compress_pass_through" not in proxy.log_tail(10**7):
                     raise RuntimeError("the sessions' COMPRESS was not passed through")
             finally:
-                if proxy:
-                    proxy.stop()
+                proxy.stop()
     finally:
         dovecot.stop()
     if args.json:
