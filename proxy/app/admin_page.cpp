@@ -19,7 +19,7 @@ th,td{text-align:left;padding:2px 6px;border-bottom:1px solid #ddd;white-space:n
 tr[data-id]{cursor:pointer} tr.selected{background:#def} tr.closed{color:#888}
 section{min-width:0;overflow:auto}
 #conversation{font:12px ui-monospace,monospace;white-space:pre-wrap;overflow-wrap:anywhere;overflow:auto;max-height:80vh;border:1px solid #ccc;padding:4px}
-.C{color:#036}.S{color:#063}.P{color:#a50}.note{color:#777;font-style:italic}.status{font-size:12px}
+.C{color:#036}.S{color:#063}.P{color:#a50}.note{color:#777;font-style:italic}.finding{color:#b00;font-weight:bold}.status{font-size:12px}
 form{display:inline-flex;gap:4px} input{font:inherit;width:9em}
 </style></head><body>
 <header><h1>imapscope</h1><span id="status" class="status">connecting…</span>
@@ -116,6 +116,10 @@ function describe(e, start) {
     let text = e.text || "";
     if (e.literals) text += "  [" + e.literals.map(l => l.size + " bytes").join(", ") + "]";
     return [e.dir, dt + e.dir + ": " + text];
+  }
+  if (e.event === "finding") {
+    return ["finding", dt + "!! " + e.finding + ": " + e.detail + "\n     what it means: " + e.meaning +
+            "\n     what usually fixes it: " + e.fix];
   }
   const detail = Object.entries(e).filter(([k]) => !["t", "s", "event"].includes(k)).map(([k, v]) => k + "=" + v).join(" ");
   return ["note", dt + "-- " + e.event + " " + detail];

@@ -175,6 +175,40 @@ void read_live(Reader r, inspect::InspectorOptions& o) {
   r.reject_unknown();
 }
 
+void read_diagnostics(Reader r, diagnose::Options& o) {
+  o.enabled = r.boolean("enabled", true);
+  o.state_file = r.string("state_file", "");
+  o.state_entries = static_cast<std::size_t>(r.number("state_entries", o.state_entries, 1, 100'000'000));
+  auto& t = o.thresholds;
+  auto count = [&](const char* key, std::uint32_t& value) {
+    value = static_cast<std::uint32_t>(r.number(key, value, 1, 1'000'000'000));
+  };
+  auto secs = [&](const char* key, std::chrono::seconds& value) {
+    value = std::chrono::seconds(r.number(key, static_cast<std::uint64_t>(value.count()), 1, 30 * 86'400));
+  };
+  count("resync_min_messages", t.resync_min_messages);
+  secs("resync_repeat_window_s", t.resync_repeat_window);
+  secs("idle_short_s", t.idle_short);
+  count("idle_churn_count", t.idle_churn_count);
+  secs("keepalive_reaction_s", t.keepalive_reaction);
+  count("keepalive_wakeups", t.keepalive_wakeups);
+  count("folder_connections", t.folder_connections);
+  count("user_connection_limit", t.user_connection_limit);
+  count("user_connection_warn", t.user_connection_warn);
+  count("error_repeats", t.error_repeats);
+  secs("error_window_s", t.error_window);
+  count("login_failures", t.login_failures);
+  secs("login_failure_window_s", t.login_failure_window);
+  count("deleted_messages", t.deleted_messages);
+  count("poll_count", t.poll_count);
+  secs("poll_interval_s", t.poll_interval);
+  secs("timeout_silence_s", t.timeout_silence);
+  if (t.user_connection_warn > t.user_connection_limit) {
+    r.fail("user_connection_warn", "is above user_connection_limit (" + std::to_string(t.user_connection_limit) + ")");
+  }
+  r.reject_unknown();
+}
+
 std::string read_token_file(const std::string& path, const std::string& where) {
   std::ifstream in(path);
   std::string token;
@@ -211,6 +245,7 @@ Config load_config_file(const std::string& path) {
                                                       : inspect::UserNames::Hashed;
   if (root.has("transcripts")) read_transcripts(root.object("transcripts"), config.inspector);
   read_live(root.object("live"), config.inspector);
+  read_diagnostics(root.object("diagnostics"), config.diagnostics);
 
   auto timeouts = root.object("timeouts");
   auto& t = config.proxy.timeouts;
@@ -264,6 +299,8 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--compress") f.compress = transport::ClientCompress::Proxy;
     else if (a == "--compress-pass-through") f.compress = transport::ClientCompress::PassThrough;
     else if (a == "--upstream-compress") f.upstream_compress = true;
+    else if (a == "--diagnostics-state") f.diagnostics_state = value();
+    else if (a == "--no-diagnostics") f.no_diagnostics = true;
     else if (a == "--proxy-protocol-from") f.proxy_protocol_from.push_back(value());
     else if (a == "--upstream-forward-client") f.upstream_forward = value();
     else if (a == "--admin") f.admin = value();
@@ -305,6 +342,8 @@ Config build_config(const Flags& f) {
     if (!config.inspector.transcripts) config.inspector.transcripts.emplace();
     config.inspector.transcripts->dir = f.transcripts;
   }
+  if (!f.diagnostics_state.empty()) config.diagnostics.state_file = f.diagnostics_state;
+  if (f.no_diagnostics) config.diagnostics.enabled = false;
   if (!f.admin_token_file.empty()) config.admin_token = read_token_file(f.admin_token_file, "flag --admin-token-file");
   // The admin address shows who is logged in and can start captures: beyond this
   // machine only with a token.
@@ -434,6 +473,8 @@ Flags (over the config file):
                              built-in copy of rules/clients.json)
   --rules PATH               rewrite rules: a JSON rule file or a directory of them,
                              e.g. rules/quirks (default: none); SIGHUP reloads them
+  --diagnostics-state FILE   keep the last UIDVALIDITY per user and mailbox in FILE across restarts
+  --no-diagnostics           don't look for client behaviours that cost servers (README, Diagnostics)
   --transcripts DIR          write a transcript of every session to DIR (JSON lines,
                              credentials redacted; selection and limits: config file)
   --log-level LEVEL          debug, info, warning, error

@@ -9,6 +9,7 @@
 
 #include <optional>
 
+#include "proxy/diagnose/thresholds.hpp"
 #include "proxy/inspect/inspector.hpp"
 #include "proxy/transport/settings.hpp"
 #include "proxy/util/json_reader.hpp"
@@ -24,6 +25,7 @@ struct Config {
   bool admin_enabled = true;
   std::string admin_token;  // from admin_token_file; empty: none (loopback only)
   inspect::InspectorOptions inspector;  // transcripts (when configured) and the live view
+  diagnose::Options diagnostics;        // findings about client behaviour
   std::string clients_file;  // client signatures; empty: built in (loaded by build_config)
   std::string rules_path;    // a rule file or a directory of them; empty: no rules
   util::LogLevel log_level = util::LogLevel::Info;
@@ -41,9 +43,9 @@ struct Flags {
   std::string config_file;
   std::vector<std::string> listen, listen_tls, upstream, proxy_protocol_from;
   std::string tls_cert, tls_key, upstream_ca, upstream_forward, admin, admin_token_file, log_level, clients, rules,
-      transcripts;
+      transcripts, diagnostics_state;
   bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false, login_disabled = false,
-       upstream_compress = false;
+       upstream_compress = false, no_diagnostics = false;
   transport::ClientCompress compress = transport::ClientCompress::Off;
   int threads = -1;
 };

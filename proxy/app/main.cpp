@@ -12,6 +12,7 @@
 #include "proxy/app/inspect_command.hpp"
 #include "proxy/app/replay_command.hpp"
 #include "proxy/app/admin_api.hpp"
+#include "proxy/diagnose/diagnostics.hpp"
 #include "proxy/inspect/inspector.hpp"
 #include "proxy/observe/fanout.hpp"
 #include "proxy/observe/metrics.hpp"
@@ -136,6 +137,12 @@ int main(int argc, char** argv) {
       settings.telemetry = watchers.front();
     } else if (!watchers.empty()) {
       settings.telemetry = std::make_shared<imapscope::observe::FanoutTelemetry>(std::move(watchers));
+    }
+    // The diagnostics wrap the others: their findings go to the same observers.
+    std::shared_ptr<imapscope::diagnose::Diagnostics> diagnostics;
+    if (config.diagnostics.enabled) {
+      diagnostics = std::make_shared<imapscope::diagnose::Diagnostics>(config.diagnostics, settings.telemetry);
+      settings.telemetry = diagnostics;
     }
     // The admin address is up before the listeners (whoever sees the IMAP port open
     // can use it too); it says "ready" only while a running proxy takes sessions.

@@ -225,6 +225,13 @@ void InspectedSession::rule_hit(std::string_view rule, bool from_client) {
   emit(JsonLine().str("event", "rule").str("rule", rule).str("on", from_client ? "command" : "response"));
 }
 
+void InspectedSession::finding(const session::FindingReport& report) {
+  JsonLine event;
+  event.str("event", "finding").str("finding", report.name).str("detail", report.detail);
+  if (report.bytes > 0) event.num("bytes", report.bytes);
+  emit(event.str("meaning", report.meaning).str("fix", report.fix));
+}
+
 void InspectedSession::protocol_error(bool from_client, imap::ErrorCode code) {
   emit(JsonLine().str("event", "protocol_error").str("dir", from_client ? "C" : "S").str("kind", imap::error_code_name(code)));
 }

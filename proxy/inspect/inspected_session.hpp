@@ -35,6 +35,7 @@ class InspectedSession final : public session::Observer {
   void rule_hit(std::string_view rule, bool from_client) override;
   void client_tls_started(std::string_view version) override;
   void session_closed(session::CloseReason reason) override;
+  void finding(const session::FindingReport& report) override;
 
  private:
   enum class Decision : std::uint8_t { Pending, Keep, Drop };

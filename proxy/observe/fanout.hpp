@@ -37,6 +37,7 @@ class FanoutObserver final : public session::Observer {
   void rule_hit(std::string_view rule, bool from_client) override { each([&](auto& o) { o.rule_hit(rule, from_client); }); }
   void client_tls_started(std::string_view version) override { each([&](auto& o) { o.client_tls_started(version); }); }
   void session_closed(session::CloseReason reason) override { each([&](auto& o) { o.session_closed(reason); }); }
+  void finding(const session::FindingReport& report) override { each([&](auto& o) { o.finding(report); }); }
 
  private:
   template <typename Fn>

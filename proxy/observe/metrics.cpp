@@ -49,6 +49,8 @@ Metrics::Metrics(std::vector<std::string> families, std::shared_ptr<const policy
       client_sessions_(BuildGauge().Name("imapscope_client_sessions_active").Help("Sessions open now, by client family").Register(*registry_)),
       reloads_(BuildCounter().Name("imapscope_reloads_total").Help("Rule reloads (SIGHUP), by result").Register(*registry_)),
       proxy_headers_(BuildCounter().Name("imapscope_proxy_headers_total").Help("PROXY protocol headers on listeners that require one, by result (refused: untrusted, invalid, timed_out, closed)").Register(*registry_)),
+      findings_(BuildCounter().Name("imapscope_findings_total").Help("Client behaviours the diagnostics found, by finding and client family (README, Diagnostics)").Register(*registry_)),
+      resync_bytes_(BuildCounter().Name("imapscope_full_resync_bytes_total").Help("Bytes the server sent for full flag sweeps of mailboxes (finding full_resync), by client family").Register(*registry_)),
       command_counters_(kCommandLabels * families_.size() * kResultLabels),
       command_histograms_(kCommandLabels * families_.size()),
       client_session_gauges_(families_.size()) {
@@ -209,6 +211,12 @@ void Metrics::client_session(std::size_t family, bool add) {
   auto& gauge = cached(client_session_gauges_, family, client_sessions_,
                        [&]() -> prometheus::Labels { return {{"client", families_.label(family)}}; });
   add ? gauge.Increment() : gauge.Decrement();
+}
+
+void Metrics::finding(std::string_view name, std::size_t family, std::uint64_t bytes) {
+  const auto& client = families_.label(family);
+  findings_.Add({{"finding", std::string(name)}, {"client", client}}).Increment();
+  if (bytes > 0) resync_bytes_.Add({{"client", client}}).Increment(static_cast<double>(bytes));
 }
 
 }  // namespace imapscope::observe

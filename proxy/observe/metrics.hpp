@@ -71,6 +71,8 @@ class Metrics final : public session::Telemetry {
   void authentication(std::string_view mechanism, Result result);
   void client_identified(std::size_t family, identify::IdMethod method);
   void client_session(std::size_t family, bool add);
+  // A diagnostics finding (rare: series looked up by labels, created on first use).
+  void finding(std::string_view name, std::size_t family, std::uint64_t bytes);
 
  private:
   prometheus::Counter& command_counter(std::size_t command, std::size_t family, Result result);
@@ -103,6 +105,8 @@ class Metrics final : public session::Telemetry {
   prometheus::Family<prometheus::Gauge>& client_sessions_;
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Family<prometheus::Counter>& proxy_headers_;
+  prometheus::Family<prometheus::Counter>& findings_;
+  prometheus::Family<prometheus::Counter>& resync_bytes_;
 
   prometheus::Gauge* commands_in_flight_;
   prometheus::Gauge* idle_sessions_;

@@ -88,4 +88,8 @@ void SessionMetrics::client_identified(const identify::ClientInfo& client, bool 
   }
 }
 
+void SessionMetrics::finding(const session::FindingReport& report) {
+  metrics_.finding(report.name, family_, report.bytes);
+}
+
 }  // namespace imapscope::observe

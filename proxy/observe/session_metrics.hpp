@@ -29,6 +29,7 @@ class SessionMetrics final : public session::Observer {
   void literal_bytes(bool from_client, std::uint64_t bytes) override;
   void protocol_error(bool from_client, imap::ErrorCode code) override;
   void client_identified(const identify::ClientInfo& client, bool settled) override;
+  void finding(const session::FindingReport& report) override;
 
  private:
   using Clock = std::chrono::steady_clock;

@@ -16,6 +16,16 @@
 
 namespace imapscope::session {
 
+// A client behaviour the diagnostics noticed (diagnose/): name is a bounded label
+// value, meaning and fix are fixed texts, detail is this case (never a credential).
+struct FindingReport {
+  std::string_view name;
+  std::string_view detail;
+  std::string_view meaning;
+  std::string_view fix;
+  std::uint64_t bytes = 0;  // what it cost on the wire, where known
+};
+
 class Observer {
  public:
   virtual ~Observer() = default;
@@ -49,6 +59,8 @@ class Observer {
   // TLS on the client leg after STARTTLS, and the session's end.
   virtual void client_tls_started(std::string_view /*version*/) {}
   virtual void session_closed(CloseReason /*reason*/) {}
+  // The diagnostics found something about this session's client.
+  virtual void finding(const FindingReport& /*report*/) {}
 
  protected:
   Observer() = default;

@@ -1,0 +1,40 @@
+// The diagnostics as the proxy sees them: a Telemetry that wraps the others (metrics,
+// inspector). Each session's observer passes every event on to theirs and runs the
+// session's detectors; a finding is logged (event=finding) and handed to the same
+// observers as any event (metrics count it, the inspector shows and writes it).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include "proxy/diagnose/registry.hpp"
+#include "proxy/session/observer.hpp"
+
+namespace imapscope::diagnose {
+
+class Diagnostics final : public session::Telemetry {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // inner: who else watches (may be null); clock: for tests.
+  Diagnostics(const Options& options, std::shared_ptr<session::Telemetry> inner,
+              std::function<Clock::time_point()> clock = &Clock::now);
+
+  std::unique_ptr<session::Observer> session_started(const session::SessionStart& start) override;
+  void session_ended(std::string_view listener, std::string_view tls, session::CloseReason reason,
+                     double seconds) override;
+  void bytes(bool from_client, std::uint64_t bytes) override;
+  void tls_handshake(bool client_side, bool ok, std::string_view version) override;
+  void upstream_connected(bool ok, double seconds) override;
+  void reload(bool ok) override;
+  void proxy_header(std::string_view outcome) override;
+
+  Registry& registry() { return registry_; }
+
+ private:
+  Registry registry_;
+  std::shared_ptr<session::Telemetry> inner_;
+  std::function<Clock::time_point()> clock_;
+};
+
+}  // namespace imapscope::diagnose

@@ -1,0 +1,188 @@
+#include "proxy/diagnose/registry.hpp"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "proxy/imap/abnf.hpp"
+#include "proxy/util/log.hpp"
+
+namespace imapscope::diagnose {
+namespace {
+
+constexpr auto kSaveEvery = std::chrono::seconds(5);
+constexpr std::size_t kPruneAbove = 100'000;  // sweep and failure entries before old ones are dropped
+
+std::string key_of(std::string_view user, std::string_view mailbox) {
+  std::string input;
+  input.reserve(user.size() + mailbox.size() + 1);
+  input.append(user).push_back('\0');
+  input.append(mailbox_key(mailbox));
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(input.data(), input.size(), digest, &length, EVP_sha256(), nullptr);
+  static const char* kHex = "0123456789abcdef";
+  std::string hex;
+  for (unsigned i = 0; i < 16 && i < length; ++i) {  // 128 bits tell mailboxes apart
+    hex.push_back(kHex[digest[i] >> 4]);
+    hex.push_back(kHex[digest[i] & 15]);
+  }
+  return hex;
+}
+
+std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+}  // namespace
+
+std::string mailbox_key(std::string_view mailbox) {
+  return imap::iequals(mailbox, "INBOX") ? std::string("INBOX") : std::string(mailbox);
+}
+
+Registry::Registry(const Options& options) : options_(options) { load(); }
+
+Registry::~Registry() { save(); }
+
+void Registry::load() {
+  if (options_.state_file.empty()) return;
+  std::ifstream in(options_.state_file);
+  if (!in) return;  // first start
+  std::string line;
+  std::size_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    std::istringstream fields(line);
+    std::string key;
+    std::uint64_t value = 0;
+    std::int64_t seen = 0;
+    if (!(fields >> key >> value >> seen) || key.size() != 32 || value > UINT32_MAX) {
+      // A damaged state file costs what it holds, not the start-up.
+      util::log_line(util::LogLevel::Warning, "event=diagnostics_state_ignored file=" +
+                                                  util::log_quote(options_.state_file) + " line=" +
+                                                  std::to_string(number) + " reason=\"not KEY UIDVALIDITY SEEN\"");
+      uidvalidity_.clear();
+      return;
+    }
+    uidvalidity_[key] = Remembered{static_cast<std::uint32_t>(value), seen};
+  }
+}
+
+void Registry::save() {
+  std::unique_lock lock(mutex_);
+  if (!dirty_ || options_.state_file.empty()) return;
+  std::vector<std::pair<std::string, Remembered>> entries(uidvalidity_.begin(), uidvalidity_.end());
+  dirty_ = false;
+  saved_at_ = Clock::now();
+  lock.unlock();
+  // Written beside the file and renamed over it: a crash leaves the old or the new.
+  const std::string temp = options_.state_file + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    for (const auto& [key, r] : entries) out << key << ' ' << r.uidvalidity << ' ' << r.seen << '\n';
+    out.flush();
+    if (!out) {
+      util::log_line(util::LogLevel::Warning, "event=diagnostics_state_not_saved file=" + util::log_quote(temp));
+      return;
+    }
+  }
+  if (std::rename(temp.c_str(), options_.state_file.c_str()) != 0) {
+    util::log_line(util::LogLevel::Warning,
+                   "event=diagnostics_state_not_saved file=" + util::log_quote(options_.state_file));
+  }
+}
+
+void Registry::maybe_save_locked(std::unique_lock<std::mutex>& lock) {
+  if (!dirty_ || options_.state_file.empty() || Clock::now() - saved_at_ < kSaveEvery) return;
+  lock.unlock();
+  save();
+}
+
+std::optional<std::uint32_t> Registry::uidvalidity(std::string_view user, std::string_view mailbox,
+                                                    std::uint32_t value) {
+  const auto key = key_of(user, mailbox);
+  std::unique_lock lock(mutex_);
+  auto [it, added] = uidvalidity_.try_emplace(key);
+  std::optional<std::uint32_t> before;
+  if (!added && it->second.uidvalidity != value) before = it->second.uidvalidity;
+  if (added || before) dirty_ = true;
+  it->second.uidvalidity = value;
+  it->second.seen = unix_now();
+  if (added && uidvalidity_.size() > options_.state_entries) {
+    // Forget the mailbox seen longest ago.
+    auto oldest = std::min_element(uidvalidity_.begin(), uidvalidity_.end(),
+                                   [](const auto& a, const auto& b) { return a.second.seen < b.second.seen; });
+    uidvalidity_.erase(oldest);
+  }
+  maybe_save_locked(lock);
+  return before;
+}
+
+std::optional<Registry::Clock::duration> Registry::swept(std::string_view user, std::string_view mailbox,
+                                                         Clock::time_point now) {
+  const auto key = key_of(user, mailbox);
+  const auto window = options_.thresholds.resync_repeat_window;
+  std::lock_guard lock(mutex_);
+  if (sweeps_.size() > kPruneAbove) std::erase_if(sweeps_, [&](const auto& s) { return now - s.second > window; });
+  auto [it, added] = sweeps_.try_emplace(key, now);
+  std::optional<Clock::duration> since;
+  if (!added && now - it->second <= window) since = now - it->second;
+  it->second = now;
+  return since;
+}
+
+std::uint32_t Registry::user_connected(std::string_view user) {
+  std::lock_guard lock(mutex_);
+  auto it = connections_.find(user);
+  if (it == connections_.end()) it = connections_.emplace(std::string(user), 0).first;
+  return ++it->second;
+}
+
+void Registry::user_disconnected(std::string_view user) {
+  std::lock_guard lock(mutex_);
+  auto it = connections_.find(user);
+  if (it == connections_.end()) return;
+  if (--it->second == 0) connections_.erase(it);
+}
+
+std::uint32_t Registry::idle_on(std::string_view user, std::uint64_t session, std::string_view mailbox) {
+  std::lock_guard lock(mutex_);
+  auto it = idling_.find(user);
+  if (it == idling_.end()) it = idling_.emplace(std::string(user), std::map<std::uint64_t, std::string>{}).first;
+  it->second[session] = mailbox_key(mailbox);
+  std::set<std::string_view> folders;
+  for (const auto& [id, folder] : it->second) folders.insert(folder);
+  return static_cast<std::uint32_t>(folders.size());
+}
+
+void Registry::idle_off(std::string_view user, std::uint64_t session) {
+  std::lock_guard lock(mutex_);
+  auto it = idling_.find(user);
+  if (it == idling_.end()) return;
+  it->second.erase(session);
+  if (it->second.empty()) idling_.erase(it);
+}
+
+std::pair<std::uint32_t, bool> Registry::login_failed(std::string_view address, Clock::time_point now) {
+  const auto window = options_.thresholds.login_failure_window;
+  std::lock_guard lock(mutex_);
+  if (failures_.size() > kPruneAbove) {
+    std::erase_if(failures_, [&](const auto& f) { return f.second.at.empty() || now - f.second.at.back() > window; });
+  }
+  auto it = failures_.find(address);
+  if (it == failures_.end()) it = failures_.emplace(std::string(address), Failures{}).first;
+  auto& f = it->second;
+  f.at.push_back(now);
+  while (!f.at.empty() && now - f.at.front() > window) f.at.pop_front();
+  const auto count = static_cast<std::uint32_t>(f.at.size());
+  // Once per window and address, however long the storm goes on.
+  const bool report = count >= options_.thresholds.login_failures &&
+                      (f.reported == Clock::time_point{} || now - f.reported > window);
+  if (report) f.reported = now;
+  return {count, report};
+}
+
+}  // namespace imapscope::diagnose

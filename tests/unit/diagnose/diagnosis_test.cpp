@@ -1,0 +1,353 @@
+// The detectors, driven through a real Session (both decoders) with scripted
+// client and server bytes and a clock the test moves: each behaviour yields its
+// finding, a well-behaved session none.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "proxy/diagnose/diagnostics.hpp"
+#include "proxy/session/session.hpp"
+
+namespace imapscope::diagnose {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Seen {
+  std::string name, detail;
+  std::uint64_t bytes;
+};
+
+// Who watches besides the diagnostics: records the findings.
+class Recorder final : public session::Telemetry {
+ public:
+  std::vector<Seen> findings;
+  std::unique_ptr<session::Observer> session_started(const session::SessionStart&) override {
+    struct Observer final : session::Observer {
+      explicit Observer(std::vector<Seen>& out) : out(out) {}
+      void command(const imap::Command&) override {}
+      void command_done(std::string_view, imap::Verb, bool, imap::Status, bool) override {}
+      void idle_started() override {}
+      void idle_keepalive() override {}
+      void literal_bytes(bool, std::uint64_t) override {}
+      void protocol_error(bool, imap::ErrorCode) override {}
+      void client_identified(const identify::ClientInfo&, bool) override {}
+      void finding(const session::FindingReport& r) override {
+        EXPECT_FALSE(r.meaning.empty());
+        EXPECT_FALSE(r.fix.empty());
+        out.push_back({std::string(r.name), std::string(r.detail), r.bytes});
+      }
+      std::vector<Seen>& out;
+    };
+    return std::make_unique<Observer>(findings);
+  }
+  void session_ended(std::string_view, std::string_view, session::CloseReason, double) override {}
+  void bytes(bool, std::uint64_t) override {}
+  void tls_handshake(bool, bool, std::string_view) override {}
+  void upstream_connected(bool, double) override {}
+  void reload(bool) override {}
+};
+
+struct Proxy {
+  explicit Proxy(Options options = {}) : recorder(std::make_shared<Recorder>()),
+      diagnostics(options, recorder, [this] { return now; }) {}
+  std::shared_ptr<Recorder> recorder;
+  Clock::time_point now = Clock::now();
+  Diagnostics diagnostics;
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& f : recorder->findings) out.push_back(f.name);
+    return out;
+  }
+};
+
+// One session: bytes in, the session's output ignored (the detectors see the events).
+struct Conversation {
+  Conversation(Proxy& proxy, std::string address = "192.0.2.7:5000") : proxy(proxy) {
+    observer = proxy.diagnostics.session_started(session::SessionStart{"l", "none", ++ids, address});
+    session.emplace(session::SessionSettings{});
+    session->set_observer(observer.get());
+    server("* OK [CAPABILITY IMAP4rev1 IDLE] ready\r\n");
+  }
+  ~Conversation() { close(session::CloseReason::ClientClosed); }
+  void client(std::string_view bytes) {
+    session->feed_client(bytes);
+    EXPECT_TRUE(bytes.empty()) << bytes;
+    session->to_server().clear();
+  }
+  void server(std::string_view bytes) {
+    session->feed_server(bytes);
+    EXPECT_TRUE(bytes.empty()) << bytes;
+    session->to_client().clear();
+  }
+  void log_in(const std::string& user = "alice") {
+    client("a1 LOGIN " + user + " secret\r\n");
+    server("a1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n");
+  }
+  void select(const std::string& mailbox, std::uint32_t exists, std::uint32_t uidvalidity) {
+    client("s1 SELECT " + mailbox + "\r\n");
+    server("* " + std::to_string(exists) + " EXISTS\r\n* OK [UIDVALIDITY " + std::to_string(uidvalidity) +
+           "] UIDs valid\r\ns1 OK [READ-WRITE] Select completed\r\n");
+  }
+  void close(session::CloseReason reason) {
+    if (!observer) return;
+    observer->session_closed(reason);
+    session.reset();
+    observer.reset();
+  }
+  void wait(std::chrono::seconds s) { proxy.now += s; }
+
+  Proxy& proxy;
+  std::unique_ptr<session::Observer> observer;
+  std::optional<session::Session> session;
+  static inline std::uint64_t ids = 0;
+};
+
+std::string fetch_flags(std::uint32_t n, bool deleted) {
+  std::string out;
+  for (std::uint32_t i = 1; i <= n; ++i) {
+    out += "* " + std::to_string(i) + " FETCH (UID " + std::to_string(i + 100) + " FLAGS (\\Seen" +
+           (deleted ? " \\Deleted" : "") + "))\r\n";
+  }
+  return out;
+}
+
+TEST(Diagnosis, AWellBehavedSessionFindsNothing) {
+  Proxy p;
+  Conversation r(p);
+  r.log_in();
+  r.select("INBOX", 3, 7);
+  r.client("f1 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 5)\r\n");
+  r.server(fetch_flags(1, false) + "f1 OK done\r\n");
+  for (int i = 0; i < 3; ++i) {
+    r.client("i" + std::to_string(i) + " IDLE\r\n");
+    r.server("+ idling\r\n");
+    r.wait(std::chrono::seconds(200));
+    r.server("* OK Still here\r\n");
+    r.wait(std::chrono::seconds(600));
+    r.client("DONE\r\n");
+    r.server("i" + std::to_string(i) + " OK Idle completed\r\n");
+  }
+  r.client("n1 NOOP\r\n");
+  r.server("n1 OK done\r\n");
+  r.client("z1 LOGOUT\r\n");
+  r.server("* BYE bye\r\nz1 OK Logout completed\r\n");
+  r.close(session::CloseReason::ServerClosed);
+  EXPECT_TRUE(p.names().empty()) << p.recorder->findings.front().name;
+}
+
+TEST(Diagnosis, UidvalidityChangeAcrossSessionsAndRestarts) {
+  char dir[] = "/tmp/imapscope-diagnose-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  Options options;
+  options.state_file = std::string(dir) + "/state";
+  {
+    Proxy p(options);
+    { Conversation r(p); r.log_in(); r.select("INBOX", 3, 100); }
+    { Conversation r(p); r.log_in(); r.select("inbox", 3, 100); }      // INBOX in any case; same value
+    { Conversation r(p); r.log_in("bob"); r.select("INBOX", 3, 555); } // another user's INBOX
+    EXPECT_TRUE(p.names().empty());
+    { Conversation r(p); r.log_in(); r.select("INBOX", 3, 200); }
+    ASSERT_EQ(p.names(), std::vector<std::string>{"uidvalidity_changed"});
+    EXPECT_NE(p.recorder->findings[0].detail.find("100 in an earlier session"), std::string::npos);
+  }
+  // After a restart the file remembers 200; the change to 300 is seen.
+  Proxy p(options);
+  { Conversation r(p); r.log_in(); r.select("Archive", 1, 9); }
+  { Conversation r(p); r.log_in(); r.select("INBOX", 3, 300); }
+  EXPECT_EQ(p.names(), std::vector<std::string>{"uidvalidity_changed"});
+  std::remove(options.state_file.c_str());
+  rmdir(dir);
+}
+
+TEST(Diagnosis, FullResyncOfALargeMailboxOrTheSameOneAgain) {
+  Options options;
+  options.thresholds.resync_min_messages = 4;
+  Proxy p(options);
+  {
+    Conversation r(p);
+    r.log_in();
+    r.select("Big", 4, 1);
+    r.client("f1 FETCH 1:* (UID FLAGS)\r\n");
+    r.server(fetch_flags(4, false) + "f1 OK done\r\n");
+    ASSERT_EQ(p.names(), std::vector<std::string>{"full_resync"});
+    EXPECT_GT(p.recorder->findings[0].bytes, 4u * 30);
+    // A small mailbox once is normal; the same one again within the window is not.
+    r.select("Small", 2, 1);
+    r.client("f2 UID FETCH 1:* (FLAGS)\r\n");
+    r.server(fetch_flags(2, false) + "f2 OK done\r\n");
+    EXPECT_EQ(p.names().size(), 1u);
+  }
+  Conversation r(p);
+  r.log_in();
+  r.select("Small", 2, 1);
+  r.wait(std::chrono::seconds(600));
+  r.client("f3 UID FETCH 1:* (FLAGS)\r\n");
+  r.server(fetch_flags(2, false) + "f3 OK done\r\n");
+  ASSERT_EQ(p.names().size(), 2u);
+  EXPECT_NE(p.recorder->findings[1].detail.find("10 min ago"), std::string::npos) << p.recorder->findings[1].detail;
+}
+
+TEST(Diagnosis, IdleChurnKeepaliveWakeupsAndIdleWithoutSelect) {
+  Options options;
+  options.thresholds.idle_churn_count = 3;
+  options.thresholds.keepalive_wakeups = 2;
+  Proxy p(options);
+  Conversation r(p);
+  r.log_in();
+  r.client("i0 IDLE\r\n");  // nothing selected
+  r.server("+ idling\r\n");
+  r.client("DONE\r\n");
+  r.server("i0 OK done\r\n");
+  EXPECT_EQ(p.names(), std::vector<std::string>{"idle_without_select"});
+  r.select("INBOX", 1, 1);
+  for (int i = 1; i <= 3; ++i) {
+    const auto tag = "i" + std::to_string(i);
+    r.client(tag + " IDLE\r\n");
+    r.server("+ idling\r\n");
+    r.wait(std::chrono::seconds(30));
+    r.server("* OK Still here\r\n");
+    r.wait(std::chrono::seconds(1));
+    r.client("DONE\r\n");  // woken by the keepalive, and soon
+    r.server(tag + " OK done\r\n");
+  }
+  // i0 counts towards the churn too: three short IDLEs by i2, the second wake-up there as well.
+  EXPECT_EQ(p.names(), (std::vector<std::string>{"idle_without_select", "idle_churn", "keepalive_wakeups"}));
+}
+
+TEST(Diagnosis, ConnectionsPerFolderAndPerUser) {
+  Options options;
+  options.thresholds.folder_connections = 3;
+  options.thresholds.user_connection_limit = 5;
+  options.thresholds.user_connection_warn = 4;
+  Proxy p(options);
+  std::vector<std::unique_ptr<Conversation>> runs;
+  for (const char* folder : {"INBOX", "Sent", "Lists"}) {
+    auto& r = *runs.emplace_back(std::make_unique<Conversation>(p));
+    r.log_in();
+    r.select(folder, 1, 1);
+    r.client("i1 IDLE\r\n");
+    r.server("+ idling\r\n");
+  }
+  EXPECT_EQ(p.names(), std::vector<std::string>{"connection_per_folder"});
+  runs.push_back(std::make_unique<Conversation>(p));
+  runs.back()->log_in();
+  EXPECT_EQ(p.names(), (std::vector<std::string>{"connection_per_folder", "user_connection_limit"}));
+  // The server's own refusal says the same.
+  Conversation refused(p);
+  refused.client("a1 LOGIN alice secret\r\n");
+  refused.server("a1 NO [LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)\r\n");
+  EXPECT_EQ(p.names().back(), "user_connection_limit");
+  EXPECT_NE(p.recorder->findings.back().detail.find("mail_max_userip_connections"), std::string::npos);
+}
+
+TEST(Diagnosis, ErrorLoopsAndLoginFailureStorms) {
+  Options options;
+  options.thresholds.login_failures = 3;
+  Proxy p(options);
+  {
+    Conversation r(p);
+    r.log_in();
+    r.select("INBOX", 1, 1);
+    for (int i = 0; i < 3; ++i) {
+      r.client("x IDLE\r\n");
+      r.server("+ idling\r\n");
+      r.client("x NOOP\r\n");  // not DONE
+      r.server("x BAD Expected DONE.\r\n");
+    }
+    ASSERT_EQ(p.names(), std::vector<std::string>{"error_loop"});
+    EXPECT_NE(p.recorder->findings[0].detail.find("\"IDLE\" refused (BAD) 3 times"), std::string::npos)
+        << p.recorder->findings[0].detail;
+  }
+  for (int i = 0; i < 4; ++i) {
+    Conversation r(p, "198.51.100.9:" + std::to_string(4000 + i));
+    r.client("a1 LOGIN mallory guess" + std::to_string(i) + "\r\n");
+    r.server("a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
+  }
+  Conversation other(p, "198.51.100.10:4000");  // another address: its own count
+  other.client("a1 LOGIN alice wrong\r\n");
+  other.server("a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
+  ASSERT_EQ(p.names(), (std::vector<std::string>{"error_loop", "login_failure_storm"}));  // once per window
+  const auto& detail = p.recorder->findings[1].detail;
+  EXPECT_NE(detail.find("3 failed logins from 198.51.100.9"), std::string::npos) << detail;
+  EXPECT_EQ(detail.find("guess"), std::string::npos);  // never a password
+}
+
+TEST(Diagnosis, DeletedButNotExpunged) {
+  Options options;
+  options.thresholds.deleted_messages = 3;
+  Proxy p(options);
+  {
+    Conversation r(p);
+    r.log_in();
+    r.select("INBOX", 5, 1);
+    r.client("f1 FETCH 1:5 (FLAGS)\r\n");
+    r.server(fetch_flags(3, true) + "f1 OK done\r\n");
+    EXPECT_EQ(p.names(), std::vector<std::string>{"deleted_build_up"});
+  }
+  {
+    Conversation r(p);
+    r.log_in();
+    r.select("Trash", 9, 1);
+    r.client("s2 STORE 1:4 +FLAGS.SILENT (\\Deleted)\r\ns3 UID STORE 7 +FLAGS (\\Deleted)\r\n");
+    r.server("s2 OK done\r\n* 5 FETCH (FLAGS (\\Deleted) UID 7)\r\ns3 OK done\r\n");
+    r.client("z1 LOGOUT\r\n");
+    r.server("* BYE\r\nz1 OK done\r\n");
+  }
+  EXPECT_EQ(p.names().size(), 2u);
+  {
+    Conversation r(p);  // the same, purged: nothing
+    r.log_in();
+    r.select("Trash", 9, 1);
+    r.client("s2 STORE 1:4 +FLAGS.SILENT (\\Deleted)\r\ne1 EXPUNGE\r\n");
+    r.server("s2 OK done\r\ne1 OK done\r\n");
+  }
+  EXPECT_EQ(p.names().size(), 2u);
+}
+
+TEST(Diagnosis, PollingWhereIdleIsOffered) {
+  Options options;
+  options.thresholds.poll_count = 4;
+  Proxy p(options);
+  Conversation r(p);
+  r.log_in();
+  r.select("INBOX", 1, 1);
+  for (int i = 0; i < 4; ++i) {
+    r.wait(std::chrono::seconds(60));
+    r.client("p STATUS INBOX (MESSAGES UNSEEN)\r\n");
+    r.server("* STATUS INBOX (MESSAGES 1 UNSEEN 0)\r\np OK done\r\n");
+  }
+  EXPECT_EQ(p.names(), std::vector<std::string>{"polling_instead_of_idle"});
+}
+
+TEST(Diagnosis, InactivityTimeoutsByWhoClosed) {
+  Proxy p;
+  {
+    Conversation r(p);
+    r.log_in();
+    r.wait(std::chrono::seconds(1800));
+    r.server("* BYE Disconnected for inactivity.\r\n");
+    r.close(session::CloseReason::ServerClosed);
+  }
+  {
+    Conversation r(p);
+    r.log_in();
+    r.wait(std::chrono::seconds(1900));
+    r.close(session::CloseReason::IdleTimeout);
+  }
+  {
+    Conversation r(p);  // closed soon after its last word: not a timeout
+    r.log_in();
+    r.wait(std::chrono::seconds(5));
+    r.close(session::CloseReason::ClientClosed);
+  }
+  ASSERT_EQ(p.names(), (std::vector<std::string>{"inactivity_timeout", "inactivity_timeout"}));
+  EXPECT_NE(p.recorder->findings[0].detail.find("the server closed it"), std::string::npos);
+  EXPECT_NE(p.recorder->findings[1].detail.find("imapscope's idle timeout"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace imapscope::diagnose
