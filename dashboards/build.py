@@ -85,6 +85,18 @@ CLIENTS = ("imapscope-clients", "imapscope: clients", [
     panel("Authentications by mechanism", "LOGIN / AUTHENTICATE results per second, by mechanism (never user names).",
           [q(f'sum by (mechanism, result) (rate(imapscope_authentications_total{{{SEL}}}[$__rate_interval]))', "{{mechanism}} {{result}}")],
           unit="ops"),
+    panel("Findings /s", "Client behaviours the diagnostics found, by finding: full resyncs, IDLE churn, keepalive "
+          "wake-ups, error loops, login failure storms... (README, Diagnostics: what each means and what fixes it; "
+          "the live view and the log name the sessions).",
+          [q(f'sum by (finding) (rate(imapscope_findings_total{{{SEL}}}[$__rate_interval]))', "{{finding}}")],
+          unit="ops", stack=True),
+    panel("Findings by client (total)", "Which client families show which behaviour, since start.",
+          [q(f'sum by (finding, client) (imapscope_findings_total{{{SEL}}})', "{{client}} {{finding}}")],
+          kind="bargauge"),
+    panel("Full resync bytes /s", "What the server sent for whole-mailbox flag sweeps (FETCH 1:* (UID FLAGS)), by "
+          "client: bandwidth that CONDSTORE/QRESYNC would save.",
+          [q(f'sum by (client) (rate(imapscope_full_resync_bytes_total{{{SEL}}}[$__rate_interval]))', "{{client}}")],
+          unit="Bps"),
 ])
 
 HEALTH = ("imapscope-health", "imapscope: health", [

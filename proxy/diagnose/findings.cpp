@@ -25,7 +25,7 @@ constexpr std::array<FindingText, kFindingKinds> kTexts = {{
      "The client ends IDLE right after the server's keepalive (\"* OK Still here\"): each keepalive wakes the "
      "device and costs a round trip (seed: K-9 Mail with Dovecot's 2-minute keepalive).",
      "Send keepalives less often: Dovecot's imap_idle_notify_interval, or per client family with the rule action "
-     "\"thin_keepalives\" in imapscope."},
+     "\"thin_keepalives_s\" in imapscope."},
     {"idle_without_select",
      "The client sent IDLE with no mailbox selected: the server has nothing to report, the connection is idle "
      "for nothing.",

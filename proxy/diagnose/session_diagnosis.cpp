@@ -134,7 +134,12 @@ void SessionDiagnosis::client_message(const imap::Command& c, Clock::time_point 
       sasl_first_answer_ = false;
       return;
     case imap::CommandKind::IdleDone:
-      idle_done(now);
+      // Anything but DONE ends IDLE with the server's BAD: an error, not churn.
+      if (c.malformed) {
+        in_idle_ = false;
+      } else {
+        idle_done(now);
+      }
       return;
     case imap::CommandKind::Tagged:
       if (!c.rejected && !c.malformed && !c.tag.empty()) command(c, now);
@@ -325,7 +330,9 @@ void SessionDiagnosis::logged_in(Clock::time_point) {
   user_ = std::move(login_user_);
   counted_connection_ = true;
   const auto connections = registry_.user_connected(user_);
-  if (connections >= limits_.user_connection_warn) {
+  // Where the count crosses the warning level and where it reaches the limit, not
+  // for every session in between.
+  if (connections == limits_.user_connection_warn || connections >= limits_.user_connection_limit) {
     report_once(FindingKind::UserConnectionLimit,
                 std::to_string(connections) + " concurrent sessions of this user through imapscope; the server's limit is " +
                     std::to_string(limits_.user_connection_limit));

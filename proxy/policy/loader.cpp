@@ -174,6 +174,7 @@ Actions read_actions(JsonReader r, const Match& match) {
   only("capabilities", !client, "applies to server responses (CAPABILITY data and [CAPABILITY] codes)");
   only("answer", client, "applies to client commands");
   only("rewrite_command", client, "applies to client commands");
+  only("thin_keepalives_s", !client, "applies to server responses (keepalive lines)");
 
   a.drop = r.boolean("drop", false);
   if (a.drop) {
@@ -240,11 +241,20 @@ Actions read_actions(JsonReader r, const Match& match) {
   if (r.has("delay_ms")) {
     a.delay = std::chrono::milliseconds(r.number("delay_ms", 0, 1, static_cast<std::uint64_t>(kMaxDelay.count())));
   }
+  if (r.has("thin_keepalives_s")) {
+    a.thin_keepalives = std::chrono::seconds(r.number("thin_keepalives_s", 0, 1, 86'400));
+    // Only untagged status lines may go missing (like drop): a keepalive is one.
+    if (match.kinds != bit(MessageKind::UntaggedStatus)) {
+      r.fail("thin_keepalives_s", "needs match.kind [\"untagged_status\"]: only keepalive lines may be left out");
+    }
+    if (a.drop) r.fail("thin_keepalives_s", "can't go with drop (which leaves out every line)");
+  }
   if (a.answer && (a.rewrite || !a.replace.empty() || a.delay.count() > 0)) {
     r.fail("answer", "a command answered here is not forwarded: it can't also be rewritten or delayed");
   }
   const bool any = a.drop || !a.replace.empty() || !a.hide_capabilities.empty() || !a.add_capabilities.empty() ||
-                   a.answer || a.rewrite || !a.inject_before.empty() || !a.inject_after.empty() || a.delay.count() > 0;
+                   a.answer || a.rewrite || !a.inject_before.empty() || !a.inject_after.empty() || a.delay.count() > 0 ||
+                   a.thin_keepalives.count() > 0;
   if (!any) r.fail("", "does nothing: \"actions\" needs at least one action");
   if (a.drop && (!a.replace.empty() || !a.inject_after.empty())) {
     r.fail("drop", "a dropped response can't also be rewritten or followed by injected lines (use inject.before)");

@@ -13,7 +13,8 @@ bool any_iequal(const std::vector<std::string>& list, std::string_view value) {
 
 bool only_capability_edits(const Actions& a) {
   return (!a.hide_capabilities.empty() || !a.add_capabilities.empty()) && !a.drop && a.replace.empty() &&
-         !a.answer && !a.rewrite && a.inject_before.empty() && a.inject_after.empty() && a.delay.count() == 0;
+         !a.answer && !a.rewrite && a.inject_before.empty() && a.inject_after.empty() && a.delay.count() == 0 &&
+         a.thin_keepalives.count() == 0;
 }
 
 }  // namespace
@@ -40,6 +41,7 @@ void Verdict::clear() {
   answer = nullptr;
   rewrite = nullptr;
   delay = std::chrono::milliseconds(0);
+  thin_keepalives = std::chrono::seconds(0);
   replace = capabilities = inject = false;
 }
 
@@ -115,6 +117,7 @@ const Verdict& SessionRules::evaluate(const MessageFacts& facts) {
     if (a.answer) v.answer = &*a.answer;
     if (a.rewrite) v.rewrite = &*a.rewrite;
     v.delay = std::max(v.delay, a.delay);
+    v.thin_keepalives = std::max(v.thin_keepalives, a.thin_keepalives);
     v.replace = v.replace || !a.replace.empty();
     v.capabilities = v.capabilities || !a.hide_capabilities.empty() || !a.add_capabilities.empty();
     v.inject = v.inject || !a.inject_before.empty() || !a.inject_after.empty();

@@ -46,6 +46,7 @@ struct Verdict {
   const Answer* answer = nullptr;          // the first answering rule
   const CommandRewrite* rewrite = nullptr; // the first rewriting rule
   std::chrono::milliseconds delay{0};      // the longest delay
+  std::chrono::seconds thin_keepalives{0};  // the longest interval of a thinning rule
   bool replace = false;
   bool capabilities = false;
   bool inject = false;

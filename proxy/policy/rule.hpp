@@ -86,6 +86,9 @@ struct Actions {
   std::vector<std::string> inject_before;      // "* ..." lines for the client, without CRLF
   std::vector<std::string> inject_after;
   std::chrono::milliseconds delay{0};          // the message is held this long
+  // server, untagged status: at most one matching line per this long is forwarded
+  // in a session, the others are dropped (server keepalives during IDLE)
+  std::chrono::seconds thin_keepalives{0};
 };
 
 struct Rule {

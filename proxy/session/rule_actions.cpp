@@ -185,6 +185,16 @@ const policy::Verdict* Session::judge_response(const imap::Response& r, std::str
     if (verdict.inject) inject(verdict, true);
     drop_server_message_ = true;
   }
+  if (verdict.thin_keepalives.count() > 0) {
+    // At most one per interval reaches the client; real news is never a keepalive.
+    const auto now = settings_.clock();
+    if (keepalive_forwarded_ != std::chrono::steady_clock::time_point{} &&
+        now - keepalive_forwarded_ < verdict.thin_keepalives) {
+      drop_server_message_ = true;
+    } else {
+      keepalive_forwarded_ = now;
+    }
+  }
   if (verdict.delay.count() > 0) start_delay(Direction::Server, verdict.delay);
   return &verdict;
 }

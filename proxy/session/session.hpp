@@ -41,6 +41,8 @@ struct SessionSettings {
   const identify::Signatures* signatures = nullptr;
   // Rewrite rules; null: none. Must outlive the session.
   const policy::RuleStore* rules = nullptr;
+  // What time it is (rules that thin keepalives); tests pass their own.
+  std::chrono::steady_clock::time_point (*clock)() = &std::chrono::steady_clock::now;
   // Turn COMPRESS DEFLATE on towards the server when it offers it (its own command,
   // at the first quiet moment after login).
   bool compress_upstream = false;
@@ -199,6 +201,7 @@ class Session {
   std::string held_commands_;
   std::string held_responses_;
   std::optional<DelayRequest> delay_requests_[2];  // by direction, until the relay takes them
+  std::chrono::steady_clock::time_point keepalive_forwarded_{};  // the last line a thinning rule let through
 };
 
 }  // namespace imapscope::session

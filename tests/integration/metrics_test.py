@@ -49,6 +49,12 @@ class Dashboards(unittest.TestCase):
     def traffic(self):
         """Several client identities, every kind of event the panels show."""
         ctx = self.context()
+        # A message in INBOX: the sessions' FETCH 1:* (FLAGS) then sweeps it again and
+        # again, a finding (full_resync) for the diagnostics panels.
+        seed = imaplib.IMAP4("127.0.0.1", self.dovecot.port)
+        seed.login("alice", USERS["alice"])
+        seed.append("INBOX", None, None, b"Subject: seed\r\n\r\nhello\r\n")
+        seed.logout()
         for name in ("Thunderbird", "Microsoft Office 365", "K-9 Mail"):
             for tls in (False, True):
                 sock = socket.create_connection(("127.0.0.1", self.tls if tls else self.plain), timeout=20)

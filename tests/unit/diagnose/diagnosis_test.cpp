@@ -4,11 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <unistd.h>
 #include <vector>
 
 #include "proxy/diagnose/diagnostics.hpp"
+#include "proxy/diagnose/findings.hpp"
 #include "proxy/session/session.hpp"
 
 namespace imapscope::diagnose {
@@ -347,6 +350,18 @@ TEST(Diagnosis, InactivityTimeoutsByWhoClosed) {
   ASSERT_EQ(p.names(), (std::vector<std::string>{"inactivity_timeout", "inactivity_timeout"}));
   EXPECT_NE(p.recorder->findings[0].detail.find("the server closed it"), std::string::npos);
   EXPECT_NE(p.recorder->findings[1].detail.find("imapscope's idle timeout"), std::string::npos);
+}
+
+TEST(Diagnosis, TheReadmeShowsWhatEachFindingMeansAndWhatFixesIt) {
+  std::ifstream in(IMAPSCOPE_SOURCE_DIR "/README.md");
+  const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(readme.empty());
+  for (std::size_t i = 0; i < kFindingKinds; ++i) {
+    const auto& text = finding_text(static_cast<FindingKind>(i));
+    EXPECT_NE(readme.find("**`" + std::string(text.name) + "`**"), std::string::npos) << text.name;
+    EXPECT_NE(readme.find(text.meaning), std::string::npos) << text.name << " meaning";
+    EXPECT_NE(readme.find(text.fix), std::string::npos) << text.name << " fix";
+  }
 }
 
 }  // namespace

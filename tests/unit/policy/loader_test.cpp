@@ -111,6 +111,12 @@ TEST(RuleLoader, RefusesBadFilesWithFilePointerAndReason) {
       {R"({"rules": [{"name": "n", "description": "d", "match": {"direction": "client", "name": ["LIST"]},
           "actions": {"delay_ms": 1}}]})",
        "/rules/0/match/name: applies to server responses only"},
+      {R"({"rules": [{"name": "n", "description": "d", "match": {"direction": "server", "kind": ["data"]},
+          "actions": {"thin_keepalives_s": 600}}]})",
+       "/rules/0/actions/thin_keepalives_s: needs match.kind [\"untagged_status\"]"},
+      {R"({"rules": [{"name": "n", "description": "d", "match": {"direction": "client"},
+          "actions": {"thin_keepalives_s": 600}}]})",
+       "/rules/0/actions/thin_keepalives_s: applies to server responses"},
   };
   for (const auto& c : cases) {
     const auto error = load_error(c.text);

@@ -16,6 +16,7 @@ using policy::testing::store_with;
 struct Playbook {
   explicit Playbook(const policy::RuleStore& rules, bool compress_pass_through = false)
       : session(settings(rules, compress_pass_through)) {}
+  explicit Playbook(const SessionSettings& settings) : session(settings) {}
   static SessionSettings settings(const policy::RuleStore& rules, bool compress_pass_through) {
     SessionSettings s;
     s.client_leg.tls = true;
@@ -80,6 +81,35 @@ TEST(SessionRules, DropsTheIdleKeepaliveForTheTargetClientOnly) {
       EXPECT_EQ(p.session.rule_hits()[0].second, 2u);
     }
   }
+}
+
+// The session's clock in the thinning test.
+std::chrono::steady_clock::time_point test_now{};
+std::chrono::steady_clock::time_point test_clock() { return test_now; }
+
+TEST(SessionRules, ThinsKeepalivesToOnePerInterval) {
+  auto rules = store_with(R"js([{
+    "name": "thin-keepalive", "description": "one keepalive per 15 minutes",
+    "match": {"direction": "server", "client": ["thunderbird_android"], "state": ["idle"],
+              "kind": ["untagged_status"], "status": ["OK"], "text": "^\\* OK Still here$"},
+    "actions": {"thin_keepalives_s": 900}}])js");
+  SessionSettings settings = Playbook::settings(*rules, false);
+  settings.clock = &test_clock;
+  Playbook p(settings);
+  p.log_in_as("K-9 Mail");
+  p.client("a3 SELECT INBOX\r\n");
+  p.server("* 3 EXISTS\r\na3 OK [READ-WRITE] Select completed\r\n");
+  p.client("a4 IDLE\r\n");
+  p.server("+ idling\r\n");
+  const std::string keepalive = "* OK Still here\r\n";
+  std::string seen;
+  for (int minute = 2; minute <= 40; minute += 2) {  // Dovecot's default: every 2 minutes
+    test_now += std::chrono::minutes(2);
+    seen += p.server(keepalive);
+    if (minute == 20) seen += p.server("* 4 EXISTS\r\n");  // news always passes
+  }
+  // 20 keepalives in 40 minutes: the first, then one per 15 minutes (at 2, 18, 34).
+  EXPECT_EQ(seen, keepalive + keepalive + "* 4 EXISTS\r\n" + keepalive);
 }
 
 TEST(SessionRules, CompressIsPassedThroughOnlyWhereNoRuleCanAct) {
