@@ -28,8 +28,11 @@ bool consume(std::string_view& path, std::string_view prefix) {
 }  // namespace
 
 AdminApi::AdminApi(std::shared_ptr<observe::Metrics> metrics, std::shared_ptr<inspect::Inspector> inspector,
-                   std::string token)
-    : metrics_(std::move(metrics)), inspector_(std::move(inspector)), token_(std::move(token)) {}
+                   std::shared_ptr<diagnose::Diagnostics> diagnostics, std::string token)
+    : metrics_(std::move(metrics)),
+      inspector_(std::move(inspector)),
+      diagnostics_(std::move(diagnostics)),
+      token_(std::move(token)) {}
 
 bool AdminApi::authorised(const HttpRequest& request) const {
   if (token_.empty()) return true;
@@ -69,6 +72,11 @@ HttpResponse AdminApi::handle(const HttpRequest& request) {
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = metrics_->exposition();
     return r;
+  }
+  if (path == "/api/findings") {
+    if (!diagnostics_) return HttpResponse::error(404, "the diagnostics are off (--no-diagnostics)");
+    if (!get) return HttpResponse::error(405, "GET only");
+    return findings();
   }
   if (!inspector_) return HttpResponse::error(404, "not found");
   if (consume(path, "/api/captures")) return captures(request, path);
@@ -136,6 +144,17 @@ HttpResponse AdminApi::events(std::uint64_t id, const HttpRequest& request) cons
     return out;
   };
   return r;
+}
+
+HttpResponse AdminApi::findings() const {
+  json recent = json::array();
+  for (const auto& f : diagnostics_->recent()) {
+    recent.push_back({{"at_ms", f.at_ms}, {"session", f.session}, {"finding", f.finding}, {"client", f.client},
+                      {"user", f.user}, {"detail", f.detail}});
+  }
+  json users = json::array();
+  for (const auto& [user, counts] : diagnostics_->by_user()) users.push_back({{"user", user}, {"findings", counts}});
+  return json_response(200, {{"recent", std::move(recent)}, {"by_user", std::move(users)}});
 }
 
 HttpResponse AdminApi::captures(const HttpRequest& request, std::string_view rest) {

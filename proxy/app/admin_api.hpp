@@ -1,5 +1,6 @@
 // What the admin address answers (see README.md, "Admin address"): /metrics, the
-// live view of sessions and their events (JSON, or a server-sent-event tail),
+// live view of sessions and their events (JSON, or a server-sent-event tail), the
+// diagnostics' findings (recent ones, and counts per user),
 // on-demand captures, the live page at /, and /healthz and /readyz for probes
 // (Kubernetes). With a token, every request but the page and the probes must carry
 // "Authorization: Bearer <token>".
@@ -9,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "proxy/diagnose/diagnostics.hpp"
 #include "proxy/inspect/inspector.hpp"
 #include "proxy/observe/metrics.hpp"
 #include "proxy/transport/http_server.hpp"
@@ -17,8 +19,9 @@ namespace imapscope::app {
 
 class AdminApi {
  public:
-  // metrics and inspector may be null (that part answers 404).
-  AdminApi(std::shared_ptr<observe::Metrics> metrics, std::shared_ptr<inspect::Inspector> inspector, std::string token);
+  // metrics, inspector and diagnostics may be null (that part answers 404).
+  AdminApi(std::shared_ptr<observe::Metrics> metrics, std::shared_ptr<inspect::Inspector> inspector,
+           std::shared_ptr<diagnose::Diagnostics> diagnostics, std::string token);
 
   transport::HttpResponse handle(const transport::HttpRequest& request);
   // For /readyz: whether new sessions are taken (false while draining).
@@ -30,9 +33,11 @@ class AdminApi {
   transport::HttpResponse session(std::uint64_t id) const;
   transport::HttpResponse events(std::uint64_t id, const transport::HttpRequest& request) const;
   transport::HttpResponse captures(const transport::HttpRequest& request, std::string_view rest);
+  transport::HttpResponse findings() const;
 
   std::shared_ptr<observe::Metrics> metrics_;
   std::shared_ptr<inspect::Inspector> inspector_;
+  std::shared_ptr<diagnose::Diagnostics> diagnostics_;
   std::string token_;
   std::function<bool()> ready_;
 };

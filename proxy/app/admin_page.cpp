@@ -34,6 +34,8 @@ form{display:inline-flex;gap:4px} input{font:inherit;width:9em}
 <input name="address" placeholder="address/CIDR"><input name="duration_s" placeholder="seconds" value="600">
 <button>capture</button></form>
 <table id="captures"><thead><tr><th>id</th><th>user</th><th>client</th><th>address</th><th>sessions</th><th>left</th><th></th></tr></thead><tbody></tbody></table>
+<h2>Findings <small>costly client behaviour (README, Diagnostics)</small></h2>
+<table id="findings"><thead><tr><th>when</th><th>session</th><th>user</th><th>client</th><th>finding</th><th>detail</th></tr></thead><tbody></tbody></table>
 </section>
 <section><h2>Conversation <small id="chosen"></small></h2><div id="conversation"></div></section>
 </main>
@@ -82,7 +84,23 @@ async function refresh() {
     status("live, " + new Date().toLocaleTimeString());
     if (chosen !== null && !tail && finished !== chosen) choose(chosen);
     refreshCaptures();
+    refreshFindings();
   } catch (e) { status("no answer: " + e); }
+}
+
+async function refreshFindings() {
+  const r = await fetch("/api/findings", {headers: headers()});
+  if (!r.ok) return;
+  const data = await r.json();
+  const body = document.querySelector("#findings tbody");
+  body.replaceChildren(...data.recent.slice(-50).reverse().map(f => {
+    const tr = document.createElement("tr");
+    tr.dataset.id = f.session;
+    cell(tr, new Date(f.at_ms).toLocaleTimeString()); cell(tr, f.session); cell(tr, f.user || "");
+    cell(tr, f.client); cell(tr, f.finding); cell(tr, f.detail).style.whiteSpace = "normal";
+    tr.addEventListener("click", () => choose(f.session));
+    return tr;
+  }));
 }
 
 async function refreshCaptures() {

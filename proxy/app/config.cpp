@@ -428,6 +428,7 @@ Config build_config(const Flags& f) {
       throw ConfigError("listener " + l.name + ": --compress-pass-through can't be combined with --upstream-compress");
     }
   }
+  config.diagnostics.user_names = config.inspector.user_names;
   return config;
 }
 

@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
     std::atomic<const imapscope::transport::Proxy*> running{nullptr};
     std::unique_ptr<imapscope::transport::HttpServer> admin;
     if (config.admin_enabled) {
-      auto api = std::make_shared<imapscope::app::AdminApi>(metrics, inspector, config.admin_token);
+      auto api = std::make_shared<imapscope::app::AdminApi>(metrics, inspector, diagnostics, config.admin_token);
       api->set_readiness([&running] {
         const auto* proxy = running.load();
         return proxy != nullptr && !proxy->draining();

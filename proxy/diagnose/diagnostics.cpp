@@ -19,12 +19,13 @@ std::string address_only(std::string_view peer) {
 
 class DiagnosedSession final : public session::Observer {
  public:
-  DiagnosedSession(Registry& registry, const session::SessionStart& start, std::unique_ptr<session::Observer> inner,
+  DiagnosedSession(Diagnostics& owner, const session::SessionStart& start, std::unique_ptr<session::Observer> inner,
                    const std::function<Clock::time_point()>& clock)
-      : inner_(std::move(inner)),
+      : owner_(owner),
+        inner_(std::move(inner)),
         id_(start.id),
         clock_(clock),
-        diagnosis_(registry, start.id, address_only(start.client_address)) {}
+        diagnosis_(owner.registry(), start.id, address_only(start.client_address)) {}
 
   void command(const imap::Command& c) override {
     if (inner_) inner_->command(c);
@@ -93,9 +94,13 @@ class DiagnosedSession final : public session::Observer {
                                                std::string(text.name) + " client_family=" + family_ +
                                                " detail=" + util::log_quote(f.detail, 400));
       if (inner_) inner_->finding(session::FindingReport{text.name, f.detail, text.meaning, text.fix, f.bytes});
+      const auto at = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+      owner_.remember(RecentFinding{at, id_, std::string(text.name), family_, {}, f.detail}, diagnosis_.user());
     }
   }
 
+  Diagnostics& owner_;
   std::unique_ptr<session::Observer> inner_;
   std::uint64_t id_;
   const std::function<Clock::time_point()>& clock_;
@@ -107,10 +112,30 @@ class DiagnosedSession final : public session::Observer {
 
 Diagnostics::Diagnostics(const Options& options, std::shared_ptr<session::Telemetry> inner,
                          std::function<Clock::time_point()> clock)
-    : registry_(options), inner_(std::move(inner)), clock_(std::move(clock)) {}
+    : options_(options), registry_(options), inner_(std::move(inner)), clock_(std::move(clock)) {}
+
+void Diagnostics::remember(RecentFinding finding, const std::string& user) {
+  finding.user = user.empty() ? std::string() : inspect::user_label(user, options_.user_names);
+  std::lock_guard lock(mutex_);
+  if (!finding.user.empty() && (by_user_.size() < kUsers || by_user_.count(finding.user))) {
+    ++by_user_[finding.user][finding.finding];
+  }
+  recent_.push_back(std::move(finding));
+  if (recent_.size() > kRecent) recent_.pop_front();
+}
+
+std::vector<RecentFinding> Diagnostics::recent() const {
+  std::lock_guard lock(mutex_);
+  return {recent_.begin(), recent_.end()};
+}
+
+std::map<std::string, std::map<std::string, std::uint64_t>> Diagnostics::by_user() const {
+  std::lock_guard lock(mutex_);
+  return by_user_;
+}
 
 std::unique_ptr<session::Observer> Diagnostics::session_started(const session::SessionStart& start) {
-  return std::make_unique<DiagnosedSession>(registry_, start, inner_ ? inner_->session_started(start) : nullptr, clock_);
+  return std::make_unique<DiagnosedSession>(*this, start, inner_ ? inner_->session_started(start) : nullptr, clock_);
 }
 
 void Diagnostics::session_ended(std::string_view listener, std::string_view tls, session::CloseReason reason,

@@ -5,13 +5,26 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include "proxy/diagnose/registry.hpp"
 #include "proxy/session/observer.hpp"
 
 namespace imapscope::diagnose {
+
+// A finding as the admin API lists it.
+struct RecentFinding {
+  std::int64_t at_ms = 0;  // unix time
+  std::uint64_t session = 0;
+  std::string finding, client, user, detail;  // user: as the user_names policy shows it ("" before login)
+};
 
 class Diagnostics final : public session::Telemetry {
  public:
@@ -30,8 +43,20 @@ class Diagnostics final : public session::Telemetry {
   void proxy_header(std::string_view outcome) override;
 
   Registry& registry() { return registry_; }
+  // The last findings (at most kRecent), oldest first, and the count per user and
+  // finding since start (at most kUsers users).
+  static constexpr std::size_t kRecent = 256;
+  static constexpr std::size_t kUsers = 10'000;
+  std::vector<RecentFinding> recent() const;
+  std::map<std::string, std::map<std::string, std::uint64_t>> by_user() const;
+  // For the sessions' observers.
+  void remember(RecentFinding finding, const std::string& user);
 
  private:
+  Options options_;
+  mutable std::mutex mutex_;
+  std::deque<RecentFinding> recent_;
+  std::map<std::string, std::map<std::string, std::uint64_t>> by_user_;
   Registry registry_;
   std::shared_ptr<session::Telemetry> inner_;
   std::function<Clock::time_point()> clock_;

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "proxy/inspect/redact.hpp"
+
 namespace imapscope::diagnose {
 
 struct Thresholds {
@@ -49,6 +51,8 @@ struct Options {
   // in memory only (a restart forgets, so a change across it goes unseen).
   std::string state_file;
   std::size_t state_entries = 200'000;  // the oldest are forgotten beyond this
+  // How users appear in the admin API's list of findings (the config's user_names).
+  inspect::UserNames user_names = inspect::UserNames::Hashed;
 };
 
 }  // namespace imapscope::diagnose

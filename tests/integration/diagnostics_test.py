@@ -190,9 +190,20 @@ class Findings(unittest.TestCase):
         c = login(PROXY.port, "carol")
         c.command("c1", "EXAMINE Sweep")
         c.command("c2", "FETCH 1:* (UID FLAGS)")
-        found = wait_finding(PROXY, "full_resync", session_id(PROXY, c))
+        sid = session_id(PROXY, c)
+        found = wait_finding(PROXY, "full_resync", sid)
         self.assertIn("flags of 6 messages", found[0]["detail"])
         wait_until("bytes counted", lambda: metric(PROXY, "imapscope_findings_total", "full_resync") >= 1)
+        # The admin API lists it with the session and the user as user_names shows
+        # users (hashed by default), and counts it for that user.
+        with urllib.request.urlopen(f"http://127.0.0.1:{PROXY.admin_port}/api/findings", timeout=10) as r:
+            listed = json.load(r)
+        mine = [f for f in listed["recent"] if f["session"] == int(sid) and f["finding"] == "full_resync"]
+        self.assertEqual(len(mine), 1, listed)
+        self.assertTrue(mine[0]["user"].startswith("sha256:"), mine[0])
+        self.assertNotIn("carol", json.dumps(listed))
+        users = {u["user"]: u["findings"] for u in listed["by_user"]}
+        self.assertEqual(users[mine[0]["user"]]["full_resync"], 1)
         logout(c)
 
     def test_idle_churn_and_keepalive_wakeups(self):
