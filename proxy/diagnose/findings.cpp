@@ -17,8 +17,8 @@ constexpr std::array<FindingText, kFindingKinds> kTexts = {{
      "Offer CONDSTORE/QRESYNC on the server and use a client version that uses them; check that the client keeps "
      "its cache (a profile that is reset, a cache that doesn't fit, UIDVALIDITY changes)."},
     {"idle_churn",
-     "The client ends IDLE within a short time without having been told of any change, again and again: it pays "
-     "a round trip and a wake-up each time instead of waiting.",
+     "The client ends IDLE within a short time without having been told of any change, only to send IDLE again, "
+     "over and over: it pays a round trip and a wake-up each time instead of waiting.",
      "Raise the client's IDLE refresh interval (up to 29 minutes, RFC 2177), or check what wakes it (keepalives, "
      "a NAT that drops quiet connections)."},
     {"keepalive_wakeups",

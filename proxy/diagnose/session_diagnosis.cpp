@@ -163,6 +163,7 @@ void SessionDiagnosis::learn_user(const imap::Command& c) {
 }
 
 void SessionDiagnosis::command(const imap::Command& c, Clock::time_point now) {
+  const bool after_short_idle = std::exchange(short_idle_ended_, false);
   Pending p;
   p.tag.assign(c.tag);
   p.verb = c.verb;
@@ -200,6 +201,10 @@ void SessionDiagnosis::command(const imap::Command& c, Clock::time_point now) {
       break;
     case imap::Verb::Idle:
       ever_idled_ = true;
+      if (after_short_idle && ++short_idles_ >= limits_.idle_churn_count) {
+        report_once(FindingKind::IdleChurn, std::to_string(short_idles_) + " times the client ended IDLE within " +
+                                                minutes(limits_.idle_short) + " without news, only to IDLE again");
+      }
       if (mailbox_.empty()) {
         report_once(FindingKind::IdleWithoutSelect, "IDLE with no mailbox selected");
       }
@@ -411,13 +416,9 @@ void SessionDiagnosis::idle_keepalive(Clock::time_point now) {
 
 void SessionDiagnosis::idle_done(Clock::time_point now) {
   if (!in_idle_) return;
-  if (!idle_news_ && now - idle_since_ < limits_.idle_short) {
-    ++short_idles_;
-    if (short_idles_ >= limits_.idle_churn_count) {
-      report_once(FindingKind::IdleChurn, std::to_string(short_idles_) + " IDLEs ended by the client within " +
-                                              minutes(limits_.idle_short) + " without news");
-    }
-  }
+  // Counted when the next command is IDLE again: a client that ends IDLE to do
+  // something (the user opens a message) is not churning.
+  short_idle_ended_ = !idle_news_ && now - idle_since_ < limits_.idle_short;
   if (last_keepalive_ != Clock::time_point{} && !news_since_keepalive_ &&
       now - last_keepalive_ <= limits_.keepalive_reaction) {
     ++keepalive_wakeups_;

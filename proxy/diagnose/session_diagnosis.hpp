@@ -112,6 +112,7 @@ class SessionDiagnosis {
   Clock::time_point idle_since_{}, last_keepalive_{};
   bool news_since_keepalive_ = false;
   std::uint32_t short_idles_ = 0, keepalive_wakeups_ = 0;
+  bool short_idle_ended_ = false;  // the last IDLE ended soon without news
   bool registered_idle_ = false;
 
   std::map<std::string, Repeat, std::less<>> errors_;  // refused commands by key
