@@ -60,6 +60,8 @@ void print_summary(const imapscope::app::Config& config) {
   std::printf("client signatures: %s, %zu families, %zu ID and %zu heuristic signatures\n",
               config.proxy.signatures ? "from --clients/config" : "built in", signatures.families.size(),
               signatures.id.size(), signatures.heuristics.size());
+  std::printf("diagnostics: %s, state file %s\n", config.diagnostics.enabled ? "on" : "off",
+              config.diagnostics.state_file.empty() ? "none (in memory)" : config.diagnostics.state_file.c_str());
   if (const auto& store = config.proxy.rules) {
     const auto set = store->current();
     std::printf("rules: %zu from %zu files in %s\n", set->rules.size(), set->files.size(), store->path().c_str());
