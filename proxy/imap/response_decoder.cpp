@@ -172,6 +172,10 @@ void ResponseDecoder::apply_to_state() {
 }
 
 Event ResponseDecoder::on_error(const MessageAssembler::Output& out) {
+  // Everything is read again from the kept head: views from an earlier part of the
+  // message point into the assembler's buffer, which has grown (moved) since, and a
+  // head without a name must not leave the old one behind (found by fuzzing).
+  response_ = Response{};
   response_.rejected = true;
   const auto head = assembler_.rejected_head();
   auto end = std::min(head.find('\n'), head.size());
