@@ -166,7 +166,7 @@ void InspectedSession::client_bytes(const imap::Command& c, imap::EventKind kind
     // made of it (a line over the limit is not even parsed).
     client_sensitive_ = carries_credentials(c) || !sasl_mechanism_.empty();
   }
-  if (!client_sensitive_) client_text_.add(raw, true);
+  if (!client_sensitive_) client_text_.add(raw, transcript_possible());
   if (kind != imap::EventKind::Message) return;
   client_in_message_ = false;
   JsonLine event;
@@ -194,7 +194,7 @@ void InspectedSession::client_bytes(const imap::Command& c, imap::EventKind kind
 
 void InspectedSession::server_bytes(const imap::Response& r, imap::EventKind kind, std::string_view raw) {
   if (live_) live_->update([&](LiveFacts& f) { f.bytes_from_server += raw.size(); });
-  server_text_.add(raw, true);
+  server_text_.add(raw, transcript_possible());
   if (kind != imap::EventKind::Message) return;
   JsonLine event;
   event.str("dir", "S").str("kind", kind_name(r.kind)).str("text", server_text_.take_text());

@@ -39,6 +39,10 @@ class InspectedSession final : public session::Observer {
 
  private:
   enum class Decision : std::uint8_t { Pending, Keep, Drop };
+  // Literal hashes (SHA-256 over every payload byte, ~0.8 CPU-s per GB) only where a
+  // transcript may keep them: the live view alone shows sizes. Decided per literal
+  // at its start, so a capture that starts later hashes from the next literal on.
+  bool transcript_possible() const { return writer_ && (decision_ != Decision::Drop || capture_ != 0); }
   void emit(const JsonLine& event);
   void to_transcript(std::string line, std::int64_t now);
   void follow_captures(std::int64_t now);
