@@ -1,21 +1,13 @@
 #include "proxy/diagnose/diagnostics.hpp"
 
 #include "proxy/diagnose/session_diagnosis.hpp"
+#include "proxy/util/cidr.hpp"
 #include "proxy/util/log.hpp"
 
 namespace imapscope::diagnose {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// "192.0.2.1:1234" or "[2001:db8::1]:1234" -> the address alone.
-std::string address_only(std::string_view peer) {
-  const auto colon = peer.rfind(':');
-  if (colon == std::string_view::npos) return std::string(peer);
-  auto address = peer.substr(0, colon);
-  if (address.size() >= 2 && address.front() == '[' && address.back() == ']') address = address.substr(1, address.size() - 2);
-  return std::string(address);
-}
 
 class DiagnosedSession final : public session::Observer {
  public:
@@ -25,7 +17,7 @@ class DiagnosedSession final : public session::Observer {
         inner_(std::move(inner)),
         id_(start.id),
         clock_(clock),
-        diagnosis_(owner.registry(), start.id, address_only(start.client_address)) {}
+        diagnosis_(owner.registry(), start.id, std::string(util::address_of(start.client_address))) {}
 
   void command(const imap::Command& c) override {
     if (inner_) inner_->command(c);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "proxy/imap/abnf.hpp"
+#include "proxy/inspect/encoding.hpp"
 #include "proxy/util/log.hpp"
 
 namespace imapscope::diagnose {
@@ -26,13 +27,7 @@ std::string key_of(std::string_view user, std::string_view mailbox) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_Digest(input.data(), input.size(), digest, &length, EVP_sha256(), nullptr);
-  static const char* kHex = "0123456789abcdef";
-  std::string hex;
-  for (unsigned i = 0; i < 16 && i < length; ++i) {  // 128 bits tell mailboxes apart
-    hex.push_back(kHex[digest[i] >> 4]);
-    hex.push_back(kHex[digest[i] & 15]);
-  }
-  return hex;
+  return inspect::hex(digest, std::min(length, 16u));  // 128 bits tell mailboxes apart
 }
 
 std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }

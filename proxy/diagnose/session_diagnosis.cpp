@@ -1,10 +1,10 @@
 #include "proxy/diagnose/session_diagnosis.hpp"
 
 #include <algorithm>
-#include <charconv>
 
 #include "proxy/imap/abnf.hpp"
 #include "proxy/inspect/redact.hpp"
+#include "proxy/util/text.hpp"
 
 namespace imapscope::diagnose {
 namespace {
@@ -18,11 +18,11 @@ std::string minutes(Clock::duration d) {
   return std::to_string(s / 60) + " min";
 }
 
+// A 32-bit number (UIDVALIDITY, message numbers), the whole text.
 std::optional<std::uint32_t> number_of(std::string_view text) {
-  std::uint32_t n = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return n;
+  const auto n = util::parse_unsigned(text);
+  if (!n || *n > UINT32_MAX) return std::nullopt;
+  return static_cast<std::uint32_t>(*n);
 }
 
 // Messages a sequence set names ("1:5,7,9:*"); * is the last message (exists).
