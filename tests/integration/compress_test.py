@@ -20,12 +20,12 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.request
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, mbsync_pull  # noqa: E402
+from imap_fixtures import (USERS, Dovecot, Imapscope, RawClient, free_port, mbsync_pull, metric_sum,  # noqa: E402
+                           wait_until)
 
 DOVECOT = None
 PROXY = None
@@ -129,17 +129,39 @@ def compressed_session(user="alice"):
     return Deflated(sock, raw.buffer)
 
 
-def metric_sum(name, label):
-    """The sum of a metric's series that carry label (e.g. 'command="append"')."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{PROXY.admin_port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith(name + "{") and label in line.split("}")[0])
+def wait_for_log(proxy, pattern):
+    """Waits (10 s) for a log line matching pattern; the log's end in the failure."""
+    try:
+        wait_until(pattern, lambda: re.search(pattern, proxy.log()), 10, 0.2)
+    except AssertionError as e:
+        raise AssertionError(f"{e}: {proxy.log()[-2000:]}") from None
+
+
+def new_mail_during_idle(c, dovecot_port, seed):
+    """IDLE on c (SELECTed), a message appended to bob's INBOX directly, and the lines
+    c read until its EXISTS (at most 45 s: Dovecot may fall back to polling, 30 s)."""
+    c.send(b"i1 IDLE\r\n")
+    assert c.read_line().startswith(b"+")
+    other = imaplib.IMAP4("127.0.0.1", dovecot_port)
+    other.login("bob", USERS["bob"])
+    other.append("INBOX", None, None, message(500, seed))
+    other.logout()
+    deadline = time.monotonic() + 45
+    timeout = c.sock.gettimeout()
+    c.sock.settimeout(5)
+    seen = b""
+    while b"EXISTS" not in seen and time.monotonic() < deadline:
+        try:
+            seen += c.read_line()
+        except socket.timeout:
+            pass
+    c.sock.settimeout(timeout)
+    return seen
 
 
 class ClientLeg(unittest.TestCase):
     def test_byte_exact_append_and_fetch_compressed(self):
-        appends_before = metric_sum("imapscope_commands_total", 'command="append"')
+        appends_before = metric_sum(PROXY.admin_port, "imapscope_commands_total", 'command="append"')
         c = compressed_session()
         self.assertEqual(c.command("b1", "CREATE Compress-1")[-1][0][:5], b"b1 OK")
         sizes = [1, 2, 1000, 65536, 100_003, 3_000_000]
@@ -174,31 +196,14 @@ class ClientLeg(unittest.TestCase):
         c.command("z1", "LOGOUT")
         c.sock.close()
         # The proxy saw the plaintext: it counted the APPENDs sent compressed.
-        deadline = time.monotonic() + 10
-        while metric_sum("imapscope_commands_total", 'command="append"') - appends_before < len(sizes):
-            self.assertLess(time.monotonic(), deadline, "APPENDs not counted")
-            time.sleep(0.2)
+        wait_until("APPENDs counted", lambda: metric_sum(PROXY.admin_port, "imapscope_commands_total",
+                                                         'command="append"') - appends_before >= len(sizes), 10, 0.2)
         self.assertRegex(PROXY.log(), r"event=session_end .*client_compress=deflate")
 
     def test_idle_notification_arrives_compressed(self):
         c = compressed_session("bob")
         self.assertIn(b"OK", c.command("s1", "SELECT INBOX")[-1][0])
-        c.send(b"i1 IDLE\r\n")
-        self.assertTrue(c.read_line().startswith(b"+"))
-        other = imaplib.IMAP4("127.0.0.1", DOVECOT.port)
-        other.login("bob", USERS["bob"])
-        other.append("INBOX", None, None, message(500, 99))
-        other.logout()
-        deadline = time.monotonic() + 45  # Dovecot may fall back to polling (30 s)
-        c.sock.settimeout(5)
-        seen = b""
-        while b"EXISTS" not in seen and time.monotonic() < deadline:
-            try:
-                seen += c.read_line()
-            except socket.timeout:
-                pass
-        self.assertIn(b"EXISTS", seen)
-        c.sock.settimeout(60)
+        self.assertIn(b"EXISTS", new_mail_during_idle(c, DOVECOT.port, 99))
         c.send(b"DONE\r\n")
         self.assertIn(b"i1 OK", c.until_tagged("i1")[-1][0])
         c.command("z1", "LOGOUT")
@@ -221,10 +226,7 @@ class ClientLeg(unittest.TestCase):
         self.assertIn(b"n1 OK", bystander.command("n1", "NOOP")[-1][0])
         bystander.command("z1", "LOGOUT")
         bystander.sock.close()
-        deadline = time.monotonic() + 10
-        while "event=compress_error" not in PROXY.log():
-            self.assertLess(time.monotonic(), deadline)
-            time.sleep(0.2)
+        wait_for_log(PROXY, "event=compress_error")
         self.assertRegex(PROXY.log(), r"event=compress_error session=\d+ side=client detail=\"corrupt compressed data")
 
 
@@ -260,10 +262,7 @@ class ServerLeg(unittest.TestCase):
         # The client sees the proxy's own offer (--compress) once, not the server's.
         self.assertEqual(c.capability()[1][0].count(b"COMPRESS"), 1)
         c.logout()
-        deadline = time.monotonic() + 10
-        while "server_compress=deflate" not in self.proxy.log():
-            self.assertLess(time.monotonic(), deadline, self.proxy.log()[-2000:])
-            time.sleep(0.2)
+        wait_for_log(self.proxy, "server_compress=deflate")
         self.assertIn("event=server_compress", self.proxy.log())
 
     def test_both_legs_compressed(self):
@@ -281,10 +280,7 @@ class ServerLeg(unittest.TestCase):
         self.assertEqual(literals, [body])
         c.command("z1", "LOGOUT")
         sock.close()
-        deadline = time.monotonic() + 10
-        while not re.search(r"client_compress=deflate server_compress=deflate", self.proxy.log()):
-            self.assertLess(time.monotonic(), deadline, self.proxy.log()[-2000:])
-            time.sleep(0.2)
+        wait_for_log(self.proxy, r"client_compress=deflate server_compress=deflate")
 
 
 class PassThrough(unittest.TestCase):
@@ -308,25 +304,17 @@ class PassThrough(unittest.TestCase):
 
     def session(self, port, user):
         sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        sock = ssl.create_default_context(cafile=self.dovecot.certs["ca"]).wrap_socket(sock, server_hostname="localhost")
+        context = ssl.create_default_context(cafile=self.dovecot.certs["ca"])
+        sock = context.wrap_socket(sock, server_hostname="localhost")
         raw = RawClient(sock)
         self.assertIn(b"COMPRESS=DEFLATE", raw.command("a1", f"LOGIN {user} {USERS[user]}"))
         # Dovecot's own answer, not the proxy's "DEFLATE active".
         self.assertRegex(raw.command("a2", "COMPRESS DEFLATE"), rb"^a2 OK Begin compression")
         return Deflated(sock, raw.buffer)
 
-    def wait_for_log(self, proxy, pattern):
-        deadline = time.monotonic() + 10
-        while not re.search(pattern, proxy.log()):
-            self.assertLess(time.monotonic(), deadline, proxy.log()[-2000:])
-            time.sleep(0.2)
-
     def test_byte_exact_through_one_stream_end_to_end(self):
-        admin = f"http://127.0.0.1:{self.proxy.admin_port}/metrics"
         def appends():
-            with urllib.request.urlopen(admin, timeout=10) as r:
-                return sum(float(line.split()[-1]) for line in r.read().decode().splitlines()
-                           if line.startswith("imapscope_commands_total{") and 'command="append"' in line)
+            return metric_sum(self.proxy.admin_port, "imapscope_commands_total", 'command="append"')
         before = appends()
         c = self.session(self.port, "alice")
         self.assertIn(b"OK", c.command("b1", "CREATE Pass-Z")[-1][0])
@@ -354,13 +342,10 @@ class PassThrough(unittest.TestCase):
         self.assertIn(b"COMPRESS=DEFLATE", caps)
         c.command("z1", "LOGOUT")
         c.sock.close()
-        self.wait_for_log(self.proxy, r"event=session_end .*client_compress=pass-through server_compress=pass-through")
+        wait_for_log(self.proxy, r"event=session_end .*client_compress=pass-through server_compress=pass-through")
         self.assertIn("event=compress_pass_through", self.proxy.log())
         # The proxy still read every command: it counted the APPENDs from its copy.
-        deadline = time.monotonic() + 10
-        while appends() - before < len(sizes):
-            self.assertLess(time.monotonic(), deadline, "APPENDs not counted")
-            time.sleep(0.2)
+        wait_until("APPENDs counted", lambda: appends() - before >= len(sizes), 10, 0.2)
 
     def test_idle_notification_and_a_bye_of_the_proxys_own(self):
         # A proxy that drains in half a second: its BYE has to go into Dovecot's
@@ -376,21 +361,7 @@ class PassThrough(unittest.TestCase):
         try:
             c = self.session(port, "bob")
             self.assertIn(b"OK", c.command("s1", "SELECT INBOX")[-1][0])
-            c.send(b"i1 IDLE\r\n")
-            self.assertTrue(c.read_line().startswith(b"+"))
-            other = imaplib.IMAP4("127.0.0.1", self.dovecot.port)
-            other.login("bob", USERS["bob"])
-            other.append("INBOX", None, None, message(500, 98))
-            other.logout()
-            deadline = time.monotonic() + 45  # Dovecot may fall back to polling (30 s)
-            c.sock.settimeout(5)
-            seen = b""
-            while b"EXISTS" not in seen and time.monotonic() < deadline:
-                try:
-                    seen += c.read_line()
-                except socket.timeout:
-                    pass
-            self.assertIn(b"EXISTS", seen)
+            self.assertIn(b"EXISTS", new_mail_during_idle(c, self.dovecot.port, 98))
             c.sock.settimeout(30)
             self.assertEqual(proxy.stop(), 0)
             rest = b""

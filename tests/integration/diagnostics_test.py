@@ -16,7 +16,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, wait_until  # noqa: E402
+from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, metric_sum, wait_until  # noqa: E402
 
 # Users of their own per test: Dovecot's per-user limit must not mix the tests up.
 MORE_USERS = {name: name + "-secret" for name in ["carol", "dave", "erin", "frank", "grace", "heidi", "ivan",
@@ -102,13 +102,6 @@ def wait_finding(proxy, name, session=None, timeout=20):
     return findings(proxy, name, session)
 
 
-def metric(proxy, name, finding):
-    with urllib.request.urlopen(f"http://127.0.0.1:{proxy.admin_port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith(name + "{") and f'finding="{finding}"' in line)
-
-
 def logout(c):
     try:
         c.command("z9", "LOGOUT")
@@ -175,7 +168,7 @@ class Findings(unittest.TestCase):
         c.command("c3", "SELECT Renumbered")
         found = wait_finding(PROXY, "uidvalidity_changed")
         self.assertIn("Renumbered: UIDVALIDITY", found[0]["detail"])
-        self.assertEqual(metric(PROXY, "imapscope_findings_total", "uidvalidity_changed"), 1)
+        self.assertEqual(metric_sum(PROXY.admin_port, "imapscope_findings_total", 'finding="uidvalidity_changed"'), 1)
         logout(c)
 
     def test_full_resync_with_its_bytes(self):
@@ -193,7 +186,9 @@ class Findings(unittest.TestCase):
         sid = session_id(PROXY, c)
         found = wait_finding(PROXY, "full_resync", sid)
         self.assertIn("flags of 6 messages", found[0]["detail"])
-        wait_until("bytes counted", lambda: metric(PROXY, "imapscope_findings_total", "full_resync") >= 1)
+        wait_until("finding counted", lambda: metric_sum(PROXY.admin_port, "imapscope_findings_total",
+                                                         'finding="full_resync"') >= 1)
+        self.assertGreater(metric_sum(PROXY.admin_port, "imapscope_full_resync_bytes_total"), 0)
         # The admin API lists it with the session and the user as user_names shows
         # users (hashed by default), and counts it for that user.
         with urllib.request.urlopen(f"http://127.0.0.1:{PROXY.admin_port}/api/findings", timeout=10) as r:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 MAIL_USER = "imapscope-mail"
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
@@ -61,6 +62,15 @@ def wait_until(what, predicate, timeout=20, interval=0.1):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def metric_sum(admin_port, name, label=""):
+    """The sum of the series of a metric on an imapscope's /metrics that carry label
+    (e.g. 'command="append"'; "" for all of them)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith(name + "{") and label in line.split("}")[0])
 
 
 def ensure_mail_user():
