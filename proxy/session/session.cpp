@@ -82,6 +82,9 @@ void Session::release_memory() {
 }
 
 void Session::send_to_client(std::string_view line) {
+  // Passed through, the client inflates the server's stream: a line of ours in
+  // clear would break it (the relay puts its BYE in as a block of its own).
+  if (observing()) return;
   if (observer_) observer_->proxy_to_client(line);
   if (server_in_message_ || responses_paused_) {
     deferred_client_ += line;

@@ -102,7 +102,8 @@ class Session {
   // Meanwhile that direction's input is not consumed (it stays with the relay).
   std::optional<DelayRequest> take_delay_request();
   void resume(policy::Direction direction);
-  // Queues a line for the client at the next server message boundary (BYE on shutdown).
+  // Queues a line for the client at the next server message boundary (BYE on
+  // shutdown); nothing while observing a passed-through stream.
   void send_to_client(std::string_view line);
   // Frees the buffers an idle session doesn't need (the relay calls it before it
   // waits for more input). Views of earlier events end here.

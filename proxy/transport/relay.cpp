@@ -356,11 +356,6 @@ bool Relay::inflate_some(Side side) {
 bool Relay::feed_held() {
   maybe_start_server_compression();
   maybe_start_pass_through();
-  // Passed through, the legs carry the compressed bytes as read; the session queues
-  // nothing while it observes the copies, and anything it would is dropped.
-  const bool observing = client_leg_.pass_through;
-  const std::size_t to_client_before = session_->to_client().size();
-  const std::size_t to_server_before = session_->to_server().size();
   bool fed = false;
   for (bool moved = true; moved;) {
     moved = false;
@@ -379,10 +374,6 @@ bool Relay::feed_held() {
       moved = feed_from(client_leg_.held, [&](std::string_view& in) { session_->feed_client(in); }) || moved;
     }
     fed = fed || moved;
-  }
-  if (observing) {
-    session_->to_client().resize(to_client_before);
-    session_->to_server().resize(to_server_before);
   }
   if (fed) {
     if (auto close = session_->close_requested()) end(*close);
