@@ -30,7 +30,7 @@ class Recorder final : public session::Telemetry {
   std::vector<Seen> findings;
   std::unique_ptr<session::Observer> session_started(const session::SessionStart&) override {
     struct Observer final : session::Observer {
-      explicit Observer(std::vector<Seen>& out) : out(out) {}
+      explicit Observer(std::vector<Seen>& sink) : out(sink) {}
       void command(const imap::Command&) override {}
       void command_done(std::string_view, imap::Verb, bool, imap::Status, bool) override {}
       void idle_started() override {}
@@ -69,7 +69,7 @@ struct Proxy {
 
 // One session: bytes in, the session's output ignored (the detectors see the events).
 struct Conversation {
-  Conversation(Proxy& proxy, std::string address = "192.0.2.7:5000") : proxy(proxy) {
+  Conversation(Proxy& owner, std::string address = "192.0.2.7:5000") : proxy(owner) {
     observer = proxy.diagnostics.session_started(session::SessionStart{"l", "none", ++ids, address});
     session.emplace(session::SessionSettings{});
     session->set_observer(observer.get());
