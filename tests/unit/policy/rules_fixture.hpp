@@ -6,7 +6,6 @@
 
 #include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -23,12 +22,13 @@ inline const std::vector<std::string>& test_families() {
   return families;
 }
 
-// Writes text to a fresh file and returns its path.
+// Writes text to a fresh file, alone in a new folder, and returns its path. The
+// folder is made by mkdtemp: a name from the pid came back with a later process of
+// the same pid and still held that one's rules.json (a directory test loaded 3
+// rules instead of 2).
 inline std::string write_file(const std::string& text, const std::string& name = "rules.json") {
-  static std::atomic<int> counter{0};
-  const std::string dir = ::testing::TempDir() + "imapscope-rules-" + std::to_string(::getpid()) + "-" +
-                          std::to_string(counter++);
-  std::filesystem::create_directories(dir);
+  std::string dir = ::testing::TempDir() + "imapscope-rules-XXXXXX";
+  if (::mkdtemp(dir.data()) == nullptr) ADD_FAILURE() << "mkdtemp " << dir;
   const std::string path = dir + "/" + name;
   std::ofstream(path) << text;
   return path;
