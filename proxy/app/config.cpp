@@ -252,6 +252,8 @@ Config load_config_file(const std::string& path) {
   t.tls_handshake = millis(timeouts, "tls_handshake_ms", t.tls_handshake);
   t.greeting = millis(timeouts, "greeting_ms", t.greeting);
   t.idle = millis(timeouts, "idle_ms", t.idle);
+  t.login = millis(timeouts, "login_ms", t.login);
+  t.server_response = millis(timeouts, "server_response_ms", t.server_response);
   t.shutdown_grace = millis(timeouts, "shutdown_grace_ms", t.shutdown_grace);
   timeouts.reject_unknown();
 

@@ -16,6 +16,8 @@ enum class CloseReason : std::uint8_t {
   UpstreamGreeting,     // the server sent no usable greeting in time
   ClientTlsFailed,      // the client's TLS handshake failed or timed out
   IdleTimeout,          // neither side sent anything for the idle timeout
+  LoginTimeout,         // the client did not log in within the login timeout (slowloris)
+  ServerTimeout,        // the server owed an answer and sent nothing for the server timeout
   ProtocolError,        // the client stream can no longer be delimited (fatal decode error)
   Shutdown,             // imapscope is stopping and the drain grace period ended
 };
@@ -31,6 +33,8 @@ constexpr std::string_view close_reason_name(CloseReason r) {
     case CloseReason::UpstreamGreeting: return "upstream_greeting";
     case CloseReason::ClientTlsFailed: return "client_tls_failed";
     case CloseReason::IdleTimeout: return "idle_timeout";
+    case CloseReason::LoginTimeout: return "login_timeout";
+    case CloseReason::ServerTimeout: return "server_timeout";
     case CloseReason::ProtocolError: return "protocol_error";
     case CloseReason::Shutdown: return "shutdown";
   }

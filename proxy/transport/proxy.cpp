@@ -7,6 +7,7 @@
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <stdexcept>
 #include <thread>
@@ -96,13 +97,24 @@ Proxy::~Proxy() = default;
 
 asio::awaitable<void> Proxy::accept_loop(asio::ip::tcp::acceptor& acceptor, const ListenerRuntime& runtime, Loop& loop) {
   asio::steady_timer backoff(loop.io);
+  // Out of descriptors, every retry fails: one line per 10 s says how many did.
+  std::uint64_t failures = 0;
+  std::chrono::steady_clock::time_point last_logged{};
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {
-      // Out of file descriptors or memory: wait instead of spinning, then go on.
-      util::log_line(util::LogLevel::Warning, "event=accept_failed listener=" + runtime.settings.name +
-                                                  " error=" + util::log_quote(ec.message()));
+      // Out of file descriptors or memory: the connection waits in the backlog while
+      // this loop waits instead of spinning, then tries again.
+      ++failures;
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_logged >= std::chrono::seconds(10)) {
+        util::log_line(util::LogLevel::Warning, "event=accept_failed listener=" + runtime.settings.name +
+                                                    " error=" + util::log_quote(ec.message()) +
+                                                    " failures=" + std::to_string(failures) + " retry_ms=100");
+        failures = 0;
+        last_logged = now;
+      }
       backoff.expires_after(std::chrono::milliseconds(100));
       (void)co_await backoff.async_wait(kNoThrow);
       continue;
@@ -183,14 +195,18 @@ asio::awaitable<void> Proxy::handle_signals() {
 asio::awaitable<void> Proxy::sweep_idle(Loop& loop) {
   // One timer per loop instead of one per session: idle sessions stay cheap.
   asio::steady_timer timer(loop.io);
-  const auto period = std::min<std::chrono::steady_clock::duration>(settings_.timeouts.idle, std::chrono::seconds(30));
+  // A quarter of the shortest timeout: each fires at most 25 % late.
+  const auto& t = settings_.timeouts;
+  const auto shortest = std::min({t.idle, t.login, t.server_response});
+  const auto period = std::clamp<std::chrono::steady_clock::duration>(shortest / 4, std::chrono::milliseconds(100),
+                                                                      std::chrono::seconds(30));
   for (;;) {
     timer.expires_after(period);
     auto [ec] = co_await timer.async_wait(kNoThrow);
     if (ec) co_return;
     const auto now = std::chrono::steady_clock::now();
-    // check_idle() may end a session, which removes itself from the list later, not now.
-    for (auto& relay : loop.registry.relays) relay->check_idle(now);
+    // check_timeouts() may end a session, which removes itself from the list later, not now.
+    for (auto& relay : loop.registry.relays) relay->check_timeouts(now);
   }
 }
 

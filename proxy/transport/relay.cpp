@@ -1,6 +1,8 @@
 #include "proxy/transport/relay.hpp"
 #include "proxy/transport/no_throw.hpp"
 
+#include <algorithm>
+
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/post.hpp>
@@ -59,7 +61,7 @@ void Relay::launch(asio::ip::tcp::socket client, const ListenerRuntime& listener
   relay.registry_ = &registry;
   relay.self_ = std::prev(registry.relays.end());
   ++*registry.active;
-  relay.started_ = relay.last_activity_ = Clock::now();
+  relay.started_ = relay.last_activity_ = relay.last_server_read_ = Clock::now();
   // Behind a balancer, the session starts once the header has named the client.
   if (!listener.settings.proxy_protocol) relay.start_telemetry();
   ++relay.pending_;
@@ -105,10 +107,33 @@ void Relay::shutdown() {
   update();
 }
 
-void Relay::check_idle(Clock::time_point now) {
-  if (!session_ || ending_ || now - last_activity_ < listener_.timeouts.idle) return;
-  end(CloseReason::IdleTimeout);
+void Relay::check_timeouts(Clock::time_point now) {
+  if (!session_ || ending_) return;
+  const auto& timeouts = listener_.timeouts;
+  const auto& state = session_->state();
+  if (now - last_activity_ >= timeouts.idle) {
+    end(CloseReason::IdleTimeout);
+  } else if (state.protocol_state() == imap::ProtocolState::NotAuthenticated && now - started_ >= timeouts.login) {
+    end(CloseReason::LoginTimeout);
+  } else if (!server_owes_answer()) {
+    server_owes_since_.reset();
+    return;
+  } else {
+    if (!server_owes_since_) server_owes_since_ = now;
+    if (now - std::max(*server_owes_since_, last_server_read_) < timeouts.server_response) return;
+    end(CloseReason::ServerTimeout);
+  }
   update();
+}
+
+bool Relay::server_owes_answer() {
+  const auto& state = session_->state();
+  if (state.pending().empty()) return false;
+  // The client's turn: a literal's payload, DONE, a SASL response.
+  const auto input = state.client_input();
+  if (input != imap::ClientInput::Commands && input != imap::ClientInput::AwaitingServer) return false;
+  // The proxy itself stopped reading the server (a slow client, a rule's delay).
+  return unwritten(Side::Client) < kHighWater && server_leg_.held.empty() && server_leg_.compressed.empty();
 }
 
 asio::awaitable<bool> Relay::set_up() {
@@ -296,6 +321,7 @@ bool Relay::pump(Side side) {
     }
     moved = true;
     last_activity_ = Clock::now();
+    if (side == Side::Server) last_server_read_ = last_activity_;
     std::string_view input = result.data;  // the thread's read buffer: consumed or copied here
     if (listener_.telemetry) listener_.telemetry->bytes(side == Side::Client, input.size());
     (side == Side::Client ? bytes_from_client_ : bytes_from_server_) += input.size();
@@ -525,12 +551,17 @@ void Relay::end(CloseReason reason) {
   switch (reason) {
     case CloseReason::ServerClosed:
     case CloseReason::ServerError:
+    case CloseReason::ServerTimeout:
       server_leg_.dead = true;
       // A BYE only where it can't cut a server message in two.
       if (session_->server_between_messages() &&
           session_->state().protocol_state() != imap::ProtocolState::Logout) {
-        say_bye("* BYE [UNAVAILABLE] Connection to the mail server lost\r\n");
+        say_bye(reason == CloseReason::ServerTimeout ? "* BYE [UNAVAILABLE] The mail server stopped responding\r\n"
+                                                     : "* BYE [UNAVAILABLE] Connection to the mail server lost\r\n");
       }
+      break;
+    case CloseReason::LoginTimeout:
+      say_bye("* BYE Login timed out\r\n");
       break;
     case CloseReason::IdleTimeout:
       say_bye("* BYE Autologout; idle for too long\r\n");

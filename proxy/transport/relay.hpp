@@ -67,8 +67,9 @@ class Relay {
                      RelayRegistry& registry);
   // The drain period is over: end with "* BYE" at the next message boundary.
   void shutdown();
-  // Ends the session when neither side sent anything for the idle timeout.
-  void check_idle(std::chrono::steady_clock::time_point now);
+  // Ends the session when a timeout ran out: idle (neither side sent anything),
+  // login (not authenticated yet) or server response (the server owes an answer).
+  void check_timeouts(std::chrono::steady_clock::time_point now);
 
  private:
   using CloseReason = session::CloseReason;
@@ -130,6 +131,7 @@ class Relay {
   std::size_t unwritten(Side side);  // bytes queued or being written to this leg
   bool may_read(Side side);
   bool written(Side side);  // nothing more to write to this leg (or it can't take it)
+  bool server_owes_answer();  // a whole command is in flight and only the server can move
 
   const ListenerRuntime& listener_;
   std::uint64_t id_;
@@ -158,6 +160,9 @@ class Relay {
   std::optional<CloseReason> ending_;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
+  std::chrono::steady_clock::time_point last_server_read_;
+  // When a timeout check first saw the server owing an answer; unset while it doesn't.
+  std::optional<std::chrono::steady_clock::time_point> server_owes_since_;
   std::uint64_t bytes_from_client_ = 0;
   std::uint64_t bytes_from_server_ = 0;
 };

@@ -76,6 +76,14 @@ struct Timeouts {
   // RFC 9051 §5.4: an idle client may be logged out after 30 minutes, not sooner;
   // clients re-issue IDLE every 29 minutes. The proxy waits a little longer.
   std::chrono::milliseconds idle{31 * 60'000};
+  // From connect to a successful login. A client that trickles bytes (slowloris) or
+  // never authenticates holds a socket and a server connection; Dovecot's own
+  // imap-login gives up after three minutes, nginx's mail proxy after one.
+  std::chrono::milliseconds login{60'000};
+  // A command is in flight, the client has sent all of it, and the server has sent
+  // nothing for this long (a hung or stopped server). Dovecot reports progress on
+  // long commands ("* OK Searched ..", "* OK Hang in there..") well within it.
+  std::chrono::milliseconds server_response{300'000};
   std::chrono::milliseconds shutdown_grace{10'000};
 };
 

@@ -109,8 +109,9 @@ class Dovecot:
     from those networks: Dovecot's ID forwarding (login_trusted_networks) on every port,
     and PROXY protocol headers on haproxy_port (haproxy_trusted_networks)."""
 
-    def __init__(self, certs=None, extra_config="", trusted=None):
+    def __init__(self, certs=None, extra_config="", trusted=None, users=None):
         self.uid, self.gid = ensure_mail_user()
+        self.users = dict(USERS, **(users or {}))
         self.dir = tempfile.mkdtemp(prefix="imapscope-dovecot-")
         os.chmod(self.dir, 0o755)  # the mail user must reach its maildirs
         self.certs = certs or make_certs(self.dir)
@@ -139,7 +140,7 @@ service imap-login {{
         for sub in ("mail", "home"):
             os.chown(f"{d}/{sub}", self.uid, self.gid)
         with open(f"{d}/users", "w") as f:
-            for user, password in USERS.items():
+            for user, password in self.users.items():
                 f.write(f"{user}:{{PLAIN}}{password}\n")
         group = grp.getgrgid(self.gid).gr_name
         config = f"""
@@ -211,6 +212,13 @@ service stats {{
         except OSError:
             return ""
 
+    def imap_pids(self, user):
+        """The pids of the user's imap processes (one per logged-in session), from doveadm who."""
+        out = subprocess.run(["doveadm", "-c", self.config, "who", "-1", user], capture_output=True, text=True,
+                             timeout=30).stdout
+        return [int(fields[2]) for fields in (line.split() for line in out.splitlines()[1:])
+                if len(fields) >= 3 and fields[0] == user and fields[2].isdigit()]
+
 
 def imapscope_binary():
     here = os.path.dirname(os.path.abspath(__file__))
@@ -223,10 +231,22 @@ def imapscope_binary():
     raise RuntimeError("imapscope binary not found; set IMAPSCOPE_BIN")
 
 
+def release_binary():
+    """An imapscope built without sanitizers (scripts/test builds build/release), for
+    tests that exhaust descriptors or hold thousands of sessions; None if missing."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for c in (os.environ.get("IMAPSCOPE_RELEASE_BIN", ""),
+              os.path.join(here, "..", "..", "build", "release", "proxy", "app", "imapscope")):
+        if c and os.path.exists(c):
+            return os.path.abspath(c)
+    return None
+
+
 class Imapscope:
     """imapscope started with flags; its log goes to a file we can read."""
 
-    def __init__(self, args, log_dir=None):
+    def __init__(self, args, log_dir=None, binary=None):
+        self.binary = binary or imapscope_binary()
         # Each instance serves its metrics on a port of its own (tests run several at once).
         if "--admin" not in args:
             self.admin_port = free_port()
@@ -236,9 +256,9 @@ class Imapscope:
         self.log_path = f"{self.log_dir}/imapscope.log"
         self.proc = None
 
-    def start(self, wait_ports=()):
-        self.proc = subprocess.Popen([imapscope_binary()] + self.args, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log_path, "w"))
+    def start(self, wait_ports=(), preexec_fn=None):
+        self.proc = subprocess.Popen([self.binary] + self.args, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log_path, "w"), preexec_fn=preexec_fn)
         for port in wait_ports:
             wait_for_port(port, proc=self.proc)
         return self

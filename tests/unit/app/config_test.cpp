@@ -40,7 +40,7 @@ const char* kListener = R"({"listen": "127.0.0.1:1143", "upstream": {"addresses"
 TEST(Config, LoadsAFullFile) {
   const auto path = write_temp(R"({
     "log_level": "warning", "threads": 2, "admin": "127.0.0.1:9999",
-    "timeouts": {"idle_ms": 60000},
+    "timeouts": {"idle_ms": 60000, "login_ms": 5000, "server_response_ms": 90000},
     "limits": {"max_line_length": 8192},
     "listeners": [
       {"name": "imaps", "listen": "[::1]:993", "tls": "implicit", "cert": "c.pem", "key": "k.pem",
@@ -58,6 +58,8 @@ TEST(Config, LoadsAFullFile) {
   EXPECT_FALSE(l.upstream.verify);
   EXPECT_EQ(config.proxy.threads, 2u);
   EXPECT_EQ(config.proxy.timeouts.idle.count(), 60000);
+  EXPECT_EQ(config.proxy.timeouts.login.count(), 5000);
+  EXPECT_EQ(config.proxy.timeouts.server_response.count(), 90000);
   EXPECT_EQ(config.proxy.client_limits.max_line_length, 8192u);
   EXPECT_EQ(config.admin.port, 9999);
 }
