@@ -220,6 +220,40 @@ service stats {{
                 if len(fields) >= 3 and fields[0] == user and fields[2].isdigit()]
 
 
+def load_limits(sessions, clients_per_imap=200):
+    """Dovecot settings for `sessions` concurrent sessions (on top of the usual ones).
+
+    imap-login in high-performance mode (a few long-lived processes that also carry
+    the implicit-TLS port's TLS), and imap processes serving clients_per_imap clients
+    each: 10,000 forked imap processes would cost gigabytes and the run's time, and
+    each imap process takes one inotify instance of the mail user's 128 (beyond them
+    Dovecot polls for IDLE every 30 s)."""
+    logins = max(2, sessions // 5000 + 1)
+    return f"""
+default_process_limit = {sessions + 1000}
+default_client_limit = {2 * sessions + 2000}
+default_vsz_limit = 2G
+mail_max_userip_connections = {sessions + 1000}
+service imap-login {{
+  service_count = 0
+  process_min_avail = {logins}
+  process_limit = {logins}
+  client_limit = {2 * sessions // logins + 1000}
+}}
+service imap {{
+  service_count = 0
+  client_limit = {clients_per_imap}
+  process_limit = {sessions // clients_per_imap + 50}
+}}
+service auth {{
+  client_limit = {2 * sessions + 2000}
+}}
+service anvil {{
+  client_limit = {2 * sessions + 2000}
+}}
+"""
+
+
 def imapscope_binary():
     here = os.path.dirname(os.path.abspath(__file__))
     candidates = [os.environ.get("IMAPSCOPE_BIN", ""),

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""The proof under load: thousands of idle TLS sessions, an active workload beside
+them, and connection churn, through imapscope to a real Dovecot on loopback.
+
+    python3 tests/load/load_run.py [--idle 10000] [--hold 600] [--json FILE]
+
+Phases, each bounded in count and time:
+
+  1. active alone      --active sessions run loadgen's mixed workload for --baseline
+                       seconds: latency per command without the idle load.
+  2. idle + active     --idle sessions (TLS to imapscope, TLS from imapscope to
+                       Dovecot) LOGIN, SELECT and IDLE; imapscope's VmRSS before and
+                       after gives the memory per idle session. They are held for
+                       --hold seconds while the active workload runs again; every
+                       --deliver-every seconds one message is delivered to each idle
+                       user's INBOX (APPEND straight to Dovecot), so every idle session
+                       must see one more EXISTS per round. At the end: sessions lost,
+                       the fewest notifications any session saw, and the latencies.
+  3. churn             new sessions (TLS handshake, greeting, LOGIN, LOGOUT) for
+                       --churn-seconds, with and without TLS session resumption on
+                       the client leg: sessions per second, the share resumed, and
+                       imapscope's CPU per session.
+
+Dovecot gets load_limits() from the test fixture; the descriptor limit is raised
+for every process started here (they inherit it). Only processes started here are
+stopped, by pid. Results: a summary on stdout and, with --json, the raw figures.
+tests/integration/load_test.py runs the same phases with small numbers in CI.
+"""
+import argparse
+import imaplib
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+from imap_fixtures import (Dovecot, Imapscope, free_port, imapscope_binary, load_limits,  # noqa: E402
+                           release_binary, stop_process)
+
+LOADGEN = os.path.join(HERE, "loadgen.py")
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+
+def users(prefix, count):
+    return {f"{prefix}{i}": f"{prefix}{i}-secret" for i in range(count)}
+
+
+def proc_stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def raise_nofile(wanted):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), max(hard, wanted)))
+    except (ValueError, OSError):  # not root: as far as the hard limit goes
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class Loadgen:
+    """loadgen.py in a process of its own; its JSON lines are collected as they come."""
+
+    def __init__(self, mode, port, ca, extra):
+        self.lines = []
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen([PYTHON, LOADGEN, mode, "--port", str(port), "--tls", "--ca", ca] + extra,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            with self.cond:
+                self.lines.append(item)
+                self.cond.notify_all()
+
+    def wait_for(self, kind, timeout):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for item in self.lines:
+                    if kind in item:
+                        return item[kind]
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self.reader.is_alive()):
+                    raise RuntimeError(f"loadgen: no {kind!r} line; stderr: {self.proc.stderr.read()[-2000:]}")
+                self.cond.wait(min(left, 1.0))
+
+    def last(self, kind):
+        with self.cond:
+            found = [item[kind] for item in self.lines if kind in item]
+        return found[-1] if found else None
+
+    def stop(self):
+        stop_process(self.proc)
+
+
+def deliver_round(dovecot, idle_users, round_no):
+    """One message into each idle user's INBOX, straight to Dovecot's plain port."""
+    for user, password in idle_users.items():
+        c = imaplib.IMAP4("127.0.0.1", dovecot.port, timeout=60)
+        c.login(user, password)
+        c.append("INBOX", None, None, b"Subject: round %d for %s\r\n\r\nnew mail\r\n" % (round_no, user.encode()))
+        c.logout()
+
+
+def run(args, log=print):
+    raise_nofile(4 * args.idle + 20000)
+    idle_users = users("load", args.idle_users)
+    active_users = users("active", args.active)
+    dovecot = Dovecot(users={**idle_users, **active_users},
+                      extra_config=load_limits(args.idle + 2 * args.active + 100)).start()
+    port = free_port()
+    binary = args.imapscope or release_binary() or imapscope_binary()
+    proxy = Imapscope(["--listen-tls", f"127.0.0.1:{port}", "--tls-cert", dovecot.certs["cert"],
+                       "--tls-key", dovecot.certs["key"], "--upstream", f"localhost:{dovecot.tls_port}",
+                       "--upstream-tls", "--upstream-ca", dovecot.certs["ca"], "--threads", str(args.threads),
+                       "--log-level", "warning"], binary=binary).start([port])
+    ca = dovecot.certs["ca"]
+    results = {"idle": args.idle, "active": args.active, "hold_s": args.hold, "binary": binary,
+               "threads": args.threads}
+    stop_file = os.path.join(tempfile.mkdtemp(prefix="imapscope-load-"), "stop")
+    try:
+        active_args = ["--sessions", str(args.active), "--users", str(args.active), "--user-format", "active{}",
+                       "--rate", str(args.rate), "--status", "30"]
+        # 1. The active workload alone.
+        log(f"phase 1: {args.active} active sessions alone for {args.baseline:.0f} s")
+        alone = Loadgen("active", port, ca, active_args + ["--seconds", str(args.baseline)])
+        results["active_alone"] = alone.wait_for("result", args.baseline + 300)
+        alone.stop()
+        # 2. The idle sessions, then the active workload beside them.
+        time.sleep(1)
+        rss_before, fds_before = rss_kib(proxy.proc.pid), fd_count(proxy.proc.pid)
+        cpu_before = proc_stat(proxy.proc.pid)
+        log(f"phase 2: opening {args.idle} idle sessions")
+        idle = Loadgen("idle", port, ca, ["--sessions", str(args.idle), "--users", str(args.idle_users),
+                                          "--concurrency", str(args.concurrency), "--hold", str(args.hold + 600),
+                                          "--stop-file", stop_file, "--status", "10"])
+        ready = idle.wait_for("ready", 1800)
+        results["idle_ready"] = ready
+        results["idle_open_cpu_s"] = round(proc_stat(proxy.proc.pid) - cpu_before, 2)
+        time.sleep(2)
+        rss_idle = rss_kib(proxy.proc.pid)
+        results["rss_kib"] = {"before": rss_before, "with_idle": rss_idle}
+        results["kib_per_idle_session"] = round((rss_idle - rss_before) / max(1, ready["open"]), 2)
+        results["fds"] = {"before": fds_before, "with_idle": fd_count(proxy.proc.pid)}
+        log(f"  {ready['open']} open in {ready['seconds']} s; "
+            f"{results['kib_per_idle_session']} KiB per idle session")
+        log(f"  holding them {args.hold:.0f} s with {args.active} active sessions beside them")
+        hold_started = time.monotonic()
+        cpu_hold = proc_stat(proxy.proc.pid)
+        beside = Loadgen("active", port, ca, active_args + ["--seconds", str(args.hold)])
+        rounds = 0
+        next_round = hold_started + args.deliver_every
+        while time.monotonic() - hold_started < args.hold:
+            time.sleep(max(0.0, min(5.0, next_round - time.monotonic(), args.hold - (time.monotonic() - hold_started))))
+            if time.monotonic() >= next_round and time.monotonic() - hold_started < args.hold - 5:
+                rounds += 1
+                deliver_round(dovecot, idle_users, rounds)
+                next_round += args.deliver_every
+        results["active_beside_idle"] = beside.wait_for("result", 600)
+        beside.stop()
+        results["hold_cpu_s"] = round(proc_stat(proxy.proc.pid) - cpu_hold, 2)
+        results["rss_kib"]["after_hold"] = rss_kib(proxy.proc.pid)
+        # Every notification must arrive (Dovecot may poll every 30 s without inotify).
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            status = idle.last("status")
+            if status and status["notified_min"] >= rounds:
+                break
+            time.sleep(2)
+        results["delivery_rounds"] = rounds
+        with open(stop_file, "w"):
+            pass
+        results["idle_result"] = idle.wait_for("result", 900)
+        idle.stop()
+        time.sleep(2)
+        results["fds"]["after"] = fd_count(proxy.proc.pid)
+        results["rss_kib"]["after"] = rss_kib(proxy.proc.pid)
+        # 3. Churn, with and without TLS session resumption on the client leg.
+        results["churn"] = []
+        for resume in (False, True):
+            cpu0 = proc_stat(proxy.proc.pid)
+            churn = Loadgen("churn", port, ca, ["--seconds", str(args.churn_seconds), "--processes", "2", "--login",
+                                                "--users", str(args.active), "--user-format", "active{}"]
+                            + (["--resume"] if resume else []))
+            outcome = churn.wait_for("result", args.churn_seconds + 300)
+            churn.stop()
+            cpu = proc_stat(proxy.proc.pid) - cpu0
+            outcome["proxy_cpu_s"] = round(cpu, 2)
+            outcome["proxy_cpu_ms_per_session"] = round(1000 * cpu / max(1, outcome["sessions"]), 3)
+            results["churn"].append(outcome)
+            log(f"phase 3: churn resume={resume}: {outcome['per_second']} sessions/s, "
+                f"{outcome['resumed']} of {outcome['sessions']} resumed, "
+                f"{outcome['proxy_cpu_ms_per_session']} proxy CPU-ms per session")
+        results["proxy_alive"] = proxy.proc.poll() is None
+    finally:
+        proxy.stop()
+        dovecot.stop()
+    return results
+
+
+def summary(r):
+    idle = r["idle_result"]
+    lines = [f"idle sessions: {idle['opened']} of {r['idle']} opened in {idle['open_seconds']} s, "
+             f"lost {idle['lost']}, notifications per session {idle['notified_min']}..{idle['notified_max']} "
+             f"of {r['delivery_rounds']} rounds",
+             f"memory: {r['kib_per_idle_session']} KiB per idle session (RSS {r['rss_kib']})",
+             f"proxy CPU: {r['idle_open_cpu_s']} s to open them, {r['hold_cpu_s']} s during the {r['hold_s']} s hold"]
+    for name in ("active_alone", "active_beside_idle"):
+        a = r[name]["all_us"]
+        lines.append(f"{name}: {r[name]['commands']} commands, {r[name]['error_count']} errors, "
+                     f"p50 {a.get('p50', 0):.0f} us, p99 {a.get('p99', 0):.0f} us")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--idle", type=int, default=10000)
+    p.add_argument("--idle-users", type=int, default=200)
+    p.add_argument("--active", type=int, default=50)
+    p.add_argument("--rate", type=float, default=5, help="commands a second per active session")
+    p.add_argument("--hold", type=float, default=600)
+    p.add_argument("--baseline", type=float, default=60)
+    p.add_argument("--deliver-every", type=float, default=120)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--churn-seconds", type=float, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--imapscope", help="binary (default: build/release, else the test build)")
+    p.add_argument("--json", help="write the raw results here")
+    args = p.parse_args()
+    results = run(args)
+    print(summary(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
