@@ -137,8 +137,8 @@ void Diagnostics::session_ended(std::string_view listener, std::string_view tls,
 void Diagnostics::bytes(bool from_client, std::uint64_t n) {
   if (inner_) inner_->bytes(from_client, n);
 }
-void Diagnostics::tls_handshake(bool client_side, bool ok, std::string_view version) {
-  if (inner_) inner_->tls_handshake(client_side, ok, version);
+void Diagnostics::tls_handshake(bool client_side, bool ok, std::string_view version, bool resumed) {
+  if (inner_) inner_->tls_handshake(client_side, ok, version, resumed);
 }
 void Diagnostics::upstream_connected(bool ok, double seconds) {
   if (inner_) inner_->upstream_connected(ok, seconds);

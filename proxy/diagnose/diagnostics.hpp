@@ -37,7 +37,7 @@ class Diagnostics final : public session::Telemetry {
   void session_ended(std::string_view listener, std::string_view tls, session::CloseReason reason,
                      double seconds) override;
   void bytes(bool from_client, std::uint64_t bytes) override;
-  void tls_handshake(bool client_side, bool ok, std::string_view version) override;
+  void tls_handshake(bool client_side, bool ok, std::string_view version, bool resumed) override;
   void upstream_connected(bool ok, double seconds) override;
   void reload(bool ok) override;
   void proxy_header(std::string_view outcome) override;

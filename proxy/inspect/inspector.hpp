@@ -39,7 +39,7 @@ class Inspector final : public session::Telemetry {
   std::unique_ptr<session::Observer> session_started(const session::SessionStart& start) override;
   void session_ended(std::string_view, std::string_view, session::CloseReason, double) override {}
   void bytes(bool, std::uint64_t) override {}
-  void tls_handshake(bool, bool, std::string_view) override {}
+  void tls_handshake(bool, bool, std::string_view, bool) override {}
   void upstream_connected(bool, double) override {}
   void reload(bool) override {}
 

@@ -67,8 +67,8 @@ class FanoutTelemetry final : public session::Telemetry {
   void bytes(bool from_client, std::uint64_t n) override {
     for (auto& t : all_) t->bytes(from_client, n);
   }
-  void tls_handshake(bool client_side, bool ok, std::string_view version) override {
-    for (auto& t : all_) t->tls_handshake(client_side, ok, version);
+  void tls_handshake(bool client_side, bool ok, std::string_view version, bool resumed) override {
+    for (auto& t : all_) t->tls_handshake(client_side, ok, version, resumed);
   }
   void upstream_connected(bool ok, double seconds) override {
     for (auto& t : all_) t->upstream_connected(ok, seconds);

@@ -40,7 +40,7 @@ Metrics::Metrics(std::vector<std::string> families, std::shared_ptr<const policy
       command_duration_(BuildHistogram().Name("imapscope_command_duration_seconds").Help("Command line complete to tagged answer (IDLE excluded), by command and client family").Register(*registry_)),
       bytes_(BuildCounter().Name("imapscope_bytes_total").Help("Bytes read from each side").Register(*registry_)),
       literal_bytes_(BuildCounter().Name("imapscope_literal_bytes_total").Help("Literal payload bytes (message bodies, APPEND data)").Register(*registry_)),
-      tls_handshakes_(BuildCounter().Name("imapscope_tls_handshakes_total").Help("TLS handshakes, by side (client, upstream) and result").Register(*registry_)),
+      tls_handshakes_(BuildCounter().Name("imapscope_tls_handshakes_total").Help("TLS handshakes, by side (client, upstream) and result (ok: full, resumed, failed)").Register(*registry_)),
       tls_sessions_(BuildCounter().Name("imapscope_tls_sessions_total").Help("TLS sessions established, by side and protocol version").Register(*registry_)),
       upstream_connects_(BuildCounter().Name("imapscope_upstream_connects_total").Help("Connections to the upstream up to its greeting, by result").Register(*registry_)),
       auth_(BuildCounter().Name("imapscope_authentications_total").Help("LOGIN and AUTHENTICATE results, by mechanism (never user names)").Register(*registry_)),
@@ -68,6 +68,7 @@ Metrics::Metrics(std::vector<std::string> families, std::shared_ptr<const policy
     upstream_connects_.Add({{"result", result}});
     for (const char* side : {"client", "upstream"}) tls_handshakes_.Add({{"side", side}, {"result", result}});
   }
+  for (const char* side : {"client", "upstream"}) tls_handshakes_.Add({{"side", side}, {"result", "resumed"}});
   if (rules) collectors_.push_back(rule_hits_collector(std::move(rules)));
   collectors_.push_back(process_collector());
 }
@@ -163,10 +164,10 @@ void Metrics::bytes(bool from_client, std::uint64_t bytes) {
   (from_client ? bytes_from_client_ : bytes_from_server_)->Increment(static_cast<double>(bytes));
 }
 
-void Metrics::tls_handshake(bool client_side, bool ok, std::string_view version) {
+void Metrics::tls_handshake(bool client_side, bool ok, std::string_view version, bool resumed) {
   const std::string side = client_side ? "client" : "upstream";
   std::lock_guard lock(create_mutex_);
-  tls_handshakes_.Add({{"side", side}, {"result", ok ? "ok" : "failed"}}).Increment();
+  tls_handshakes_.Add({{"side", side}, {"result", !ok ? "failed" : resumed ? "resumed" : "ok"}}).Increment();
   if (ok) tls_sessions_.Add({{"side", side}, {"version", std::string(tls_version_label(version))}}).Increment();
 }
 

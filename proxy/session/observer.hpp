@@ -89,8 +89,9 @@ class Telemetry {
   // Bytes read from one side (counted per read, not per message).
   virtual void bytes(bool from_client, std::uint64_t bytes) = 0;
   // A TLS handshake: client side (the proxy's certificate) or upstream; version as
-  // OpenSSL names it ("TLSv1.3"), empty when it failed.
-  virtual void tls_handshake(bool client_side, bool ok, std::string_view version) = 0;
+  // OpenSSL names it ("TLSv1.3"), empty when it failed; resumed: an abbreviated
+  // handshake that resumed an earlier TLS session.
+  virtual void tls_handshake(bool client_side, bool ok, std::string_view version, bool resumed) = 0;
   // Connecting to the upstream, up to its greeting: how long, and whether it worked.
   virtual void upstream_connected(bool ok, double seconds) = 0;
   // A rule reload (SIGHUP) and whether it was taken.

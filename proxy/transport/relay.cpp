@@ -150,7 +150,7 @@ asio::awaitable<bool> Relay::set_up() {
     asio::steady_timer timer(executor, listener_.timeouts.tls_handshake);
     auto result = co_await (client_.accept_tls(listener_.client_tls->native_handle()) || timer.async_wait(kNoThrow));
     const bool failed = result.index() == 1 || std::get<0>(result);
-    if (listener_.telemetry) listener_.telemetry->tls_handshake(true, !failed, failed ? "" : client_.tls_version());
+    if (listener_.telemetry) listener_.telemetry->tls_handshake(true, !failed, failed ? "" : client_.tls_version(), client_.tls_resumed());
     if (failed) {
       ending_ = CloseReason::ClientTlsFailed;
       const auto detail = result.index() == 1 ? std::string("timed out") : std::get<0>(result).message();
@@ -167,7 +167,8 @@ asio::awaitable<bool> Relay::set_up() {
     telemetry->upstream_connected(upstream.stream != nullptr,
                                   std::chrono::duration<double>(Clock::now() - connect_started).count());
     if (listener_.upstream_tls && (upstream.stream || upstream.failure == CloseReason::UpstreamTlsFailed)) {
-      telemetry->tls_handshake(false, upstream.stream != nullptr, upstream.stream ? upstream.stream->tls_version() : "");
+      telemetry->tls_handshake(false, upstream.stream != nullptr, upstream.stream ? upstream.stream->tls_version() : "",
+                               upstream.stream && upstream.stream->tls_resumed());
     }
   }
   if (!upstream.stream) {
@@ -524,7 +525,7 @@ void Relay::maybe_start_client_tls() {
     --pending_;
     client_tls_in_progress_ = false;
     if (listener_.telemetry && !error) {
-      listener_.telemetry->tls_handshake(true, upgraded, upgraded ? client_.tls_version() : "");
+      listener_.telemetry->tls_handshake(true, upgraded, upgraded ? client_.tls_version() : "", client_.tls_resumed());
     }
     if (!closing_) {
       if (error || !upgraded) {

@@ -8,6 +8,8 @@
 
 #include <asio/ssl/error.hpp>
 
+#include "proxy/transport/tls_resumption.hpp"
+
 namespace imapscope::transport {
 namespace {
 
@@ -146,11 +148,18 @@ asio::awaitable<asio::error_code> Stream::handshake(SSL_CTX* ctx, bool server, c
       SSL_set_hostflags(ssl_, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
       if (SSL_set1_host(ssl_, server_name.c_str()) != 1) co_return asio::error::invalid_argument;
     }
+    asio::error_code ignored;
+    const auto peer = socket_.remote_endpoint(ignored);
+    tls_peer_ = peer.address().to_string() + ":" + std::to_string(peer.port()) + "/" + server_name;
+    offer_kept_session(ssl_, &tls_peer_);
   }
   for (;;) {
     ERR_clear_error();
     const int result = SSL_do_handshake(ssl_);
-    if (result == 1) co_return asio::error_code{};
+    if (result == 1) {
+      if (!server) keep_reusable_session(ssl_);
+      co_return asio::error_code{};
+    }
     const int code = SSL_get_error(ssl_, result);
     const Wait wait = wanted_by(code);
     if (wait == Wait::None) co_return code == SSL_ERROR_ZERO_RETURN ? asio::error_code(asio::error::eof) : ssl_error(code);
@@ -167,6 +176,8 @@ asio::awaitable<asio::error_code> Stream::connect_tls(SSL_CTX* ctx, const std::s
 }
 
 std::string Stream::tls_version() const { return ssl_ ? SSL_get_version(ssl_) : "none"; }
+
+bool Stream::tls_resumed() const { return ssl_ != nullptr && SSL_session_reused(ssl_) == 1; }
 
 std::string Stream::tls_verify_error() const {
   if (!ssl_) return {};

@@ -69,6 +69,7 @@ class Stream {
 
   bool is_tls() const { return ssl_ != nullptr; }
   std::string tls_version() const;       // "TLSv1.3", or "none"
+  bool tls_resumed() const;              // the handshake resumed an earlier TLS session
   std::string tls_verify_error() const;  // why the peer's certificate was refused, or empty
   asio::ip::tcp::socket& socket() { return socket_; }
   // Ends reading (a pending read completes with EOF); writing goes on.
@@ -81,6 +82,7 @@ class Stream {
 
   asio::ip::tcp::socket socket_;
   SSL* ssl_ = nullptr;
+  std::string tls_peer_;  // upstream: "address/name", the key of its kept TLS sessions
   // Set by stop_reading(): a read in progress returns EOF without asking OpenSSL,
   // which would answer the half-closed socket with a fatal alert and then refuse
   // to write the last bytes (a BYE).

@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 
+#include "proxy/transport/tls_resumption.hpp"
+
 namespace imapscope::transport {
 namespace {
 
@@ -32,7 +34,9 @@ TlsContextPtr make_server_tls_context(const std::string& cert_file, const std::s
   if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
     throw std::runtime_error("private key " + key_file + " does not match certificate " + cert_file);
   }
-  // Session resumption for returning clients (cheaper reconnects).
+  // Session resumption for returning clients (cheaper reconnects): TLS 1.3 tickets
+  // (stateless, OpenSSL's default) and a TLS 1.2 session cache, shared by every
+  // event loop since they share this context.
   SSL_CTX_set_session_cache_mode(ctx->native_handle(), SSL_SESS_CACHE_SERVER);
   static const unsigned char kContextId[] = "imapscope";
   SSL_CTX_set_session_id_context(ctx->native_handle(), kContextId, sizeof kContextId - 1);
@@ -42,6 +46,7 @@ TlsContextPtr make_server_tls_context(const std::string& cert_file, const std::s
 TlsContextPtr make_client_tls_context(const std::string& ca_file, bool verify) {
   auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
   common_settings(*ctx);
+  enable_upstream_resumption(ctx->native_handle());
   asio::error_code ec;
   if (!verify) {
     ctx->set_verify_mode(asio::ssl::verify_none);

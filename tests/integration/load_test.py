@@ -38,6 +38,13 @@ class Load(unittest.TestCase):
         self.assertEqual(plain["resumed"], 0)
         # After the first connection of each client process, every one resumes.
         self.assertGreaterEqual(resumed["resumed"], resumed["sessions"] - 2)
+        self.assertGreaterEqual(resumed["proxy_handshakes"]["client_resumed"], resumed["sessions"] - 2)
+        # Towards Dovecot the proxy resumes too, with or without the client doing so:
+        # about half the time, because each of Dovecot's two imap-login processes has
+        # ticket keys of its own and accepts only the tickets it issued.
+        for churn in (plain, resumed):
+            upstream = churn["proxy_handshakes"]
+            self.assertGreater(upstream["upstream_resumed"], 0.25 * churn["sessions"], upstream)
         self.assertTrue(r["proxy_alive"])
         # The sessions' descriptors are all given back.
         self.assertLessEqual(r["fds"]["after"], r["fds"]["before"] + 2)

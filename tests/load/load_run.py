@@ -41,7 +41,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
 from imap_fixtures import (Dovecot, Imapscope, free_port, imapscope_binary, load_limits,  # noqa: E402
-                           release_binary, stop_process)
+                           metric_sum, release_binary, stop_process)
 
 LOADGEN = os.path.join(HERE, "loadgen.py")
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
@@ -201,8 +201,12 @@ def run(args, log=print):
         results["rss_kib"]["after"] = rss_kib(proxy.proc.pid)
         # 3. Churn, with and without TLS session resumption on the client leg.
         results["churn"] = []
+        def handshakes(side, result):
+            return metric_sum(proxy.admin_port, "imapscope_tls_handshakes_total", f'result="{result}",side="{side}"')  # labels sorted
         for resume in (False, True):
             cpu0 = proc_stat(proxy.proc.pid)
+            before = {(side, result): handshakes(side, result) for side in ("client", "upstream")
+                      for result in ("ok", "resumed")}
             churn = Loadgen("churn", port, ca, ["--seconds", str(args.churn_seconds), "--processes", "2", "--login",
                                                 "--users", str(args.active), "--user-format", "active{}"]
                             + (["--resume"] if resume else []))
@@ -211,10 +215,14 @@ def run(args, log=print):
             cpu = proc_stat(proxy.proc.pid) - cpu0
             outcome["proxy_cpu_s"] = round(cpu, 2)
             outcome["proxy_cpu_ms_per_session"] = round(1000 * cpu / max(1, outcome["sessions"]), 3)
+            # The proxy's own count: full and resumed handshakes on each leg.
+            outcome["proxy_handshakes"] = {f"{side}_{result}": handshakes(side, result) - before[(side, result)]
+                                           for side, result in before}
             results["churn"].append(outcome)
             log(f"phase 3: churn resume={resume}: {outcome['per_second']} sessions/s, "
                 f"{outcome['resumed']} of {outcome['sessions']} resumed, "
-                f"{outcome['proxy_cpu_ms_per_session']} proxy CPU-ms per session")
+                f"{outcome['proxy_cpu_ms_per_session']} proxy CPU-ms per session, "
+                f"proxy handshakes {outcome['proxy_handshakes']}")
         results["proxy_alive"] = proxy.proc.poll() is None
     finally:
         proxy.stop()

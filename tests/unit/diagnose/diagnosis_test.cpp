@@ -49,7 +49,7 @@ class Recorder final : public session::Telemetry {
   }
   void session_ended(std::string_view, std::string_view, session::CloseReason, double) override {}
   void bytes(bool, std::uint64_t) override {}
-  void tls_handshake(bool, bool, std::string_view) override {}
+  void tls_handshake(bool, bool, std::string_view, bool) override {}
   void upstream_connected(bool, double) override {}
   void reload(bool) override {}
 };
