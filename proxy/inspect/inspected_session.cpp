@@ -329,7 +329,9 @@ void InspectedSession::command_done(std::string_view tag, imap::Verb verb, bool,
 }
 
 void InspectedSession::idle_started() {
-  if (live_) live_->update([](LiveFacts& f) { f.state = "idle"; });
+  if (!live_) return;
+  live_->update([](LiveFacts& f) { f.state = "idle"; });
+  live_->pack_events();
 }
 
 }  // namespace imapscope::inspect

@@ -15,34 +15,34 @@ LiveSession::LiveSession(const session::SessionStart& start, const LiveLimits& l
       tls_mode_(start.tls),
       client_address_(start.client_address),
       started_us_(now_us()),
-      limits_(limits) {}
+      limits_(limits),
+      events_(limits.events, limits.event_bytes) {}
 
 void LiveSession::add_event(std::string line) {
   if (limits_.events == 0) return;
   std::lock_guard lock(mutex_);
-  event_bytes_ += line.size();
-  events_.push_back(std::move(line));
+  events_.add(std::move(line));
   ++last_sequence_;
-  while (!events_.empty() && (events_.size() > limits_.events || event_bytes_ > limits_.event_bytes)) {
-    event_bytes_ -= events_.front().size();
-    events_.pop_front();
-  }
+}
+
+void LiveSession::pack_events() {
+  std::lock_guard lock(mutex_);
+  events_.pack();
 }
 
 std::vector<std::string> LiveSession::events_after(std::uint64_t after, std::uint64_t& last) const {
   std::lock_guard lock(mutex_);
   last = last_sequence_;
-  const std::uint64_t first = last_sequence_ - events_.size() + 1;  // sequence of events_.front()
-  std::vector<std::string> out;
-  for (std::uint64_t seq = std::max(after + 1, first); seq <= last_sequence_; ++seq) {
-    out.push_back(events_[seq - first]);
-  }
-  return out;
+  auto kept = events_.lines();
+  const std::uint64_t first = last_sequence_ - kept.size() + 1;  // sequence of the oldest kept
+  if (after + 1 > first) kept.erase(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(
+                                                      std::min<std::uint64_t>(after + 1 - first, kept.size())));
+  return kept;
 }
 
 std::vector<std::string> LiveSession::backlog() const {
   std::lock_guard lock(mutex_);
-  return {events_.begin(), events_.end()};
+  return events_.lines();
 }
 
 nlohmann::json LiveSession::summary(std::int64_t now) const {

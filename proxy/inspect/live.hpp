@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "proxy/identify/client_info.hpp"
+#include "proxy/inspect/event_ring.hpp"
 #include "proxy/session/observer.hpp"
 
 namespace imapscope::inspect {
@@ -50,6 +51,8 @@ class LiveSession {
   std::uint64_t id() const { return id_; }
   // An event line (a transcript line, already redacted) for the ring.
   void add_event(std::string line);
+  // The session went quiet (IDLE): its events are deflated until someone reads them.
+  void pack_events();
   template <typename Change>
   void update(Change&& change) {
     std::lock_guard lock(mutex_);
@@ -72,9 +75,8 @@ class LiveSession {
   LiveFacts facts_;
   bool closed_ = false;
   std::int64_t closed_us_ = 0;
-  std::deque<std::string> events_;
-  std::size_t event_bytes_ = 0;
-  std::uint64_t last_sequence_ = 0;  // of events_.back()
+  EventRing events_;
+  std::uint64_t last_sequence_ = 0;  // of the newest event
 };
 
 class LiveRegistry {

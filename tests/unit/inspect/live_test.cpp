@@ -107,6 +107,10 @@ TEST(Live, EventsAreRedactedBoundedAndNumbered) {
   const auto newest = last;
   EXPECT_EQ(live->events_after(newest - 2, last).size(), 2u);
   EXPECT_TRUE(live->events_after(newest, last).empty());
+  // Packed (the session went into IDLE), they read back the same.
+  live->pack_events();
+  EXPECT_EQ(live->events_after(0, last), all);
+  EXPECT_EQ(live->events_after(newest - 2, last), std::vector<std::string>(all.end() - 2, all.end()));
   // The login's secret was in no event, even when the ring still had it.
   Recorded early(inspector, 2);
   log_in(early, "bob");

@@ -1,0 +1,130 @@
+#include "proxy/inspect/event_ring.hpp"
+
+#include <zlib.h>
+
+#include <string_view>
+
+namespace imapscope::inspect {
+namespace {
+
+// Deflate's preset dictionary: what event lines of a session that logs in, selects
+// and idles have in common, so that even the first lines of a small chunk are
+// back-references (a chunk of an idle session: ~900 bytes without, ~400 with).
+// The most common strings come last, where references to them are shortest.
+constexpr std::string_view kDictionary =
+    R"d({"confidence":0,"event":"client","family":"unknown","method":"heuristic","settled":false,"version":"")d"
+    R"d({"event":"start","listener":"imaps","client_address":"127.0.0.1:4","tls":"TLSv1.3"})d"
+    R"d({"event":"user","user":"sha256:"})d"
+    R"d("text":"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY )d"
+    R"d(THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT )d"
+    R"d(CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES )d"
+    R"d(WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE )d"
+    R"d(SAVEDATE LITERAL+ NOTIFY SPECIAL-USE COMPRESS=DEFLATE AUTH=PLAIN AUTH=LOGIN] Logged in")d"
+    R"d("text":"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")d"
+    R"d("text":"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted.")d"
+    R"d("text":"* OK [UIDVALIDITY 1] UIDs valid""text":"* OK [UIDNEXT 1] Predicted next UID")d"
+    R"d("text":"* OK [HIGHESTMODSEQ 1] Highest" [READ-WRITE] Select completed (0.000 + 0.000 secs).")d"
+    R"d({"command":"LOGIN","dir":"C","kind":"command","tag":"a","text":"a LOGIN sha256: ***"})d"
+    R"d({"command":"SELECT","dir":"C","kind":"command","text":"SELECT INBOX"})d"
+    R"d({"dir":"S","kind":"data","name":"RECENT","text":"* 0 RECENT"})d"
+    R"d({"dir":"S","kind":"data","name":"EXISTS","text":"* 1 EXISTS"})d"
+    R"d({"command":"IDLE","dir":"C","kind":"command","text":"IDLE"})d"
+    R"d({"dir":"S","kind":"continuation","text":"+ idling"})d"
+    R"d({"dir":"S","kind":"tagged","status":"OK","tag":")d"
+    R"d({"dir":"S","kind":"untagged_status","status":"OK","text":"* OK )d"
+    R"d(,"s":1,"t":17)d";
+
+constexpr int kRawDeflate = -15;  // no zlib header: the chunk is never read by anyone else
+
+bool deflate_with_dictionary(std::string_view in, std::string& out) {
+  z_stream z{};
+  if (deflateInit2(&z, 6, Z_DEFLATED, kRawDeflate, 8, Z_DEFAULT_STRATEGY) != Z_OK) return false;
+  deflateSetDictionary(&z, reinterpret_cast<const Bytef*>(kDictionary.data()), static_cast<uInt>(kDictionary.size()));
+  out.resize(deflateBound(&z, static_cast<uLong>(in.size())));
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  const bool done = deflate(&z, Z_FINISH) == Z_STREAM_END;
+  out.resize(out.size() - z.avail_out);
+  deflateEnd(&z);
+  return done;
+}
+
+bool inflate_with_dictionary(std::string_view in, std::string& out) {
+  z_stream z{};
+  if (inflateInit2(&z, kRawDeflate) != Z_OK) return false;
+  inflateSetDictionary(&z, reinterpret_cast<const Bytef*>(kDictionary.data()), static_cast<uInt>(kDictionary.size()));
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  const bool done = inflate(&z, Z_FINISH) == Z_STREAM_END && z.avail_out == 0;
+  inflateEnd(&z);
+  return done;
+}
+
+}  // namespace
+
+void EventRing::add(std::string line) {
+  bytes_ += line.size();
+  lines_.push_back(std::move(line));
+  trim();
+}
+
+void EventRing::trim() {
+  while (size() > 0 && (size() > max_events_ || bytes_ > max_bytes_)) {
+    if (!chunks_.empty()) {
+      packed_events_ -= chunks_.front().events;
+      // The joined size counts one newline per line but the last.
+      bytes_ -= chunks_.front().bytes - (chunks_.front().events - 1);
+      chunks_.erase(chunks_.begin());
+      continue;
+    }
+    bytes_ -= lines_[head_].size();
+    std::string().swap(lines_[head_]);
+    ++head_;
+  }
+  // Dropped lines are moved out in batches: O(1) per line on average.
+  if (head_ > 32 && head_ * 2 > lines_.size()) {
+    lines_.erase(lines_.begin(), lines_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
+}
+
+void EventRing::pack() {
+  if (head_ == lines_.size()) return;
+  std::string joined;
+  for (std::size_t i = head_; i < lines_.size(); ++i) {
+    if (lines_[i].find('\n') != std::string::npos) return;  // can't be split again: stays as it is
+    if (i > head_) joined += '\n';
+    joined += lines_[i];
+  }
+  Chunk chunk;
+  if (!deflate_with_dictionary(joined, chunk.deflated)) return;  // out of memory: the lines stay as they are
+  chunk.deflated.shrink_to_fit();
+  chunk.events = static_cast<std::uint32_t>(lines_.size() - head_);
+  chunk.bytes = static_cast<std::uint32_t>(joined.size());
+  packed_events_ += chunk.events;
+  chunks_.push_back(std::move(chunk));
+  std::vector<std::string>().swap(lines_);
+  head_ = 0;
+}
+
+std::vector<std::string> EventRing::lines() const {
+  std::vector<std::string> out;
+  out.reserve(size());
+  for (const auto& chunk : chunks_) {
+    std::string joined(chunk.bytes, '\0');
+    if (!inflate_with_dictionary(chunk.deflated, joined)) continue;
+    std::size_t start = 0;
+    for (std::size_t end; (end = joined.find('\n', start)) != std::string::npos; start = end + 1) {
+      out.push_back(joined.substr(start, end - start));
+    }
+    out.push_back(joined.substr(start));
+  }
+  for (std::size_t i = head_; i < lines_.size(); ++i) out.push_back(lines_[i]);
+  return out;
+}
+
+}  // namespace imapscope::inspect
