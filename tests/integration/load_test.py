@@ -18,7 +18,7 @@ from imap_fixtures import release_binary  # noqa: E402
 class Load(unittest.TestCase):
     def test_idle_sessions_beside_active_ones_then_churn(self):
         args = argparse.Namespace(idle=400, idle_users=20, active=8, rate=5, hold=40, baseline=10, deliver_every=15,
-                                  concurrency=64, churn_seconds=5, threads=2, imapscope=None, json=None)
+                                  concurrency=64, churn_seconds=5, threads=2, proxies=0, imapscope=None, json=None)
         r = load_run.run(args, log=lambda line: print(line, file=sys.stderr))
         print(load_run.summary(r), file=sys.stderr)
         idle = r["idle_result"]
@@ -47,10 +47,11 @@ class Load(unittest.TestCase):
             self.assertGreater(upstream["upstream_resumed"], 0.25 * churn["sessions"], upstream)
         self.assertTrue(r["proxy_alive"])
         # The sessions' descriptors are all given back.
-        self.assertLessEqual(r["fds"]["after"], r["fds"]["before"] + 2)
+        for before, after in zip(r["fds"]["before"], r["fds"]["after"]):
+            self.assertLessEqual(after, before + 2)
         if release_binary():
-            # Against HAProxy's ≈ 38 KiB with TLS on both legs; generous for a small sample.
-            self.assertLess(r["kib_per_idle_session"], 48)
+            # HAProxy measured the same way: ≈ 37 KiB (BENCHMARKS.md); generous for a small sample.
+            self.assertLess(r["kib_per_idle_session"], 46)
 
 
 if __name__ == "__main__":

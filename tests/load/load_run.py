@@ -117,6 +117,42 @@ class Loadgen:
         stop_process(self.proc)
 
 
+class Proxies:
+    """imapscope processes on ports of their own, each with --threads loops. Under this
+    machine's descriptor limit (20,000, not raisable without CAP_SYS_RESOURCE) one
+    process holds at most ~9,990 sessions with two sockets each."""
+
+    def __init__(self, count, binary, dovecot, threads):
+        self.procs = []
+        for _ in range(count):
+            port = free_port()
+            self.procs.append(Imapscope(["--listen-tls", f"127.0.0.1:{port}", "--tls-cert", dovecot.certs["cert"],
+                                         "--tls-key", dovecot.certs["key"], "--upstream", f"localhost:{dovecot.tls_port}",
+                                         "--upstream-tls", "--upstream-ca", dovecot.certs["ca"], "--threads",
+                                         str(threads), "--log-level", "warning"], binary=binary).start([port]))
+            self.procs[-1].port = port
+        self.ports = ",".join(str(p.port) for p in self.procs)
+
+    def rss_kib(self):
+        return sum(rss_kib(p.proc.pid) for p in self.procs)
+
+    def cpu_seconds(self):
+        return sum(proc_stat(p.proc.pid) for p in self.procs)
+
+    def fds(self):
+        return [fd_count(p.proc.pid) for p in self.procs]
+
+    def metric(self, name, label):
+        return sum(metric_sum(p.admin_port, name, label) for p in self.procs)
+
+    def alive(self):
+        return all(p.proc.poll() is None for p in self.procs)
+
+    def stop(self):
+        for p in self.procs:
+            p.stop()
+
+
 def deliver_round(dovecot, idle_users, round_no):
     """One message into each idle user's INBOX, straight to Dovecot's plain port."""
     for user, password in idle_users.items():
@@ -132,15 +168,14 @@ def run(args, log=print):
     active_users = users("active", args.active)
     dovecot = Dovecot(users={**idle_users, **active_users},
                       extra_config=load_limits(args.idle + 2 * args.active + 100)).start()
-    port = free_port()
     binary = args.imapscope or release_binary() or imapscope_binary()
-    proxy = Imapscope(["--listen-tls", f"127.0.0.1:{port}", "--tls-cert", dovecot.certs["cert"],
-                       "--tls-key", dovecot.certs["key"], "--upstream", f"localhost:{dovecot.tls_port}",
-                       "--upstream-tls", "--upstream-ca", dovecot.certs["ca"], "--threads", str(args.threads),
-                       "--log-level", "warning"], binary=binary).start([port])
+    # Two descriptors a session, plus a margin under the limit of 20,000 each.
+    count = args.proxies or -(-2 * (args.idle + 2 * args.active + 200) // 18000)
+    proxy = Proxies(count, binary, dovecot, args.threads)
+    port = proxy.ports
     ca = dovecot.certs["ca"]
     results = {"idle": args.idle, "active": args.active, "hold_s": args.hold, "binary": binary,
-               "threads": args.threads}
+               "threads": args.threads, "proxies": count}
     stop_file = os.path.join(tempfile.mkdtemp(prefix="imapscope-load-"), "stop")
     try:
         active_args = ["--sessions", str(args.active), "--users", str(args.active), "--user-format", "active{}",
@@ -152,25 +187,25 @@ def run(args, log=print):
         alone.stop()
         # 2. The idle sessions, then the active workload beside them.
         time.sleep(1)
-        rss_before, fds_before = rss_kib(proxy.proc.pid), fd_count(proxy.proc.pid)
-        cpu_before = proc_stat(proxy.proc.pid)
+        rss_before, fds_before = proxy.rss_kib(), proxy.fds()
+        cpu_before = proxy.cpu_seconds()
         log(f"phase 2: opening {args.idle} idle sessions")
         idle = Loadgen("idle", port, ca, ["--sessions", str(args.idle), "--users", str(args.idle_users),
                                           "--concurrency", str(args.concurrency), "--hold", str(args.hold + 600),
                                           "--stop-file", stop_file, "--status", "10"])
         ready = idle.wait_for("ready", 1800)
         results["idle_ready"] = ready
-        results["idle_open_cpu_s"] = round(proc_stat(proxy.proc.pid) - cpu_before, 2)
+        results["idle_open_cpu_s"] = round(proxy.cpu_seconds() - cpu_before, 2)
         time.sleep(2)
-        rss_idle = rss_kib(proxy.proc.pid)
+        rss_idle = proxy.rss_kib()
         results["rss_kib"] = {"before": rss_before, "with_idle": rss_idle}
         results["kib_per_idle_session"] = round((rss_idle - rss_before) / max(1, ready["open"]), 2)
-        results["fds"] = {"before": fds_before, "with_idle": fd_count(proxy.proc.pid)}
+        results["fds"] = {"before": fds_before, "with_idle": proxy.fds()}
         log(f"  {ready['open']} open in {ready['seconds']} s; "
             f"{results['kib_per_idle_session']} KiB per idle session")
         log(f"  holding them {args.hold:.0f} s with {args.active} active sessions beside them")
         hold_started = time.monotonic()
-        cpu_hold = proc_stat(proxy.proc.pid)
+        cpu_hold = proxy.cpu_seconds()
         beside = Loadgen("active", port, ca, active_args + ["--seconds", str(args.hold)])
         rounds = 0
         next_round = hold_started + args.deliver_every
@@ -182,8 +217,8 @@ def run(args, log=print):
                 next_round += args.deliver_every
         results["active_beside_idle"] = beside.wait_for("result", 600)
         beside.stop()
-        results["hold_cpu_s"] = round(proc_stat(proxy.proc.pid) - cpu_hold, 2)
-        results["rss_kib"]["after_hold"] = rss_kib(proxy.proc.pid)
+        results["hold_cpu_s"] = round(proxy.cpu_seconds() - cpu_hold, 2)
+        results["rss_kib"]["after_hold"] = proxy.rss_kib()
         # Every notification must arrive (Dovecot may poll every 30 s without inotify).
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -197,14 +232,14 @@ def run(args, log=print):
         results["idle_result"] = idle.wait_for("result", 900)
         idle.stop()
         time.sleep(2)
-        results["fds"]["after"] = fd_count(proxy.proc.pid)
-        results["rss_kib"]["after"] = rss_kib(proxy.proc.pid)
+        results["fds"]["after"] = proxy.fds()
+        results["rss_kib"]["after"] = proxy.rss_kib()
         # 3. Churn, with and without TLS session resumption on the client leg.
         results["churn"] = []
         def handshakes(side, result):
-            return metric_sum(proxy.admin_port, "imapscope_tls_handshakes_total", f'result="{result}",side="{side}"')  # labels sorted
+            return proxy.metric("imapscope_tls_handshakes_total", f'result="{result}",side="{side}"')  # labels sorted
         for resume in (False, True):
-            cpu0 = proc_stat(proxy.proc.pid)
+            cpu0 = proxy.cpu_seconds()
             before = {(side, result): handshakes(side, result) for side in ("client", "upstream")
                       for result in ("ok", "resumed")}
             churn = Loadgen("churn", port, ca, ["--seconds", str(args.churn_seconds), "--processes", "2", "--login",
@@ -212,7 +247,7 @@ def run(args, log=print):
                             + (["--resume"] if resume else []))
             outcome = churn.wait_for("result", args.churn_seconds + 300)
             churn.stop()
-            cpu = proc_stat(proxy.proc.pid) - cpu0
+            cpu = proxy.cpu_seconds() - cpu0
             outcome["proxy_cpu_s"] = round(cpu, 2)
             outcome["proxy_cpu_ms_per_session"] = round(1000 * cpu / max(1, outcome["sessions"]), 3)
             # The proxy's own count: full and resumed handshakes on each leg.
@@ -223,7 +258,7 @@ def run(args, log=print):
                 f"{outcome['resumed']} of {outcome['sessions']} resumed, "
                 f"{outcome['proxy_cpu_ms_per_session']} proxy CPU-ms per session, "
                 f"proxy handshakes {outcome['proxy_handshakes']}")
-        results["proxy_alive"] = proxy.proc.poll() is None
+        results["proxy_alive"] = proxy.alive()
     finally:
         proxy.stop()
         dovecot.stop()
@@ -255,7 +290,9 @@ def main():
     p.add_argument("--deliver-every", type=float, default=120)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--churn-seconds", type=float, default=20)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="event loops per imapscope process")
+    p.add_argument("--proxies", type=int, default=0,
+                   help="imapscope processes (default: as many as the descriptor limit needs)")
     p.add_argument("--imapscope", help="binary (default: build/release, else the test build)")
     p.add_argument("--json", help="write the raw results here")
     args = p.parse_args()

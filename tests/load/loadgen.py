@@ -69,6 +69,12 @@ def user_and_password(args, index):
     return user, args.password_format.format(user)
 
 
+def port_for(args, index):
+    """--port may list several proxies (one process holds at most ~9,990 two-socket
+    sessions under a 20,000 descriptor limit): session i goes to port i mod n."""
+    return args.ports[index % len(args.ports)]
+
+
 def source_address(args, index):
     return (f"127.0.0.{2 + index % args.source_addresses}", 0)
 
@@ -95,7 +101,7 @@ class Imap:
     @classmethod
     async def open(cls, args, index, ctx, timeout):
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(args.host, args.port, ssl=ctx, server_hostname="localhost" if ctx else None,
+            asyncio.open_connection(args.host, port_for(args, index), ssl=ctx, server_hostname="localhost" if ctx else None,
                                     local_addr=source_address(args, index), limit=1 << 20), timeout)
         imap = cls(reader, writer)
         greeting = await asyncio.wait_for(reader.readline(), timeout)
@@ -407,7 +413,7 @@ def churn_worker(args, worker, results):
         index += args.processes
         t0 = time.perf_counter()
         try:
-            raw = socket.create_connection((args.host, args.port), timeout=args.timeout,
+            raw = socket.create_connection((args.host, port_for(args, index)), timeout=args.timeout,
                                            source_address=source_address(args, index))
             s = ctx.wrap_socket(raw, server_hostname="localhost",
                                 session=session if args.resume else None) if ctx else raw
@@ -461,7 +467,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=["idle", "active", "churn"])
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--port", required=True, help="the proxy's port, or several: 9931,9932")
     p.add_argument("--tls", action="store_true", help="implicit TLS")
     p.add_argument("--ca", help="CA file to verify the proxy's certificate (default: no verification)")
     p.add_argument("--users", type=int, default=200)
@@ -484,6 +490,7 @@ def main():
     p.add_argument("--timeout", type=float, default=60, help="seconds for any one step")
     p.add_argument("--status", type=float, default=10, help="seconds between status lines")
     args = p.parse_args()
+    args.ports = [int(port) for port in args.port.split(",")]
     raise_nofile(2 * args.sessions + 1000)
     if args.mode == "idle":
         asyncio.run(run_idle(args))
