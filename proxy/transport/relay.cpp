@@ -150,7 +150,9 @@ asio::awaitable<bool> Relay::set_up() {
     asio::steady_timer timer(executor, listener_.timeouts.tls_handshake);
     auto result = co_await (client_.accept_tls(listener_.client_tls->native_handle()) || timer.async_wait(kNoThrow));
     const bool failed = result.index() == 1 || std::get<0>(result);
-    if (listener_.telemetry) listener_.telemetry->tls_handshake(true, !failed, failed ? "" : client_.tls_version(), client_.tls_resumed());
+    if (listener_.telemetry) {
+      listener_.telemetry->tls_handshake(true, !failed, failed ? "" : client_.tls_version(), client_.tls_resumed());
+    }
     if (failed) {
       ending_ = CloseReason::ClientTlsFailed;
       const auto detail = result.index() == 1 ? std::string("timed out") : std::get<0>(result).message();

@@ -13,6 +13,10 @@ One run measures three paths to the same private Dovecot on 127.0.0.1:
                 response line (see tests/bench/README.md, "Rules")
     haproxy     HAProxy 2.6 in TCP mode, nbthread 2 (`haproxy -f <own cfg> -db`,
                 never the system service; installed with apt-get when missing)
+    nginx       nginx 1.22's mail proxy (libnginx-mod-mail), 2 workers: it answers
+                LOGIN itself (an HTTP auth service of the benchmark names the
+                server), then relays raw; no TLS towards the server, so no TLS->TLS
+                (nginx_mail.py)
 
 with these set-ups (client leg -> server leg):
 
@@ -71,6 +75,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 from imap_fixtures import USERS, Dovecot, free_port, wait_for_port  # noqa: E402
+import nginx_mail  # noqa: E402
 
 BENCH_USERS = {f"bench{i:02d}": f"bench{i:02d}-secret" for i in range(20)}
 FETCH_USER = "alice"
@@ -149,6 +154,10 @@ class Process:
     @property
     def pid(self):
         return self.proc.pid
+
+    def pids(self):
+        """The process and its children (nginx's workers)."""
+        return process_tree(self.proc.pid)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -252,10 +261,17 @@ def start_proxy(path, setup, dovecot, args, workdir, label=""):
             argv += ["--rules", bench_rules_dir(workdir)]
         argv += imapscope_legs(setup, port, dovecot)
         log = os.path.join(workdir, f"imapscope-{label}{setup}.log")
+    elif path == "nginx":
+        auth = AUTH_SERVICES.setdefault(id(dovecot), nginx_mail.AuthService("127.0.0.1", dovecot.port))
+        argv = nginx_mail.nginx_argv(port, setup, dovecot, workdir, auth.port, label)
+        log = os.path.join(workdir, f"nginx-{label}{setup}.log")
     else:
         argv = haproxy_argv(port, setup, dovecot, workdir, label)
         log = os.path.join(workdir, f"haproxy-{label}{setup}.log")
     return start_process(argv, log, workdir, port), port
+
+
+AUTH_SERVICES = {}  # nginx's auth_http, one per Dovecot
 
 
 def bench_rules_dir(workdir):
@@ -325,10 +341,13 @@ def machine_busy_seconds():
 
 
 def vm_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 
@@ -547,7 +566,7 @@ def measure_fetch(port, use_tls, ca, uid, size, args, dovecot, proxy):
             ready.wait(timeout=60)
             machine0 = machine_busy_seconds()
             dovecot0 = cpu_snapshot(dovecot.tree_pids())
-            proxy0 = cpu_snapshot([proxy.pid]) if proxy else {}
+            proxy0 = cpu_snapshot(proxy.pids()) if proxy else {}
             go.wait(timeout=60)
         except threading.BrokenBarrierError:
             pass  # a worker failed: its error comes through the queue
@@ -558,7 +577,7 @@ def measure_fetch(port, use_tls, ca, uid, size, args, dovecot, proxy):
             except Exception:
                 break
         dovecot_cpu = cpu_delta(dovecot0, cpu_snapshot(dovecot.tree_pids()))
-        proxy_cpu = cpu_delta(proxy0, cpu_snapshot([proxy.pid])) if proxy else 0.0
+        proxy_cpu = cpu_delta(proxy0, cpu_snapshot(proxy.pids())) if proxy else 0.0
         machine_cpu = machine_busy_seconds() - machine0
         try:
             done.wait(timeout=10)
@@ -600,6 +619,31 @@ def percentile(sorted_values, p):
     lo = int(k)
     hi = min(lo + 1, len(sorted_values) - 1)
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def measure_churn(port, use_tls, ca, args, proxy):
+    """New sessions one after another (tests/load/loadgen.py churn: connect, TLS,
+    greeting, LOGIN, LOGOUT) from 2 client processes for --churn-seconds, without and
+    with TLS session resumption: sessions per second and the proxy's CPU per session."""
+    out = {}
+    for resume in ([False, True] if use_tls else [False]):
+        cpu0 = cpu_snapshot(proxy.pids()) if proxy else {}
+        argv = [sys.executable, os.path.join(ROOT, "tests", "load", "loadgen.py"), "churn", "--port", str(port),
+                "--seconds", str(args.churn_seconds), "--processes", "2", "--login", "--users", str(len(BENCH_USERS)),
+                "--user-format", "bench{:02d}", "--password-format", "{}-secret"]
+        if use_tls:
+            argv += ["--tls", "--ca", ca]
+        if resume:
+            argv.append("--resume")
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=args.churn_seconds + 120)
+        result = next((json.loads(line)["result"] for line in done.stdout.splitlines() if '"result"' in line), None)
+        if result is None:
+            out["resumed" if resume else "full"] = {"error": done.stderr[-500:]}
+            continue
+        cpu = cpu_delta(cpu0, cpu_snapshot(proxy.pids())) if proxy else 0.0
+        result["proxy_cpu_ms_per_session"] = 1000 * cpu / max(1, result["sessions"])
+        out["resumed" if resume else "full"] = result
+    return out
 
 
 def measure_rtt(targets, ca, args):
@@ -729,45 +773,54 @@ def fd_count(pid):
         return -1
 
 
-def wait_fds(pid, at_most, timeout):
+def tree_fds(proxy):
+    """Descriptors of the proxy's processes (nginx: master and workers)."""
+    return sum(max(0, fd_count(pid)) for pid in proxy.pids())
+
+
+def tree_rss_kib(proxy):
+    return sum(vm_rss_kib(pid) for pid in proxy.pids())
+
+
+def wait_fds(proxy, at_most, timeout):
     """Until the proxy holds at most at_most descriptors (its sessions are gone); bounded."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and fd_count(pid) > at_most:
+    while time.monotonic() < deadline and tree_fds(proxy) > at_most:
         time.sleep(0.2)
-    return fd_count(pid)
+    return tree_fds(proxy)
 
 
 def measure_idle(port, use_tls, ca, args, proxy):
     loop = asyncio.new_event_loop()
     try:
-        fds0 = fd_count(proxy.pid)
+        fds0 = tree_fds(proxy)
         # Warm-up: the first sessions load what every later one shares.
         warm, _ = loop.run_until_complete(idle_sessions(port, use_tls, ca, 20, 20, 60))
         close_all(warm)
         loop.run_until_complete(asyncio.sleep(0.5))
-        wait_fds(proxy.pid, fds0, 30)
-        before = vm_rss_kib(proxy.pid)
-        fds_before = fd_count(proxy.pid)
+        wait_fds(proxy, fds0, 30)
+        before = tree_rss_kib(proxy)
+        fds_before = tree_fds(proxy)
         started = time.monotonic()
         sessions, errors = loop.run_until_complete(
             idle_sessions(port, use_tls, ca, args.sessions, args.open_concurrency, args.idle_seconds))
         open_seconds = time.monotonic() - started
         loop.run_until_complete(asyncio.sleep(1.0))  # let the last writes settle
-        after = vm_rss_kib(proxy.pid)
-        fds_open = fd_count(proxy.pid)
+        after = tree_rss_kib(proxy)
+        fds_open = tree_fds(proxy)
         n = len(sessions)
         close_all(sessions)
         loop.run_until_complete(asyncio.sleep(0.5))  # the loop closes the aborted sockets
     finally:
         loop.close()
     # What a proxy keeps once every client has gone: descriptors, and CPU while idle.
-    fds_left = wait_fds(proxy.pid, fds_before + 2, 30) - fds_before
-    cpu0 = cpu_snapshot([proxy.pid])
+    fds_left = wait_fds(proxy, fds_before + 2, 30) - fds_before
+    cpu0 = cpu_snapshot(proxy.pids())
     time.sleep(1.0)
-    idle_cpu = cpu_delta(cpu0, cpu_snapshot([proxy.pid]))
+    idle_cpu = cpu_delta(cpu0, cpu_snapshot(proxy.pids()))
     return {"sessions": n, "failed": len(errors), "first_error": errors[0] if errors else "",
             "errors": sorted(set(errors))[:5],
-            "rss_before_kib": before, "rss_after_kib": after, "rss_after_close_kib": vm_rss_kib(proxy.pid),
+            "rss_before_kib": before, "rss_after_kib": after, "rss_after_close_kib": tree_rss_kib(proxy),
             "fds_open": fds_open - fds_before, "fds_left_after_close": fds_left, "cpu_after_close": idle_cpu,
             "kib_per_session": (after - before) / n if n else float("nan"), "open_seconds": open_seconds}
 
@@ -776,12 +829,10 @@ def measure_idle(port, use_tls, ca, args, proxy):
 # Set-up of the machine: haproxy package, the imapscope build, file limits.
 # --------------------------------------------------------------------------------------
 
-def ensure_haproxy():
-    if shutil.which("haproxy"):
-        return
-    print("relay_bench: installing haproxy with apt-get", flush=True)
+def apt_install(packages):
+    """apt-get install, with policy-rc.d keeping Debian from starting the services."""
+    print(f"relay_bench: installing {' '.join(packages)} with apt-get", flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    # policy-rc.d keeps Debian from starting the system haproxy service.
     added_policy = False
     if not os.path.exists("/usr/sbin/policy-rc.d"):
         with open("/usr/sbin/policy-rc.d", "w") as f:
@@ -790,10 +841,15 @@ def ensure_haproxy():
         added_policy = True
     try:
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "haproxy"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + packages, check=True, env=env)
     finally:
         if added_policy:
             os.remove("/usr/sbin/policy-rc.d")
+
+
+def ensure_haproxy():
+    if not shutil.which("haproxy"):
+        apt_install(["haproxy"])
 
 
 def ensure_imapscope(args):
@@ -848,7 +904,7 @@ def report(results, setups, max_other, markdown=False):
     rows = []
     for setup in setups:
         direct = results.get((setup, "direct"), {})
-        for path in ("direct", "imapscope", "imapscope-bare", "imapscope-rules", "haproxy"):
+        for path in ("direct", "imapscope", "imapscope-bare", "imapscope-rules", "haproxy", "nginx"):
             res = results.get((setup, path))
             if res is None:
                 continue
@@ -926,8 +982,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--imapscope", help="imapscope binary (default: build build/bench-relay, Release)")
     ap.add_argument("--setups", default="tls-plain,tls-tls,plain", help="comma-separated: tls-plain,tls-tls,plain")
-    ap.add_argument("--paths", default="direct,imapscope,haproxy",
-                    help="comma-separated: direct,imapscope,imapscope-bare,imapscope-rules,haproxy")
+    ap.add_argument("--paths", default="direct,imapscope,haproxy,nginx",
+                    help="comma-separated: direct,imapscope,imapscope-bare,imapscope-rules,haproxy,nginx")
     ap.add_argument("--parallel", type=int, default=4, help="FETCH sessions in parallel (one process each)")
     ap.add_argument("--seconds", type=float, default=5.0, help="FETCH duration bound per path")
     ap.add_argument("--rounds", type=int, default=200, help="FETCH rounds bound per session")
@@ -938,6 +994,8 @@ def main():
     ap.add_argument("--idle-seconds", type=float, default=120.0, help="time bound to open the idle sessions")
     ap.add_argument("--open-concurrency", type=int, default=32)
     ap.add_argument("--no-idle", action="store_true")
+    ap.add_argument("--churn-seconds", type=float, default=8.0,
+                    help="new sessions per second, per path and set-up (0: not measured)")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--imapscope-log-level", default="warning")
     ap.add_argument("--quiet-wait", type=float, default=5.0,
@@ -961,6 +1019,8 @@ def main():
     nofile, child_nofile = raise_nofile(3 * args.sessions + 4000)
     if "haproxy" in paths:
         ensure_haproxy()
+    if "nginx" in paths:
+        nginx_mail.ensure_nginx(apt_install)
     if any(p.startswith("imapscope") for p in paths):
         args.imapscope = ensure_imapscope(args)
     if args.imapscope and any(p.startswith("imapscope") for p in paths):
@@ -985,17 +1045,19 @@ def main():
         ca = dovecot.certs["ca"]
         for setup in setups:
             t_setup = time.monotonic()
+            # nginx's mail proxy speaks only plain IMAP to the server: no TLS->TLS.
+            paths_here = [p for p in paths if not (p == "nginx" and setup == "tls-tls")]
             proxies, targets = {}, {}
-            setup_results = {path: {} for path in paths}
+            setup_results = {path: {} for path in paths_here}
             try:
-                for path in paths:
+                for path in paths_here:
                     proxy, port = None, None
                     if path != "direct":
                         proxy, port = start_proxy(path, setup, dovecot, args, workdir)
                         procs.append(proxy)
                         proxies[path] = proxy
                     targets[path] = target(path, setup, dovecot, port)
-                for path in paths:
+                for path in paths_here:
                     if path == "direct" or args.no_idle:
                         continue
                     res = setup_results[path]
@@ -1010,7 +1072,7 @@ def main():
                             res["idle_proxy_exit"] = idle_proxy.proc.returncode
                             res["idle_proxy_log"] = idle_proxy.log_tail()
                         idle_proxy.stop()
-                for path in paths:
+                for path in paths_here:
                     res = setup_results[path]
                     port, use_tls = targets[path]
                     try:
@@ -1035,13 +1097,20 @@ def main():
                         setup_results[path]["rtt_error"] = rtt["error"]
                     else:
                         setup_results[path]["rtt"] = rtt
+                if args.churn_seconds > 0:
+                    for path in paths_here:
+                        port, use_tls = targets[path]
+                        try:
+                            setup_results[path]["churn"] = measure_churn(port, use_tls, ca, args, proxies.get(path))
+                        except Exception as e:
+                            setup_results[path]["churn_error"] = repr(e)
             finally:
                 for path, proxy in proxies.items():
                     if proxy.proc.poll() is not None:
                         setup_results[path]["proxy_exit"] = proxy.proc.returncode
                         setup_results[path]["proxy_log"] = proxy.log_tail()
                     proxy.stop()
-            for path in paths:
+            for path in paths_here:
                 res = setup_results[path]
                 results[(setup, path)] = res
                 f = res.get("fetch", {})
