@@ -208,15 +208,20 @@ def run(args, log=print):
         cpu_hold = proxy.cpu_seconds()
         beside = Loadgen("active", port, ca, active_args + ["--seconds", str(args.hold)])
         rounds = 0
+        deliveries = []  # (start, end) of each round, seconds from the active workload's start
         next_round = hold_started + args.deliver_every
         while time.monotonic() - hold_started < args.hold:
             time.sleep(max(0.0, min(5.0, next_round - time.monotonic(), args.hold - (time.monotonic() - hold_started))))
             if time.monotonic() >= next_round and time.monotonic() - hold_started < args.hold - 5:
                 rounds += 1
+                round_start = time.monotonic() - hold_started
                 deliver_round(dovecot, idle_users, rounds)
+                deliveries.append((round_start, time.monotonic() - hold_started))
                 next_round += args.deliver_every
         results["active_beside_idle"] = beside.wait_for("result", 600)
         beside.stop()
+        results["deliveries_s"] = deliveries
+        results["beside_idle_windows"] = split_windows(results["active_beside_idle"], deliveries)
         results["hold_cpu_s"] = round(proxy.cpu_seconds() - cpu_hold, 2)
         results["rss_kib"]["after_hold"] = proxy.rss_kib()
         # Every notification must arrive (Dovecot may poll every 30 s without inotify).
@@ -265,6 +270,27 @@ def run(args, log=print):
     return results
 
 
+def split_windows(active, deliveries, settle=5.0):
+    """The active workload's latency windows with a delivery round (it and the next
+    `settle` seconds: 10,000 notifications at once) against the others."""
+    quiet, busy = [], []
+    for w in active.get("windows_us", []):
+        start, end = w["start_s"], w["start_s"] + active["window_s"]
+        hit = any(d_start < end and d_end + settle > start for d_start, d_end in deliveries)
+        (busy if hit else quiet).append(w)
+
+    def worst(ws, key):
+        return max((w.get(key, 0) for w in ws), default=None)
+
+    def median(ws, key):
+        values = sorted(w.get(key, 0) for w in ws)
+        return values[len(values) // 2] if values else None
+    return {"quiet_windows": len(quiet), "delivery_windows": len(busy),
+            "quiet_p99_median_us": median(quiet, "p99"), "quiet_p99_worst_us": worst(quiet, "p99"),
+            "quiet_p50_median_us": median(quiet, "p50"),
+            "delivery_p99_median_us": median(busy, "p99"), "delivery_p99_worst_us": worst(busy, "p99")}
+
+
 def summary(r):
     idle = r["idle_result"]
     lines = [f"idle sessions: {idle['opened']} of {r['idle']} opened in {idle['open_seconds']} s, "
@@ -276,6 +302,8 @@ def summary(r):
         a = r[name]["all_us"]
         lines.append(f"{name}: {r[name]['commands']} commands, {r[name]['error_count']} errors, "
                      f"p50 {a.get('p50', 0):.0f} us, p99 {a.get('p99', 0):.0f} us")
+    if "beside_idle_windows" in r:
+        lines.append(f"beside idle, by {r['active_beside_idle']['window_s']:.0f} s window: {r['beside_idle_windows']}")
     return "\n".join(lines)
 
 

@@ -320,7 +320,9 @@ async def active_session(args, index, ctx, deadline, latencies, errors):
     async def timed(kind, coro):
         t0 = time.perf_counter()
         result = await asyncio.wait_for(coro, timeout)
-        latencies.setdefault(kind, []).append((time.perf_counter() - t0) * 1e6)
+        done = time.perf_counter()
+        latencies.setdefault(kind, []).append((done - t0) * 1e6)
+        latencies.setdefault("_when", []).append((time.monotonic(), (done - t0) * 1e6))
         return result
 
     steps = ["noop", "list", "select", "fetch_headers", "fetch_body", "store", "search", "append", "idle"]
@@ -390,10 +392,16 @@ async def run_active(args):
         emit("status", {"t": round(time.monotonic() - started, 1),
                         "commands": sum(len(v) for v in latencies.values()), "errors": len(errors)})
     await asyncio.gather(*tasks, return_exceptions=True)
+    # Per window of --window seconds (from the start): what happened when, so that a
+    # burst elsewhere (mail delivered to thousands of idle sessions) can be told apart.
+    windows = {}
+    for when, latency in latencies.pop("_when", []):
+        windows.setdefault(int((when - started) // args.window), []).append(latency)
     everything = [v for k, values in latencies.items() if k != "IDLE notification" for v in values]
     emit("result", {"mode": "active", "sessions": args.sessions, "seconds": args.seconds,
                     "commands": len(everything), "errors": errors[:20], "error_count": len(errors),
-                    "all_us": percentiles(everything),
+                    "all_us": percentiles(everything), "window_s": args.window,
+                    "windows_us": [dict(percentiles(windows[w]), start_s=w * args.window) for w in sorted(windows)],
                     "by_kind_us": {k: percentiles(v) for k, v in sorted(latencies.items())}})
 
 
@@ -480,6 +488,7 @@ def main():
     p.add_argument("--stop-file", help="idle: stop holding early once this file exists")
     p.add_argument("--seconds", type=float, default=30, help="active, churn: how long")
     p.add_argument("--rate", type=float, default=10, help="active: commands a second per session")
+    p.add_argument("--window", type=float, default=10, help="active: seconds per latency window in the result")
     p.add_argument("--idle-wait", type=float, default=70,
                    help="active: seconds to wait for an IDLE notification (Dovecot polls every 30 s without inotify)")
     p.add_argument("--processes", type=int, default=2, help="churn: client processes")
