@@ -22,7 +22,7 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kHighWater = 256 * 1024;
 constexpr auto kFinalFlush = std::chrono::seconds(5);
 // A session that always has input yields its thread to the loop's other sessions
-// after at most kPassesPerTurn x 2 legs x kReadsPerPump reads (16 KiB each).
+// after at most kPassesPerTurn x 2 legs x kReadsPerPump reads (up to 64 KiB each).
 constexpr int kReadsPerPump = 8;
 constexpr int kPassesPerTurn = 4;
 // Plaintext inflated from a compressed leg per step: a small compressed read can
@@ -254,6 +254,9 @@ void Relay::update() {
       break;
     }
   }
+  // A read that found nothing may still have made OpenSSL answer (a key update).
+  if (client_.has_unsent()) flush(Side::Client);
+  if (server_ && server_->has_unsent()) flush(Side::Server);
   if (ending_) {
     finish_ending();
   } else {
@@ -297,7 +300,7 @@ void Relay::log_rule_hits() {
 
 std::size_t Relay::unwritten(Side side) {
   const Leg& l = leg(side);
-  return l.out.size() - l.out_done + queue_for(side).size();
+  return l.out.size() - l.out_done + queue_for(side).size() + stream(side).unsent_bytes();
 }
 
 bool Relay::may_read(Side side) {
@@ -317,9 +320,12 @@ bool Relay::pump(Side side) {
       wait(side, result.wait, &Leg::read_waiting);
       return moved;
     }
-    if (result.ec) {
+    const auto end_of_stream = [&] {
       const bool client = side == Side::Client;
       end(is_eof(result.ec) ? (client ? CloseReason::ClientClosed : CloseReason::ServerClosed) : leg_error(side));
+    };
+    if (result.ec && result.data.empty()) {
+      end_of_stream();
       return moved;
     }
     moved = true;
@@ -346,6 +352,10 @@ bool Relay::pump(Side side) {
     flush(Side::Client);
     flush(Side::Server);
     if (auto close = session_->close_requested()) end(*close);
+    if (result.ec) {
+      end_of_stream();  // after the bytes that came before it
+      return moved;
+    }
   }
   return moved;
 }
@@ -417,11 +427,13 @@ void Relay::flush(Side side) {
   for (;;) {
     if (l.out_done == l.out.size()) {
       // The whole queue is taken at once, so the session appends to an empty one
-      // while these bytes are written (TLS needs them to stay where they are).
+      // while these bytes are written.
       l.out.clear();
       l.out_done = 0;
-      if (queue.empty()) return;
-      if (side == Side::Client && session_->client_compress_requested()) {
+      if (queue.empty()) {
+        // TLS records the socket didn't take yet go out on their own.
+        if (!stream(side).has_unsent()) return;
+      } else if (side == Side::Client && session_->client_compress_requested()) {
         start_client_compression(queue);
       } else if (l.deflater) {
         l.deflater->compress(queue, l.out);

@@ -9,13 +9,19 @@
 #include <asio/ssl/error.hpp>
 
 #include "proxy/transport/tls_resumption.hpp"
+#include "proxy/transport/tls_socket_bio.hpp"
 
 namespace imapscope::transport {
 namespace {
 
 // A plain read takes up to this much at once (a TLS read returns one record, at
 // most 16 KiB): fewer system calls and decoder passes per byte.
-constexpr std::size_t kScratch = 64 * 1024;
+constexpr std::size_t kScratch = 128 * 1024;
+// The most plaintext one TLS record carries.
+constexpr std::size_t kMaxRecord = 16 * 1024;
+// Records gathered for one system call: what one read_some() returns, and more
+// when a queue built up.
+constexpr std::size_t kBatch = 128 * 1024;
 
 // Shared by every stream of the thread: a read's bytes are consumed before the
 // thread reads anything else (see Stream::ReadResult).
@@ -56,40 +62,58 @@ Stream::~Stream() {
 
 Stream::ReadResult Stream::read_some() {
   if (reading_stopped_) return {asio::error::eof, {}, Wait::None};
-  char* buffer = scratch();
-  if (ssl_) {
-    ERR_clear_error();
-    const int n = SSL_read(ssl_, buffer, static_cast<int>(kScratch));
-    if (n > 0) return {{}, std::string_view(buffer, static_cast<std::size_t>(n)), Wait::None};
-    const int code = SSL_get_error(ssl_, n);
-    if (const auto wait = wanted_by(code); wait != Wait::None) return {{}, {}, wait};
-    if (code == SSL_ERROR_ZERO_RETURN) return {asio::error::eof, {}, Wait::None};
-    return {ssl_error(code), {}, Wait::None};
+  if (!ssl_) {
+    char* buffer = scratch();
+    asio::error_code ec;
+    const std::size_t n = socket_.read_some(asio::buffer(buffer, kScratch), ec);
+    if (would_block(ec)) return {{}, {}, Wait::Readable};
+    return {ec, std::string_view(buffer, n), Wait::None};
   }
-  asio::error_code ec;
-  const std::size_t n = socket_.read_some(asio::buffer(buffer, kScratch), ec);
-  if (would_block(ec)) return {{}, {}, Wait::Readable};
-  return {ec, std::string_view(buffer, n), Wait::None};
+  // A read may make OpenSSL write (an alert, the answer to a key update): those
+  // records queue behind any unsent ones, so the peer gets them in order.
+  thread_local std::string written_by_read;
+  written_by_read.clear();
+  ReadResult result;
+  {
+    const RecordBatch batch(written_by_read);
+    result = read_tls();
+  }
+  if (!written_by_read.empty()) send_or_keep(written_by_read);
+  return result;
+}
+
+Stream::ReadResult Stream::read_tls() {
+  // SSL_read returns one record at a time; servers write small ones (Dovecot 4 KiB),
+  // and relaying each on its own would write a 4 KiB record per system call to the
+  // other leg. So this takes every record OpenSSL already holds, up to the buffer.
+  char* buffer = scratch();
+  std::size_t got = 0;
+  for (;;) {
+    ERR_clear_error();
+    std::size_t n = 0;
+    if (SSL_read_ex(ssl_, buffer + got, kScratch - got, &n) == 1) {
+      got += n;
+      if (kScratch - got < kMaxRecord || SSL_has_pending(ssl_) != 1) break;
+      continue;
+    }
+    const int code = SSL_get_error(ssl_, 0);
+    const auto wait = wanted_by(code);
+    // What came before an error or an end is returned with it (see ReadResult).
+    if (got > 0 && wait != Wait::None) break;
+    const std::string_view data(buffer, got);
+    if (wait != Wait::None) return {{}, data, wait};
+    if (code == SSL_ERROR_ZERO_RETURN) return {asio::error::eof, data, Wait::None};
+    return {ssl_error(code), data, Wait::None};
+  }
+  return {{}, std::string_view(buffer, got), Wait::None};
 }
 
 Stream::WriteResult Stream::write_some(std::string_view data) {
+  if (ssl_) return write_tls(data);
   WriteResult result;
   while (result.written < data.size()) {
-    const auto rest = data.substr(result.written);
-    if (ssl_) {
-      ERR_clear_error();
-      std::size_t n = 0;
-      if (SSL_write_ex(ssl_, rest.data(), rest.size(), &n) == 1) {
-        result.written += n;
-        continue;
-      }
-      const int code = SSL_get_error(ssl_, 0);
-      result.wait = wanted_by(code);
-      if (result.wait == Wait::None) result.ec = ssl_error(code);
-      return result;
-    }
     asio::error_code ec;
-    result.written += socket_.write_some(asio::buffer(rest), ec);
+    result.written += socket_.write_some(asio::buffer(data.substr(result.written)), ec);
     if (would_block(ec)) {
       result.wait = Wait::Writable;
       return result;
@@ -100,6 +124,93 @@ Stream::WriteResult Stream::write_some(std::string_view data) {
     }
   }
   return result;
+}
+
+// Encrypts about kBatch of plaintext into one buffer of records and sends it with
+// one system call (see tls_socket_bio.hpp). What the socket doesn't take is kept in
+// unsent_ and goes first on the next call; OpenSSL itself never has to wait.
+Stream::WriteResult Stream::write_tls(std::string_view data) {
+  WriteResult result;
+  if (!send_unsent(result)) return result;
+  thread_local std::string records;
+  while (result.written < data.size()) {
+    records.clear();
+    int failure = 0;
+    {
+      const RecordBatch batch(records);
+      while (result.written < data.size() && records.size() < kBatch) {
+        const auto rest = data.substr(result.written);  // a record at a time (partial writes)
+        ERR_clear_error();
+        std::size_t n = 0;
+        if (SSL_write_ex(ssl_, rest.data(), rest.size(), &n) != 1) {
+          failure = SSL_get_error(ssl_, 0);
+          break;
+        }
+        result.written += n;
+      }
+    }
+    // Records made before a failure (an alert among them) still go out.
+    if (!records.empty()) {
+      if (auto ec = send_or_keep(records)) {
+        result.ec = ec;
+        return result;
+      }
+      if (unsent_) {
+        result.wait = Wait::Writable;
+        return result;
+      }
+    }
+    if (failure != 0) {
+      result.ec = ssl_error(failure);
+      return result;
+    }
+  }
+  return result;
+}
+
+// Sends what an earlier write left; false when the caller must wait (or failed).
+bool Stream::send_unsent(WriteResult& result) {
+  if (!unsent_) return true;
+  asio::error_code ec;
+  const std::size_t sent = send_now(*unsent_, ec);
+  if (ec) {
+    result.ec = ec;
+    return false;
+  }
+  unsent_->erase(0, sent);
+  if (!unsent_->empty()) {
+    result.wait = Wait::Writable;
+    return false;
+  }
+  unsent_.reset();
+  return true;
+}
+
+// Sends records now, or keeps what the socket doesn't take (after what waits already).
+asio::error_code Stream::send_or_keep(std::string_view records) {
+  if (unsent_) {
+    unsent_->append(records);
+    return {};
+  }
+  asio::error_code ec;
+  const std::size_t sent = send_now(records, ec);
+  if (!ec && sent < records.size()) unsent_ = std::make_unique<std::string>(records.substr(sent));
+  return ec;
+}
+
+// As much of bytes as the socket takes now; ec only for a real error.
+std::size_t Stream::send_now(std::string_view bytes, asio::error_code& ec) {
+  std::size_t sent = 0;
+  while (sent < bytes.size()) {
+    asio::error_code error;
+    sent += socket_.write_some(asio::buffer(bytes.substr(sent)), error);
+    if (would_block(error)) break;
+    if (error) {
+      ec = error;
+      break;
+    }
+  }
+  return sent;
 }
 
 asio::awaitable<asio::error_code> Stream::wait_for(Wait wait) {
@@ -129,11 +240,10 @@ asio::awaitable<std::pair<asio::error_code, std::size_t>> Stream::write_all(std:
 asio::awaitable<asio::error_code> Stream::handshake(SSL_CTX* ctx, bool server, const std::string& server_name,
                                                     bool verify) {
   ssl_ = SSL_new(ctx);
-  if (ssl_ == nullptr || SSL_set_fd(ssl_, static_cast<int>(socket_.native_handle())) != 1) {
-    co_return ssl_error(SSL_ERROR_SSL);
-  }
-  // Partial writes: a write completes record by record, so one slow peer never
-  // makes OpenSSL hold a whole queue.
+  BIO* bio = ssl_ ? make_socket_bio(static_cast<int>(socket_.native_handle())) : nullptr;
+  if (bio == nullptr) co_return ssl_error(SSL_ERROR_SSL);
+  SSL_set_bio(ssl_, bio, bio);  // one reference, owned by ssl_
+  // Partial writes: SSL_write returns after each record (write_tls gathers them).
   SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
   if (server) {
     SSL_set_accept_state(ssl_);
@@ -192,7 +302,12 @@ void Stream::stop_reading() {
 }
 
 void Stream::close() {
-  if (ssl_ && SSL_is_init_finished(ssl_)) {
+  if (unsent_) {
+    WriteResult ignored;
+    (void)send_unsent(ignored);
+  }
+  // close_notify may not overtake records that are still waiting.
+  if (ssl_ && SSL_is_init_finished(ssl_) && !unsent_) {
     ERR_clear_error();
     (void)SSL_shutdown(ssl_);  // close_notify, best effort: the socket is non-blocking
     ERR_clear_error();

@@ -38,7 +38,9 @@ class Stream {
   enum class Wait : std::uint8_t { None, Readable, Writable };
   struct ReadResult {
     asio::error_code ec;    // eof when the peer (or stop_reading) ended the stream
-    std::string_view data;  // a per-thread buffer: consume or copy before the next read
+    // A per-thread buffer: consume or copy before the next read. Bytes may come
+    // with an error or the end: they were read before it.
+    std::string_view data;
     Wait wait = Wait::None;  // nothing to read now: call again once this is true
   };
   struct WriteResult {
@@ -47,9 +49,12 @@ class Stream {
     Wait wait = Wait::None;   // the socket takes no more now
   };
   ReadResult read_some();
-  // A TLS record that could not be finished stays with OpenSSL: the next call must
-  // start with the same bytes.
+  // written counts the bytes taken: a TLS stream may hold some of their records
+  // and then asks to wait for Writable; the next call (with more data or none)
+  // sends those first. has_unsent() says whether such records wait.
   WriteResult write_some(std::string_view data);
+  bool has_unsent() const { return unsent_ != nullptr; }
+  std::size_t unsent_bytes() const { return unsent_ ? unsent_->size() : 0; }
   // Calls handler(asio::error_code) once the socket is ready for the wanted call.
   template <typename Handler>
   void wait(Wait wait, Handler&& handler) {
@@ -77,11 +82,18 @@ class Stream {
   void close();
 
  private:
+  ReadResult read_tls();
+  WriteResult write_tls(std::string_view data);
+  bool send_unsent(WriteResult& result);
+  asio::error_code send_or_keep(std::string_view records);
+  std::size_t send_now(std::string_view bytes, asio::error_code& ec);
   asio::awaitable<asio::error_code> wait_for(Wait wait);
   asio::awaitable<asio::error_code> handshake(SSL_CTX* ctx, bool server, const std::string& server_name, bool verify);
 
   asio::ip::tcp::socket socket_;
   SSL* ssl_ = nullptr;
+  // Records encrypted and not yet taken by the socket (only while it is full).
+  std::unique_ptr<std::string> unsent_;
   std::string tls_peer_;  // upstream: "address/name", the key of its kept TLS sessions
   // Set by stop_reading(): a read in progress returns EOF without asking OpenSSL,
   // which would answer the half-closed socket with a fatal alert and then refuse
