@@ -329,6 +329,8 @@ void InspectedSession::command_done(std::string_view tag, imap::Verb verb, bool,
 }
 
 void InspectedSession::idle_started() {
+  client_text_.release_memory();
+  server_text_.release_memory();
   if (!live_) return;
   live_->update([](LiveFacts& f) { f.state = "idle"; });
   live_->pack_events();

@@ -75,6 +75,12 @@ std::string StreamText::take_text() {
   return out;
 }
 
+void StreamText::release_memory() {
+  if (line_.empty()) std::string().swap(line_);
+  if (text_.empty()) std::string().swap(text_);
+  if (!hashing_) hash_.reset();
+}
+
 std::vector<LiteralDigest> StreamText::take_literals() {
   std::vector<LiteralDigest> out;
   out.swap(literals_);

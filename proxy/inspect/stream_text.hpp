@@ -33,6 +33,9 @@ class StreamText {
   std::string take_text();
   std::vector<LiteralDigest> take_literals();
   bool empty() const { return text_.empty() && literals_.empty() && remaining_ == 0; }
+  // Gives back what a quiet stream doesn't need (the session went into IDLE): the
+  // line buffer's capacity and the hash context; both come back with the next use.
+  void release_memory();
 
  private:
   void finish_literal();
