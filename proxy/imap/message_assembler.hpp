@@ -74,6 +74,10 @@ class MessageAssembler {
   // No byte of a message has been read since the last one ended.
   bool between_messages() const { return !in_message_ || finished_; }
   std::uint64_t literal_bytes() const { return literal_bytes_; }
+  // Payload bytes of the current literal not read yet (0 outside a literal).
+  std::uint64_t literal_remaining() const {
+    return mode_ == Mode::StreamLiteral || mode_ == Mode::InlineLiteral ? remaining_ : 0;
+  }
   std::uint64_t message_offset() const { return message_offset_; }
 
   // Drops the current message (a synchronising literal that the server refused).

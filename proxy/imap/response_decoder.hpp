@@ -31,6 +31,9 @@ class ResponseDecoder final : private LineGrammar {
   // next call of next().
   const Response& response() const { return response_; }
   const SessionState& state() const { return state_; }
+  // Bytes the server will certainly send next: the rest of a literal it started (a
+  // server never waits for a continuation).
+  std::uint64_t literal_remaining() const { return assembler_.literal_remaining(); }
 
  private:
   // Where the parts of a text line (status, tagged, continuation) lie in the message.

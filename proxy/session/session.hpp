@@ -98,6 +98,9 @@ class Session {
   std::optional<CloseReason> close_requested() const { return close_; }
   // Nothing of a server message is half-forwarded: a line may be added for the client.
   bool server_between_messages() const { return !server_in_message_; }
+  // Bytes of plain IMAP the server will certainly send next, before it can stop (the
+  // rest of a literal); 0 when unknown.
+  std::uint64_t server_bytes_coming() const { return responses_.literal_remaining(); }
   // A rule delays a message: the relay calls resume(direction) after the duration.
   // Meanwhile that direction's input is not consumed (it stays with the relay).
   std::optional<DelayRequest> take_delay_request();

@@ -82,6 +82,7 @@ class Relay {
     bool read_waiting = false;
     bool write_waiting = false;
     bool dead = false;  // writes to it would fail
+    std::uint32_t low_water = 1;  // bytes the socket holds before a read wait ends
     // COMPRESS=DEFLATE on this leg: what is read is inflated into held (bounded per
     // step, the rest waits in compressed), what is written is deflated into out.
     std::unique_ptr<compress::Inflater> inflater;
@@ -102,6 +103,7 @@ class Relay {
   bool pump(Side side);
   // Runs update() once the leg's socket is ready; *waiting is set meanwhile.
   void wait(Side side, Stream::Wait wanted, bool Leg::*waiting);
+  void tune_low_water(Side side);
   static CloseReason leg_error(Side side) {
     return side == Side::Client ? CloseReason::ClientError : CloseReason::ServerError;
   }

@@ -295,6 +295,11 @@ std::string Stream::tls_verify_error() const {
   return result == X509_V_OK ? std::string() : X509_verify_cert_error_string(result);
 }
 
+void Stream::set_read_low_water(std::uint32_t bytes) {
+  asio::error_code ignored;  // a socket that refuses keeps waking at every byte
+  socket_.set_option(asio::socket_base::receive_low_watermark(static_cast<int>(bytes)), ignored);
+}
+
 void Stream::stop_reading() {
   reading_stopped_ = true;
   asio::error_code ignored;

@@ -77,6 +77,8 @@ class Stream {
   bool tls_resumed() const;              // the handshake resumed an earlier TLS session
   std::string tls_verify_error() const;  // why the peer's certificate was refused, or empty
   asio::ip::tcp::socket& socket() { return socket_; }
+  // A read wait ends once the socket holds this many bytes (or the stream ended).
+  void set_read_low_water(std::uint32_t bytes);
   // Ends reading (a pending read completes with EOF); writing goes on.
   void stop_reading();
   void close();
