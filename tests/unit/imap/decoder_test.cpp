@@ -151,6 +151,26 @@ TEST(CommandDecoder, ReleaseMemoryBetweenAndInsideMessages) {
   EXPECT_EQ(c.command().verb, Verb::Logout);
 }
 
+// The relay's read low-water mark rests on this count: it must never exceed what the
+// server still has to send, streamed or kept inline, in pieces or not.
+TEST(ResponseDecoder, LiteralRemainingCountsWhatTheServerStillSends) {
+  for (const std::size_t inline_limit : {std::size_t{4}, std::size_t{4096}}) {
+    SessionState state;
+    ResponseDecoder s(state, DecoderLimits{.max_inline_literal = inline_limit});
+    EXPECT_EQ(s.literal_remaining(), 0u);
+    std::string_view head = "* 1 FETCH (BODY[] {100}\r\n";
+    while (!head.empty()) (void)s.next(head);
+    EXPECT_EQ(s.literal_remaining(), 100u) << inline_limit;
+    const std::string payload(30, 'x');
+    std::string_view part = payload;
+    while (!part.empty()) (void)s.next(part);
+    EXPECT_EQ(s.literal_remaining(), 70u) << inline_limit;
+    const std::string rest = std::string(70, 'y') + ")\r\n";
+    EXPECT_EQ(feed(s, rest), 1) << inline_limit;
+    EXPECT_EQ(s.literal_remaining(), 0u) << inline_limit;
+  }
+}
+
 TEST(Tokenizer, TrailingLiteralNeedsATokenStart) {
   EXPECT_TRUE(parse_trailing_literal("a APPEND x {5}"));
   EXPECT_TRUE(parse_trailing_literal("(~{5+}"));
