@@ -14,8 +14,8 @@
 namespace imapscope::transport {
 namespace {
 
-// A plain read takes up to this much at once (a TLS read returns one record, at
-// most 16 KiB): fewer system calls and decoder passes per byte.
+// A read takes up to this much at once (a TLS read: every whole record OpenSSL
+// holds): fewer system calls and decoder passes per byte.
 constexpr std::size_t kScratch = 128 * 1024;
 // The most plaintext one TLS record carries.
 constexpr std::size_t kMaxRecord = 16 * 1024;

@@ -1,5 +1,6 @@
 // One leg's byte stream: a non-blocking TCP socket, upgraded in place to TLS
-// (implicit TLS or STARTTLS) with OpenSSL working on the socket directly.
+// (implicit TLS or STARTTLS) with OpenSSL working on the socket directly, through a
+// BIO of ours that sends the records of one write at once (tls_socket_bio.hpp).
 //
 // Memory is what makes 10,000 idle sessions cheap: a stream holds no buffers of its
 // own. A read waits for readability, then reads into the calling thread's scratch
