@@ -22,7 +22,7 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kHighWater = 256 * 1024;
 constexpr auto kFinalFlush = std::chrono::seconds(5);
 // A session that always has input yields its thread to the loop's other sessions
-// after at most kPassesPerTurn x 2 legs x kReadsPerPump reads (up to 64 KiB each).
+// after at most kPassesPerTurn x 2 legs x kReadsPerPump reads (up to 128 KiB each).
 constexpr int kReadsPerPump = 8;
 constexpr int kPassesPerTurn = 4;
 // Read low-water mark inside a server literal (see tune_low_water).
@@ -114,6 +114,12 @@ void Relay::check_timeouts(Clock::time_point now) {
   if (!session_ || ending_) return;
   const auto& timeouts = listener_.timeouts;
   const auto& state = session_->state();
+  if (server_ && server_leg_.low_water > 1) {
+    // Under a low-water mark a slow server's bytes wait in the socket unread: they
+    // are activity all the same.
+    asio::error_code ignored;
+    if (server_->socket().available(ignored) > 0) last_activity_ = last_server_read_ = now;
+  }
   if (now - last_activity_ >= timeouts.idle) {
     end(CloseReason::IdleTimeout);
   } else if (state.protocol_state() == imap::ProtocolState::NotAuthenticated && now - started_ >= timeouts.login) {

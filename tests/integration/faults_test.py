@@ -631,6 +631,71 @@ class ProcessFaults(unittest.TestCase):
                    >= disconnects_before + 20)
 
 
+class SlowUpstream(unittest.TestCase):
+    """A server that trickles a large literal stays in the session: inside a literal
+    the proxy reads only once a good part of the rest is there (SO_RCVLOWAT), and
+    bytes waiting under that mark count as the server's activity, not as a stall."""
+
+    LITERAL = 300_000
+    FIRST = 100_000           # sent at once
+    TRICKLE = (4_000, 0.5)    # then this many bytes every so many seconds ...
+    TRICKLE_SECONDS = 4.0     # ... for twice server_response_ms, under the mark
+
+    def serve(self, listener, payload, done):
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"* OK [CAPABILITY IMAP4rev1] scripted\r\n")
+            reader = conn.makefile("rb")
+            line = reader.readline()  # a LOGIN
+            conn.sendall(line.split(b" ")[0] + b" OK LOGIN done\r\n")
+            line = reader.readline()  # a FETCH
+            tag = line.split(b" ")[0]
+            conn.sendall(b"* 1 FETCH (BODY[] {%d}\r\n" % len(payload) + payload[:self.FIRST])
+            sent, until = self.FIRST, time.monotonic() + self.TRICKLE_SECONDS
+            while time.monotonic() < until:
+                time.sleep(self.TRICKLE[1])
+                conn.sendall(payload[sent:sent + self.TRICKLE[0]])
+                sent += self.TRICKLE[0]
+            conn.sendall(payload[sent:] + b")\r\n" + tag + b" OK FETCH done\r\n")
+            reader.readline()  # LOGOUT, or the end
+            done.set()
+
+    def test_trickled_literal_arrives_whole_without_a_timeout(self):
+        payload = bytes(random.Random(7).choice(b"abcdefghij\r\n") for _ in range(self.LITERAL))
+        listener = socket.create_server(("127.0.0.1", 0))
+        done = threading.Event()
+        server = threading.Thread(target=self.serve, args=(listener, payload, done), daemon=True)
+        server.start()
+        port = free_port()
+        config = os.path.join(DOVECOT.dir, "slow-upstream.json")
+        write_config(config, [{"listen": f"127.0.0.1:{port}",
+                               "upstream": {"addresses": [f"127.0.0.1:{listener.getsockname()[1]}"]}}],
+                     {"server_response_ms": 2000})
+        proxy = Imapscope(["--config", config]).start([port])
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            read_until(s, b"\r\n")
+            s.sendall(b"a1 LOGIN u p\r\n")
+            read_until(s, b"a1 OK")
+            started = time.monotonic()
+            s.sendall(b"a2 FETCH 1 BODY[]\r\n")
+            data = read_until(s, b"a2 OK FETCH done\r\n")
+            # Client: the whole literal, unchanged, and no BYE of the proxy's.
+            self.assertGreaterEqual(time.monotonic() - started, self.TRICKLE_SECONDS)
+            self.assertNotIn(b"* BYE", data)
+            head = b"* 1 FETCH (BODY[] {%d}\r\n" % self.LITERAL
+            self.assertTrue(data.startswith(head), data[:80])
+            self.assertEqual(data[len(head):len(head) + self.LITERAL], payload)
+            s.sendall(b"a3 LOGOUT\r\n")
+            s.close()
+            # Server: it saw the session to its end.
+            self.assertTrue(done.wait(20))
+            self.assertNotIn("reason=server_timeout", proxy.log())
+        finally:
+            proxy.stop()
+            listener.close()
+
+
 def try_login(port):
     try:
         c = imaplib.IMAP4("127.0.0.1", port, timeout=5)
