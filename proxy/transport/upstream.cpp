@@ -10,6 +10,7 @@
 
 #include "proxy/imap/abnf.hpp"
 #include "proxy/transport/proxy_protocol.hpp"
+#include "proxy/transport/upstream_resolver.hpp"
 
 namespace imapscope::transport {
 namespace {
@@ -201,19 +202,18 @@ asio::awaitable<UpstreamConnection> connect_upstream(const UpstreamSettings& set
                                                      const Timeouts& timeouts, const ClientAddresses& client,
                                                      std::uint64_t session_id) {
   auto executor = co_await asio::this_coro::executor;
-  asio::ip::tcp::resolver resolver(executor);
   std::string errors;
   for (const auto& address : settings.addresses) {
-    auto [rec, results] = co_await resolver.async_resolve(address.host, std::to_string(address.port), kNoThrow);
+    auto [rec, endpoints] = co_await resolve_upstream(address);
     if (rec) {
       errors += address.to_string() + ": " + rec.message() + "; ";
       continue;
     }
-    for (const auto& entry : results) {
+    for (const auto& endpoint : endpoints) {
       asio::ip::tcp::socket socket(executor);
       asio::steady_timer timer(executor, settings.connect_timeout);
-      auto result = co_await (socket.async_connect(entry.endpoint(), kNoThrow) || timer.async_wait(kNoThrow));
-      const auto peer = entry.endpoint().address().to_string() + ":" + std::to_string(entry.endpoint().port());
+      auto result = co_await (socket.async_connect(endpoint, kNoThrow) || timer.async_wait(kNoThrow));
+      const auto peer = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
       if (result.index() == 1) {
         errors += peer + ": connect timed out; ";
         continue;
