@@ -642,11 +642,25 @@ class SlowUpstream(unittest.TestCase):
     TRICKLE_SECONDS = 4.0     # ... for twice server_response_ms, under the mark
 
     def serve(self, listener, payload, done):
-        conn, _ = listener.accept()
+        # Every connection gets its own thread: the fixture's readiness probe makes
+        # the proxy open one that ends at once.
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.converse, args=(conn, payload, done), daemon=True).start()
+
+    def converse(self, conn, payload, done):
         with conn:
-            conn.sendall(b"* OK [CAPABILITY IMAP4rev1] scripted\r\n")
-            reader = conn.makefile("rb")
-            line = reader.readline()  # a LOGIN
+            try:
+                conn.sendall(b"* OK [CAPABILITY IMAP4rev1] scripted\r\n")
+                reader = conn.makefile("rb")
+                line = reader.readline()  # a LOGIN
+            except OSError:
+                return
+            if not line:
+                return  # the probe's connection
             conn.sendall(line.split(b" ")[0] + b" OK LOGIN done\r\n")
             line = reader.readline()  # a FETCH
             tag = line.split(b" ")[0]
