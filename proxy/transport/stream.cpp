@@ -111,18 +111,8 @@ Stream::ReadResult Stream::read_tls() {
 Stream::WriteResult Stream::write_some(std::string_view data) {
   if (ssl_) return write_tls(data);
   WriteResult result;
-  while (result.written < data.size()) {
-    asio::error_code ec;
-    result.written += socket_.write_some(asio::buffer(data.substr(result.written)), ec);
-    if (would_block(ec)) {
-      result.wait = Wait::Writable;
-      return result;
-    }
-    if (ec) {
-      result.ec = ec;
-      return result;
-    }
-  }
+  result.written = send_now(data, result.ec);
+  if (!result.ec && result.written < data.size()) result.wait = Wait::Writable;
   return result;
 }
 
