@@ -40,9 +40,7 @@ InspectedSession::InspectedSession(Inspector& owner, const session::SessionStart
     : owner_(owner),
       writer_(owner.writer()),
       id_(start.id),
-      address_(util::address_of(start.client_address)),
-      client_text_(owner.options().body_cap),
-      server_text_(owner.options().body_cap) {
+      address_(util::address_of(start.client_address)) {
   if (auto* live = owner.live()) live_ = live->open(start);
   const auto& s = owner_.options().selection;
   if (!writer_ || !admitted) {
@@ -61,6 +59,11 @@ InspectedSession::~InspectedSession() {
   if (!live_) return;
   if (!live_->closed()) live_->close("unknown");
   owner_.live()->closed(id_);
+}
+
+InspectedSession::Exchange& InspectedSession::exchange() {
+  if (!exchange_) exchange_ = std::make_unique<Exchange>(owner_.options().body_cap);
+  return *exchange_;
 }
 
 void InspectedSession::emit(const JsonLine& event) {
@@ -140,13 +143,15 @@ void InspectedSession::learn_user(const imap::Command& c) {
   if (c.kind == imap::CommandKind::Tagged && c.verb == imap::Verb::Login && !c.args.empty()) {
     user = c.args.front().string_value();
   } else if (c.kind == imap::CommandKind::Tagged && c.verb == imap::Verb::Authenticate && !c.args.empty()) {
-    sasl_mechanism_ = std::string(c.args.front().text);
-    sasl_answers_ = 0;
-    if (c.args.size() > 1) user = sasl_user(sasl_mechanism_, c.args[1].text, true);
-    if (user) sasl_answers_ = 1;
-  } else if (c.kind == imap::CommandKind::SaslResponse && !sasl_mechanism_.empty()) {
-    user = sasl_user(sasl_mechanism_, c.line, sasl_answers_ == 0);
-    ++sasl_answers_;
+    auto& x = exchange();
+    x.sasl_mechanism = std::string(c.args.front().text);
+    x.sasl_answers = 0;
+    if (c.args.size() > 1) user = sasl_user(x.sasl_mechanism, c.args[1].text, true);
+    if (user) x.sasl_answers = 1;
+  } else if (c.kind == imap::CommandKind::SaslResponse && exchange_ && !exchange_->sasl_mechanism.empty()) {
+    auto& x = *exchange_;
+    user = sasl_user(x.sasl_mechanism, c.line, x.sasl_answers == 0);
+    ++x.sasl_answers;
   }
   if (!user || user_) return;
   user_ = std::move(user);
@@ -160,18 +165,20 @@ void InspectedSession::learn_user(const imap::Command& c) {
 
 void InspectedSession::client_bytes(const imap::Command& c, imap::EventKind kind, std::string_view raw) {
   if (live_) live_->update([&](LiveFacts& f) { f.bytes_from_client += raw.size(); });
-  if (!client_in_message_) {
-    client_in_message_ = true;
+  idling_ = false;
+  auto& x = exchange();
+  if (!x.client_in_message) {
+    x.client_in_message = true;
     // Inside AUTHENTICATE every client line is a credential, whatever the decoder
     // made of it (a line over the limit is not even parsed).
-    client_sensitive_ = carries_credentials(c) || !sasl_mechanism_.empty();
+    x.client_sensitive = carries_credentials(c) || !x.sasl_mechanism.empty();
   }
-  if (!client_sensitive_) client_text_.add(raw, transcript_possible());
+  if (!x.client_sensitive) x.client_text.add(raw, transcript_possible());
   if (kind != imap::EventKind::Message) return;
-  client_in_message_ = false;
+  x.client_in_message = false;
   JsonLine event;
   event.str("dir", "C");
-  if (client_sensitive_) {
+  if (x.client_sensitive) {
     learn_user(c);
     event.str("kind", c.kind == imap::CommandKind::SaslResponse ? "sasl" : "command");
     const bool renderable = c.kind == imap::CommandKind::SaslResponse || (!c.rejected && !c.tag.empty());
@@ -184,8 +191,8 @@ void InspectedSession::client_bytes(const imap::Command& c, imap::EventKind kind
       event.str("tag", c.tag);
       event.str("command", c.uid ? "UID " + imap::ascii_upper(c.name) : imap::ascii_upper(c.name));
     }
-    event.str("text", client_text_.take_text());
-    const auto literals = client_text_.take_literals();
+    event.str("text", x.client_text.take_text());
+    const auto literals = x.client_text.take_literals();
     if (!literals.empty()) event.raw("literals", literals_json(literals));
   }
   if (c.rejected) event.flag("rejected", true);
@@ -194,26 +201,28 @@ void InspectedSession::client_bytes(const imap::Command& c, imap::EventKind kind
 
 void InspectedSession::server_bytes(const imap::Response& r, imap::EventKind kind, std::string_view raw) {
   if (live_) live_->update([&](LiveFacts& f) { f.bytes_from_server += raw.size(); });
-  server_text_.add(raw, transcript_possible());
+  auto& x = exchange();
+  x.server_text.add(raw, transcript_possible());
   if (kind != imap::EventKind::Message) return;
   JsonLine event;
-  event.str("dir", "S").str("kind", kind_name(r.kind)).str("text", server_text_.take_text());
+  event.str("dir", "S").str("kind", kind_name(r.kind)).str("text", x.server_text.take_text());
   if (r.kind == imap::ResponseKind::Tagged) event.str("tag", r.tag);
   if (r.status != imap::Status::None) event.str("status", imap::status_name(r.status));
   if (r.kind == imap::ResponseKind::Data && !r.name_text.empty()) event.str("name", imap::ascii_upper(r.name_text));
-  const auto literals = server_text_.take_literals();
+  const auto literals = x.server_text.take_literals();
   if (!literals.empty()) event.raw("literals", literals_json(literals));
   emit(event);
   // The end of AUTHENTICATE / LOGIN: a user still unknown will stay unknown.
   if (r.kind == imap::ResponseKind::Tagged && r.matched &&
       (r.command_verb == imap::Verb::Authenticate || r.command_verb == imap::Verb::Login)) {
-    sasl_mechanism_.clear();
+    x.sasl_mechanism.clear();
     if (owner_.options().selection.wants_user() && !user_ && r.status == imap::Status::Ok) {
       user_ = std::string();  // logged in as someone whose name the exchange didn't tell
       user_matches_ = false;
       decide();
     }
   }
+  if (idling_ && x.quiet()) exchange_.reset();  // a notification or keepalive during IDLE
 }
 
 void InspectedSession::proxy_to_client(std::string_view bytes) {
@@ -238,10 +247,11 @@ void InspectedSession::protocol_error(bool from_client, imap::ErrorCode code) {
 
 void InspectedSession::client_identified(const identify::ClientInfo& client, bool settled) {
   // The identifier re-guesses at every command: only changes are written.
-  std::string identity = client.family + '\0' + client.version + '\0' +
-                         std::string(identify::id_method_name(client.method)) + (settled ? "1" : "0");
+  const auto identity = std::hash<std::string>{}(client.family + '\0' + client.version + '\0' +
+                                                 std::string(identify::id_method_name(client.method)) +
+                                                 (settled ? "1" : "0"));
   if (identity == last_identity_) return;
-  last_identity_ = std::move(identity);
+  last_identity_ = identity;
   emit(JsonLine()
            .str("event", "client")
            .str("family", client.family)
@@ -281,8 +291,9 @@ void InspectedSession::session_closed(session::CloseReason reason) {
 void InspectedSession::command(const imap::Command& c) {
   if (c.kind != imap::CommandKind::Tagged || !live_) return;
   if (c.verb == imap::Verb::Select || c.verb == imap::Verb::Examine) {
-    select_tag_ = std::string(c.tag);
-    select_mailbox_ = c.args.empty() ? std::string() : c.args.front().string_value().value_or("");
+    auto& x = exchange();
+    x.select_tag = std::string(c.tag);
+    x.select_mailbox = c.args.empty() ? std::string() : c.args.front().string_value().value_or("");
   }
   std::string name = c.uid ? "UID " + imap::ascii_upper(c.name) : imap::ascii_upper(c.name);
   const auto now = now_us();
@@ -304,10 +315,12 @@ void InspectedSession::command_done(std::string_view tag, imap::Verb verb, bool,
         break;
       case imap::Verb::Select:
       case imap::Verb::Examine:
-        if (tag != select_tag_) break;
+        if (!exchange_ || tag != exchange_->select_tag) break;
         // A failed SELECT leaves no mailbox selected (RFC 9051 6.3.2).
         f.state = ok ? "selected" : "authenticated";
-        f.mailbox = ok ? select_mailbox_ : std::string();
+        f.mailbox = ok ? std::move(exchange_->select_mailbox) : std::string();
+        exchange_->select_tag.clear();
+        exchange_->select_mailbox.clear();
         break;
       case imap::Verb::Close:
       case imap::Verb::Unselect:
@@ -329,8 +342,13 @@ void InspectedSession::command_done(std::string_view tag, imap::Verb verb, bool,
 }
 
 void InspectedSession::idle_started() {
-  client_text_.release_memory();
-  server_text_.release_memory();
+  idling_ = true;
+  if (exchange_ && exchange_->quiet()) {
+    exchange_.reset();
+  } else if (exchange_) {
+    exchange_->client_text.release_memory();
+    exchange_->server_text.release_memory();
+  }
   if (!live_) return;
   live_->update([](LiveFacts& f) { f.state = "idle"; });
   live_->pack_events();

@@ -68,14 +68,28 @@ class InspectedSession final : public session::Observer {
   std::uint64_t captures_seen_ = ~std::uint64_t{0};
   bool learnt_ = false;  // user or client became known since the last look
 
-  // The message being read in each direction.
-  StreamText client_text_, server_text_;
-  bool client_in_message_ = false;
-  bool client_sensitive_ = false;
-  std::string sasl_mechanism_;  // during AUTHENTICATE: for the user name only
-  std::string last_identity_;   // the last client event written
-  unsigned sasl_answers_ = 0;
-  std::string select_tag_, select_mailbox_;  // a SELECT/EXAMINE waiting for its answer
+  // What only a session exchanging messages needs: the message being read in each
+  // direction, an AUTHENTICATE or a SELECT in progress. Made on first use and given
+  // back when the session goes into IDLE with nothing in flight, so that an idle
+  // session (most of them) doesn't carry it: ~0.4 KiB each.
+  struct Exchange {
+    explicit Exchange(std::size_t body_cap) : client_text(body_cap), server_text(body_cap) {}
+    StreamText client_text, server_text;
+    bool client_in_message = false;
+    bool client_sensitive = false;
+    unsigned sasl_answers = 0;
+    std::string sasl_mechanism;            // during AUTHENTICATE: for the user name only
+    std::string select_tag, select_mailbox;  // a SELECT/EXAMINE waiting for its answer
+    bool quiet() const {
+      return client_text.empty() && server_text.empty() && !client_in_message && sasl_mechanism.empty() &&
+             select_tag.empty();
+    }
+  };
+  Exchange& exchange();
+
+  std::unique_ptr<Exchange> exchange_;
+  bool idling_ = false;  // from the server's "+" to IDLE until the client's next bytes
+  std::size_t last_identity_ = 0;  // a hash of the last client event written
 };
 
 }  // namespace imapscope::inspect

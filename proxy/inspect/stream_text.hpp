@@ -32,7 +32,7 @@ class StreamText {
   // The message ended: its text and literals, and a fresh start.
   std::string take_text();
   std::vector<LiteralDigest> take_literals();
-  bool empty() const { return text_.empty() && literals_.empty() && remaining_ == 0; }
+  bool empty() const { return text_.empty() && line_.empty() && literals_.empty() && remaining_ == 0; }
   // Gives back what a quiet stream doesn't need (the session went into IDLE): the
   // line buffer's capacity and the hash context; both come back with the next use.
   void release_memory();
