@@ -34,6 +34,21 @@ std::map<std::string, std::string> id_fields(const imap::Command& c) {
   return fields;
 }
 
+std::vector<std::string_view> split_lines(std::string_view joined) {
+  std::vector<std::string_view> out;
+  for (std::size_t start = 0; start <= joined.size();) {
+    const auto end = std::min(joined.find('\n', start), joined.size());
+    out.push_back(joined.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+void append_line(std::string& joined, std::size_t lines, std::string_view line) {
+  if (lines > 0) joined += '\n';
+  joined += line;
+}
+
 }  // namespace
 
 std::string_view id_method_name(IdMethod method) {
@@ -50,14 +65,15 @@ void Identifier::on_command(const imap::Command& c) {
   if (c.verb == imap::Verb::Id && !c.uid) from_id(c);
   if (settled_) return;
   if (!seen_) seen_ = std::make_unique<Observation>();
-  seen_->tags.emplace_back(c.tag);
+  append_line(seen_->tags, seen_->count, c.tag);
   const std::string name = imap::ascii_upper(c.name);
-  seen_->names.push_back(c.uid ? "UID " + name : name);
+  append_line(seen_->names, seen_->count, c.uid ? "UID " + name : name);
+  ++seen_->count;
   const bool has_letter = std::any_of(c.name.begin(), c.name.end(), [](unsigned char ch) { return std::isalpha(ch); });
   if (has_letter && imap::ascii_lower(c.name) == c.name) seen_->lower_case = true;
   if (has_letter && name == c.name) seen_->upper_case = true;
   guess();
-  if (seen_->tags.size() >= signatures_->observe_commands) {
+  if (seen_->count >= signatures_->observe_commands) {
     settled_ = true;
     seen_.reset();  // an idle session keeps nothing of this
   }
@@ -97,9 +113,9 @@ void Identifier::from_id(const imap::Command& c) {
 }
 
 double Identifier::fit(const HeuristicSignature& s) const {
-  const auto& tags = seen_->tags;
-  for (const auto& tag : tags) {
-    if (!std::regex_match(tag, s.tag)) return 0;
+  const auto tags = split_lines(seen_->tags);
+  for (const auto tag : tags) {
+    if (!std::regex_match(tag.begin(), tag.end(), s.tag)) return 0;
   }
   double total = 1, matched = 1;  // the tag shape
   if (s.counter_start) {
@@ -122,8 +138,9 @@ double Identifier::fit(const HeuristicSignature& s) const {
   }
   if (!s.opening.empty()) {
     total += 1;
-    const std::size_t n = std::min(s.opening.size(), seen_->names.size());
-    if (std::equal(s.opening.begin(), s.opening.begin() + static_cast<std::ptrdiff_t>(n), seen_->names.begin())) {
+    const auto names = split_lines(seen_->names);
+    const std::size_t n = std::min(s.opening.size(), names.size());
+    if (std::equal(s.opening.begin(), s.opening.begin() + static_cast<std::ptrdiff_t>(n), names.begin())) {
       matched += 1;
     }
   }

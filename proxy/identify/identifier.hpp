@@ -29,9 +29,12 @@ class Identifier {
   bool settled() const { return settled_; }
 
  private:
+  // Tags and names joined by newlines (neither can hold one): two strings instead
+  // of two vectors of strings, for the idle sessions that never reach observe_commands.
   struct Observation {
-    std::vector<std::string> tags;
-    std::vector<std::string> names;  // upper case
+    std::string tags;
+    std::string names;               // upper case
+    std::size_t count = 0;
     bool lower_case = false;         // some command name was written in lower case
     bool upper_case = false;
   };
