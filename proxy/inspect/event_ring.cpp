@@ -94,19 +94,44 @@ void EventRing::trim() {
 
 void EventRing::pack() {
   if (head_ == lines_.size()) return;
-  std::string joined;
+  const auto adding = static_cast<std::uint32_t>(lines_.size() - head_);
+  std::size_t adding_bytes = 0;
   for (std::size_t i = head_; i < lines_.size(); ++i) {
     if (lines_[i].find('\n') != std::string::npos) return;  // can't be split again: stays as it is
-    if (i > head_) joined += '\n';
+    adding_bytes += lines_[i].size() + 1;
+  }
+  // A session in IDLE packs again after each keepalive or notification: the newest
+  // chunk takes the new lines while it is small (a quarter of the limits, so that
+  // trimming a whole chunk loses little), and a session idle for hours keeps one
+  // chunk instead of a line per keepalive.
+  std::string joined;
+  std::uint32_t events = 0;
+  const bool merge = !chunks_.empty() && chunks_.back().events + adding <= max_events_ / 4 &&
+                     chunks_.back().bytes + adding_bytes <= max_bytes_ / 4;
+  if (merge) {
+    joined.assign(chunks_.back().bytes, '\0');
+    if (inflate_with_dictionary(chunks_.back().deflated, joined)) {
+      events = chunks_.back().events;
+    } else {
+      joined.clear();
+    }
+  }
+  joined.reserve(joined.size() + adding_bytes);
+  for (std::size_t i = head_; i < lines_.size(); ++i) {
+    if (events > 0 || i > head_) joined += '\n';
     joined += lines_[i];
   }
   Chunk chunk;
   if (!deflate_with_dictionary(joined, chunk.deflated)) return;  // out of memory: the lines stay as they are
   chunk.deflated.shrink_to_fit();
-  chunk.events = static_cast<std::uint32_t>(lines_.size() - head_);
+  chunk.events = events + adding;
   chunk.bytes = static_cast<std::uint32_t>(joined.size());
-  packed_events_ += chunk.events;
-  chunks_.push_back(std::move(chunk));
+  packed_events_ += adding;
+  if (events > 0) {
+    chunks_.back() = std::move(chunk);
+  } else {
+    chunks_.push_back(std::move(chunk));
+  }
   std::vector<std::string>().swap(lines_);
   head_ = 0;
 }

@@ -18,8 +18,10 @@ class EventRing {
   // A line without a newline (JSON lines never have one). The oldest go first when
   // a limit is passed; a packed chunk goes whole, so up to a chunk fewer are kept.
   void add(std::string line);
-  // Deflates the lines added since the last pack into a chunk of their own.
+  // Deflates the lines added since the last pack: into the newest chunk while it is
+  // small, else into a chunk of their own.
   void pack();
+  std::size_t chunks() const { return chunks_.size(); }
   std::size_t size() const { return packed_events_ + (lines_.size() - head_); }
   // Every kept line, oldest first.
   std::vector<std::string> lines() const;

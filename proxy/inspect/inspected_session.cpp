@@ -222,7 +222,10 @@ void InspectedSession::server_bytes(const imap::Response& r, imap::EventKind kin
       decide();
     }
   }
-  if (idling_ && x.quiet()) exchange_.reset();  // a notification or keepalive during IDLE
+  if (idling_ && x.quiet()) {  // a notification or keepalive during IDLE: back to sleep
+    exchange_.reset();
+    if (live_) live_->pack_events();
+  }
 }
 
 void InspectedSession::proxy_to_client(std::string_view bytes) {

@@ -28,6 +28,23 @@ TEST(EventRing, PackedLinesReadBackInOrderWithLaterOnes) {
   EXPECT_EQ(ring.lines(), events(1, 16));
 }
 
+TEST(EventRing, AnIdleSessionsKeepalivesJoinItsChunk) {
+  EventRing ring(40, 1 << 20);
+  for (int n = 1; n <= 6; ++n) ring.add(event(n));
+  ring.pack();
+  for (int n = 7; n <= 10; ++n) {  // a keepalive at a time, packed as it comes
+    ring.add(event(n));
+    ring.pack();
+  }
+  EXPECT_EQ(ring.chunks(), 1u);
+  EXPECT_EQ(ring.lines(), events(1, 10));
+  ring.add(event(11));  // the chunk holds a quarter of the events allowed: a new one starts
+  ring.pack();
+  EXPECT_EQ(ring.chunks(), 2u);
+  EXPECT_EQ(ring.size(), 11u);
+  EXPECT_EQ(ring.lines(), events(1, 11));
+}
+
 TEST(EventRing, TheOldestGoFirstUnpackedOneByOnePackedChunkByChunk) {
   EventRing ring(10, 1 << 20);
   for (int n = 1; n <= 14; ++n) ring.add(event(n));
