@@ -48,7 +48,8 @@ const std::vector<std::pair<std::string, std::uint32_t>>& Session::rule_hits() c
 }
 
 std::optional<DelayRequest> Session::take_delay_request() {
-  for (auto& request : delay_requests_) {
+  if (!effects_) return std::nullopt;
+  for (auto& request : effects_->delay_requests) {
     if (request) return std::exchange(request, std::nullopt);
   }
   return std::nullopt;
@@ -57,21 +58,21 @@ std::optional<DelayRequest> Session::take_delay_request() {
 void Session::start_delay(Direction direction, std::chrono::milliseconds duration) {
   bool& paused = direction == Direction::Client ? commands_paused_ : responses_paused_;
   if (paused) return;
+  effects().delay_requests[index_of(direction)] = DelayRequest{direction, duration};
   paused = true;
-  delay_requests_[index_of(direction)] = DelayRequest{direction, duration};
 }
 
 void Session::resume(Direction direction) {
   if (direction == Direction::Client) {
     if (!commands_paused_) return;
     commands_paused_ = false;
-    to_server_ += held_commands_;
-    held_commands_.clear();
+    to_server_ += effects_->held_commands;
+    effects_->held_commands.clear();
   } else {
     if (!responses_paused_) return;
     responses_paused_ = false;
-    to_client_ += held_responses_;
-    held_responses_.clear();
+    to_client_ += effects_->held_responses;
+    effects_->held_responses.clear();
     flush_deferred();
   }
 }
@@ -138,7 +139,7 @@ void Session::send_command_bytes(std::string_view raw, bool first, bool last) {
     if (at != std::string::npos) {
       bytes.assign(raw).replace(at, c.name.size(), v->rewrite->to);
       edited = true;
-      if (!v->rewrite->response_from.empty()) renamed_.push_back(Renamed{std::string(c.tag), v->rewrite, v->set});
+      if (!v->rewrite->response_from.empty()) effects().renamed.push_back(Renamed{std::string(c.tag), v->rewrite, v->set});
     }
   }
   for (const policy::Rule* rule : v->rules) {
@@ -188,11 +189,11 @@ const policy::Verdict* Session::judge_response(const imap::Response& r, std::str
   if (verdict.thin_keepalives.count() > 0) {
     // At most one per interval reaches the client; real news is never a keepalive.
     const auto now = settings_.clock();
-    if (keepalive_forwarded_ != std::chrono::steady_clock::time_point{} &&
-        now - keepalive_forwarded_ < verdict.thin_keepalives) {
+    auto& forwarded = effects().keepalive_forwarded;
+    if (forwarded != std::chrono::steady_clock::time_point{} && now - forwarded < verdict.thin_keepalives) {
       drop_server_message_ = true;
     } else {
-      keepalive_forwarded_ = now;
+      forwarded = now;
     }
   }
   if (verdict.delay.count() > 0) start_delay(Direction::Server, verdict.delay);
@@ -211,8 +212,8 @@ void Session::send_response_bytes(std::string_view raw, bool first, bool last) {
     return bytes;
   };
   // Responses to a renamed command carry the name the client asked with.
-  if (first && !renamed_.empty() && r.kind == imap::ResponseKind::Data && !r.name_text.empty()) {
-    for (const auto& n : renamed_) {
+  if (first && renamed_pending() && r.kind == imap::ResponseKind::Data && !r.name_text.empty()) {
+    for (const auto& n : effects_->renamed) {
       if (!imap::iequals(r.name_text, n.rewrite->response_from)) continue;
       std::string& b = editable();
       const std::size_t at = offset_in(raw, r.name_text);

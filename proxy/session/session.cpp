@@ -76,8 +76,14 @@ void Session::answer_compress(const imap::Command& c) {
 void Session::release_memory() {
   commands_.release_memory();
   responses_.release_memory();
-  for (std::string* s : {&to_client_, &to_server_, &deferred_client_, &held_commands_, &held_responses_}) {
+  for (std::string* s : {&to_client_, &to_server_, &deferred_client_}) {
     if (s->empty()) std::string().swap(*s);
+  }
+  // Rule effects that hold nothing any more go whole.
+  if (effects_ && effects_->renamed.empty() && effects_->held_commands.empty() && effects_->held_responses.empty() &&
+      !effects_->delay_requests[0] && !effects_->delay_requests[1] && !commands_paused_ && !responses_paused_ &&
+      effects_->keepalive_forwarded == std::chrono::steady_clock::time_point{}) {
+    effects_.reset();
   }
 }
 
@@ -284,8 +290,8 @@ void Session::forward_server_message(std::string_view raw) {
   const imap::Response& r = responses_.response();
   const bool first = !server_in_message_;
   if (observer_) observe_response(r);
-  if (r.kind == imap::ResponseKind::Tagged && !renamed_.empty()) {
-    std::erase_if(renamed_, [&](const Renamed& n) { return n.tag == r.tag; });
+  if (r.kind == imap::ResponseKind::Tagged && renamed_pending()) {
+    std::erase_if(effects_->renamed, [&](const Renamed& n) { return n.tag == r.tag; });
   }
   // What the decoder could not read is passed on as it came.
   if (r.rejected || r.malformed) {

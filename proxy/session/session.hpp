@@ -153,8 +153,9 @@ class Session {
   void inject(const policy::Verdict& verdict, bool before);
   void start_delay(policy::Direction direction, std::chrono::milliseconds duration);
   // Where forwarded bytes go: the leg's queue, or the hold of a delayed direction.
-  std::string& command_queue() { return commands_paused_ ? held_commands_ : to_server_; }
-  std::string& response_queue() { return responses_paused_ ? held_responses_ : to_client_; }
+  std::string& command_queue() { return commands_paused_ ? effects_->held_commands : to_server_; }
+  std::string& response_queue() { return responses_paused_ ? effects_->held_responses : to_client_; }
+  bool renamed_pending() const { return effects_ && !effects_->renamed.empty(); }
 
   // A command sent under another name whose responses are translated back.
   struct Renamed {
@@ -198,14 +199,23 @@ class Session {
   std::unique_ptr<policy::SessionRules> rules_;    // null: no rules configured
   const policy::Verdict* command_verdict_ = nullptr;   // rules that hit the current client message
   const policy::Verdict* response_verdict_ = nullptr;  // ... the current server message
-  std::vector<Renamed> renamed_;
-  // Delays: a paused direction queues its output here and consumes no input.
+  // Delays: a paused direction queues its output in effects_ and consumes no input.
   bool commands_paused_ = false;   // the client's commands are held from the server
   bool responses_paused_ = false;  // the server's responses are held from the client
-  std::string held_commands_;
-  std::string held_responses_;
-  std::optional<DelayRequest> delay_requests_[2];  // by direction, until the relay takes them
-  std::chrono::steady_clock::time_point keepalive_forwarded_{};  // the last line a thinning rule let through
+  // What rules that rename, delay or thin leave behind, made when one first does:
+  // most sessions (and every idle one without such a rule) never need it.
+  struct RuleEffects {
+    std::vector<Renamed> renamed;
+    std::string held_commands;
+    std::string held_responses;
+    std::optional<DelayRequest> delay_requests[2];  // by direction, until the relay takes them
+    std::chrono::steady_clock::time_point keepalive_forwarded{};  // the last line a thinning rule let through
+  };
+  RuleEffects& effects() {
+    if (!effects_) effects_ = std::make_unique<RuleEffects>();
+    return *effects_;
+  }
+  std::unique_ptr<RuleEffects> effects_;
 };
 
 }  // namespace imapscope::session

@@ -64,7 +64,7 @@ bool Session::pass_compress_through(const imap::Command& c) {
   }
   if (c.args.size() != 1 || !imap::iequals(c.args.front().text, "DEFLATE") || !state_.logged_in()) return false;
   if (state_.pending().size() > 1 || server_in_message_ || responses_paused_ || commands_paused_ ||
-      !deferred_client_.empty() || !renamed_.empty()) {
+      !deferred_client_.empty() || renamed_pending()) {
     return false;
   }
   if (server_compress_ != UpstreamCompress::Off && server_compress_ != UpstreamCompress::Refused) return false;

@@ -142,7 +142,7 @@ bool Relay::server_owes_answer() {
   const auto input = state.client_input();
   if (input != imap::ClientInput::Commands && input != imap::ClientInput::AwaitingServer) return false;
   // The proxy itself stopped reading the server (a slow client, a rule's delay).
-  return unwritten(Side::Client) < kHighWater && server_leg_.held.empty() && server_leg_.compressed.empty();
+  return unwritten(Side::Client) < kHighWater && server_leg_.held.empty() && !server_leg_.has_compressed();
 }
 
 asio::awaitable<bool> Relay::set_up() {
@@ -314,7 +314,7 @@ std::size_t Relay::unwritten(Side side) {
 
 bool Relay::may_read(Side side) {
   const Leg& l = leg(side);
-  if (ending_ || l.read_waiting || !l.held.empty() || !l.compressed.empty()) return false;
+  if (ending_ || l.read_waiting || !l.held.empty() || l.has_compressed()) return false;
   if (side == Side::Server) return unwritten(Side::Client) < kHighWater;
   return !client_tls_in_progress_ && !session_->client_tls_requested() && !session_->client_compress_requested() &&
          unwritten(Side::Server) < kHighWater;
@@ -344,10 +344,10 @@ bool Relay::pump(Side side) {
     std::string_view input = result.data;  // the thread's read buffer: consumed or copied here
     if (listener_.telemetry) listener_.telemetry->bytes(side == Side::Client, input.size());
     (side == Side::Client ? bytes_from_client_ : bytes_from_server_) += input.size();
-    if (l.inflater) {
+    if (l.inflater()) {
       // Compressed: inflated into held a step at a time, then fed like held bytes.
       if (l.pass_through) queue_for(other(side)).append(input);
-      l.compressed.append(input);
+      l.compression->compressed.append(input);
       if (!inflate_some(side)) return moved;
       feed_held();
     } else {
@@ -394,7 +394,7 @@ void Relay::wait(Side side, Stream::Wait wanted, bool Leg::*waiting) {
 void Relay::tune_low_water(Side side) {
   Leg& l = leg(side);
   std::uint64_t coming = 0;
-  if (side == Side::Server && !l.inflater) coming = session_->server_bytes_coming();
+  if (side == Side::Server && !l.inflater()) coming = session_->server_bytes_coming();
   // OpenSSL may hold part of a record of the rest already.
   std::uint32_t wanted = 1;
   if (coming > 2 * kLowWaterMargin) {
@@ -407,17 +407,18 @@ void Relay::tune_low_water(Side side) {
 
 bool Relay::inflate_some(Side side) {
   Leg& l = leg(side);
-  std::string_view input = l.compressed;
-  if (!l.inflater->inflate(input, l.held, kInflateStep)) {
+  auto& z = *l.compression;
+  std::string_view input = z.compressed;
+  if (!z.inflater->inflate(input, l.held, kInflateStep)) {
     util::log_line(util::LogLevel::Info, "event=compress_error session=" + std::to_string(id_) + " side=" +
                                              (side == Side::Client ? "client" : "server") +
-                                             " detail=" + util::log_quote(l.inflater->error()));
-    l.compressed.clear();
+                                             " detail=" + util::log_quote(z.inflater->error()));
+    z.compressed.clear();
     l.held.clear();
     end(side == Side::Client ? CloseReason::ProtocolError : CloseReason::ServerError);
     return false;
   }
-  l.compressed.erase(0, l.compressed.size() - input.size());
+  z.compressed.erase(0, z.compressed.size() - input.size());
   return true;
 }
 
@@ -430,7 +431,7 @@ bool Relay::feed_held() {
     for (Side side : {Side::Server, Side::Client}) {
       Leg& l = leg(side);
       // The session took all plaintext so far: inflate the next step.
-      if (l.held.empty() && !l.compressed.empty() && !ending_) {
+      if (l.held.empty() && l.has_compressed() && !ending_) {
         if (!inflate_some(side)) return fed;
         moved = !l.held.empty() || moved;
       }
@@ -464,8 +465,8 @@ void Relay::flush(Side side) {
         if (!stream(side).has_unsent()) return;
       } else if (side == Side::Client && session_->client_compress_requested()) {
         start_client_compression(queue);
-      } else if (l.deflater) {
-        l.deflater->compress(queue, l.out);
+      } else if (auto* deflater = l.deflater()) {
+        deflater->compress(queue, l.out);
         queue.clear();
       } else {
         l.out.swap(queue);
@@ -493,9 +494,10 @@ bool Relay::written(Side side) {
 // From now on the leg is compressed both ways; what was read from it and not fed
 // to the session yet came after the COMPRESS exchange: compressed too.
 void Relay::compress_leg(Leg& l) {
-  l.deflater = std::make_unique<compress::Deflater>();
-  l.inflater = std::make_unique<compress::Inflater>();
-  l.compressed.swap(l.held);
+  l.compression = std::make_unique<Leg::Compression>();
+  l.compression->deflater = std::make_unique<compress::Deflater>();
+  l.compression->inflater = std::make_unique<compress::Inflater>();
+  l.compression->compressed.swap(l.held);
   l.held.clear();
 }
 
@@ -506,7 +508,7 @@ void Relay::start_client_compression(std::string& queue) {
   const std::size_t clear = std::min(session_->client_compress_offset(), queue.size());
   client_leg_.out.assign(queue, 0, clear);
   compress_leg(client_leg_);
-  client_leg_.deflater->compress(std::string_view(queue).substr(clear), client_leg_.out);
+  client_leg_.deflater()->compress(std::string_view(queue).substr(clear), client_leg_.out);
   queue.clear();
   session_->client_compress_started();
   util::log_line(util::LogLevel::Info, "event=client_compress session=" + std::to_string(id_) + " mechanism=deflate");
@@ -516,7 +518,7 @@ void Relay::start_client_compression(std::string& queue) {
 // compressed, like everything it sends from now on; what is written to it next is
 // compressed (the COMPRESS command itself went out in clear before the OK came).
 void Relay::maybe_start_server_compression() {
-  if (!session_->server_compress_requested() || server_leg_.inflater) return;
+  if (!session_->server_compress_requested() || server_leg_.inflater()) return;
   compress_leg(server_leg_);
   session_->server_compress_started();
   util::log_line(util::LogLevel::Info, "event=server_compress session=" + std::to_string(id_) + " mechanism=deflate");
@@ -530,8 +532,9 @@ void Relay::maybe_start_pass_through() {
   for (Side side : {Side::Client, Side::Server}) {
     Leg& l = leg(side);
     queue_for(other(side)).append(l.held);
-    l.inflater = std::make_unique<compress::Inflater>();
-    l.compressed.swap(l.held);
+    l.compression = std::make_unique<Leg::Compression>();
+    l.compression->inflater = std::make_unique<compress::Inflater>();
+    l.compression->compressed.swap(l.held);
     l.held.clear();
     l.pass_through = true;
   }
@@ -549,8 +552,8 @@ void Relay::say_bye(std::string_view line) {
   // The client inflates the server's stream: the line goes in as a block of its own,
   // which fits only between the server's blocks, once the client has all the server
   // sent. Nothing of the server's follows it (the session is ending).
-  if (!session_->server_between_messages() || !server_leg_.held.empty() || !server_leg_.compressed.empty() ||
-      !server_leg_.inflater->at_block_boundary()) {
+  if (!session_->server_between_messages() || !server_leg_.held.empty() || server_leg_.has_compressed() ||
+      !server_leg_.inflater()->at_block_boundary()) {
     return;
   }
   compress::append_stored_block(line, queue_for(Side::Client));
@@ -693,9 +696,10 @@ void Relay::trim_buffers() {
   for (Leg* l : {&client_leg_, &server_leg_}) {
     if (l->held.empty()) std::string().swap(l->held);
     if (l->out.empty()) std::string().swap(l->out);
-    if (l->compressed.empty()) std::string().swap(l->compressed);
+    if (!l->compression) continue;
+    if (l->compression->compressed.empty()) std::string().swap(l->compression->compressed);
     // The deflate state (~70 KiB) is rebuilt for the next burst; the stream goes on.
-    if (l->deflater && l->out.empty()) l->deflater->release();
+    if (l->deflater() && l->out.empty()) l->deflater()->release();
   }
 }
 
@@ -706,7 +710,7 @@ void Relay::log_end() const {
   }
   const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count();
   auto compress_mode = [](const Leg& l) -> std::string {
-    return l.pass_through ? "pass-through" : l.inflater ? "deflate" : "none";
+    return l.pass_through ? "pass-through" : l.inflater() ? "deflate" : "none";
   };
   util::log_line(util::LogLevel::Info,
                  "event=session_end session=" + std::to_string(id_) +

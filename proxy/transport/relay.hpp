@@ -83,14 +83,21 @@ class Relay {
     bool write_waiting = false;
     bool dead = false;  // writes to it would fail
     std::uint32_t low_water = 1;  // bytes the socket holds before a read wait ends
-    // COMPRESS=DEFLATE on this leg: what is read is inflated into held (bounded per
-    // step, the rest waits in compressed), what is written is deflated into out.
-    std::unique_ptr<compress::Inflater> inflater;
-    std::unique_ptr<compress::Deflater> deflater;
-    std::string compressed;
     // The client's COMPRESS was passed through: what is read from this leg goes to the
     // other unchanged, and the inflated copy is only inspected.
     bool pass_through = false;
+    // COMPRESS=DEFLATE on this leg: what is read is inflated into held (bounded per
+    // step, the rest waits in compressed), what is written is deflated into out.
+    // Made when the leg turns compressed: most never do.
+    struct Compression {
+      std::unique_ptr<compress::Inflater> inflater;
+      std::unique_ptr<compress::Deflater> deflater;  // none when passed through
+      std::string compressed;
+    };
+    std::unique_ptr<Compression> compression;
+    compress::Inflater* inflater() const { return compression ? compression->inflater.get() : nullptr; }
+    compress::Deflater* deflater() const { return compression ? compression->deflater.get() : nullptr; }
+    bool has_compressed() const { return compression && !compression->compressed.empty(); }
   };
 
   asio::awaitable<bool> set_up();  // PROXY header, client TLS, upstream; false: the session is over
