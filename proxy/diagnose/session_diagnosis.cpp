@@ -128,10 +128,10 @@ void SessionDiagnosis::client_message(const imap::Command& c, Clock::time_point 
   last_activity_ = now;
   switch (c.kind) {
     case imap::CommandKind::SaslResponse:
-      if (!sasl_mechanism_.empty() && login_user_.empty()) {
-        login_user_ = inspect::sasl_user(sasl_mechanism_, c.line, sasl_first_answer_).value_or("");
+      if (login_ && !login_->sasl_mechanism.empty() && login_->user.empty()) {
+        login_->user = inspect::sasl_user(login_->sasl_mechanism, c.line, login_->sasl_first_answer).value_or("");
       }
-      sasl_first_answer_ = false;
+      if (login_) login_->sasl_first_answer = false;
       return;
     case imap::CommandKind::IdleDone:
       // Anything but DONE ends IDLE with the server's BAD: an error, not churn.
@@ -148,16 +148,15 @@ void SessionDiagnosis::client_message(const imap::Command& c, Clock::time_point 
 }
 
 void SessionDiagnosis::learn_user(const imap::Command& c) {
-  login_user_.clear();
-  sasl_mechanism_.clear();
+  login_ = std::make_unique<Login>();
   if (c.verb == imap::Verb::Login && !c.args.empty()) {
-    login_user_ = c.args.front().string_value().value_or("");
+    login_->user = c.args.front().string_value().value_or("");
   } else if (c.verb == imap::Verb::Authenticate && !c.args.empty()) {
-    sasl_mechanism_ = std::string(c.args.front().text);
-    sasl_first_answer_ = true;
+    login_->sasl_mechanism = std::string(c.args.front().text);
+    login_->sasl_first_answer = true;
     if (c.args.size() > 1) {  // SASL-IR: the first answer on the command line
-      login_user_ = inspect::sasl_user(sasl_mechanism_, c.args[1].text, true).value_or("");
-      sasl_first_answer_ = false;
+      login_->user = inspect::sasl_user(login_->sasl_mechanism, c.args[1].text, true).value_or("");
+      login_->sasl_first_answer = false;
     }
   }
 }
@@ -220,16 +219,17 @@ void SessionDiagnosis::command(const imap::Command& c, Clock::time_point now) {
 }
 
 void SessionDiagnosis::poll(const Pending& p, Clock::time_point now) {
-  if (p.key == poll_key_ && now - poll_last_ < limits_.poll_interval) {
-    ++poll_streak_;
+  auto& w = watch();
+  if (p.key == w.poll_key && now - w.poll_last < limits_.poll_interval) {
+    ++w.poll_streak;
   } else {
-    poll_key_ = p.key;
-    poll_streak_ = 1;
+    w.poll_key = p.key;
+    w.poll_streak = 1;
   }
-  poll_last_ = now;
-  if (poll_streak_ >= limits_.poll_count && server_offers_idle_ && !ever_idled_) {
+  w.poll_last = now;
+  if (w.poll_streak >= limits_.poll_count && server_offers_idle_ && !ever_idled_) {
     report_once(FindingKind::PollingInsteadOfIdle,
-                "\"" + p.key + "\" " + std::to_string(poll_streak_) + " times in a row, each within " +
+                "\"" + p.key + "\" " + std::to_string(w.poll_streak) + " times in a row, each within " +
                     minutes(limits_.poll_interval) + " of the last; the server offers IDLE and the client never used it");
   }
 }
@@ -310,7 +310,6 @@ void SessionDiagnosis::command_done(std::string_view tag, imap::Status status, C
   switch (p.verb) {
     case imap::Verb::Login:
     case imap::Verb::Authenticate:
-      sasl_mechanism_.clear();
       logged_in(now);
       break;
     case imap::Verb::Select:
@@ -319,8 +318,8 @@ void SessionDiagnosis::command_done(std::string_view tag, imap::Status status, C
       break;
     case imap::Verb::Fetch:
       if (p.sweep) sweep_done(p, now);
-      if (p.deleted >= limits_.deleted_messages && !deleted_reported_[mailbox_]) {
-        deleted_reported_[mailbox_] = true;
+      if (p.deleted >= limits_.deleted_messages && !watch().deleted_reported[mailbox_]) {
+        watch().deleted_reported[mailbox_] = true;
         report(FindingKind::DeletedBuildUp, mailbox_ + ": " + std::to_string(p.deleted) +
                                                 " messages flagged \\Deleted and not expunged (seen in FETCH FLAGS)");
       }
@@ -331,8 +330,9 @@ void SessionDiagnosis::command_done(std::string_view tag, imap::Status status, C
 }
 
 void SessionDiagnosis::logged_in(Clock::time_point) {
-  if (login_user_.empty() || counted_connection_) return;
-  user_ = std::move(login_user_);
+  const auto login = std::move(login_);
+  if (!login || login->user.empty() || counted_connection_) return;
+  user_ = std::move(login->user);
   counted_connection_ = true;
   const auto connections = registry_.user_connected(user_);
   // Where the count crosses the warning level and where it reaches the limit, not
@@ -368,8 +368,7 @@ void SessionDiagnosis::sweep_done(const Pending& p, Clock::time_point now) {
 
 void SessionDiagnosis::failed(const Pending& p, imap::Status status, Clock::time_point now) {
   if (p.verb == imap::Verb::Login || p.verb == imap::Verb::Authenticate) {
-    login_user_.clear();
-    sasl_mechanism_.clear();
+    login_.reset();
     const auto [count, storm] = registry_.login_failed(address_, now);
     if (storm) {
       report(FindingKind::LoginFailureStorm, std::to_string(count) + " failed logins from " + address_ + " within " +
@@ -377,7 +376,8 @@ void SessionDiagnosis::failed(const Pending& p, imap::Status status, Clock::time
     }
     return;  // a wrong password repeated is a storm, not a loop
   }
-  auto& repeat = errors_[p.key];
+  auto& errors = watch().errors;
+  auto& repeat = errors[p.key];
   if (repeat.count == 0 || now - repeat.first > limits_.error_window) repeat = Repeat{0, now, now, repeat.reported};
   ++repeat.count;
   repeat.last = now;
@@ -386,10 +386,10 @@ void SessionDiagnosis::failed(const Pending& p, imap::Status status, Clock::time
     report(FindingKind::ErrorLoop, "\"" + p.key + "\" refused (" + std::string(imap::status_name(status)) + ") " +
                                        std::to_string(repeat.count) + " times within " + minutes(now - repeat.first));
   }
-  if (errors_.size() > 64) {  // bounded: forget the oldest unreported
-    auto oldest = std::min_element(errors_.begin(), errors_.end(),
+  if (errors.size() > 64) {  // bounded: forget the oldest unreported
+    auto oldest = std::min_element(errors.begin(), errors.end(),
                                    [](const auto& a, const auto& b) { return a.second.last < b.second.last; });
-    errors_.erase(oldest);
+    errors.erase(oldest);
   }
 }
 
@@ -437,8 +437,8 @@ void SessionDiagnosis::leave_idle() {
 }
 
 void SessionDiagnosis::check_deleted_stored() {
-  if (deleted_stored_ < limits_.deleted_messages || mailbox_.empty() || deleted_reported_[mailbox_]) return;
-  deleted_reported_[mailbox_] = true;
+  if (deleted_stored_ < limits_.deleted_messages || mailbox_.empty() || watch().deleted_reported[mailbox_]) return;
+  watch().deleted_reported[mailbox_] = true;
   report(FindingKind::DeletedBuildUp, mailbox_ + ": this session flagged " + std::to_string(deleted_stored_) +
                                           " messages \\Deleted and left without expunging them");
 }

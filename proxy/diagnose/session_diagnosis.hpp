@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -86,9 +87,13 @@ class SessionDiagnosis {
   std::uint32_t reported_ = 0;  // bit per FindingKind reported with report_once
 
   std::string user_;
-  std::string login_user_;      // named by LOGIN/AUTHENTICATE, kept once the login succeeds
-  std::string sasl_mechanism_;  // during AUTHENTICATE
-  bool sasl_first_answer_ = false;
+  // A LOGIN or AUTHENTICATE in flight: the user it names becomes user_ once it succeeds.
+  struct Login {
+    std::string user;
+    std::string sasl_mechanism;  // AUTHENTICATE only
+    bool sasl_first_answer = false;
+  };
+  std::unique_ptr<Login> login_;
   bool counted_connection_ = false;
   bool logout_ = false;
   bool inactivity_bye_ = false;  // the server said it closes for inactivity
@@ -104,7 +109,6 @@ class SessionDiagnosis {
   std::optional<std::uint32_t> exists_;
   std::optional<std::uint32_t> select_uidvalidity_;  // seen while a SELECT is in flight
   std::uint32_t deleted_stored_ = 0;  // messages this session flagged \Deleted in it, not expunged since
-  std::map<std::string, bool, std::less<>> deleted_reported_;
 
   // IDLE.
   bool in_idle_ = false;
@@ -115,10 +119,20 @@ class SessionDiagnosis {
   bool short_idle_ended_ = false;  // the last IDLE ended soon without news
   bool registered_idle_ = false;
 
-  std::map<std::string, Repeat, std::less<>> errors_;  // refused commands by key
-  std::string poll_key_;
-  Clock::time_point poll_last_{};
-  std::uint32_t poll_streak_ = 0;
+  // What detectors remember once the client gives them something to watch (refused
+  // commands, polling, \Deleted build-up): made then, so an idle session has none.
+  struct Watch {
+    std::map<std::string, bool, std::less<>> deleted_reported;  // by mailbox
+    std::map<std::string, Repeat, std::less<>> errors;           // refused commands by key
+    std::string poll_key;
+    Clock::time_point poll_last{};
+    std::uint32_t poll_streak = 0;
+  };
+  Watch& watch() {
+    if (!watch_) watch_ = std::make_unique<Watch>();
+    return *watch_;
+  }
+  std::unique_ptr<Watch> watch_;
 };
 
 }  // namespace imapscope::diagnose
