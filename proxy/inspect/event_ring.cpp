@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <mutex>
 #include <string_view>
 
 namespace imapscope::inspect {
@@ -36,10 +37,48 @@ constexpr std::string_view kDictionary =
 
 constexpr int kRawDeflate = -15;  // no zlib header: the chunk is never read by anyone else
 
-bool deflate_with_dictionary(std::string_view in, std::string& out) {
+// The built-in text says what events look like; what a live session packed says what
+// this server's greeting, capabilities and SELECT answers are, word for word, and
+// those repeat from session to session: with the first pack of a recent session
+// after the built-in text, an idle session's chunk is about half as big. The text
+// is event lines, already redacted, and is only ever a dictionary: inflating a chunk
+// gives back that chunk's own lines. Each chunk keeps the dictionary it was made with.
+class LearnedDictionary {
+ public:
+  std::shared_ptr<const std::string> current() {
+    std::lock_guard lock(mutex_);
+    if (!current_) current_ = std::make_shared<const std::string>(kDictionary);
+    return current_;
+  }
+  // The first pack of a session: every kRefresh-th one (and the first) is learnt, so
+  // the dictionary follows the server (an upgrade changes its texts) at little cost.
+  void offer(std::string_view packed) {
+    std::lock_guard lock(mutex_);
+    if (learnt_ && ++offers_ % kRefresh != 0) return;
+    learnt_ = true;
+    auto text = std::string(kDictionary);
+    text.append(packed.substr(0, kLearnt));
+    current_ = std::make_shared<const std::string>(std::move(text));
+  }
+
+ private:
+  static constexpr std::uint32_t kRefresh = 1024;
+  static constexpr std::size_t kLearnt = 8 * 1024;
+  std::mutex mutex_;
+  std::shared_ptr<const std::string> current_;
+  bool learnt_ = false;
+  std::uint32_t offers_ = 0;
+};
+
+LearnedDictionary& learned() {
+  static LearnedDictionary dictionary;
+  return dictionary;
+}
+
+bool deflate_with_dictionary(std::string_view in, std::string_view dictionary, std::string& out) {
   z_stream z{};
   if (deflateInit2(&z, 6, Z_DEFLATED, kRawDeflate, 8, Z_DEFAULT_STRATEGY) != Z_OK) return false;
-  deflateSetDictionary(&z, reinterpret_cast<const Bytef*>(kDictionary.data()), static_cast<uInt>(kDictionary.size()));
+  deflateSetDictionary(&z, reinterpret_cast<const Bytef*>(dictionary.data()), static_cast<uInt>(dictionary.size()));
   out.resize(deflateBound(&z, static_cast<uLong>(in.size())));
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
   z.avail_in = static_cast<uInt>(in.size());
@@ -51,10 +90,10 @@ bool deflate_with_dictionary(std::string_view in, std::string& out) {
   return done;
 }
 
-bool inflate_with_dictionary(std::string_view in, std::string& out) {
+bool inflate_with_dictionary(std::string_view in, std::string_view dictionary, std::string& out) {
   z_stream z{};
   if (inflateInit2(&z, kRawDeflate) != Z_OK) return false;
-  inflateSetDictionary(&z, reinterpret_cast<const Bytef*>(kDictionary.data()), static_cast<uInt>(kDictionary.size()));
+  inflateSetDictionary(&z, reinterpret_cast<const Bytef*>(dictionary.data()), static_cast<uInt>(dictionary.size()));
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
   z.avail_in = static_cast<uInt>(in.size());
   z.next_out = reinterpret_cast<Bytef*>(out.data());
@@ -110,7 +149,7 @@ void EventRing::pack() {
                      chunks_.back().bytes + adding_bytes <= max_bytes_ / 4;
   if (merge) {
     joined.assign(chunks_.back().bytes, '\0');
-    if (inflate_with_dictionary(chunks_.back().deflated, joined)) {
+    if (inflate_with_dictionary(chunks_.back().deflated, *dictionary_, joined)) {
       events = chunks_.back().events;
     } else {
       joined.clear();
@@ -121,8 +160,10 @@ void EventRing::pack() {
     if (events > 0 || i > head_) joined += '\n';
     joined += lines_[i];
   }
+  if (chunks_.empty()) dictionary_ = learned().current();
   Chunk chunk;
-  if (!deflate_with_dictionary(joined, chunk.deflated)) return;  // out of memory: the lines stay as they are
+  if (!deflate_with_dictionary(joined, *dictionary_, chunk.deflated)) return;  // out of memory: the lines stay
+  if (chunks_.empty() && !joined.empty()) learned().offer(joined);
   chunk.deflated.shrink_to_fit();
   chunk.events = events + adding;
   chunk.bytes = static_cast<std::uint32_t>(joined.size());
@@ -141,7 +182,7 @@ std::vector<std::string> EventRing::lines() const {
   out.reserve(size());
   for (const auto& chunk : chunks_) {
     std::string joined(chunk.bytes, '\0');
-    if (!inflate_with_dictionary(chunk.deflated, joined)) continue;
+    if (!inflate_with_dictionary(chunk.deflated, *dictionary_, joined)) continue;
     std::size_t start = 0;
     for (std::size_t end; (end = joined.find('\n', start)) != std::string::npos; start = end + 1) {
       out.push_back(joined.substr(start, end - start));

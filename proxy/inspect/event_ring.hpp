@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,7 @@ class EventRing {
     std::uint32_t bytes = 0;  // the lines joined by newlines, before deflating
   };
   void trim();
+  using Dictionary = std::shared_ptr<const std::string>;
 
   const std::size_t max_events_;
   const std::size_t max_bytes_;
@@ -41,6 +43,7 @@ class EventRing {
   std::size_t head_ = 0;
   std::size_t packed_events_ = 0;
   std::size_t bytes_ = 0;          // of every kept line, uncompressed
+  Dictionary dictionary_;          // of every chunk: the one current at the first pack
 };
 
 }  // namespace imapscope::inspect

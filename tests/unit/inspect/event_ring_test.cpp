@@ -45,6 +45,26 @@ TEST(EventRing, AnIdleSessionsKeepalivesJoinItsChunk) {
   EXPECT_EQ(ring.lines(), events(1, 11));
 }
 
+TEST(EventRing, ChunksReadBackWhileTheLearntDictionaryChanges) {
+  // Every ring's first pack may become the dictionary of later rings; a ring keeps
+  // the one its chunks were made with, however often it changes meanwhile.
+  EventRing kept(100, 1 << 20);
+  for (int n = 1; n <= 5; ++n) kept.add(event(n));
+  kept.pack();
+  for (int session = 0; session < 1100; ++session) {  // past a refresh
+    EventRing other(100, 1 << 20);
+    other.add(R"({"s":)" + std::to_string(session) + R"(,"text":"* OK [CAPABILITY IMAP4rev1] ready"})");
+    other.add(event(session));
+    other.pack();
+    ASSERT_EQ(other.lines().size(), 2u);
+    ASSERT_EQ(other.lines()[1], event(session));
+  }
+  kept.add(event(6));
+  kept.pack();  // merged into the chunk made with the first dictionary
+  EXPECT_EQ(kept.chunks(), 1u);
+  EXPECT_EQ(kept.lines(), events(1, 6));
+}
+
 TEST(EventRing, TheOldestGoFirstUnpackedOneByOnePackedChunkByChunk) {
   EventRing ring(10, 1 << 20);
   for (int n = 1; n <= 14; ++n) ring.add(event(n));
