@@ -26,7 +26,8 @@ namespace imapscope::imap {
 
 class CommandDecoder final : private LineGrammar {
  public:
-  explicit CommandDecoder(SessionState& state, const DecoderLimits& limits = {});
+  // limits must outlive the decoder (a session's settings hold them).
+  explicit CommandDecoder(SessionState& state, const DecoderLimits& limits = default_limits());
 
   [[nodiscard]] Event next(std::string_view& input);
   // Frees buffers kept between messages (call when the stream goes quiet).
@@ -54,7 +55,7 @@ class CommandDecoder final : private LineGrammar {
   Event on_error(const MessageAssembler::Output& out);
 
   SessionState& state_;
-  DecoderLimits limits_;
+  const DecoderLimits& limits_;
   MessageAssembler assembler_;
   LineMode mode_ = LineMode::Commands;
   Command command_;

@@ -25,4 +25,10 @@ struct DecoderLimits {
   std::size_t max_pending_commands = 1000;
 };
 
+// The defaults, for decoders made without limits of their own.
+inline const DecoderLimits& default_limits() {
+  static const DecoderLimits defaults;
+  return defaults;
+}
+
 }  // namespace imapscope::imap

@@ -18,7 +18,8 @@ namespace imapscope::imap {
 
 class ResponseDecoder final : private LineGrammar {
  public:
-  explicit ResponseDecoder(SessionState& state, const DecoderLimits& limits = {});
+  // limits must outlive the decoder (a session's settings hold them).
+  explicit ResponseDecoder(SessionState& state, const DecoderLimits& limits = default_limits());
 
   [[nodiscard]] Event next(std::string_view& input);
   // Frees buffers kept between messages (call when the stream goes quiet).
@@ -57,7 +58,7 @@ class ResponseDecoder final : private LineGrammar {
   Event on_error(const MessageAssembler::Output& out);
 
   SessionState& state_;
-  DecoderLimits limits_;
+  const DecoderLimits& limits_;
   MessageAssembler assembler_;
   Response response_;
   bool text_line_ = false;

@@ -103,7 +103,8 @@ TEST(CommandDecoder, WholeMessageIsAViewIntoTheInput) {
 
 TEST(CommandDecoder, StreamedLiteralChunksPointIntoTheInput) {
   SessionState state;
-  CommandDecoder c(state, DecoderLimits{.max_inline_literal = 4});
+  const DecoderLimits limits{.max_inline_literal = 4};
+  CommandDecoder c(state, limits);
   const std::string bytes = "a APPEND INBOX {10+}\r\n0123456789\r\n";
   std::string_view in = bytes;
   EXPECT_EQ(c.next(in).kind, EventKind::MessagePart);
@@ -156,7 +157,8 @@ TEST(CommandDecoder, ReleaseMemoryBetweenAndInsideMessages) {
 TEST(ResponseDecoder, LiteralRemainingCountsWhatTheServerStillSends) {
   for (const std::size_t inline_limit : {std::size_t{4}, std::size_t{4096}}) {
     SessionState state;
-    ResponseDecoder s(state, DecoderLimits{.max_inline_literal = inline_limit});
+    const DecoderLimits limits{.max_inline_literal = inline_limit};
+    ResponseDecoder s(state, limits);
     EXPECT_EQ(s.literal_remaining(), 0u);
     std::string_view head = "* 1 FETCH (BODY[] {100}\r\n";
     while (!head.empty()) (void)s.next(head);
