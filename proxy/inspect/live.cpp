@@ -15,11 +15,11 @@ LiveSession::LiveSession(const session::SessionStart& start, const LiveLimits& l
       tls_mode_(start.tls),
       client_address_(start.client_address),
       started_us_(now_us()),
-      limits_(limits),
+      keeps_events_(limits.events > 0),
       events_(limits.events, limits.event_bytes) {}
 
 void LiveSession::add_event(std::string line) {
-  if (limits_.events == 0) return;
+  if (!keeps_events_) return;
   std::lock_guard lock(mutex_);
   events_.add(std::move(line));
   ++last_sequence_;
@@ -78,7 +78,7 @@ void LiveSession::close(std::string_view reason) {
   closed_ = true;
   closed_us_ = now_us();
   facts_.state = "closed";
-  facts_.close_reason = std::string(reason);
+  facts_.close_reason = reason;
 }
 
 bool LiveSession::closed() const {

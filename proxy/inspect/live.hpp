@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -33,14 +34,14 @@ struct LiveFacts {
   std::string user;            // per the user name policy; empty until known
   identify::ClientInfo client;
   bool client_settled = false;
-  std::string state = "not_authenticated";  // authenticated, selected, idle, logout, closed
+  std::string_view state = "not_authenticated";  // authenticated, selected, idle, logout, closed (literals)
   std::string mailbox;         // the selected one
   std::string last_command;    // its name only: arguments may be private
   std::int64_t last_command_us = 0;
   std::uint64_t commands = 0;
   std::uint64_t bytes_from_client = 0, bytes_from_server = 0;
   std::string tls;             // the client leg's TLS version once known
-  std::string close_reason;
+  std::string_view close_reason;  // session::close_reason_name(): a literal
   std::uint64_t capture = 0;   // the on-demand capture writing it, if any
 };
 
@@ -63,16 +64,16 @@ class LiveSession {
   // Every kept event, oldest first (a capture starting mid-session writes them).
   std::vector<std::string> backlog() const;
   nlohmann::json summary(std::int64_t now_us) const;
-  void close(std::string_view reason);
+  void close(std::string_view reason);  // a literal (close_reason_name()): kept as a view
   bool closed() const;
 
  private:
   const std::uint64_t id_;
   const std::string listener_, tls_mode_, client_address_;
   const std::int64_t started_us_;
-  const LiveLimits limits_;
   mutable std::mutex mutex_;
   LiveFacts facts_;
+  const bool keeps_events_;  // LiveLimits::events > 0
   bool closed_ = false;
   std::int64_t closed_us_ = 0;
   EventRing events_;
