@@ -47,17 +47,13 @@ void MessageAssembler::finish_message() {
   if (buffer_.capacity() > kKeepBufferCapacity) std::string().swap(buffer_);
   tokens_.clear();
   if (tokens_.capacity() > kKeepTokenCapacity) std::vector<Token>().swap(tokens_);
-  head_.clear();
-  head_.shrink_to_fit();
+  rejection_.reset();
   message_ = {};
   part_start_ = 0;
   flushed_ = 0;
   literal_bytes_ = 0;
   remaining_ = 0;
   tokenizer_.reset();
-  skip_in_quote_ = skip_escape_ = false;
-  skip_line_length_ = 0;
-  skip_tail_.clear();
 }
 
 void MessageAssembler::release_memory() {
@@ -65,8 +61,7 @@ void MessageAssembler::release_memory() {
   if (in_message_) return;
   std::string().swap(buffer_);
   std::vector<Token>().swap(tokens_);
-  std::string().swap(head_);
-  std::string().swap(skip_tail_);
+  rejection_.reset();
 }
 
 void MessageAssembler::abandon_message() {
@@ -207,8 +202,9 @@ MessageAssembler::Output MessageAssembler::begin_rejection(ErrorCode code, std::
   // The head is the same whatever the reads were: a fixed number of the message's
   // first bytes, from what is kept and what has arrived.
   const std::size_t head_size = std::min(kHeadBytes, limits_.max_line_length);
-  head_.assign(std::string_view(buffer_).substr(0, head_size));
-  if (!line_complete) head_.append(input.substr(0, head_size - head_.size()));
+  auto& head = rejection().head;
+  head.assign(std::string_view(buffer_).substr(0, head_size));
+  if (!line_complete) head.append(input.substr(0, head_size - head.size()));
   Output out{Step::Error, unflushed(), code};
   flushed_ = buffer_.size();
   if (code == ErrorCode::LiteralSizeOverflow) {
@@ -217,9 +213,7 @@ MessageAssembler::Output MessageAssembler::begin_rejection(ErrorCode code, std::
   }
   if (!line_complete) {
     // The line goes on in the input: carry its quoting and tail into the skip scanner.
-    skip_in_quote_ = skip_escape_ = false;
-    skip_line_length_ = 0;
-    skip_tail_.clear();
+    rejection().restart_line();
     scan_skipped(std::string_view(buffer_).substr(part_start_));
     return out;
   }
@@ -233,25 +227,26 @@ MessageAssembler::Output MessageAssembler::begin_rejection(ErrorCode code, std::
 }
 
 void MessageAssembler::scan_skipped(std::string_view bytes) {
+  auto& r = rejection();
   for (char c : bytes) {
-    if (skip_in_quote_) {
-      if (skip_escape_) {
-        skip_escape_ = false;
+    if (r.in_quote) {
+      if (r.escape) {
+        r.escape = false;
       } else if (c == '\\') {
-        skip_escape_ = true;
+        r.escape = true;
       } else if (c == '"') {
-        skip_in_quote_ = false;
+        r.in_quote = false;
       }
     } else if (c == '"') {
-      skip_in_quote_ = true;
+      r.in_quote = true;
     }
   }
-  skip_line_length_ += bytes.size();
+  r.line_length += bytes.size();
   if (bytes.size() >= kSkipTail) {
-    skip_tail_.assign(bytes.substr(bytes.size() - kSkipTail));
+    r.tail.assign(bytes.substr(bytes.size() - kSkipTail));
   } else {
-    skip_tail_.append(bytes);
-    if (skip_tail_.size() > kSkipTail) skip_tail_.erase(0, skip_tail_.size() - kSkipTail);
+    r.tail.append(bytes);
+    if (r.tail.size() > kSkipTail) r.tail.erase(0, r.tail.size() - kSkipTail);
   }
 }
 
@@ -271,15 +266,14 @@ MessageAssembler::Output MessageAssembler::skip_line(std::string_view& input, Li
   if (lf == nullptr) return {Step::Skipped, raw};
 
   std::optional<LiteralHeader> literal;
-  std::string_view tail = skip_tail_;
+  auto& r = rejection();
+  std::string_view tail = r.tail;
   if (!tail.empty() && tail.back() == '\r') tail.remove_suffix(1);
-  if (!skip_in_quote_ && grammar.literals_possible()) {
+  if (!r.in_quote && grammar.literals_possible()) {
     auto found = parse_trailing_literal(tail);
-    if (found && (found->start > 0 || skip_line_length_ <= kSkipTail)) literal = found->header;
+    if (found && (found->start > 0 || r.line_length <= kSkipTail)) literal = found->header;
   }
-  skip_in_quote_ = skip_escape_ = false;
-  skip_line_length_ = 0;
-  skip_tail_.clear();
+  r.restart_line();
   if (literal && literal->size_overflow) {
     mode_ = Mode::Failed;
     return {Step::Skipped, raw};

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -70,7 +71,7 @@ class MessageAssembler {
   std::string_view message() const { return message_; }
   const std::vector<Token>& tokens() const { return tokens_; }
   // The first bytes of a rejected message (for its tag and command name).
-  std::string_view rejected_head() const { return head_; }
+  std::string_view rejected_head() const { return rejection_ ? std::string_view(rejection_->head) : std::string_view(); }
   // No byte of a message has been read since the last one ended.
   bool between_messages() const { return !in_message_ || finished_; }
   std::uint64_t literal_bytes() const { return literal_bytes_; }
@@ -116,13 +117,26 @@ class MessageAssembler {
   std::uint64_t literal_bytes_ = 0;
   std::uint64_t offset_ = 0;    // stream offset of the next input byte
   std::uint64_t message_offset_ = 0;
-  std::string head_;            // first bytes of a rejected message
-  // Scanner state for a rejected line: quoting and the last bytes, enough to see a
-  // trailing literal header without keeping the line.
-  bool skip_in_quote_ = false;
-  bool skip_escape_ = false;
-  std::size_t skip_line_length_ = 0;
-  std::string skip_tail_;
+  // A rejected message: its first bytes, and the scanner state of a line being
+  // skipped (quoting and the last bytes, enough to see a trailing literal header
+  // without keeping the line). Made at a rejection, gone with the message.
+  struct Rejection {
+    std::string head;
+    bool in_quote = false;
+    bool escape = false;
+    std::size_t line_length = 0;
+    std::string tail;
+    void restart_line() {
+      in_quote = escape = false;
+      line_length = 0;
+      tail.clear();
+    }
+  };
+  Rejection& rejection() {
+    if (!rejection_) rejection_ = std::make_unique<Rejection>();
+    return *rejection_;
+  }
+  std::unique_ptr<Rejection> rejection_;
 };
 
 }  // namespace imapscope::imap
