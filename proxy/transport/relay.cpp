@@ -52,8 +52,8 @@ bool feed_from(std::string& held, Feed&& feed) {
 Relay::Relay(asio::ip::tcp::socket client, const ListenerRuntime& listener, std::uint64_t id)
     : listener_(listener),
       id_(id),
-      client_addresses_(addresses_of(client)),
-      client_peer_(client_addresses_.source()),
+      client_addresses_(std::make_unique<ClientAddresses>(addresses_of(client))),
+      client_peer_(client_addresses_->source()),
       client_(std::move(client)) {}
 
 Relay::~Relay() = default;
@@ -94,8 +94,8 @@ asio::awaitable<bool> Relay::receive_proxy_header() {
     co_return false;
   }
   balancer_peer_ = client_peer_;
-  client_addresses_ = std::move(read.addresses);
-  client_peer_ = client_addresses_.source();
+  *client_addresses_ = std::move(read.addresses);
+  client_peer_ = client_addresses_->source();
   start_telemetry();
   co_return true;
 }
@@ -173,7 +173,8 @@ asio::awaitable<bool> Relay::set_up() {
 
   const auto connect_started = Clock::now();
   auto upstream = co_await connect_upstream(listener_.settings.upstream, listener_.upstream_tls.get(), listener_.timeouts,
-                                            client_addresses_, id_);
+                                            *client_addresses_, id_);
+  client_addresses_.reset();  // named to the upstream (PROXY header) if at all: not needed again
   if (auto* telemetry = listener_.telemetry) {
     telemetry->upstream_connected(upstream.stream != nullptr,
                                   std::chrono::duration<double>(Clock::now() - connect_started).count());

@@ -146,7 +146,7 @@ class Relay {
   std::uint64_t id_;
   RelayRegistry* registry_ = nullptr;
   std::list<std::unique_ptr<Relay>>::iterator self_;
-  ClientAddresses client_addresses_;  // the real client's, after a PROXY header
+  std::unique_ptr<ClientAddresses> client_addresses_;  // the real client's, until the upstream is connected
   std::string client_peer_;           // its source, "ip:port"
   std::string balancer_peer_;         // who sent the PROXY header; empty without one
   Stream client_;
