@@ -25,9 +25,9 @@ std::pair<imap::Status, std::string_view> refusal(imap::ErrorCode code) {
 
 Session::Session(const SessionSettings& settings)
     : settings_(settings),
-      state_(settings.client_limits),
-      commands_(state_, settings_.client_limits),
-      responses_(state_, settings_.server_limits),
+      state_(*settings.client_limits),
+      commands_(state_, *settings_.client_limits),
+      responses_(state_, *settings_.server_limits),
       identifier_(settings.signatures ? *settings.signatures : identify::builtin_signatures()) {
   if (settings.rules) rules_ = std::make_unique<policy::SessionRules>(*settings.rules);
 }

@@ -30,8 +30,9 @@
 namespace imapscope::session {
 
 struct SessionSettings {
-  imap::DecoderLimits client_limits;
-  imap::DecoderLimits server_limits;
+  // The decoders' limits, not copied: they must outlive the session (a listener's).
+  const imap::DecoderLimits* client_limits = &imap::default_limits();
+  const imap::DecoderLimits* server_limits = &imap::default_limits();
   ClientLegView client_leg;
   // The proxy did STARTTLS towards the server before relaying its greeting: the
   // greeting's capabilities are the pre-TLS ones, so they are dropped from it and the

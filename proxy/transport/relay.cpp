@@ -205,8 +205,8 @@ asio::awaitable<bool> Relay::set_up() {
   }
 
   session::SessionSettings settings;
-  settings.client_limits = listener_.client_limits;
-  settings.server_limits = listener_.server_limits;
+  settings.client_limits = &listener_.client_limits;  // the listener outlives its relays
+  settings.server_limits = &listener_.server_limits;
   settings.client_leg.tls = client_.is_tls();
   settings.client_leg.starttls_available = !listener_.settings.implicit_tls && listener_.client_tls != nullptr;
   settings.client_leg.login_disabled_until_tls =

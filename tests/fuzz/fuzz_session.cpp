@@ -35,8 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view client = rest.substr(0, cut), server = rest.substr(cut);
 
   session::SessionSettings settings;
-  settings.client_limits = limits;
-  settings.server_limits = limits;
+  settings.client_limits = &limits;
+  settings.server_limits = &limits;
   settings.client_leg.starttls_available = (data[2] & 1) != 0;
   settings.client_leg.compress_offered = (data[2] & 2) != 0;
   settings.compress_upstream = (data[2] & 4) != 0;

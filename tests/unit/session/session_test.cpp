@@ -300,7 +300,8 @@ TEST(Session, LoginDisabledUntilTls) {
 
 TEST(Session, OverlongCommandGetsTaggedBadAndIsNotForwarded) {
   SessionSettings s = tls_leg();
-  s.client_limits.max_line_length = 64;
+  const imap::DecoderLimits limits{.max_line_length = 64};
+  s.client_limits = &limits;
   Playbook p(s);
   p.server("* OK ready\r\n");
   EXPECT_EQ(p.client("t1 SEARCH TEXT \"" + std::string(100, 'x') + "\"\r\nt2 NOOP\r\n"), "t2 NOOP\r\n");
