@@ -112,8 +112,8 @@ void Identifier::from_id(const imap::Command& c) {
   seen_.reset();
 }
 
-double Identifier::fit(const HeuristicSignature& s) const {
-  const auto tags = split_lines(seen_->tags);
+double Identifier::fit(const HeuristicSignature& s, const std::vector<std::string_view>& tags,
+                       const std::vector<std::string_view>& names) const {
   for (const auto tag : tags) {
     if (!std::regex_match(tag.begin(), tag.end(), s.tag)) return 0;
   }
@@ -138,7 +138,6 @@ double Identifier::fit(const HeuristicSignature& s) const {
   }
   if (!s.opening.empty()) {
     total += 1;
-    const auto names = split_lines(seen_->names);
     const std::size_t n = std::min(s.opening.size(), names.size());
     if (std::equal(s.opening.begin(), s.opening.begin() + static_cast<std::ptrdiff_t>(n), names.begin())) {
       matched += 1;
@@ -161,8 +160,10 @@ void Identifier::guess() {
   if (info_.method == IdMethod::Id) return;
   const HeuristicSignature* best = nullptr;
   double best_fit = 0;
+  const auto tags = split_lines(seen_->tags);
+  const auto names = split_lines(seen_->names);
   for (const auto& signature : signatures_->heuristics) {
-    const double f = fit(signature);
+    const double f = fit(signature, tags, names);
     if (f > best_fit) {  // ties: the earlier signature (the file's order is its priority)
       best_fit = f;
       best = &signature;

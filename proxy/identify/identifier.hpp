@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proxy/identify/client_info.hpp"
@@ -40,7 +41,9 @@ class Identifier {
   };
   void from_id(const imap::Command& command);
   void guess();
-  double fit(const HeuristicSignature& signature) const;
+  // tags and names: the observation's, split once for every signature.
+  double fit(const HeuristicSignature& signature, const std::vector<std::string_view>& tags,
+             const std::vector<std::string_view>& names) const;
 
   const Signatures* signatures_;
   ClientInfo info_;
