@@ -492,14 +492,19 @@ bool Relay::written(Side side) {
   return unwritten(side) == 0;
 }
 
-// From now on the leg is compressed both ways; what was read from it and not fed
-// to the session yet came after the COMPRESS exchange: compressed too.
-void Relay::compress_leg(Leg& l) {
+// From now on what is read from the leg is inflated; what was read and not fed to
+// the session yet came after the COMPRESS exchange: compressed too.
+void Relay::start_inflating(Leg& l) {
   l.compression = std::make_unique<Leg::Compression>();
-  l.compression->deflater = std::make_unique<compress::Deflater>();
   l.compression->inflater = std::make_unique<compress::Inflater>();
   l.compression->compressed.swap(l.held);
   l.held.clear();
+}
+
+// ... and what is written to it is deflated.
+void Relay::compress_leg(Leg& l) {
+  start_inflating(l);
+  l.compression->deflater = std::make_unique<compress::Deflater>();
 }
 
 // The queue holds the tagged OK to the client's COMPRESS (and what came before it)
@@ -533,10 +538,7 @@ void Relay::maybe_start_pass_through() {
   for (Side side : {Side::Client, Side::Server}) {
     Leg& l = leg(side);
     queue_for(other(side)).append(l.held);
-    l.compression = std::make_unique<Leg::Compression>();
-    l.compression->inflater = std::make_unique<compress::Inflater>();
-    l.compression->compressed.swap(l.held);
-    l.held.clear();
+    start_inflating(l);
     l.pass_through = true;
   }
   session_->pass_through_started();

@@ -117,6 +117,7 @@ class Relay {
   bool feed_held();
   void flush(Side side);
   void maybe_start_client_tls();
+  static void start_inflating(Leg& l);
   static void compress_leg(Leg& l);
   void start_client_compression(std::string& queue);
   void maybe_start_server_compression();
