@@ -18,7 +18,7 @@ namespace imapscope::imap {
 
 class ResponseDecoder final : private LineGrammar {
  public:
-  // limits must outlive the decoder (a session's settings hold them).
+  // limits must outlive the decoder (a session's are its listener's).
   explicit ResponseDecoder(SessionState& state, const DecoderLimits& limits = default_limits());
 
   [[nodiscard]] Event next(std::string_view& input);

@@ -79,12 +79,8 @@ void Session::release_memory() {
   for (std::string* s : {&to_client_, &to_server_, &deferred_client_}) {
     if (s->empty()) std::string().swap(*s);
   }
-  // Rule effects that hold nothing any more go whole.
-  if (effects_ && effects_->renamed.empty() && effects_->held_commands.empty() && effects_->held_responses.empty() &&
-      !effects_->delay_requests[0] && !effects_->delay_requests[1] && !commands_paused_ && !responses_paused_ &&
-      effects_->keepalive_forwarded == std::chrono::steady_clock::time_point{}) {
-    effects_.reset();
-  }
+  // Rule effects that hold nothing any more go whole (a paused direction queues into them).
+  if (effects_ && effects_->holds_nothing() && !commands_paused_ && !responses_paused_) effects_.reset();
 }
 
 void Session::send_to_client(std::string_view line) {

@@ -211,6 +211,10 @@ class Session {
     std::string held_responses;
     std::optional<DelayRequest> delay_requests[2];  // by direction, until the relay takes them
     std::chrono::steady_clock::time_point keepalive_forwarded{};  // the last line a thinning rule let through
+    bool holds_nothing() const {
+      return renamed.empty() && held_commands.empty() && held_responses.empty() && !delay_requests[0] &&
+             !delay_requests[1] && keepalive_forwarded == std::chrono::steady_clock::time_point{};
+    }
   };
   RuleEffects& effects() {
     if (!effects_) effects_ = std::make_unique<RuleEffects>();
