@@ -17,6 +17,9 @@ One run measures three paths to the same private Dovecot on 127.0.0.1:
                 LOGIN itself (an HTTP auth service of the benchmark names the
                 server), then relays raw; no TLS towards the server, so no TLS->TLS
                 (nginx_mail.py)
+    floor       floor_relay.cpp: a thread per connection, blocking sockets, no IMAP;
+                the least any relay does per byte and per round trip on this machine
+                (FETCH and round trips only: its memory and new sessions say nothing)
 
 with these set-ups (client leg -> server leg):
 
@@ -261,6 +264,14 @@ def start_proxy(path, setup, dovecot, args, workdir, label=""):
             argv += ["--rules", bench_rules_dir(workdir)]
         argv += imapscope_legs(setup, port, dovecot)
         log = os.path.join(workdir, f"imapscope-{label}{setup}.log")
+    elif path == "floor":
+        argv = [args.floor, "--listen", str(port)]
+        if setup != "plain":
+            argv += ["--tls-cert", dovecot.certs["cert"], "--tls-key", dovecot.certs["key"]]
+        argv += ["--upstream", f"127.0.0.1:{dovecot.tls_port if setup == 'tls-tls' else dovecot.port}"]
+        if setup == "tls-tls":
+            argv.append("--upstream-tls")
+        log = os.path.join(workdir, f"floor-{label}{setup}.log")
     elif path == "nginx":
         auth = AUTH_SERVICES.setdefault(id(dovecot), nginx_mail.AuthService("127.0.0.1", dovecot.port))
         argv = nginx_mail.nginx_argv(port, setup, dovecot, workdir, auth.port, label)
@@ -863,6 +874,18 @@ def ensure_imapscope(args):
     return os.path.join(build, "proxy", "app", "imapscope")
 
 
+def ensure_floor():
+    """Builds tests/bench/floor_relay.cpp next to the bench build of imapscope (one file:
+    the compiler is called directly, again only when the source is newer)."""
+    source = os.path.join(HERE, "floor_relay.cpp")
+    binary = os.path.join(ROOT, "build", "bench-relay", "floor_relay")
+    if not os.path.exists(binary) or os.path.getmtime(binary) < os.path.getmtime(source):
+        os.makedirs(os.path.dirname(binary), exist_ok=True)
+        subprocess.run(["c++", "-std=c++20", "-O2", "-o", binary, source, "-lssl", "-lcrypto", "-pthread"],
+                       check=True)
+    return binary
+
+
 def raise_nofile(wanted):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     new = min(max(soft, wanted), hard) if hard != resource.RLIM_INFINITY else max(soft, wanted)
@@ -904,7 +927,7 @@ def report(results, setups, max_other, markdown=False):
     rows = []
     for setup in setups:
         direct = results.get((setup, "direct"), {})
-        for path in ("direct", "imapscope", "imapscope-bare", "imapscope-rules", "haproxy", "nginx"):
+        for path in ("direct", "imapscope", "imapscope-bare", "imapscope-rules", "haproxy", "nginx", "floor"):
             res = results.get((setup, path))
             if res is None:
                 continue
@@ -983,7 +1006,7 @@ def main():
     ap.add_argument("--imapscope", help="imapscope binary (default: build build/bench-relay, Release)")
     ap.add_argument("--setups", default="tls-plain,tls-tls,plain", help="comma-separated: tls-plain,tls-tls,plain")
     ap.add_argument("--paths", default="direct,imapscope,haproxy,nginx",
-                    help="comma-separated: direct,imapscope,imapscope-bare,imapscope-rules,haproxy,nginx")
+                    help="comma-separated: direct,imapscope,imapscope-bare,imapscope-rules,haproxy,nginx,floor")
     ap.add_argument("--parallel", type=int, default=4, help="FETCH sessions in parallel (one process each)")
     ap.add_argument("--seconds", type=float, default=5.0, help="FETCH duration bound per path")
     ap.add_argument("--rounds", type=int, default=200, help="FETCH rounds bound per session")
@@ -1021,6 +1044,7 @@ def main():
         ensure_haproxy()
     if "nginx" in paths:
         nginx_mail.ensure_nginx(apt_install)
+    args.floor = ensure_floor() if "floor" in paths else None
     if any(p.startswith("imapscope") for p in paths):
         args.imapscope = ensure_imapscope(args)
     if args.imapscope and any(p.startswith("imapscope") for p in paths):
@@ -1058,7 +1082,7 @@ def main():
                         proxies[path] = proxy
                     targets[path] = target(path, setup, dovecot, port)
                 for path in paths_here:
-                    if path == "direct" or args.no_idle:
+                    if path in ("direct", "floor") or args.no_idle:
                         continue
                     res = setup_results[path]
                     idle_proxy, idle_port = start_proxy(path, setup, idle_dovecot, args, workdir, "idle-")
@@ -1099,6 +1123,8 @@ def main():
                         setup_results[path]["rtt"] = rtt
                 if args.churn_seconds > 0:
                     for path in paths_here:
+                        if path == "floor":  # a thread per connection: not a floor for new sessions
+                            continue
                         port, use_tls = targets[path]
                         try:
                             setup_results[path]["churn"] = measure_churn(port, use_tls, ca, args, proxies.get(path))
