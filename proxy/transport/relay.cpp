@@ -22,7 +22,8 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kHighWater = 256 * 1024;
 constexpr auto kFinalFlush = std::chrono::seconds(5);
 // A session that always has input yields its thread to the loop's other sessions
-// after at most kPassesPerTurn x 2 legs x kReadsPerPump reads (up to 128 KiB each).
+// after at most kPassesPerTurn x 2 legs x kReadsPerPump reads (up to 32 KiB each
+// plain, 128 KiB TLS).
 constexpr int kReadsPerPump = 8;
 constexpr int kPassesPerTurn = 4;
 // Read low-water mark inside a server literal (see tune_low_water).
