@@ -1,7 +1,7 @@
 // The floor of relaying on this machine: the least a relay can do per byte and per
 // round trip, measured in the same run as imapscope and HAProxy (relay_bench.py, path
 // "floor"). No IMAP, no events, no limits, no timeouts: a thread per connection,
-// blocking sockets, one 128 KiB buffer, and what is read from one leg is written
+// blocking sockets, one buffer, and what is read from one leg is written
 // whole to the other. TLS the way the cheapest correct relay would do it: OpenSSL
 // with read-ahead into a 64 KiB buffer, a read that takes every record already
 // decrypted, and a write's records gathered in one send (a buffering BIO flushed
@@ -23,6 +23,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -34,6 +35,10 @@
 
 namespace {
 
+// Reads: a plain one at most 16 KiB (cheapest per byte here: the bytes are written
+// on while still in the cache; 128 KiB cost 0.36 CPU-s/GB against 0.27-0.30), a TLS
+// one every record OpenSSL holds, up to 128 KiB (one send per write either way).
+constexpr std::size_t kPlainRead = 16 << 10;
 constexpr std::size_t kBuffer = 128 << 10;
 constexpr long kTlsReadBuffer = 64 << 10;
 constexpr long kTlsWriteBuffer = 160 << 10;  // 128 KiB of plaintext as records, in one send
@@ -72,7 +77,7 @@ class Leg {
   // Reads what is there (at least one byte, blocking); 0 at the end or on an error.
   std::size_t read(char* buffer, std::size_t size) {
     if (!ssl_) {
-      const ssize_t n = ::recv(fd_, buffer, size, 0);
+      const ssize_t n = ::recv(fd_, buffer, std::min(size, kPlainRead), 0);
       return n > 0 ? static_cast<std::size_t>(n) : 0;
     }
     std::size_t got = 0;

@@ -5,7 +5,7 @@
 
 Reads what the benchmarks wrote with --json into the results folder:
 
-  relay.json     relay_bench.py: imapscope, HAProxy, nginx and direct Dovecot side by
+  relay.json     relay_bench.py: imapscope, HAProxy, nginx, the floor relay and direct Dovecot side by
                  side (FETCH MB/s and CPU s/GB, NOOP/FETCH p50/p99, memory per idle
                  session, new sessions per second)
   scaling.json   scaling_bench.py: 1 and 2 event loops against HAProxy
@@ -22,8 +22,8 @@ import os
 import subprocess
 import sys
 
-PATH_ORDER = ["direct", "imapscope", "haproxy", "nginx"]
-COLORS = {"direct": "#9e9e9e", "imapscope": "#1f77b4", "haproxy": "#ff7f0e", "nginx": "#2ca02c"}
+PATH_ORDER = ["direct", "imapscope", "haproxy", "nginx", "floor"]
+COLORS = {"direct": "#9e9e9e", "imapscope": "#1f77b4", "haproxy": "#ff7f0e", "nginx": "#2ca02c", "floor": "#555555"}
 SETUPS = [("tls-plain", "TLS→plain"), ("tls-tls", "TLS→TLS"), ("plain", "plain→plain")]
 
 
@@ -121,11 +121,11 @@ def plots(folder, out):
             written.append(grouped_bars(plt, f"{label} round trip, sequential, one session", "µs", groups,
                                         fig_series, values, os.path.join(out, f"rtt_{kind}.png"), note=no_nginx))
         written.append(grouped_bars(plt, "Memory per idle session (LOGIN, SELECT, IDLE; 2000 sessions)", "KiB",
-                                    groups, [p for p in paths if p != "direct"],
+                                    groups, [p for p in paths if p not in ("direct", "floor")],
                                     per_path("idle", "kib_per_session"), os.path.join(out, "idle_kib.png"),
                                     note=no_nginx))
         values = {f"{p} {kind}": [relay_value(relay, s, p, "churn", kind, "per_second") for s, _ in SETUPS]
-                  for p in paths for kind in ("full", "resumed")}
+                  for p in paths if p != "floor" for kind in ("full", "resumed")}
         written.append(grouped_bars(plt, "New sessions per second (TLS handshake, LOGIN, LOGOUT; 2 clients)",
                                     "sessions/s", groups, list(values), values, os.path.join(out, "churn.png"),
                                     note="full: a new TLS session each time; resumed: the client resumes its last one"))

@@ -1005,7 +1005,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--imapscope", help="imapscope binary (default: build build/bench-relay, Release)")
     ap.add_argument("--setups", default="tls-plain,tls-tls,plain", help="comma-separated: tls-plain,tls-tls,plain")
-    ap.add_argument("--paths", default="direct,imapscope,haproxy,nginx",
+    ap.add_argument("--paths", default="direct,imapscope,haproxy,nginx,floor",
                     help="comma-separated: direct,imapscope,imapscope-bare,imapscope-rules,haproxy,nginx,floor")
     ap.add_argument("--parallel", type=int, default=4, help="FETCH sessions in parallel (one process each)")
     ap.add_argument("--seconds", type=float, default=5.0, help="FETCH duration bound per path")

@@ -5,7 +5,7 @@ keeps their raw results in tests/bench/results/ and draws the plots.
     python3 tests/bench/run_report.py [--skip relay,scaling,load,soak] [--load-hold 600]
 
   crypto.json    openssl speed -evp aes-256-gcm (16 KiB blocks): the crypto-only limit
-  relay.json     relay_bench.py (imapscope, HAProxy, nginx, direct Dovecot)
+  relay.json     relay_bench.py (imapscope, HAProxy, nginx, the floor relay, direct Dovecot)
   scaling.json   scaling_bench.py (1 and 2 event loops)
   load.json      tests/load/load_run.py (10,000 idle TLS sessions, 50 active, churn)
   soak.json      tests/load/soak.py (5 GB, every byte checked both ways)
