@@ -5,9 +5,9 @@
 
 Reads what the benchmarks wrote with --json into the results folder:
 
-  relay.json     relay_bench.py: imapscope, HAProxy, nginx, the floor relay and direct Dovecot side by
-                 side (FETCH MB/s and CPU s/GB, NOOP/FETCH p50/p99, memory per idle
-                 session, new sessions per second)
+  relay.json     relay_bench.py: imapscope, HAProxy, nginx, the floor relay and
+                 direct Dovecot side by side (FETCH MB/s and CPU s/GB, NOOP/FETCH
+                 p50/p99, memory per idle session, new sessions per second)
   scaling.json   scaling_bench.py: 1 and 2 event loops against HAProxy
   load.json      tests/load/load_run.py: 10,000 idle sessions beside 50 active ones
   crypto.json    AES-256-GCM speed (`openssl speed -evp aes-256-gcm`, as run_report.sh

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Relay benchmark: imapscope against HAProxy (TCP mode) and a direct connection.
 
-One run measures three paths to the same private Dovecot on 127.0.0.1:
+One run measures these paths to the same private Dovecot on 127.0.0.1:
 
     direct      the client talks to Dovecot itself (its implicit-TLS port for the
                 TLS set-ups, its plain port for the plain one): the reference
