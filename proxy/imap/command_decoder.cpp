@@ -17,8 +17,8 @@ std::string_view command_kind_name(CommandKind kind) {
   return "unknown";
 }
 
-CommandDecoder::CommandDecoder(SessionState& state, const DecoderLimits& limits)
-    : state_(state), limits_(limits), assembler_(limits_) {}
+CommandDecoder::CommandDecoder(SessionState& state, const DecoderLimits& limits, std::uint64_t offset)
+    : state_(state), limits_(limits), assembler_(limits_, offset) {}
 
 LinePartInfo CommandDecoder::on_line_part(std::string_view message, std::size_t begin, std::size_t end,
                                           Tokenizer& tokenizer, std::vector<Token>& tokens) {

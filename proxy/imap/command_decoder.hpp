@@ -26,8 +26,10 @@ namespace imapscope::imap {
 
 class CommandDecoder final : private LineGrammar {
  public:
-  // limits must outlive the decoder (a session's are its listener's).
-  explicit CommandDecoder(SessionState& state, const DecoderLimits& limits = default_limits());
+  // limits must outlive the decoder (a session's are its listener's). offset: the
+  // stream offset of the first input byte (a decoder made again; see at_rest()).
+  explicit CommandDecoder(SessionState& state, const DecoderLimits& limits = default_limits(),
+                          std::uint64_t offset = 0);
 
   [[nodiscard]] Event next(std::string_view& input);
   // Frees buffers kept between messages (call when the stream goes quiet).
@@ -35,6 +37,10 @@ class CommandDecoder final : private LineGrammar {
     assembler_.release_memory();
     std::vector<Token>().swap(head_tokens_);
   }
+  // Between messages with nothing carried over: a decoder made again with the same
+  // SessionState at stream_offset() decodes the rest of the stream like this one.
+  bool at_rest() const { return assembler_.at_rest(); }
+  std::uint64_t stream_offset() const { return assembler_.stream_offset(); }
 
   // The current command: valid after MessagePart, Message and Error events, until the
   // next call of next().

@@ -20,7 +20,7 @@ std::string_view error_code_name(ErrorCode code);  // stable snake_case, a metri
 
 struct DecodeError {
   ErrorCode code = ErrorCode::LineTooLong;
-  std::uint64_t offset = 0;   // stream offset (bytes since the decoder started) of the message
+  std::uint64_t offset = 0;   // stream offset of the message (bytes since the stream began)
   std::string_view reason;    // human-readable, static storage
   // true: the decoder passes over the rest of the offending message (Skipped events,
   // then a Message with rejected set) and decodes the next one. false: the stream

@@ -18,8 +18,8 @@ std::size_t without_cr(std::string_view s, std::size_t begin, std::size_t lf) {
 }
 }  // namespace
 
-MessageAssembler::MessageAssembler(const DecoderLimits& limits)
-    : limits_(limits), tokenizer_(limits.max_list_depth) {}
+MessageAssembler::MessageAssembler(const DecoderLimits& limits, std::uint64_t offset)
+    : limits_(limits), tokenizer_(limits.max_list_depth), offset_(offset), message_offset_(offset) {}
 
 std::string_view MessageAssembler::unflushed() const {
   return std::string_view(buffer_).substr(std::min(flushed_, buffer_.size()));

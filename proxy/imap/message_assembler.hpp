@@ -63,7 +63,9 @@ class MessageAssembler {
     ErrorCode error = ErrorCode::LineTooLong;
   };
 
-  explicit MessageAssembler(const DecoderLimits& limits);
+  // offset: the stream offset of the first input byte (an assembler made again for
+  // a stream that went on while it was given back).
+  explicit MessageAssembler(const DecoderLimits& limits, std::uint64_t offset = 0);
 
   Output next(std::string_view& input, LineGrammar& grammar);
 
@@ -80,6 +82,11 @@ class MessageAssembler {
     return mode_ == Mode::StreamLiteral || mode_ == Mode::InlineLiteral ? remaining_ : 0;
   }
   std::uint64_t message_offset() const { return message_offset_; }
+  // The stream offset of the next input byte.
+  std::uint64_t stream_offset() const { return offset_; }
+  // Between messages with nothing carried over to the next input byte: an assembler
+  // made again at stream_offset() would go on exactly like this one.
+  bool at_rest() const { return between_messages() && mode_ == Mode::Line && !end_pending_; }
 
   // Drops the current message (a synchronising literal that the server refused).
   void abandon_message();

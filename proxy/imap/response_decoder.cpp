@@ -49,8 +49,8 @@ std::size_t word_end(std::string_view line, std::size_t i) {
 
 }  // namespace
 
-ResponseDecoder::ResponseDecoder(SessionState& state, const DecoderLimits& limits)
-    : state_(state), limits_(limits), assembler_(limits_) {}
+ResponseDecoder::ResponseDecoder(SessionState& state, const DecoderLimits& limits, std::uint64_t offset)
+    : state_(state), limits_(limits), assembler_(limits_, offset) {}
 
 void ResponseDecoder::classify(std::string_view line) {
   auto span = [](std::size_t begin, std::size_t end) {

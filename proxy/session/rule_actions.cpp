@@ -134,7 +134,7 @@ void Session::send_command_bytes(std::string_view raw, bool first, bool last) {
   std::string bytes;
   bool edited = false;
   if (v->rewrite && first) {
-    const imap::Command& c = commands_.command();
+    const imap::Command& c = commands().command();
     const std::size_t at = name_offset(raw, c);
     if (at != std::string::npos) {
       bytes.assign(raw).replace(at, c.name.size(), v->rewrite->to);
@@ -202,7 +202,7 @@ const policy::Verdict* Session::judge_response(const imap::Response& r, std::str
 
 void Session::send_response_bytes(std::string_view raw, bool first, bool last) {
   if (observing()) return;
-  const imap::Response& r = responses_.response();
+  const imap::Response& r = responses().response();
   const policy::Verdict* v = response_verdict_;
   std::string bytes;
   bool edited = first && last && rewrite_capability_lists(r, raw, bytes);

@@ -26,8 +26,6 @@ std::pair<imap::Status, std::string_view> refusal(imap::ErrorCode code) {
 Session::Session(const SessionSettings& settings)
     : settings_(settings),
       state_(*settings.client_limits),
-      commands_(state_, *settings_.client_limits),
-      responses_(state_, *settings_.server_limits),
       identifier_(settings.signatures ? *settings.signatures : identify::builtin_signatures()) {
   if (settings.rules) rules_ = std::make_unique<policy::SessionRules>(*settings.rules);
 }
@@ -74,8 +72,14 @@ void Session::answer_compress(const imap::Command& c) {
 }
 
 void Session::release_memory() {
-  commands_.release_memory();
-  responses_.release_memory();
+  if (decoders_ && decoders_->commands.at_rest() && decoders_->responses.at_rest()) {
+    client_offset_ = decoders_->commands.stream_offset();
+    server_offset_ = decoders_->responses.stream_offset();
+    decoders_.reset();
+  } else if (decoders_) {
+    decoders_->commands.release_memory();
+    decoders_->responses.release_memory();
+  }
   for (std::string* s : {&to_client_, &to_server_, &deferred_client_}) {
     if (s->empty()) std::string().swap(*s);
   }
@@ -157,18 +161,18 @@ void Session::reject(const imap::Command& c) {
 
 void Session::feed_client(std::string_view& input) {
   while (!close_ && !client_blocked_by_proxy() && !commands_paused_) {
-    const auto ev = commands_.next(input);
+    const auto ev = commands().next(input);
     switch (ev.kind) {
       case imap::EventKind::NeedMore:
       case imap::EventKind::Blocked:
         return;
       case imap::EventKind::MessagePart: {
-        if (observer_) observer_->client_bytes(commands_.command(), ev.kind, ev.raw);
+        if (observer_) observer_->client_bytes(commands().command(), ev.kind, ev.raw);
         // The head of a command with a literal: decide now whether and how it goes on.
         const bool first = !client_in_message_;
         client_in_message_ = true;
         if (first) {
-          const imap::Command& c = commands_.command();
+          const imap::Command& c = commands().command();
           if (answer_locally(c)) {
             suppress_client_message_ = true;
           } else {
@@ -181,7 +185,7 @@ void Session::feed_client(std::string_view& input) {
       }
       case imap::EventKind::LiteralData:
       case imap::EventKind::Skipped:
-        if (observer_) observer_->client_bytes(commands_.command(), ev.kind, ev.raw);
+        if (observer_) observer_->client_bytes(commands().command(), ev.kind, ev.raw);
         client_in_message_ = true;
         if (!suppress_client_message_ && !observing()) command_queue() += ev.raw;
         break;
@@ -193,7 +197,7 @@ void Session::feed_client(std::string_view& input) {
         client_error_ = ev.error.code;
         if (observer_) {
           observer_->protocol_error(true, ev.error.code);
-          observer_->client_bytes(commands_.command(), ev.kind, ev.raw);
+          observer_->client_bytes(commands().command(), ev.kind, ev.raw);
         }
         if (!ev.error.recoverable) {
           send_to_client(std::string("* BYE ").append(imap::error_reason(ev.error.code)).append("\r\n"));
@@ -201,7 +205,7 @@ void Session::feed_client(std::string_view& input) {
         }
         break;
       case imap::EventKind::Message:
-        if (observer_) observer_->client_bytes(commands_.command(), ev.kind, ev.raw);
+        if (observer_) observer_->client_bytes(commands().command(), ev.kind, ev.raw);
         on_client_message(ev.raw);
         client_in_message_ = false;
         command_verdict_ = nullptr;
@@ -211,7 +215,7 @@ void Session::feed_client(std::string_view& input) {
 }
 
 void Session::on_client_message(std::string_view raw) {
-  const imap::Command& c = commands_.command();
+  const imap::Command& c = commands().command();
   const bool first = !client_in_message_;
   const bool suppressed = suppress_client_message_;
   suppress_client_message_ = false;
@@ -243,15 +247,15 @@ void Session::on_client_message(std::string_view raw) {
 
 void Session::feed_server(std::string_view& input) {
   while (!close_ && !responses_paused_) {
-    const auto ev = responses_.next(input);
+    const auto ev = responses().next(input);
     switch (ev.kind) {
       case imap::EventKind::NeedMore:
       case imap::EventKind::Blocked:
         return;
       case imap::EventKind::MessagePart: {
-        if (observer_) observer_->server_bytes(responses_.response(), ev.kind, ev.raw);
+        if (observer_) observer_->server_bytes(responses().response(), ev.kind, ev.raw);
         const bool first = !server_in_message_;
-        if (first) response_verdict_ = judge_response(responses_.response(), ev.raw);
+        if (first) response_verdict_ = judge_response(responses().response(), ev.raw);
         server_in_message_ = true;
         if (!drop_server_message_) send_response_bytes(ev.raw, first, false);
         break;
@@ -262,16 +266,16 @@ void Session::feed_server(std::string_view& input) {
         // Inspection fails open: whatever the server sends reaches the client.
         if (observer_) {
           if (ev.kind == imap::EventKind::Error) observer_->protocol_error(false, ev.error.code);
-          observer_->server_bytes(responses_.response(), ev.kind, ev.raw);
+          observer_->server_bytes(responses().response(), ev.kind, ev.raw);
         }
         server_in_message_ = true;
         if (!drop_server_message_ && !observing()) response_queue() += ev.raw;
         break;
       case imap::EventKind::Message:
-        if (own_compress_answer(responses_.response())) break;  // the proxy's own, not the client's
-        if (observer_) observer_->server_bytes(responses_.response(), ev.kind, ev.raw);
+        if (own_compress_answer(responses().response())) break;  // the proxy's own, not the client's
+        if (observer_) observer_->server_bytes(responses().response(), ev.kind, ev.raw);
         forward_server_message(ev.raw);
-        note_pass_through_answer(responses_.response());
+        note_pass_through_answer(responses().response());
         server_in_message_ = false;
         drop_server_message_ = false;
         response_verdict_ = nullptr;
@@ -283,7 +287,7 @@ void Session::feed_server(std::string_view& input) {
 }
 
 void Session::forward_server_message(std::string_view raw) {
-  const imap::Response& r = responses_.response();
+  const imap::Response& r = responses().response();
   const bool first = !server_in_message_;
   if (observer_) observe_response(r);
   if (r.kind == imap::ResponseKind::Tagged && renamed_pending()) {

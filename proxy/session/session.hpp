@@ -101,7 +101,7 @@ class Session {
   bool server_between_messages() const { return !server_in_message_; }
   // Bytes of plain IMAP the server will certainly send next, before it can stop (the
   // rest of a literal); 0 when unknown.
-  std::uint64_t server_bytes_coming() const { return responses_.literal_remaining(); }
+  std::uint64_t server_bytes_coming() const { return decoders_ ? decoders_->responses.literal_remaining() : 0; }
   // A rule delays a message: the relay calls resume(direction) after the duration.
   // Meanwhile that direction's input is not consumed (it stays with the relay).
   std::optional<DelayRequest> take_delay_request();
@@ -110,8 +110,10 @@ class Session {
   // shutdown); nothing while observing a passed-through stream.
   void send_to_client(std::string_view line);
   // Frees the buffers an idle session doesn't need (the relay calls it before it
-  // waits for more input). Views of earlier events end here.
+  // waits for more input), the decoders too when both are between messages. Views of
+  // earlier events end here.
   void release_memory();
+  bool holds_decoders() const { return decoders_ != nullptr; }
 
   const imap::SessionState& state() const { return state_; }
   const ClientLegView& client_leg() const { return settings_.client_leg; }
@@ -167,8 +169,25 @@ class Session {
 
   SessionSettings settings_;
   imap::SessionState state_;
-  imap::CommandDecoder commands_;
-  imap::ResponseDecoder responses_;
+  // The two decoders (0.7 KiB): made when bytes come, given back when both rest
+  // between messages. All they carry from one message to the next is the stream
+  // offset (SessionState holds the rest), so an idle session keeps only that.
+  struct Decoders {
+    Decoders(imap::SessionState& state, const SessionSettings& settings, std::uint64_t client_offset,
+             std::uint64_t server_offset)
+        : commands(state, *settings.client_limits, client_offset),
+          responses(state, *settings.server_limits, server_offset) {}
+    imap::CommandDecoder commands;
+    imap::ResponseDecoder responses;
+  };
+  Decoders& decoders() {
+    if (!decoders_) decoders_ = std::make_unique<Decoders>(state_, settings_, client_offset_, server_offset_);
+    return *decoders_;
+  }
+  imap::CommandDecoder& commands() { return decoders().commands; }
+  imap::ResponseDecoder& responses() { return decoders().responses; }
+  std::unique_ptr<Decoders> decoders_;
+  std::uint64_t client_offset_ = 0, server_offset_ = 0;  // where decoders made again resume
   identify::Identifier identifier_;
   std::string to_client_;
   std::string to_server_;

@@ -152,6 +152,32 @@ TEST(CommandDecoder, ReleaseMemoryBetweenAndInsideMessages) {
   EXPECT_EQ(c.command().verb, Verb::Logout);
 }
 
+// A session gives its decoders back between messages and makes them again where the
+// stream stands: at rest only then, and error offsets go on from there.
+TEST(CommandDecoder, AtRestOnlyBetweenMessagesAndMadeAgainAtItsOffset) {
+  SessionState state;
+  const DecoderLimits limits{.max_line_length = 32};
+  CommandDecoder c(state, limits);
+  EXPECT_TRUE(c.at_rest());
+  std::string_view part = "a1 NOOP\r\na2 NO";
+  ASSERT_EQ(c.next(part).kind, EventKind::Message);
+  EXPECT_TRUE(c.at_rest());
+  EXPECT_EQ(c.stream_offset(), 9u);
+  EXPECT_EQ(c.next(part).kind, EventKind::NeedMore);
+  EXPECT_FALSE(c.at_rest());  // "a2 NO" is kept
+  std::string_view rest = "OP\r\n";
+  ASSERT_EQ(c.next(rest).kind, EventKind::Message);
+  EXPECT_TRUE(c.at_rest());
+  ASSERT_EQ(c.stream_offset(), 18u);
+
+  CommandDecoder again(state, limits, c.stream_offset());
+  std::string_view too_long = "a3 SEARCH TEXT xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n";
+  Event ev = again.next(too_long);
+  ASSERT_EQ(ev.kind, EventKind::Error);
+  EXPECT_EQ(ev.error.offset, 18u);
+  EXPECT_FALSE(again.at_rest());  // the rejected line is still being passed over
+}
+
 // The relay's read low-water mark rests on this count: it must never exceed what the
 // server still has to send, streamed or kept inline, in pieces or not.
 TEST(ResponseDecoder, LiteralRemainingCountsWhatTheServerStillSends) {

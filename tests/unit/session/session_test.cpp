@@ -70,6 +70,54 @@ TEST(Session, UntouchedTrafficIsForwardedAsIs) {
   EXPECT_EQ(p.server(fetch), fetch);
 }
 
+// An idle session gives its decoders back (0.7 KiB) and makes them again when bytes
+// come: nothing between messages may be lost on the way, IDLE's DONE above all.
+TEST(Session, DecodersAreGivenBackBetweenMessagesOnly) {
+  Playbook p(tls_leg());
+  EXPECT_FALSE(p.session.holds_decoders());
+  EXPECT_EQ(p.server("* OK ready\r\n"), "* OK ready\r\n");
+  EXPECT_TRUE(p.session.holds_decoders());
+  p.session.release_memory();
+  EXPECT_FALSE(p.session.holds_decoders());
+  EXPECT_EQ(p.client("a1 LOGIN alice secret\r\n"), "a1 LOGIN alice secret\r\n");
+  EXPECT_EQ(p.server("a1 OK Logged in\r\n"), "a1 OK Logged in\r\n");
+  EXPECT_EQ(p.client("a2 IDLE\r\n"), "a2 IDLE\r\n");
+  EXPECT_EQ(p.server("+ idling\r\n"), "+ idling\r\n");
+  p.session.release_memory();
+  EXPECT_FALSE(p.session.holds_decoders());
+  EXPECT_EQ(p.server("* 3 EXISTS\r\n"), "* 3 EXISTS\r\n");
+  p.session.release_memory();
+  EXPECT_FALSE(p.session.holds_decoders());
+  // Made again, the client's decoder still reads the line that ends IDLE as DONE.
+  EXPECT_EQ(p.client("DONE\r\n"), "DONE\r\n");
+  EXPECT_EQ(p.session.state().client_input(), imap::ClientInput::Commands);
+  EXPECT_EQ(p.server("a2 OK Idle completed\r\n"), "a2 OK Idle completed\r\n");
+  EXPECT_EQ(p.to_client(), "");  // nothing answered locally: no BAD for "DONE"
+  EXPECT_TRUE(p.session.state().pending().empty());
+
+  // Inside a message they stay: a synchronising literal waiting for "+" ...
+  EXPECT_EQ(p.client("a3 APPEND INBOX {5}\r\n"), "a3 APPEND INBOX {5}\r\n");
+  p.session.release_memory();
+  EXPECT_TRUE(p.session.holds_decoders());
+  EXPECT_EQ(p.server("+ go ahead\r\n"), "+ go ahead\r\n");
+  p.session.release_memory();
+  EXPECT_TRUE(p.session.holds_decoders());
+  EXPECT_EQ(p.client("hello\r\n"), "hello\r\n");
+  EXPECT_EQ(p.server("a3 OK Append completed\r\n"), "a3 OK Append completed\r\n");
+  // ... and a server literal split between reads (a small one: kept, then
+  // forwarded with its message).
+  EXPECT_EQ(p.client("a4 FETCH 1 BODY[]\r\n"), "a4 FETCH 1 BODY[]\r\n");
+  EXPECT_EQ(p.server("* 1 FETCH (BODY[] {10}\r\nabc"), "");
+  p.session.release_memory();
+  EXPECT_TRUE(p.session.holds_decoders());
+  EXPECT_EQ(p.session.server_bytes_coming(), 7u);
+  EXPECT_EQ(p.server("defghij)\r\na4 OK done\r\n"), "* 1 FETCH (BODY[] {10}\r\nabcdefghij)\r\na4 OK done\r\n");
+  p.session.release_memory();
+  EXPECT_FALSE(p.session.holds_decoders());
+  EXPECT_EQ(p.session.server_bytes_coming(), 0u);
+  EXPECT_TRUE(p.session.state().pending().empty());
+}
+
 TEST(Session, GreetingAndTaggedCapabilitiesDescribeTheClientLeg) {
   Playbook p(plain_with_starttls());
   EXPECT_EQ(p.server("* OK [CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE] ready\r\n"),
