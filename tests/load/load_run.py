@@ -124,13 +124,18 @@ class Proxies:
 
     def __init__(self, count, binary, dovecot, threads):
         self.procs = []
-        for _ in range(count):
-            port = free_port()
-            self.procs.append(Imapscope(["--listen-tls", f"127.0.0.1:{port}", "--tls-cert", dovecot.certs["cert"],
-                                         "--tls-key", dovecot.certs["key"], "--upstream", f"localhost:{dovecot.tls_port}",
-                                         "--upstream-tls", "--upstream-ca", dovecot.certs["ca"], "--threads",
-                                         str(threads), "--log-level", "warning"], binary=binary).start([port]))
-            self.procs[-1].port = port
+        try:
+            for _ in range(count):
+                port = free_port()
+                self.procs.append(Imapscope(["--listen-tls", f"127.0.0.1:{port}", "--tls-cert", dovecot.certs["cert"],
+                                             "--tls-key", dovecot.certs["key"], "--upstream",
+                                             f"localhost:{dovecot.tls_port}", "--upstream-tls", "--upstream-ca",
+                                             dovecot.certs["ca"], "--threads", str(threads), "--log-level", "warning"],
+                                            binary=binary).start([port]))
+                self.procs[-1].port = port
+        except BaseException:
+            self.stop()  # the ones already started
+            raise
         self.ports = ",".join(str(p.port) for p in self.procs)
 
     def rss_kib(self):
@@ -166,12 +171,17 @@ def run(args, log=print):
     raise_nofile(4 * args.idle + 20000)
     idle_users = users("load", args.idle_users)
     active_users = users("active", args.active)
+    # Found before anything starts: a missing binary must not leave a Dovecot behind.
+    binary = args.imapscope or release_binary() or imapscope_binary()
     dovecot = Dovecot(users={**idle_users, **active_users},
                       extra_config=load_limits(args.idle + 2 * args.active + 100)).start()
-    binary = args.imapscope or release_binary() or imapscope_binary()
     # Two descriptors a session, plus a margin under the limit of 20,000 each.
     count = args.proxies or -(-2 * (args.idle + 2 * args.active + 200) // 18000)
-    proxy = Proxies(count, binary, dovecot, args.threads)
+    try:
+        proxy = Proxies(count, binary, dovecot, args.threads)
+    except BaseException:
+        dovecot.stop()
+        raise
     port = proxy.ports
     ca = dovecot.certs["ca"]
     results = {"idle": args.idle, "active": args.active, "hold_s": args.hold, "binary": binary,
