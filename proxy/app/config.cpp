@@ -236,6 +236,8 @@ Config load_config_file(const std::string& path) {
   config.proxy.threads = static_cast<unsigned>(root.number("threads", 0, 0, 256));
   config.clients_file = root.string("clients", "");
   config.rules_path = root.string("rules", "");
+  config.state_dir = root.string("state_dir", config.state_dir);
+  if (config.state_dir.empty()) root.fail("state_dir", "must name a folder");
   if (root.has("admin_token_file")) {
     config.admin_token = read_token_file(root.string("admin_token_file", ""), root.path("admin_token_file"));
   }
@@ -303,6 +305,7 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--upstream-compress") f.upstream_compress = true;
     else if (a == "--diagnostics-state") f.diagnostics_state = value();
     else if (a == "--no-diagnostics") f.no_diagnostics = true;
+    else if (a == "--state-dir") f.state_dir = value();
     else if (a == "--proxy-protocol-from") f.proxy_protocol_from.push_back(value());
     else if (a == "--upstream-forward-client") f.upstream_forward = value();
     else if (a == "--admin") f.admin = value();
@@ -336,6 +339,7 @@ Config build_config(const Flags& f) {
   }
   if (f.threads >= 0) config.proxy.threads = static_cast<unsigned>(f.threads);
   if (!f.clients.empty()) config.clients_file = f.clients;
+  if (!f.state_dir.empty()) config.state_dir = f.state_dir;
   // Loaded once, here: the flag's file replaces the config's without reading both.
   if (!config.clients_file.empty()) {
     config.proxy.signatures = std::make_shared<const identify::Signatures>(identify::load_signatures(config.clients_file));
@@ -476,6 +480,8 @@ Flags (over the config file):
                              built-in copy of rules/clients.json)
   --rules PATH               rewrite rules: a JSON rule file or a directory of them,
                              e.g. rules/quirks (default: none); SIGHUP reloads them
+  --state-dir DIR            owner-only folder for the proxy's secrets and state (default
+                             /var/lib/imapscope; made 0700 if missing, refused if others can write it)
   --diagnostics-state FILE   keep the last UIDVALIDITY per user and mailbox in FILE across restarts
   --no-diagnostics           don't look for client behaviours that cost servers (README, Diagnostics)
   --transcripts DIR          write a transcript of every session to DIR (JSON lines,

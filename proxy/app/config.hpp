@@ -24,6 +24,8 @@ struct Config {
   transport::Endpoint admin{"127.0.0.1", 9143};  // metrics, the admin API and the live page
   bool admin_enabled = true;
   std::string admin_token;  // from admin_token_file; empty: none (loopback only)
+  // Owner-only folder of what the proxy keeps between runs (secrets, state).
+  std::string state_dir = "/var/lib/imapscope";
   inspect::InspectorOptions inspector;  // transcripts (when configured) and the live view
   diagnose::Options diagnostics;        // findings about client behaviour
   std::string clients_file;  // client signatures; empty: built in (loaded by build_config)
@@ -43,7 +45,7 @@ struct Flags {
   std::string config_file;
   std::vector<std::string> listen, listen_tls, upstream, proxy_protocol_from;
   std::string tls_cert, tls_key, upstream_ca, upstream_forward, admin, admin_token_file, log_level, clients, rules,
-      transcripts, diagnostics_state;
+      transcripts, diagnostics_state, state_dir;
   bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false, login_disabled = false,
        upstream_compress = false, no_diagnostics = false;
   transport::ClientCompress compress = transport::ClientCompress::Off;

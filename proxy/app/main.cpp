@@ -18,6 +18,7 @@
 #include "proxy/observe/metrics.hpp"
 #include "proxy/replay/conversation.hpp"
 #include "proxy/transport/proxy.hpp"
+#include "proxy/util/private_files.hpp"
 
 namespace {
 
@@ -110,6 +111,11 @@ int main(int argc, char** argv) {
       print_summary(config);
       std::printf("config OK\n");
       return 0;
+    }
+    try {
+      imapscope::util::ensure_private_dir(config.state_dir);
+    } catch (const std::exception& e) {
+      throw imapscope::app::ConfigError("state folder: " + std::string(e.what()));
     }
     auto settings = config.proxy;
     std::vector<std::shared_ptr<imapscope::session::Telemetry>> watchers;

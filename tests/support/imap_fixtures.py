@@ -285,8 +285,11 @@ class Imapscope:
         if "--admin" not in args:
             self.admin_port = free_port()
             args = args + ["--admin", f"127.0.0.1:{self.admin_port}"]
-        self.args = args
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="imapscope-log-")
+        # Its secrets and state in a folder of its own, not the system's /var/lib/imapscope.
+        if "--state-dir" not in args:
+            args = args + ["--state-dir", os.path.join(self.log_dir, "state")]
+        self.args = args
         self.log_path = f"{self.log_dir}/imapscope.log"
         self.proc = None
 
