@@ -60,6 +60,13 @@ Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
     }
     // Every loop accepts on the same port; a port 0 is fixed by the first bind.
     auto endpoint = resolve_listen(listener.listen);
+    for (std::size_t i = 0; i < bound_.size(); ++i) {
+      // Both would join one SO_REUSEPORT group and split the connections.
+      if (endpoint.port() != 0 && bound_[i] == endpoint) {
+        throw std::runtime_error("listener " + listener.name + ": same address as listener " +
+                                 settings_.listeners[i].name + " (" + listener.listen.to_string() + ")");
+      }
+    }
     ensure_address_free(endpoint, listener.name);
     if (!runtime->client_tls && reachable_beyond_this_machine(endpoint.address())) {
       util::log_line(util::LogLevel::Warning,

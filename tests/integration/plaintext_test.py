@@ -281,6 +281,14 @@ class SecondInstance(unittest.TestCase):
         finally:
             first.stop()
 
+    def test_two_listeners_of_one_instance_on_one_address_are_refused(self):
+        port = free_port()
+        result = subprocess.run([imapscope_binary(), "--listen", f"127.0.0.1:{port}", "--listen", f"127.0.0.1:{port}",
+                                 "--upstream", f"127.0.0.1:{DOVECOT.port}", "--admin", "none"],
+                                capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(f"listener imap-1: same address as listener imap-0 (127.0.0.1:{port})", result.stderr)
+
     def test_every_loop_of_one_instance_accepts(self):
         port = free_port()
         proxy = start_proxy(port, "--threads", "2", cert=False)
