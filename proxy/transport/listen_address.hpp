@@ -26,8 +26,8 @@ void ensure_address_free(const asio::ip::tcp::endpoint& endpoint, const std::str
 asio::ip::tcp::acceptor open_shared_acceptor(asio::io_context& io, const asio::ip::tcp::endpoint& endpoint,
                                              const std::string& listener);
 
-// The listener takes plaintext from anyone who reaches it: a host that isn't a
-// loopback address (a wildcard counts as reachable).
+// Other machines can connect to a listener on this address: anything but loopback
+// (a wildcard counts). A plain listener there without a certificate is warned about.
 bool reachable_beyond_this_machine(const asio::ip::address& address);
 
 }  // namespace imapscope::transport
