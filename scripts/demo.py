@@ -50,7 +50,7 @@ def main():
     print(f"""
 imapscope is running in front of a private Dovecot (127.0.0.1:{dovecot.port}).
 
-  plain + STARTTLS : 127.0.0.1:{plain}
+  plain + STARTTLS : 127.0.0.1:{plain}   (LOGIN in clear is refused: STARTTLS first)
   implicit TLS     : 127.0.0.1:{tls}      (test CA: {ca})
   users            : alice / {USERS['alice']}   bob / {USERS['bob']}   (alice has 5 messages)
   imapscope log    : {proxy.log_path}

@@ -73,6 +73,23 @@ transport::ClientCompress read_client_compress(Reader& r) {
                                   : transport::ClientCompress::Off;
 }
 
+transport::PlaintextLogin parse_plaintext_login(const std::string& mode) {
+  if (mode == "allow") return transport::PlaintextLogin::Allow;
+  if (mode == "loopback") return transport::PlaintextLogin::Loopback;
+  return transport::PlaintextLogin::Refuse;
+}
+
+// "plaintext_login": "refuse" (the default), "loopback" or "allow". The older
+// "login_disabled_until_tls" still reads as it says: true refuses, false allows.
+transport::PlaintextLogin read_plaintext_login(Reader& r) {
+  if (r.has("login_disabled_until_tls")) {
+    if (r.has("plaintext_login")) r.fail("login_disabled_until_tls", "is replaced by \"plaintext_login\": give only that");
+    return r.boolean("login_disabled_until_tls", true) ? transport::PlaintextLogin::Refuse
+                                                        : transport::PlaintextLogin::Allow;
+  }
+  return parse_plaintext_login(r.choice("plaintext_login", "refuse", {"refuse", "loopback", "allow"}));
+}
+
 transport::ListenerSettings read_listener(Reader r, std::size_t index) {
   transport::ListenerSettings l;
   l.name = r.string("name", "listener" + std::to_string(index));
@@ -84,7 +101,7 @@ transport::ListenerSettings read_listener(Reader r, std::size_t index) {
   l.key_file = r.string("key", "");
   if (tls != "none" && (l.cert_file.empty() || l.key_file.empty())) r.fail("tls", "\"" + tls + "\" needs cert and key");
   if (tls == "none" && !l.cert_file.empty()) r.fail("cert", "is set but tls is \"none\" (use \"starttls\")");
-  l.login_disabled_until_tls = r.boolean("login_disabled_until_tls", false);
+  l.plaintext_login = read_plaintext_login(r);
   l.compress = read_client_compress(r);
   if (r.has("proxy_protocol")) {
     auto proxy = r.object("proxy_protocol");
@@ -299,7 +316,8 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--upstream-starttls") f.upstream_starttls = true;
     else if (a == "--upstream-ca") f.upstream_ca = value();
     else if (a == "--upstream-insecure") f.upstream_insecure = true;
-    else if (a == "--login-disabled-until-tls") f.login_disabled = true;
+    else if (a == "--login-disabled-until-tls") f.plaintext_login = "refuse";  // the default now; kept for old scripts
+    else if (a == "--plaintext-login") f.plaintext_login = value();
     else if (a == "--compress") f.compress = transport::ClientCompress::Proxy;
     else if (a == "--compress-pass-through") f.compress = transport::ClientCompress::PassThrough;
     else if (a == "--upstream-compress") f.upstream_compress = true;
@@ -323,6 +341,10 @@ Flags parse_flags(const std::vector<std::string>& args) {
     } else {
       throw ConfigError("unknown flag " + a + " (see --help)");
     }
+  }
+  if (!f.plaintext_login.empty() && f.plaintext_login != "refuse" && f.plaintext_login != "loopback" &&
+      f.plaintext_login != "allow") {
+    throw ConfigError("flag --plaintext-login: \"" + f.plaintext_login + "\" is not refuse, loopback or allow");
   }
   if (f.upstream_tls && f.upstream_starttls) throw ConfigError("flags --upstream-tls and --upstream-starttls exclude each other");
   return f;
@@ -401,7 +423,7 @@ Config build_config(const Flags& f) {
       l.implicit_tls = implicit;
       l.cert_file = f.tls_cert;
       l.key_file = f.tls_key;
-      l.login_disabled_until_tls = f.login_disabled;
+      if (!f.plaintext_login.empty()) l.plaintext_login = parse_plaintext_login(f.plaintext_login);
       l.compress = f.compress;
       l.proxy_protocol = !proxy_from.empty();
       l.proxy_trusted = proxy_from;
@@ -415,7 +437,7 @@ Config build_config(const Flags& f) {
       if (upstream_flags) l.upstream = upstream;
       if (!f.tls_cert.empty()) l.cert_file = f.tls_cert;
       if (!f.tls_key.empty()) l.key_file = f.tls_key;
-      if (f.login_disabled) l.login_disabled_until_tls = true;
+      if (!f.plaintext_login.empty()) l.plaintext_login = parse_plaintext_login(f.plaintext_login);
       if (f.compress != transport::ClientCompress::Off) l.compress = f.compress;
       if (!proxy_from.empty()) {
         l.proxy_protocol = true;
@@ -456,7 +478,9 @@ Flags (over the config file):
   --listen-tls HOST:PORT     implicit-TLS listener, 993 style (repeatable)
   --tls-cert FILE            certificate chain (PEM) for the client side
   --tls-key FILE             its private key (PEM)
-  --login-disabled-until-tls advertise LOGINDISABLED and refuse LOGIN/AUTHENTICATE before STARTTLS
+  --plaintext-login MODE     LOGIN/AUTHENTICATE before STARTTLS on a plain listener with a
+                             certificate: refuse (default: LOGINDISABLED, [PRIVACYREQUIRED]),
+                             loopback (taken from 127.0.0.0/8 and ::1 only), allow
   --compress                 offer COMPRESS=DEFLATE to logged-in clients (RFC 4978), the proxy's own
   --compress-pass-through    offer it too, and pass the client's COMPRESS to a server that offers it:
                              the compressed streams are relayed unchanged where no rule acts

@@ -46,7 +46,8 @@ struct Flags {
   std::vector<std::string> listen, listen_tls, upstream, proxy_protocol_from;
   std::string tls_cert, tls_key, upstream_ca, upstream_forward, admin, admin_token_file, log_level, clients, rules,
       transcripts, diagnostics_state, state_dir;
-  bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false, login_disabled = false,
+  std::string plaintext_login;  // refuse, loopback, allow; empty: the config's (default refuse)
+  bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false,
        upstream_compress = false, no_diagnostics = false;
   transport::ClientCompress compress = transport::ClientCompress::Off;
   int threads = -1;

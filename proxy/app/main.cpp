@@ -35,8 +35,15 @@ int decode(const std::vector<std::string>& files) {
 
 void print_summary(const imapscope::app::Config& config) {
   for (const auto& l : config.proxy.listeners) {
-    std::printf("listener %s: %s tls=%s -> ", l.name.c_str(), l.listen.to_string().c_str(),
+    std::printf("listener %s: %s tls=%s ", l.name.c_str(), l.listen.to_string().c_str(),
                 l.implicit_tls ? "implicit" : l.cert_file.empty() ? "none" : "starttls");
+    using imapscope::transport::PlaintextLogin;
+    if (!l.implicit_tls && !l.cert_file.empty()) {
+      std::printf("plaintext_login=%s ", l.plaintext_login == PlaintextLogin::Allow      ? "allow"
+                                         : l.plaintext_login == PlaintextLogin::Loopback ? "loopback"
+                                                                                          : "refuse");
+    }
+    std::printf("-> ");
     for (const auto& a : l.upstream.addresses) std::printf("%s ", a.to_string().c_str());
     using imapscope::transport::ClientForwarding;
     const auto forward = l.upstream.forward_client;

@@ -31,6 +31,12 @@ std::string rewrite_capabilities(std::string_view list, const ClientLegView& leg
   std::string out;
   out.reserve(list.size() + 24);
   imap::for_each_word(list, [&](std::string_view cap) {
+    // Every AUTHENTICATE is refused until TLS: no mechanism is offered (Dovecot
+    // hides its plaintext ones; the proxy refuses them all, so it hides them all).
+    if (add_logindisabled && starts_with_ci(cap, "AUTH=")) {
+      changed = true;
+      return;
+    }
     if (imap::iequals(cap, "STARTTLS") && add_starttls && !has_starttls) {
       has_starttls = true;
     } else if (imap::iequals(cap, "LOGINDISABLED") && add_logindisabled && !has_logindisabled) {

@@ -123,11 +123,17 @@ bool Session::answer_locally(const imap::Command& c) {
   switch (c.verb) {
     case imap::Verb::Starttls:
       // STARTTLS is the business of each leg: the server's leg was set up already.
-      if (!leg.tls && leg.starttls_available) {
+      // RFC 9051 §6.2.1: valid only in the not-authenticated state; a switch after
+      // login would protect nothing already sent (and invites injection).
+      if (leg.tls) {
+        answer(c.tag, imap::Status::Bad, "TLS is already active");
+      } else if (state_.protocol_state() != imap::ProtocolState::NotAuthenticated) {
+        answer(c.tag, imap::Status::Bad, "STARTTLS is only valid before login");
+      } else if (!leg.starttls_available) {
+        answer(c.tag, imap::Status::Bad, "STARTTLS is not available");
+      } else {
         answer(c.tag, imap::Status::Ok, "Begin TLS negotiation now");
         client_tls_requested_ = true;
-      } else {
-        answer(c.tag, imap::Status::Bad, leg.tls ? "TLS is already active" : "STARTTLS is not available");
       }
       return true;
     case imap::Verb::Compress:
@@ -137,6 +143,7 @@ bool Session::answer_locally(const imap::Command& c) {
       return true;
     case imap::Verb::Login:
     case imap::Verb::Authenticate:
+      // Answered here: the credentials never reach the server (nor its log).
       if (!leg.tls && leg.login_disabled_until_tls) {
         answer(c.tag, imap::Status::No, "[PRIVACYREQUIRED] Use STARTTLS before logging in");
         return true;

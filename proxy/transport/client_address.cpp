@@ -25,6 +25,17 @@ std::string ClientAddresses::source() const {
   return source_ip + ":" + std::to_string(source_port);
 }
 
+bool ClientAddresses::source_is_loopback() const {
+  if (!known) return false;
+  asio::error_code ec;
+  auto address = asio::ip::make_address(source_ip, ec);
+  if (ec) return false;
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  }
+  return address.is_loopback();
+}
+
 ClientAddresses addresses_of(const asio::ip::tcp::socket& socket) {
   ClientAddresses a;
   asio::error_code ec;

@@ -24,6 +24,8 @@ struct ClientAddresses {
   std::uint16_t local_port = 0;
   bool known = true;  // false: the peer was gone before its address could be read
   std::string source() const;  // "192.0.2.1:51234", as in the log and the live view
+  // The client is on this machine (127.0.0.0/8, ::1, or IPv4-mapped loopback).
+  bool source_is_loopback() const;
 };
 
 ClientAddresses addresses_of(const asio::ip::tcp::socket& socket);

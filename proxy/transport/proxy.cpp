@@ -12,33 +12,18 @@
 #include <stdexcept>
 #include <thread>
 
+#include "proxy/transport/listen_address.hpp"
 #include "proxy/transport/tls_context.hpp"
 #include "proxy/util/log.hpp"
 
 namespace imapscope::transport {
 namespace {
 
-using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-
 asio::ip::tcp::endpoint resolve_listen(const Endpoint& e) {
   asio::error_code ec;
   const auto address = asio::ip::make_address(e.host, ec);
   if (ec) throw std::runtime_error("listen address must be an IP address: " + e.host);
   return {address, e.port};
-}
-
-asio::ip::tcp::acceptor open_acceptor(asio::io_context& io, const asio::ip::tcp::endpoint& endpoint,
-                                      const std::string& name) {
-  asio::ip::tcp::acceptor acceptor(io);
-  asio::error_code ec;
-  acceptor.open(endpoint.protocol(), ec);
-  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor.set_option(ReusePort(true), ec);
-  if (!ec) acceptor.bind(endpoint, ec);
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) throw std::runtime_error("listener " + name + ": cannot listen on " + endpoint.address().to_string() + ":" +
-                                   std::to_string(endpoint.port()) + ": " + ec.message());
-  return acceptor;
 }
 
 }  // namespace
@@ -75,8 +60,22 @@ Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
     }
     // Every loop accepts on the same port; a port 0 is fixed by the first bind.
     auto endpoint = resolve_listen(listener.listen);
+    for (std::size_t i = 0; i < bound_.size(); ++i) {
+      // Both would join one SO_REUSEPORT group and split the connections.
+      if (endpoint.port() != 0 && bound_[i] == endpoint) {
+        throw std::runtime_error("listener " + listener.name + ": same address as listener " +
+                                 settings_.listeners[i].name + " (" + listener.listen.to_string() + ")");
+      }
+    }
+    ensure_address_free(endpoint, listener.name);
+    if (!runtime->client_tls && reachable_beyond_this_machine(endpoint.address())) {
+      util::log_line(util::LogLevel::Warning,
+                     "event=config listener=" + listener.name +
+                         " warning=\"plain listener without a certificate on a non-loopback address: passwords"
+                         " cross the network in clear (give --tls-cert/--tls-key to offer STARTTLS)\"");
+    }
     for (auto& loop : loops_) {
-      loop->acceptors.push_back(open_acceptor(loop->io, endpoint, listener.name));
+      loop->acceptors.push_back(open_shared_acceptor(loop->io, endpoint, listener.name));
       endpoint = loop->acceptors.back().local_endpoint();
     }
     bound_.push_back(endpoint);

@@ -172,6 +172,10 @@ asio::awaitable<bool> Relay::set_up() {
     }
   }
 
+  // Judged on the real client's address (after a PROXY header), before it is dropped.
+  const bool plaintext_login_trusted =
+      listener_.settings.plaintext_login == PlaintextLogin::Allow ||
+      (listener_.settings.plaintext_login == PlaintextLogin::Loopback && client_addresses_->source_is_loopback());
   const auto connect_started = Clock::now();
   auto upstream = co_await connect_upstream(listener_.settings.upstream, listener_.upstream_tls.get(), listener_.timeouts,
                                             *client_addresses_, id_);
@@ -210,8 +214,7 @@ asio::awaitable<bool> Relay::set_up() {
   settings.server_limits = &listener_.server_limits;
   settings.client_leg.tls = client_.is_tls();
   settings.client_leg.starttls_available = !listener_.settings.implicit_tls && listener_.client_tls != nullptr;
-  settings.client_leg.login_disabled_until_tls =
-      listener_.settings.login_disabled_until_tls && listener_.client_tls != nullptr;
+  settings.client_leg.login_disabled_until_tls = settings.client_leg.starttls_available && !plaintext_login_trusted;
   settings.client_leg.compress_offered = listener_.settings.compress != ClientCompress::Off;
   settings.client_leg.compress_pass_through = listener_.settings.compress == ClientCompress::PassThrough;
   settings.compress_upstream = listener_.settings.upstream.compress;

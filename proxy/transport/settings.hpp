@@ -42,6 +42,14 @@ enum class ClientForwarding : std::uint8_t { None, ProxyV1, ProxyV2, ImapId };
 //   CPU, ~80 KiB per session for two inflaters). Elsewhere as Proxy.
 enum class ClientCompress : std::uint8_t { Off, Proxy, PassThrough };
 
+// LOGIN and AUTHENTICATE on a plain listener that offers STARTTLS, before TLS
+// (Dovecot's disable_plaintext_auth): refused with [PRIVACYREQUIRED] and
+// LOGINDISABLED advertised, so a password never crosses the network in clear;
+// Loopback trusts clients on this machine (Dovecot counts them as secured); Allow
+// takes them from anyone. A listener without a certificate can't offer TLS: it
+// always takes them.
+enum class PlaintextLogin : std::uint8_t { Refuse, Loopback, Allow };
+
 struct UpstreamSettings {
   std::vector<Endpoint> addresses;  // tried in order
   UpstreamTls tls = UpstreamTls::None;
@@ -61,7 +69,7 @@ struct ListenerSettings {
   bool implicit_tls = false;             // 993 style; otherwise plain with STARTTLS when a cert is set
   std::string cert_file;
   std::string key_file;
-  bool login_disabled_until_tls = false; // plain listeners: LOGINDISABLED until STARTTLS
+  PlaintextLogin plaintext_login = PlaintextLogin::Refuse;  // plain listeners with a certificate
   ClientCompress compress = ClientCompress::Off;
   // Every connection starts with a PROXY protocol header (v1 or v2), accepted only
   // from these networks; connections from elsewhere are refused.

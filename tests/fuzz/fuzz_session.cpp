@@ -41,6 +41,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   settings.client_leg.compress_offered = (data[2] & 2) != 0;
   settings.compress_upstream = (data[2] & 4) != 0;
   settings.client_leg.compress_pass_through = (data[2] & 8) != 0;
+  // LOGIN/AUTHENTICATE answered by the proxy until TLS (the default where STARTTLS is offered).
+  settings.client_leg.login_disabled_until_tls = (data[2] & 16) != 0;
   settings.rules = &rules();
   session::Session s(settings);
   fuzz::ReadSizes reads(static_cast<std::uint32_t>(data[0]) << 8 | data[1]);

@@ -39,7 +39,10 @@ def start_proxy(name, flags, listeners=("plain",)):
     for listener, port in ports.items():
         args += ["--listen-tls" if listener == "tls" else "--listen", f"127.0.0.1:{port}"]
     certs = DOVECOT.certs
-    proxy = Imapscope(args + ["--tls-cert", certs["cert"], "--tls-key", certs["key"]] + flags)
+    # The tests log in on the plain listeners to read what Dovecot is told about the
+    # client; the refusal of plaintext logins is plaintext_test.py's subject.
+    proxy = Imapscope(args + ["--tls-cert", certs["cert"], "--tls-key", certs["key"], "--plaintext-login", "allow"] +
+                      flags)
     proxy.start(list(ports.values()))
     PROXIES[name] = (proxy, ports)
 

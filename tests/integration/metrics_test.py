@@ -33,6 +33,8 @@ class Dashboards(unittest.TestCase):
         certs = cls.dovecot.certs
         cls.proxy = Imapscope(["--listen", f"127.0.0.1:{cls.plain}", "--listen-tls", f"127.0.0.1:{cls.tls}",
                                "--tls-cert", certs["cert"], "--tls-key", certs["key"],
+                               # plain sessions (LOGIN in clear) are part of the traffic the panels show
+                               "--plaintext-login", "allow",
                                "--upstream", f"127.0.0.1:{cls.dovecot.port}",
                                "--rules", os.path.join(ROOT, "rules", "quirks")]).start([cls.plain, cls.tls])
         cls.prometheus = Prometheus(f"127.0.0.1:{cls.proxy.admin_port}")

@@ -33,9 +33,10 @@ def setUpModule():
     }
     for mode, flags in upstreams.items():
         plain, tls = free_port(), free_port()
+        # The matrix's "plain" client leg logs in in clear on purpose.
         proxy = Imapscope(["--listen", f"127.0.0.1:{plain}", "--listen-tls", f"127.0.0.1:{tls}",
                            "--tls-cert", DOVECOT.certs["cert"], "--tls-key", DOVECOT.certs["key"],
-                           "--threads", "2"] + flags).start([plain, tls])
+                           "--plaintext-login", "allow", "--threads", "2"] + flags).start([plain, tls])
         PROXIES[mode] = (proxy, plain, tls)
 
 

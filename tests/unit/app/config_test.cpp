@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "proxy/app/config.hpp"
 
@@ -182,6 +183,46 @@ TEST(Config, CompressModes) {
   EXPECT_THROW(build_config(parse_flags({"--listen", "127.0.0.1:1", "--upstream", "x:1", "--compress-pass-through",
                                          "--upstream-compress"})),
                ConfigError);
+}
+
+TEST(Config, PlaintextLoginModes) {
+  auto mode_of = [](const std::string& setting) {
+    const auto path = write_temp(R"({"listeners": [{"listen": "127.0.0.1:1143", "tls": "starttls", "cert": "c",
+                                   "key": "k", )" + setting + R"("upstream": {"addresses": ["127.0.0.1:143"]}}]})");
+    const auto config = load_config_file(path);
+    std::remove(path.c_str());
+    return config.proxy.listeners.at(0).plaintext_login;
+  };
+  using transport::PlaintextLogin;
+  EXPECT_EQ(mode_of(""), PlaintextLogin::Refuse);  // the default
+  EXPECT_EQ(mode_of(R"("plaintext_login": "refuse", )"), PlaintextLogin::Refuse);
+  EXPECT_EQ(mode_of(R"("plaintext_login": "loopback", )"), PlaintextLogin::Loopback);
+  EXPECT_EQ(mode_of(R"("plaintext_login": "allow", )"), PlaintextLogin::Allow);
+  // The older key still means what it says.
+  EXPECT_EQ(mode_of(R"("login_disabled_until_tls": true, )"), PlaintextLogin::Refuse);
+  EXPECT_EQ(mode_of(R"("login_disabled_until_tls": false, )"), PlaintextLogin::Allow);
+  EXPECT_EQ(error_of(R"({"listeners": [{"listen": "127.0.0.1:1", "plaintext_login": "yes", "upstream": {"addresses": ["x:1"]}}]})"),
+            "/listeners/0/plaintext_login: must be one of allow, loopback, refuse (not \"yes\")");
+  EXPECT_EQ(error_of(R"({"listeners": [{"listen": "127.0.0.1:1", "plaintext_login": "allow",
+                          "login_disabled_until_tls": false, "upstream": {"addresses": ["x:1"]}}]})"),
+            "/listeners/0/login_disabled_until_tls: is replaced by \"plaintext_login\": give only that");
+  // Flags: over every listener of the file, or for the listeners they make.
+  auto flag_mode = [](std::vector<std::string> flags) {
+    std::vector<std::string> args = {"--listen", "127.0.0.1:1143", "--tls-cert", "c", "--tls-key", "k", "--upstream", "x:1"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    return build_config(parse_flags(args)).proxy.listeners.at(0).plaintext_login;
+  };
+  EXPECT_EQ(flag_mode({}), PlaintextLogin::Refuse);
+  EXPECT_EQ(flag_mode({"--plaintext-login", "loopback"}), PlaintextLogin::Loopback);
+  EXPECT_EQ(flag_mode({"--plaintext-login", "allow"}), PlaintextLogin::Allow);
+  EXPECT_EQ(flag_mode({"--login-disabled-until-tls"}), PlaintextLogin::Refuse);
+  EXPECT_THROW(parse_flags({"--plaintext-login", "sometimes"}), ConfigError);
+  const auto file = write_temp(R"({"listeners": [{"listen": "127.0.0.1:1143", "tls": "starttls", "cert": "c",
+                                 "key": "k", "plaintext_login": "allow", "upstream": {"addresses": ["x:1"]}}]})");
+  EXPECT_EQ(build_config(parse_flags({"--config", file})).proxy.listeners.at(0).plaintext_login, PlaintextLogin::Allow);
+  EXPECT_EQ(build_config(parse_flags({"--config", file, "--plaintext-login", "refuse"})).proxy.listeners.at(0).plaintext_login,
+            PlaintextLogin::Refuse);
+  std::remove(file.c_str());
 }
 
 TEST(Config, AdminTokenLiveViewAndUserNames) {

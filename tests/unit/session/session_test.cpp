@@ -55,7 +55,12 @@ TEST(Capabilities, DescribeTheClientLeg) {
             "IMAP4rev1 AUTH=SCRAM-SHA-256 AUTH=PLAIN");
   EXPECT_EQ(rewrite_capabilities("IMAP4rev1 COMPRESS=DEFLATE IDLE", tls), "IMAP4rev1 IDLE");
   ClientLegView strict{.tls = false, .starttls_available = true, .login_disabled_until_tls = true};
-  EXPECT_EQ(rewrite_capabilities("IMAP4rev1 AUTH=PLAIN", strict), "IMAP4rev1 AUTH=PLAIN STARTTLS LOGINDISABLED");
+  // No mechanism is offered while every AUTHENTICATE is refused (RFC 9051 §6.2.3).
+  EXPECT_EQ(rewrite_capabilities("IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=SCRAM-SHA-256 ID", strict),
+            "IMAP4rev1 SASL-IR ID STARTTLS LOGINDISABLED");
+  ClientLegView strict_after_tls = strict;
+  strict_after_tls.tls = true;
+  EXPECT_EQ(rewrite_capabilities("IMAP4rev1 SASL-IR AUTH=PLAIN ID", strict_after_tls), "IMAP4rev1 SASL-IR AUTH=PLAIN ID");
   // Unchanged lists come back unchanged, byte for byte.
   EXPECT_EQ(rewrite_capabilities("IMAP4rev1 LITERAL+ ID", tls), "IMAP4rev1 LITERAL+ ID");
 }
@@ -333,17 +338,74 @@ TEST(Session, CompressOfTheProxyWhereTheServerCantOrWont) {
   }
 }
 
-TEST(Session, LoginDisabledUntilTls) {
+SessionSettings login_disabled_until_tls() {
   SessionSettings s = plain_with_starttls();
   s.client_leg.login_disabled_until_tls = true;
-  Playbook p(s);
+  return s;
+}
+
+TEST(Session, LoginDisabledUntilTls) {
+  Playbook p(login_disabled_until_tls());
   p.server("* OK ready\r\n");
   EXPECT_EQ(p.client("l1 LOGIN alice secret\r\n"), "");
   EXPECT_EQ(p.to_client(), "l1 NO [PRIVACYREQUIRED] Use STARTTLS before logging in\r\n");
   // With a synchronising literal the refusal comes before the literal: nothing leaks.
   EXPECT_EQ(p.client("l2 LOGIN {5}\r\n"), "");
   EXPECT_EQ(p.to_client(), "l2 NO [PRIVACYREQUIRED] Use STARTTLS before logging in\r\n");
-  EXPECT_EQ(p.client("l3 NOOP\r\n"), "l3 NOOP\r\n");
+  EXPECT_FALSE(p.session.client_blocked());
+  // A non-synchronising literal comes anyway: swallowed with its command.
+  EXPECT_EQ(p.client("l3 LOGIN {5+}\r\nalice {6+}\r\nsecret\r\n"), "");
+  EXPECT_EQ(p.to_client(), "l3 NO [PRIVACYREQUIRED] Use STARTTLS before logging in\r\n");
+  EXPECT_EQ(p.client("l4 NOOP\r\n"), "l4 NOOP\r\n");
+  EXPECT_EQ(p.session.commands_forwarded(), 1u);
+  EXPECT_EQ(p.session.state().protocol_state(), imap::ProtocolState::NotAuthenticated);
+}
+
+TEST(Session, AuthenticateRefusedBeforeTlsWithAndWithoutInitialResponse) {
+  Playbook p(login_disabled_until_tls());
+  p.server("* OK ready\r\n");
+  // SASL-IR (RFC 4959): the credentials are on the command line; none goes out.
+  EXPECT_EQ(p.client("a1 AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n"), "");
+  EXPECT_EQ(p.to_client(), "a1 NO [PRIVACYREQUIRED] Use STARTTLS before logging in\r\n");
+  // Without: no "+" is asked of the server, the client isn't left waiting for one.
+  EXPECT_EQ(p.client("a2 AUTHENTICATE PLAIN\r\n"), "");
+  EXPECT_EQ(p.to_client(), "a2 NO [PRIVACYREQUIRED] Use STARTTLS before logging in\r\n");
+  EXPECT_FALSE(p.session.client_blocked());
+  EXPECT_EQ(p.session.state().client_input(), imap::ClientInput::Commands);
+  EXPECT_EQ(p.client("a3 NOOP\r\n"), "a3 NOOP\r\n");
+}
+
+TEST(Session, LoginDisabledIsAdvertisedUntilTlsAndLoginWorksAfterIt) {
+  Playbook p(login_disabled_until_tls());
+  EXPECT_EQ(p.server("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=LOGIN] ready\r\n"),
+            "* OK [CAPABILITY IMAP4rev1 SASL-IR STARTTLS LOGINDISABLED] ready\r\n");
+  EXPECT_EQ(p.client("c1 CAPABILITY\r\n"), "c1 CAPABILITY\r\n");
+  EXPECT_EQ(p.server("* CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN\r\nc1 OK done\r\n"),
+            "* CAPABILITY IMAP4rev1 SASL-IR STARTTLS LOGINDISABLED\r\nc1 OK done\r\n");
+  EXPECT_EQ(p.client("s1 STARTTLS\r\n"), "");
+  EXPECT_EQ(p.to_client(), "s1 OK Begin TLS negotiation now\r\n");
+  p.session.client_tls_started();
+  EXPECT_EQ(p.client("c2 CAPABILITY\r\n"), "c2 CAPABILITY\r\n");
+  EXPECT_EQ(p.server("* CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN\r\nc2 OK done\r\n"),
+            "* CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN\r\nc2 OK done\r\n");
+  EXPECT_EQ(p.client("l1 LOGIN alice secret\r\n"), "l1 LOGIN alice secret\r\n");
+  EXPECT_EQ(p.server("l1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n"),
+            "l1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n");
+  EXPECT_TRUE(p.session.state().logged_in());
+}
+
+TEST(Session, StarttlsAfterLoginIsBad) {
+  // Plaintext login allowed (loopback, or the operator's choice): STARTTLS is still
+  // valid only before login (RFC 9051 §6.2.1).
+  Playbook p(plain_with_starttls());
+  p.server("* OK ready\r\n");
+  EXPECT_EQ(p.client("l1 LOGIN alice secret\r\n"), "l1 LOGIN alice secret\r\n");
+  p.server("l1 OK Logged in\r\n");
+  EXPECT_EQ(p.client("s1 STARTTLS\r\n"), "");
+  EXPECT_EQ(p.to_client(), "s1 BAD STARTTLS is only valid before login\r\n");
+  EXPECT_FALSE(p.session.client_tls_requested());
+  EXPECT_FALSE(p.session.client_blocked());
+  EXPECT_EQ(p.client("s2 NOOP\r\n"), "s2 NOOP\r\n");
 }
 
 TEST(Session, OverlongCommandGetsTaggedBadAndIsNotForwarded) {
