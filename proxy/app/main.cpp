@@ -17,6 +17,7 @@
 #include "proxy/observe/fanout.hpp"
 #include "proxy/observe/metrics.hpp"
 #include "proxy/replay/conversation.hpp"
+#include "proxy/transport/listener_setup.hpp"
 #include "proxy/transport/proxy.hpp"
 
 namespace {
@@ -34,8 +35,9 @@ int decode(const std::vector<std::string>& files) {
 
 void print_summary(const imapscope::app::Config& config) {
   for (const auto& l : config.proxy.listeners) {
-    std::printf("listener %s: %s tls=%s -> ", l.name.c_str(), l.listen.to_string().c_str(),
-                l.implicit_tls ? "implicit" : l.cert_file.empty() ? "none" : "starttls");
+    std::printf("listener %s: %s tls=%s certificates=%zu min_version=%s -> ", l.name.c_str(),
+                l.listen.to_string().c_str(), l.implicit_tls ? "implicit" : l.certificates.empty() ? "none" : "starttls",
+                l.certificates.size(), l.tls_policy.min_version == imapscope::transport::TlsVersion::Tls13 ? "TLSv1.3" : "TLSv1.2");
     for (const auto& a : l.upstream.addresses) std::printf("%s ", a.to_string().c_str());
     using imapscope::transport::ClientForwarding;
     const auto forward = l.upstream.forward_client;
@@ -107,6 +109,9 @@ int main(int argc, char** argv) {
     const auto config = imapscope::app::build_config(imapscope::app::parse_flags(args));
     imapscope::util::set_log_level(config.log_level);
     if (check_only) {
+      // What start-up loads before binding (certificates, keys, CA files, addresses),
+      // by the same code: what passes here starts, ports in use aside.
+      for (const auto& listener : config.proxy.listeners) (void)imapscope::transport::prepare_listener(listener);
       print_summary(config);
       std::printf("config OK\n");
       return 0;

@@ -42,6 +42,7 @@ class Proxy {
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, const ListenerRuntime& runtime, Loop& loop);
   asio::awaitable<void> handle_signals();
   void reload_rules();  // SIGHUP
+  void reload_certificates();  // SIGHUP too: every listener's certificates and keys
   asio::awaitable<void> sweep_idle(Loop& loop);
 
   ProxySettings settings_;
