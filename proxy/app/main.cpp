@@ -11,6 +11,7 @@
 #include "proxy/app/config.hpp"
 #include "proxy/app/inspect_command.hpp"
 #include "proxy/app/replay_command.hpp"
+#include "proxy/app/tls_metrics.hpp"
 #include "proxy/app/admin_api.hpp"
 #include "proxy/diagnose/diagnostics.hpp"
 #include "proxy/inspect/inspector.hpp"
@@ -154,6 +155,12 @@ int main(int argc, char** argv) {
     // The admin address is up before the listeners (whoever sees the IMAP port open
     // can use it too); it says "ready" only while a running proxy takes sessions.
     std::atomic<const imapscope::transport::Proxy*> running{nullptr};
+    if (metrics) {
+      imapscope::app::add_tls_metrics(*metrics, [&running] {
+        const auto* proxy = running.load();
+        return proxy ? proxy->tls_status() : std::vector<imapscope::transport::ListenerTlsStatus>{};
+      });
+    }
     std::unique_ptr<imapscope::transport::HttpServer> admin;
     if (config.admin_enabled) {
       auto api = std::make_shared<imapscope::app::AdminApi>(metrics, inspector, diagnostics, config.admin_token);

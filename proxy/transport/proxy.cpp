@@ -150,6 +150,16 @@ void Proxy::reload_certificates() {
   }
 }
 
+std::vector<ListenerTlsStatus> Proxy::tls_status() const {
+  std::vector<ListenerTlsStatus> out;
+  for (const auto& runtime : runtimes_) {
+    if (const auto& tls = runtime->client_tls) {
+      out.push_back({runtime->settings.name, tls->earliest_expiry(), tls->reloads(true), tls->reloads(false)});
+    }
+  }
+  return out;
+}
+
 asio::awaitable<void> Proxy::handle_signals() {
   auto& io = loops_.front()->io;
   asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);

@@ -278,9 +278,16 @@ SslContextPtr ServerTls::current() const {
 }
 
 void ServerTls::reload() {
-  auto fresh = make_server_tls(certificates_, policy_);  // the files are read outside the lock
+  ServerTlsContext fresh;
+  try {
+    fresh = make_server_tls(certificates_, policy_);  // the files are read outside the lock
+  } catch (...) {
+    ++reloads_failed_;
+    throw;
+  }
   std::lock_guard lock(mutex_);
   std::swap(current_, fresh);
+  ++reloads_ok_;
 }
 
 std::time_t ServerTls::earliest_expiry() const {

@@ -5,6 +5,8 @@
 
 #include <openssl/ssl.h>
 
+#include <atomic>
+#include <cstdint>
 #include <ctime>
 #include <memory>
 #include <mutex>
@@ -47,12 +49,15 @@ class ServerTls {
   void reload();
   std::time_t earliest_expiry() const;
   std::size_t certificate_count() const { return certificates_.size(); }
+  std::uint64_t reloads(bool ok) const { return (ok ? reloads_ok_ : reloads_failed_).load(std::memory_order_relaxed); }
 
  private:
   const std::vector<CertificateFiles> certificates_;
   const TlsPolicy policy_;
   mutable std::mutex mutex_;  // held for a pointer copy, never while files are read
   ServerTlsContext current_;
+  std::atomic<std::uint64_t> reloads_ok_{0};
+  std::atomic<std::uint64_t> reloads_failed_{0};
 };
 
 }  // namespace imapscope::transport

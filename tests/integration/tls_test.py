@@ -22,7 +22,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from imap_fixtures import (USERS, Dovecot, Imapscope, free_port, imapscope_binary,  # noqa: E402
-                           wait_for_port, wait_until)
+                           metric_sum, wait_until)
 
 DOVECOT = None
 
@@ -255,6 +255,16 @@ class Reload(unittest.TestCase):
         self.assertIn(f"result={result}", line)
         return line
 
+    def metrics(self):
+        port = self.proxy.admin_port
+        return (metric_sum(port, "imapscope_tls_reloads_total", 'result="ok"'),
+                metric_sum(port, "imapscope_tls_reloads_total", 'result="failed"'),
+                metric_sum(port, "imapscope_tls_certificate_expiry_timestamp_seconds", 'listener="imaps-0"'))
+
+    def not_after(self, cert):
+        out = run("openssl", "x509", "-noout", "-enddate", "-in", cert).stdout.decode()
+        return ssl.cert_time_to_seconds(out.strip().split("=", 1)[1])
+
     def serial_now(self):
         ok, text = handshake(self.port, "-servername", "localhost", ca=self.certs.ca)
         self.assertTrue(ok, text)
@@ -262,6 +272,7 @@ class Reload(unittest.TestCase):
 
     def test_renewal_reaches_new_handshakes_and_an_idle_session_goes_on(self):
         self.assertEqual(self.serial_now(), 1001)
+        self.assertEqual(self.metrics(), (0, 0, self.not_after(self.cert)))
         context = ssl.create_default_context(cafile=self.certs.ca)
         c = imaplib.IMAP4_SSL("localhost", self.port, ssl_context=context, timeout=60)
         self.addCleanup(close_quietly, c)
@@ -273,10 +284,13 @@ class Reload(unittest.TestCase):
         c.send(tag + b" IDLE\r\n")
         self.assertTrue(c.readline().startswith(b"+"))
 
+        time.sleep(1.1)  # the renewed certificate's notAfter is a second later at least
         self.install(self.certs.leaf("v2", ["localhost"], "rsa", serial=1002))
+        renewed_expiry = self.not_after(self.cert)
         self.proxy.proc.send_signal(signal.SIGHUP)
         self.reloaded(1, "ok")
         self.assertEqual(self.serial_now(), 1002)
+        self.assertEqual(self.metrics(), (1, 0, renewed_expiry))
 
         # The session opened before: still there, still told about new mail.
         deliverer = imaplib.IMAP4("127.0.0.1", DOVECOT.port, timeout=30)
@@ -313,6 +327,7 @@ class Reload(unittest.TestCase):
         line = self.reloaded(3, "failed")
         self.assertIn("does not match certificate", line)
         self.assertEqual(self.serial_now(), 1002)
+        self.assertEqual(self.metrics(), (1, 2, renewed_expiry))
         self.assertIsNone(self.proxy.proc.poll())
 
 
