@@ -109,10 +109,11 @@ std::vector<transport::CertificateFiles> read_certificates(Reader& r) {
   return certificates;
 }
 
-// Listeners bind an address: a host name would be resolved to who knows which.
+// Listeners and the admin address bind an address: a host name would be resolved
+// to who knows which (and start-up refuses one).
 void require_ip_address(const transport::Endpoint& e, const std::string& where) {
   if (e.host.find('/') != std::string::npos || !util::Cidr::parse(e.host)) {
-    throw ConfigError(where + ": \"" + e.host + "\" is not an IP address (a listener binds one: 127.0.0.1, 0.0.0.0, ::)");
+    throw ConfigError(where + ": \"" + e.host + "\" is not an IP address (one to listen on: 127.0.0.1, 0.0.0.0, ::1, ::)");
   }
 }
 
@@ -277,6 +278,7 @@ Config load_config_file(const std::string& path) {
       config.admin_enabled = false;
     } else {
       config.admin = parse_endpoint(admin, root.path("admin"));
+      require_ip_address(config.admin, root.path("admin"));
     }
   }
   config.proxy.threads = static_cast<unsigned>(root.number("threads", 0, 0, 256));
@@ -417,6 +419,7 @@ Config build_config(const Flags& f) {
     config.admin_enabled = false;
   } else if (!f.admin.empty()) {
     config.admin = parse_endpoint(f.admin, "flag --admin");
+    require_ip_address(config.admin, "flag --admin");
     config.admin_enabled = true;
   }
   if (f.threads >= 0) config.proxy.threads = static_cast<unsigned>(f.threads);

@@ -107,14 +107,16 @@ TEST(TlsConfig, MistakesNameTheKey) {
 
 TEST(TlsConfig, ListenAddressMustBeAnAddress) {
   EXPECT_EQ(error_of(R"({"listeners": [{"listen": "localhost:1143", "upstream": {"addresses": ["x:1"]}}]})"),
-            "/listeners/0/listen: \"localhost\" is not an IP address (a listener binds one: 127.0.0.1, 0.0.0.0, ::)");
+            "/listeners/0/listen: \"localhost\" is not an IP address (one to listen on: 127.0.0.1, 0.0.0.0, ::1, ::)");
   EXPECT_EQ(error_of(R"({"listeners": [{"listen": "[::]:1143", "upstream": {"addresses": ["x:1"]}}]})"), "");
+  EXPECT_EQ(error_of(R"({"admin": "localhost:9143", "listeners": []})"),
+            "/admin: \"localhost\" is not an IP address (one to listen on: 127.0.0.1, 0.0.0.0, ::1, ::)");
   try {
     (void)build_config(parse_flags({"--listen", "imap.example:143", "--upstream", "x:1"}));
     FAIL() << "accepted";
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()),
-              "flag --listen: \"imap.example\" is not an IP address (a listener binds one: 127.0.0.1, 0.0.0.0, ::)");
+              "flag --listen: \"imap.example\" is not an IP address (one to listen on: 127.0.0.1, 0.0.0.0, ::1, ::)");
   }
 }
 
