@@ -13,10 +13,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -328,6 +330,40 @@ class Reload(unittest.TestCase):
         self.assertIn("does not match certificate", line)
         self.assertEqual(self.serial_now(), 1002)
         self.assertEqual(self.metrics(), (1, 2, renewed_expiry))
+        self.assertIsNone(self.proxy.proc.poll())
+
+
+    def test_reloads_while_handshakes_run(self):
+        # Every event loop takes the context while SIGHUPs swap it: no handshake fails
+        # and each sees one of the two certificates whole (the sanitizer build would
+        # report a context freed under a handshake).
+        pairs = [self.certs.leaf("x", ["localhost"], "rsa", serial=2001),
+                 self.certs.leaf("y", ["localhost"], "ecdsa", serial=2002)]
+        context = ssl.create_default_context(cafile=self.certs.ca)
+        serials, failures = [], []
+
+        def handshakes():
+            for _ in range(25):
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=20) as raw:
+                        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                            serials.append(int(tls.getpeercert()["serialNumber"], 16))
+                            tls.recv(100)  # the greeting: the session went through
+                except (OSError, ssl.SSLError) as e:
+                    failures.append(repr(e))
+
+        threads = [threading.Thread(target=handshakes) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for i in range(8):
+            self.install(pairs[i % 2])
+            self.proxy.proc.send_signal(signal.SIGHUP)
+            self.reloaded(i + 1, "ok")
+        for t in threads:
+            t.join(timeout=120)
+        self.assertEqual(failures, [])
+        self.assertEqual(len(serials), 100)
+        self.assertTrue(set(serials) <= {1001, 2001, 2002}, serials)
         self.assertIsNone(self.proxy.proc.poll())
 
 
