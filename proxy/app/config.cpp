@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "proxy/imap/abnf.hpp"
+#include "proxy/transport/server_tls.hpp"
 #include "proxy/util/cidr.hpp"
 #include "proxy/util/json_reader.hpp"
 
@@ -90,17 +91,63 @@ transport::PlaintextLogin read_plaintext_login(Reader& r) {
   return parse_plaintext_login(r.choice("plaintext_login", "refuse", {"refuse", "loopback", "allow"}));
 }
 
-transport::ListenerSettings read_listener(Reader r, std::size_t index) {
+// The TLS policy's fields given here, over base (the top level's, for a listener).
+transport::TlsPolicy read_tls_policy(Reader r, transport::TlsPolicy policy) {
+  if (r.has("min_version")) {
+    policy.min_version = r.choice("min_version", "TLSv1.2", {"TLSv1.2", "TLSv1.3"}) == "TLSv1.3"
+                             ? transport::TlsVersion::Tls13
+                             : transport::TlsVersion::Tls12;
+  }
+  policy.ciphers = r.string("ciphers", policy.ciphers);
+  policy.ciphersuites = r.string("ciphersuites", policy.ciphersuites);
+  r.reject_unknown();
+  if (const auto problem = transport::check_tls_policy(policy)) r.fail(problem->field, problem->reason);
+  return policy;
+}
+
+// "cert" and "key" (one pair), then "certificates": [{"cert": ..., "key": ...}, ...].
+std::vector<transport::CertificateFiles> read_certificates(Reader& r) {
+  std::vector<transport::CertificateFiles> certificates;
+  const auto cert = r.string("cert", "");
+  const auto key = r.string("key", "");
+  if (cert.empty() != key.empty()) r.fail(cert.empty() ? "cert" : "key", "goes with " + std::string(cert.empty() ? "key" : "cert"));
+  if (!cert.empty()) certificates.push_back({cert, key});
+  if (!r.has("certificates")) return certificates;
+  const auto& list = r.array("certificates");
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    if (!list[i].is_object()) r.fail("certificates/" + std::to_string(i), "must be {\"cert\": FILE, \"key\": FILE}");
+    Reader item(list[i], r.file(), r.pointer() + "/certificates/" + std::to_string(i));
+    transport::CertificateFiles files{item.string("cert", ""), item.string("key", "")};
+    if (files.cert.empty()) item.fail("cert", "is required (a PEM certificate chain)");
+    if (files.key.empty()) item.fail("key", "is required (its PEM private key)");
+    item.reject_unknown();
+    certificates.push_back(files);
+  }
+  return certificates;
+}
+
+// Listeners and the admin address bind an address: a host name would be resolved
+// to who knows which (and start-up refuses one).
+void require_ip_address(const transport::Endpoint& e, const std::string& where) {
+  if (e.host.find('/') != std::string::npos || !util::Cidr::parse(e.host)) {
+    throw ConfigError(where + ": \"" + e.host + "\" is not an IP address (one to listen on: 127.0.0.1, 0.0.0.0, ::1, ::)");
+  }
+}
+
+transport::ListenerSettings read_listener(Reader r, std::size_t index, const transport::TlsPolicy& tls_policy) {
   transport::ListenerSettings l;
   l.name = r.string("name", "listener" + std::to_string(index));
   if (!r.has("listen")) r.fail("listen", "is required (\"host:port\")");
   l.listen = parse_endpoint(r.string("listen", ""), r.path("listen"));
+  require_ip_address(l.listen, r.path("listen"));
   const auto tls = r.choice("tls", "none", {"none", "starttls", "implicit"});
   l.implicit_tls = tls == "implicit";
-  l.cert_file = r.string("cert", "");
-  l.key_file = r.string("key", "");
-  if (tls != "none" && (l.cert_file.empty() || l.key_file.empty())) r.fail("tls", "\"" + tls + "\" needs cert and key");
-  if (tls == "none" && !l.cert_file.empty()) r.fail("cert", "is set but tls is \"none\" (use \"starttls\")");
+  l.certificates = read_certificates(r);
+  if (tls != "none" && l.certificates.empty()) r.fail("tls", "\"" + tls + "\" needs cert and key");
+  if (tls == "none" && !l.certificates.empty()) {
+    r.fail(r.has("cert") ? "cert" : "certificates", "is set but tls is \"none\" (use \"starttls\")");
+  }
+  l.tls_policy = r.has("tls_policy") ? read_tls_policy(r.object("tls_policy"), tls_policy) : tls_policy;
   l.plaintext_login = read_plaintext_login(r);
   l.compress = read_client_compress(r);
   if (r.has("proxy_protocol")) {
@@ -248,6 +295,7 @@ Config load_config_file(const std::string& path) {
       config.admin_enabled = false;
     } else {
       config.admin = parse_endpoint(admin, root.path("admin"));
+      require_ip_address(config.admin, root.path("admin"));
     }
   }
   config.proxy.threads = static_cast<unsigned>(root.number("threads", 0, 0, 256));
@@ -289,10 +337,13 @@ Config load_config_file(const std::string& path) {
   // A server's messages are the server's business: literals of any size pass.
   config.proxy.server_limits.max_literal_size = std::numeric_limits<std::uint64_t>::max();
 
+  transport::TlsPolicy tls_policy;
+  tls_policy.allow_world_readable_keys = root.boolean("allow_world_readable_keys", false);
+  if (root.has("tls_policy")) tls_policy = read_tls_policy(root.object("tls_policy"), tls_policy);
   const auto& listeners = root.array("listeners");
   for (std::size_t i = 0; i < listeners.size(); ++i) {
     config.proxy.listeners.push_back(
-        read_listener(Reader(listeners[i], path, "/listeners/" + std::to_string(i)), i));
+        read_listener(Reader(listeners[i], path, "/listeners/" + std::to_string(i)), i, tls_policy));
   }
   root.reject_unknown();
   return config;
@@ -309,8 +360,12 @@ Flags parse_flags(const std::vector<std::string>& args) {
     if (a == "--config") f.config_file = value();
     else if (a == "--listen") f.listen.push_back(value());
     else if (a == "--listen-tls") f.listen_tls.push_back(value());
-    else if (a == "--tls-cert") f.tls_cert = value();
-    else if (a == "--tls-key") f.tls_key = value();
+    else if (a == "--tls-cert") f.tls_cert.push_back(value());
+    else if (a == "--tls-key") f.tls_key.push_back(value());
+    else if (a == "--tls-min-version") f.tls_min_version = value();
+    else if (a == "--tls-ciphers") f.tls_ciphers = value();
+    else if (a == "--tls-ciphersuites") f.tls_ciphersuites = value();
+    else if (a == "--allow-world-readable-keys") f.allow_world_readable_keys = true;
     else if (a == "--upstream") f.upstream.push_back(value());
     else if (a == "--upstream-tls") f.upstream_tls = true;
     else if (a == "--upstream-starttls") f.upstream_starttls = true;
@@ -347,8 +402,40 @@ Flags parse_flags(const std::vector<std::string>& args) {
     throw ConfigError("flag --plaintext-login: \"" + f.plaintext_login + "\" is not refuse, loopback or allow");
   }
   if (f.upstream_tls && f.upstream_starttls) throw ConfigError("flags --upstream-tls and --upstream-starttls exclude each other");
+  if (f.tls_cert.size() != f.tls_key.size()) {
+    throw ConfigError("flags --tls-cert and --tls-key go in pairs: " + std::to_string(f.tls_cert.size()) +
+                      " certificates, " + std::to_string(f.tls_key.size()) + " keys");
+  }
+  if (!f.tls_min_version.empty() && f.tls_min_version != "TLSv1.2" && f.tls_min_version != "TLSv1.3") {
+    throw ConfigError("flag --tls-min-version: \"" + f.tls_min_version + "\" is not TLSv1.2 or TLSv1.3");
+  }
   return f;
 }
+
+namespace {
+
+// --tls-cert/--tls-key pairs replace every listener's certificates; the policy
+// flags change every listener's policy.
+void apply_tls_flags(const Flags& f, std::vector<transport::ListenerSettings>& listeners) {
+  for (auto& l : listeners) {
+    if (!f.tls_cert.empty()) {
+      l.certificates.clear();
+      for (std::size_t i = 0; i < f.tls_cert.size(); ++i) l.certificates.push_back({f.tls_cert[i], f.tls_key[i]});
+    }
+    auto& p = l.tls_policy;
+    if (!f.tls_min_version.empty()) {
+      p.min_version = f.tls_min_version == "TLSv1.3" ? transport::TlsVersion::Tls13 : transport::TlsVersion::Tls12;
+    }
+    if (!f.tls_ciphers.empty()) p.ciphers = f.tls_ciphers;
+    if (!f.tls_ciphersuites.empty()) p.ciphersuites = f.tls_ciphersuites;
+    if (f.allow_world_readable_keys) p.allow_world_readable_keys = true;
+    if (const auto problem = transport::check_tls_policy(p)) {
+      throw ConfigError("flag --tls-" + problem->field + ": " + problem->reason);
+    }
+  }
+}
+
+}  // namespace
 
 Config build_config(const Flags& f) {
   Config config = f.config_file.empty() ? Config{} : load_config_file(f.config_file);
@@ -357,6 +444,7 @@ Config build_config(const Flags& f) {
     config.admin_enabled = false;
   } else if (!f.admin.empty()) {
     config.admin = parse_endpoint(f.admin, "flag --admin");
+    require_ip_address(config.admin, "flag --admin");
     config.admin_enabled = true;
   }
   if (f.threads >= 0) config.proxy.threads = static_cast<unsigned>(f.threads);
@@ -414,15 +502,19 @@ Config build_config(const Flags& f) {
     proxy_from.push_back(*cidr);
   }
 
+  // TLS for listeners made from flags: the config's top-level policy if any (the
+  // first listener's), then the flags over it for every listener.
+  transport::TlsPolicy flag_policy;
+  if (!config.proxy.listeners.empty()) flag_policy = config.proxy.listeners.front().tls_policy;
   if (!f.listen.empty() || !f.listen_tls.empty()) {
     config.proxy.listeners.clear();
     auto add = [&](const std::string& address, bool implicit) {
       transport::ListenerSettings l;
       l.name = (implicit ? "imaps-" : "imap-") + std::to_string(config.proxy.listeners.size());
       l.listen = parse_endpoint(address, implicit ? "flag --listen-tls" : "flag --listen");
+      require_ip_address(l.listen, implicit ? "flag --listen-tls" : "flag --listen");
       l.implicit_tls = implicit;
-      l.cert_file = f.tls_cert;
-      l.key_file = f.tls_key;
+      l.tls_policy = flag_policy;
       if (!f.plaintext_login.empty()) l.plaintext_login = parse_plaintext_login(f.plaintext_login);
       l.compress = f.compress;
       l.proxy_protocol = !proxy_from.empty();
@@ -435,8 +527,6 @@ Config build_config(const Flags& f) {
   } else {
     for (auto& l : config.proxy.listeners) {
       if (upstream_flags) l.upstream = upstream;
-      if (!f.tls_cert.empty()) l.cert_file = f.tls_cert;
-      if (!f.tls_key.empty()) l.key_file = f.tls_key;
       if (!f.plaintext_login.empty()) l.plaintext_login = parse_plaintext_login(f.plaintext_login);
       if (f.compress != transport::ClientCompress::Off) l.compress = f.compress;
       if (!proxy_from.empty()) {
@@ -446,12 +536,12 @@ Config build_config(const Flags& f) {
     }
   }
   if (config.proxy.listeners.empty()) throw ConfigError("nothing to listen on: give --listen/--listen-tls or --config");
+  apply_tls_flags(f, config.proxy.listeners);
   for (const auto& l : config.proxy.listeners) {
     if (l.upstream.addresses.empty()) throw ConfigError("listener " + l.name + ": no upstream (give --upstream HOST:PORT)");
-    if (l.implicit_tls && (l.cert_file.empty() || l.key_file.empty())) {
+    if (l.implicit_tls && l.certificates.empty()) {
       throw ConfigError("listener " + l.name + ": implicit TLS needs --tls-cert and --tls-key");
     }
-    if (l.cert_file.empty() != l.key_file.empty()) throw ConfigError("listener " + l.name + ": give both --tls-cert and --tls-key");
     if (l.compress == transport::ClientCompress::PassThrough && l.upstream.compress) {
       throw ConfigError("listener " + l.name + ": --compress-pass-through can't be combined with --upstream-compress");
     }
@@ -476,8 +566,15 @@ std::string usage() {
 Flags (over the config file):
   --listen HOST:PORT         plain listener; offers STARTTLS when a certificate is given (repeatable)
   --listen-tls HOST:PORT     implicit-TLS listener, 993 style (repeatable)
-  --tls-cert FILE            certificate chain (PEM) for the client side
-  --tls-key FILE             its private key (PEM)
+  --tls-cert FILE            certificate chain (PEM) for the client side; repeat with --tls-key
+                             for more (RSA and ECDSA, other names: chosen by SNI; the first
+                             is the default). SIGHUP reloads them
+  --tls-key FILE             its private key (PEM); refused when every user can read it
+  --allow-world-readable-keys  load such a key anyway
+  --tls-min-version V        TLSv1.2 (default) or TLSv1.3, client side
+  --tls-ciphers LIST         TLS 1.2 ciphers, OpenSSL syntax (default: Mozilla intermediate,
+                             ECDHE with AES-GCM or ChaCha20-Poly1305)
+  --tls-ciphersuites LIST    TLS 1.3 suites (default: OpenSSL's)
   --plaintext-login MODE     LOGIN/AUTHENTICATE before STARTTLS on a plain listener with a
                              certificate: refuse (default: LOGINDISABLED, [PRIVACYREQUIRED]),
                              loopback (taken from 127.0.0.0/8 and ::1 only), allow

@@ -44,7 +44,10 @@ transport::Endpoint parse_endpoint(const std::string& text, const std::string& w
 struct Flags {
   std::string config_file;
   std::vector<std::string> listen, listen_tls, upstream, proxy_protocol_from;
-  std::string tls_cert, tls_key, upstream_ca, upstream_forward, admin, admin_token_file, log_level, clients, rules,
+  std::vector<std::string> tls_cert, tls_key;  // in pairs
+  std::string tls_min_version, tls_ciphers, tls_ciphersuites;
+  bool allow_world_readable_keys = false;
+  std::string upstream_ca, upstream_forward, admin, admin_token_file, log_level, clients, rules,
       transcripts, diagnostics_state, state_dir;
   std::string plaintext_login;  // refuse, loopback, allow; empty: the config's (default refuse)
   bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false,

@@ -11,12 +11,14 @@
 #include "proxy/app/config.hpp"
 #include "proxy/app/inspect_command.hpp"
 #include "proxy/app/replay_command.hpp"
+#include "proxy/app/tls_metrics.hpp"
 #include "proxy/app/admin_api.hpp"
 #include "proxy/diagnose/diagnostics.hpp"
 #include "proxy/inspect/inspector.hpp"
 #include "proxy/observe/fanout.hpp"
 #include "proxy/observe/metrics.hpp"
 #include "proxy/replay/conversation.hpp"
+#include "proxy/transport/listener_setup.hpp"
 #include "proxy/transport/proxy.hpp"
 #include "proxy/util/private_files.hpp"
 
@@ -35,10 +37,11 @@ int decode(const std::vector<std::string>& files) {
 
 void print_summary(const imapscope::app::Config& config) {
   for (const auto& l : config.proxy.listeners) {
-    std::printf("listener %s: %s tls=%s ", l.name.c_str(), l.listen.to_string().c_str(),
-                l.implicit_tls ? "implicit" : l.cert_file.empty() ? "none" : "starttls");
+    std::printf("listener %s: %s tls=%s certificates=%zu min_version=%s ", l.name.c_str(),
+                l.listen.to_string().c_str(), l.implicit_tls ? "implicit" : l.certificates.empty() ? "none" : "starttls",
+                l.certificates.size(), l.tls_policy.min_version == imapscope::transport::TlsVersion::Tls13 ? "TLSv1.3" : "TLSv1.2");
     using imapscope::transport::PlaintextLogin;
-    if (!l.implicit_tls && !l.cert_file.empty()) {
+    if (!l.implicit_tls && !l.certificates.empty()) {
       std::printf("plaintext_login=%s ", l.plaintext_login == PlaintextLogin::Allow      ? "allow"
                                          : l.plaintext_login == PlaintextLogin::Loopback ? "loopback"
                                                                                           : "refuse");
@@ -115,6 +118,9 @@ int main(int argc, char** argv) {
     const auto config = imapscope::app::build_config(imapscope::app::parse_flags(args));
     imapscope::util::set_log_level(config.log_level);
     if (check_only) {
+      // What start-up loads before binding (certificates, keys, CA files, addresses),
+      // by the same code: what passes here starts, ports in use aside.
+      for (const auto& listener : config.proxy.listeners) (void)imapscope::transport::prepare_listener(listener);
       print_summary(config);
       std::printf("config OK\n");
       return 0;
@@ -162,6 +168,12 @@ int main(int argc, char** argv) {
     // The admin address is up before the listeners (whoever sees the IMAP port open
     // can use it too); it says "ready" only while a running proxy takes sessions.
     std::atomic<const imapscope::transport::Proxy*> running{nullptr};
+    if (metrics) {
+      imapscope::app::add_tls_metrics(*metrics, [&running] {
+        const auto* proxy = running.load();
+        return proxy ? proxy->tls_status() : std::vector<imapscope::transport::ListenerTlsStatus>{};
+      });
+    }
     std::unique_ptr<imapscope::transport::HttpServer> admin;
     if (config.admin_enabled) {
       auto api = std::make_shared<imapscope::app::AdminApi>(metrics, inspector, diagnostics, config.admin_token);

@@ -13,20 +13,10 @@
 #include <thread>
 
 #include "proxy/transport/listen_address.hpp"
-#include "proxy/transport/tls_context.hpp"
+#include "proxy/transport/listener_setup.hpp"
 #include "proxy/util/log.hpp"
 
 namespace imapscope::transport {
-namespace {
-
-asio::ip::tcp::endpoint resolve_listen(const Endpoint& e) {
-  asio::error_code ec;
-  const auto address = asio::ip::make_address(e.host, ec);
-  if (ec) throw std::runtime_error("listen address must be an IP address: " + e.host);
-  return {address, e.port};
-}
-
-}  // namespace
 
 Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
   const unsigned threads = settings.threads ? settings.threads : std::max(1u, std::thread::hardware_concurrency());
@@ -44,22 +34,17 @@ Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
     runtime->signatures = settings_.signatures.get();
     runtime->rules = settings_.rules.get();
     runtime->telemetry = settings_.telemetry.get();
-    runtime->tls_mode = listener.implicit_tls ? "implicit" : listener.cert_file.empty() ? "none" : "starttls";
-    if (!listener.cert_file.empty()) {
-      runtime->client_tls = make_server_tls_context(listener.cert_file, listener.key_file);
-    } else if (listener.implicit_tls) {
-      throw std::runtime_error("listener " + listener.name + ": implicit TLS needs a certificate and key");
-    }
-    if (listener.upstream.tls != UpstreamTls::None) {
-      runtime->upstream_tls = make_client_tls_context(listener.upstream.ca_file, listener.upstream.verify);
-      if (!listener.upstream.verify) {
-        util::log_line(util::LogLevel::Warning, "event=config listener=" + listener.name +
-                                                    " warning=\"upstream certificate NOT verified (--upstream-insecure):"
-                                                    " anyone on the path can read and change this traffic\"");
-      }
+    runtime->tls_mode = listener.implicit_tls ? "implicit" : listener.certificates.empty() ? "none" : "starttls";
+    auto prepared = prepare_listener(listener);
+    runtime->client_tls = std::move(prepared.client_tls);
+    runtime->upstream_tls = std::move(prepared.upstream_tls);
+    if (runtime->upstream_tls && !listener.upstream.verify) {
+      util::log_line(util::LogLevel::Warning, "event=config listener=" + listener.name +
+                                                  " warning=\"upstream certificate NOT verified (--upstream-insecure):"
+                                                  " anyone on the path can read and change this traffic\"");
     }
     // Every loop accepts on the same port; a port 0 is fixed by the first bind.
-    auto endpoint = resolve_listen(listener.listen);
+    auto endpoint = prepared.endpoint;
     for (std::size_t i = 0; i < bound_.size(); ++i) {
       // Both would join one SO_REUSEPORT group and split the connections.
       if (endpoint.port() != 0 && bound_[i] == endpoint) {
@@ -143,6 +128,34 @@ void Proxy::reload_rules() {
   }
 }
 
+void Proxy::reload_certificates() {
+  // New handshakes take the new context; running sessions keep the one they started
+  // with. A certificate or key that doesn't load leaves the listener as it was.
+  for (const auto& runtime : runtimes_) {
+    if (!runtime->client_tls) continue;
+    const auto listener = "event=tls_reload listener=" + runtime->settings.name;
+    try {
+      runtime->client_tls->reload();
+      util::log_line(util::LogLevel::Info, listener + " result=ok certificates=" +
+                                               std::to_string(runtime->client_tls->certificate_count()) +
+                                               " earliest_expiry=" + std::to_string(runtime->client_tls->earliest_expiry()));
+    } catch (const std::exception& e) {
+      util::log_line(util::LogLevel::Error,
+                     listener + " result=failed kept=previous error=" + util::log_quote(e.what()));
+    }
+  }
+}
+
+std::vector<ListenerTlsStatus> Proxy::tls_status() const {
+  std::vector<ListenerTlsStatus> out;
+  for (const auto& runtime : runtimes_) {
+    if (const auto& tls = runtime->client_tls) {
+      out.push_back({runtime->settings.name, tls->earliest_expiry(), tls->reloads(true), tls->reloads(false)});
+    }
+  }
+  return out;
+}
+
 asio::awaitable<void> Proxy::handle_signals() {
   auto& io = loops_.front()->io;
   asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
@@ -155,6 +168,7 @@ asio::awaitable<void> Proxy::handle_signals() {
       break;
     }
     reload_rules();
+    reload_certificates();
   }
   draining_ = true;
   util::log_line(util::LogLevel::Info, "event=drain signal=" + std::to_string(signal) + " sessions=" +

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <atomic>
+#include <ctime>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -14,6 +16,14 @@
 #include "proxy/transport/settings.hpp"
 
 namespace imapscope::transport {
+
+// A listener's certificates as the metrics show them.
+struct ListenerTlsStatus {
+  std::string listener;
+  std::time_t earliest_expiry = 0;  // notAfter of the certificate in force that expires first
+  std::uint64_t reloads_ok = 0;
+  std::uint64_t reloads_failed = 0;
+};
 
 class Proxy {
  public:
@@ -29,6 +39,8 @@ class Proxy {
   // From SIGTERM/SIGINT on: no new sessions (readiness probes say so). Any thread.
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
   std::size_t active_sessions() const { return active_.load(std::memory_order_relaxed); }
+  // The listeners with TLS on the client leg. Any thread.
+  std::vector<ListenerTlsStatus> tls_status() const;
 
  private:
   struct Loop {
@@ -42,6 +54,7 @@ class Proxy {
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, const ListenerRuntime& runtime, Loop& loop);
   asio::awaitable<void> handle_signals();
   void reload_rules();  // SIGHUP
+  void reload_certificates();  // SIGHUP too: every listener's certificates and keys
   asio::awaitable<void> sweep_idle(Loop& loop);
 
   ProxySettings settings_;

@@ -158,7 +158,8 @@ asio::awaitable<bool> Relay::set_up() {
   auto executor = co_await asio::this_coro::executor;
   if (listener_.settings.implicit_tls) {
     asio::steady_timer timer(executor, listener_.timeouts.tls_handshake);
-    auto result = co_await (client_.accept_tls(listener_.client_tls->native_handle()) || timer.async_wait(kNoThrow));
+    const auto tls = listener_.client_tls->current();  // a reload may swap it meanwhile
+    auto result = co_await (client_.accept_tls(tls.get()) || timer.async_wait(kNoThrow));
     const bool failed = result.index() == 1 || std::get<0>(result);
     if (listener_.telemetry) {
       listener_.telemetry->tls_handshake(true, !failed, failed ? "" : client_.tls_version(), client_.tls_resumed());
@@ -595,7 +596,8 @@ void Relay::maybe_start_client_tls() {
 
 asio::awaitable<bool> Relay::client_handshake() {
   asio::steady_timer timer(co_await asio::this_coro::executor, listener_.timeouts.tls_handshake);
-  auto result = co_await (client_.accept_tls(listener_.client_tls->native_handle()) || timer.async_wait(kNoThrow));
+  const auto tls = listener_.client_tls->current();  // a reload may swap it meanwhile
+  auto result = co_await (client_.accept_tls(tls.get()) || timer.async_wait(kNoThrow));
   co_return result.index() == 0 && !std::get<0>(result);
 }
 

@@ -28,6 +28,7 @@
 #include "proxy/compress/deflate.hpp"
 #include "proxy/session/session.hpp"
 #include "proxy/transport/client_address.hpp"
+#include "proxy/transport/server_tls.hpp"
 #include "proxy/transport/settings.hpp"
 #include "proxy/transport/stream.hpp"
 
@@ -43,7 +44,7 @@ struct ListenerRuntime {
   const policy::RuleStore* rules = nullptr;          // null: no rules
   session::Telemetry* telemetry = nullptr;           // null: no metrics
   std::string tls_mode;                              // "implicit", "starttls" or "none" (a metric label)
-  std::shared_ptr<asio::ssl::context> client_tls;    // our certificate; null: no TLS on the client leg
+  std::shared_ptr<ServerTls> client_tls;             // our certificates; null: no TLS on the client leg
   std::shared_ptr<asio::ssl::context> upstream_tls;  // null: plain upstream
 };
 

@@ -63,12 +63,38 @@ struct UpstreamSettings {
   bool compress = false;
 };
 
+// TLS 1.2 suites of Mozilla's "intermediate" profile (guidelines v5.7 without the
+// DHE ones): ECDHE key exchange (forward secrecy) and AEAD ciphers only, so no
+// static-RSA key exchange and no CBC/SHA-1 suites.
+inline constexpr const char* kIntermediateCiphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+enum class TlsVersion : std::uint8_t { Tls12, Tls13 };
+
+// What the client leg's TLS accepts (the upstream leg keeps OpenSSL's defaults, TLS >= 1.2).
+struct TlsPolicy {
+  TlsVersion min_version = TlsVersion::Tls12;
+  std::string ciphers = kIntermediateCiphers;  // TLS 1.2, OpenSSL's cipher string syntax
+  std::string ciphersuites;                    // TLS 1.3; empty: OpenSSL's default
+  // A private key every local user can read is refused unless this is set.
+  bool allow_world_readable_keys = false;
+};
+
+// A certificate chain (PEM, leaf first) and its private key.
+struct CertificateFiles {
+  std::string cert;
+  std::string key;
+};
+
 struct ListenerSettings {
   std::string name;
   Endpoint listen;
   bool implicit_tls = false;             // 993 style; otherwise plain with STARTTLS when a cert is set
-  std::string cert_file;
-  std::string key_file;
+  // Chosen by the name the client asks for (SNI), RSA or ECDSA by what it supports;
+  // the first is the default. Empty: no TLS on the client leg.
+  std::vector<CertificateFiles> certificates;
+  TlsPolicy tls_policy;
   PlaintextLogin plaintext_login = PlaintextLogin::Refuse;  // plain listeners with a certificate
   ClientCompress compress = ClientCompress::Off;
   // Every connection starts with a PROXY protocol header (v1 or v2), accepted only

@@ -5,13 +5,15 @@
 #include <string>
 
 #include <asio/ssl/context.hpp>
+#include <openssl/ssl.h>
 
 namespace imapscope::transport {
 
 using TlsContextPtr = std::shared_ptr<asio::ssl::context>;
 
-// Client leg: our certificate and key. TLS >= 1.2; buffers released while idle.
-TlsContextPtr make_server_tls_context(const std::string& cert_file, const std::string& key_file);
+// What both legs share: TLS >= 1.2, buffers released while idle, whole-socket reads,
+// no compression or renegotiation. The client leg's contexts: server_tls.hpp.
+void apply_common_tls_settings(SSL_CTX* ctx);
 // Upstream leg: verification against ca_file (or the system store) unless verify is false.
 TlsContextPtr make_client_tls_context(const std::string& ca_file, bool verify);
 

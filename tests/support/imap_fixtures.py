@@ -97,8 +97,10 @@ def make_certs(directory):
         f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     run("openssl", "x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-CAcreateserial",
         "-out", cert, "-days", "2", "-extfile", ext)
-    for path in (key, cert, ca_cert):
+    for path in (cert, ca_cert):
         os.chmod(path, 0o644)
+    # Group-readable as Debian's ssl-cert convention: imapscope refuses keys every user can read.
+    os.chmod(key, 0o640)
     return {"ca": ca_cert, "cert": cert, "key": key}
 
 
