@@ -112,8 +112,10 @@ int main(int argc, char** argv) {
       std::printf("config OK\n");
       return 0;
     }
+    std::string label_key;
     try {
       imapscope::util::ensure_private_dir(config.state_dir);
+      label_key = imapscope::util::load_or_create_secret(config.state_dir + "/label-key", 32);
     } catch (const std::exception& e) {
       throw imapscope::app::ConfigError("state folder: " + std::string(e.what()));
     }
@@ -122,6 +124,7 @@ int main(int argc, char** argv) {
     std::shared_ptr<imapscope::observe::Metrics> metrics;
     std::shared_ptr<imapscope::inspect::Inspector> inspector;
     auto inspector_options = config.inspector;
+    inspector_options.label_key = label_key;
     inspector_options.live = inspector_options.live && config.admin_enabled;  // nobody could look
     if (config.admin_enabled) {
       const auto& signatures = settings.signatures ? *settings.signatures : imapscope::identify::builtin_signatures();
@@ -149,7 +152,9 @@ int main(int argc, char** argv) {
     // The diagnostics wrap the others: their findings go to the same observers.
     std::shared_ptr<imapscope::diagnose::Diagnostics> diagnostics;
     if (config.diagnostics.enabled) {
-      diagnostics = std::make_shared<imapscope::diagnose::Diagnostics>(config.diagnostics, settings.telemetry);
+      auto diagnostics_options = config.diagnostics;
+      diagnostics_options.label_key = label_key;
+      diagnostics = std::make_shared<imapscope::diagnose::Diagnostics>(diagnostics_options, settings.telemetry);
       settings.telemetry = diagnostics;
     }
     // The admin address is up before the listeners (whoever sees the IMAP port open
