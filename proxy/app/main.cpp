@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "proxy/app/config.hpp"
+#include "proxy/app/privileges.hpp"
 #include "proxy/app/inspect_command.hpp"
 #include "proxy/app/replay_command.hpp"
 #include "proxy/app/admin_api.hpp"
@@ -61,6 +62,11 @@ void print_summary(const imapscope::app::Config& config) {
   std::printf("client signatures: %s, %zu families, %zu ID and %zu heuristic signatures\n",
               config.proxy.signatures ? "from --clients/config" : "built in", signatures.families.size(),
               signatures.id.size(), signatures.heuristics.size());
+  if (config.run_as) {
+    std::printf("runs as: user %s (%u), group %s (%u), once bound\n", config.run_as->user.c_str(),
+                static_cast<unsigned>(config.run_as->uid), config.run_as->group.c_str(),
+                static_cast<unsigned>(config.run_as->gid));
+  }
   std::printf("diagnostics: %s, state file %s\n", config.diagnostics.enabled ? "on" : "off",
               config.diagnostics.state_file.empty() ? "none (in memory)" : config.diagnostics.state_file.c_str());
   if (const auto& store = config.proxy.rules) {
@@ -85,10 +91,23 @@ void tune_malloc() {
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
 }
 
+// A bind refused for want of privilege says what would allow it.
+static std::string bind_hint(const imapscope::transport::ProxySettings& settings) {
+  if (imapscope::app::can_bind_low_ports()) return "";
+  for (const auto& l : settings.listeners) {
+    if (l.listen.port != 0 && l.listen.port < 1024) {
+      return " (ports below 1024 need root or CAP_NET_BIND_SERVICE, see docs/security.md)";
+    }
+  }
+  return "";
+}
+
 int main(int argc, char** argv) {
   tune_malloc();
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
+    // Before anything reads a password or a key.
+    imapscope::app::forbid_core_dumps();
     if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
       std::fputs(imapscope::app::usage().c_str(), stdout);
       return 0;
@@ -111,6 +130,12 @@ int main(int argc, char** argv) {
       print_summary(config);
       std::printf("config OK\n");
       return 0;
+    }
+    // Every folder is checked, and every file made, for the account the proxy will
+    // run as: it must own them, and be able to rotate and rewrite them later.
+    if (config.run_as) {
+      imapscope::app::check_can_become(*config.run_as);
+      imapscope::util::set_private_owner(config.run_as->uid, config.run_as->gid);
     }
     std::string label_key;
     try {
@@ -179,7 +204,22 @@ int main(int argc, char** argv) {
                                     "/ metrics=http://" + address + "/metrics token=" +
                                     (config.admin_token.empty() ? "none" : "required"));
     }
-    imapscope::transport::Proxy proxy(settings);
+    std::unique_ptr<imapscope::transport::Proxy> bound;
+    try {
+      bound = std::make_unique<imapscope::transport::Proxy>(settings);  // binds, loads the keys
+    } catch (const std::exception& e) {
+      throw std::runtime_error(e.what() + bind_hint(settings));
+    }
+    auto& proxy = *bound;
+    // Everything that needs root is done: from here on, the account's rights only.
+    if (config.run_as) {
+      imapscope::app::become(*config.run_as);
+      imapscope::util::log_line(imapscope::util::LogLevel::Info,
+                                "event=privileges_dropped user=" + imapscope::util::log_quote(config.run_as->user) +
+                                    " group=" + imapscope::util::log_quote(config.run_as->group));
+    } else {
+      imapscope::app::drop_capabilities();
+    }
     running = &proxy;
     const int status = proxy.run();
     running = nullptr;
