@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -217,6 +218,16 @@ int main(int argc, char** argv) {
       imapscope::util::log_line(imapscope::util::LogLevel::Info,
                                 "event=privileges_dropped user=" + imapscope::util::log_quote(config.run_as->user) +
                                     " group=" + imapscope::util::log_quote(config.run_as->group));
+      // What it writes later (the next transcript, the state file) it writes as the user.
+      try {
+        if (inspector_options.transcripts) imapscope::util::check_usable_dir(inspector_options.transcripts->dir);
+        if (!config.diagnostics.state_file.empty()) {
+          const auto folder = std::filesystem::path(config.diagnostics.state_file).parent_path().string();
+          imapscope::util::check_usable_dir(folder.empty() ? "." : folder);
+        }
+      } catch (const std::exception& e) {
+        throw imapscope::app::ConfigError("as user " + config.run_as->user + ": " + e.what());
+      }
     } else {
       imapscope::app::drop_capabilities();
     }

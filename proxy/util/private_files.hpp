@@ -30,6 +30,10 @@ struct NameTaken : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Throws unless the current user can make and remove files in the folder: once
+// the proxy has become another user, a parent folder may not let it through.
+void check_usable_dir(const std::string& dir);
+
 // A new file, mode 0600, owned by the owner; fails if the name exists (O_EXCL:
 // NameTaken) and never follows a link (O_NOFOLLOW). Returns the open descriptor
 // (O_CLOEXEC).

@@ -235,6 +235,19 @@ class Refusals(unittest.TestCase):
         uid, gid = ensure_mail_user()
         self.assertIn(f"runs as: user {MAIL_USER} ({uid}), group {grp.getgrgid(gid).gr_name} ({gid})", out.stdout)
 
+    def test_a_folder_the_user_can_not_reach(self):
+        """Started as root, the folders are made; the user must still reach them later."""
+        ensure_mail_user()
+        hidden = tempfile.mkdtemp(prefix="imapscope-privs-")  # 0700 root: the user can't pass
+        self.addCleanup(shutil.rmtree, hidden, True)
+        work = work_dir(self)
+        out = self.run_imapscope("--listen", f"127.0.0.1:{free_port()}", "--upstream", f"127.0.0.1:{DOVECOT.port}",
+                                 "--admin", "none", "--state-dir", os.path.join(work, "state"), "--user", MAIL_USER,
+                                 "--transcripts", os.path.join(hidden, "transcripts"))
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertIn(f"as user {MAIL_USER}: {hidden}/transcripts: user", out.stderr)
+        self.assertIn("can't make files there", out.stderr)
+
     def test_a_user_can_not_become_another(self):
         uid, gid = ensure_mail_user()
         work = work_dir(self)

@@ -169,6 +169,7 @@ class Redaction(unittest.TestCase):
         out = subprocess.run([imapscope_binary(), "inspect", "--pcap", pcap, *proxy.files()], capture_output=True,
                              text=True, timeout=60)
         self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(os.stat(pcap).st_mode & 0o777, 0o600)  # it holds what the transcripts hold
         fields = subprocess.run(["tshark", "-r", pcap, "-Y", "imap", "-T", "fields", "-e", "imap.request.command",
                                  "-e", "imap.response.status"], capture_output=True, text=True, timeout=120)
         self.assertEqual(fields.returncode, 0, fields.stderr)
