@@ -8,9 +8,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <signal.h>
+
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <string_view>
+#include <thread>
 #include <vector>
 
 namespace imapscope::app {
@@ -38,12 +45,50 @@ bool has_capabilities() {
   return ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, CAP_NET_BIND_SERVICE, 0, 0) == 1;
 }
 
-void clear_capabilities() {
+// The calling thread's only (capabilities are per thread). Async-signal-safe.
+bool clear_own_capabilities() {
   ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);  // fails harmlessly on old kernels
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2]{};
-  if (::syscall(SYS_capset, &header, data) != 0) {
-    throw std::runtime_error("can't give up its capabilities (" + errno_text() + ")");
+  return ::syscall(SYS_capset, &header, data) == 0;
+}
+
+std::atomic<int> threads_to_clear{0};
+std::atomic<int> threads_failed{0};
+
+void clear_on_signal(int) {
+  if (!clear_own_capabilities()) threads_failed.fetch_add(1);
+  threads_to_clear.fetch_sub(1);
+}
+
+// Threads started before the ports were bound (the admin server's, the transcript
+// writer's) got the capabilities too: each is asked, by a signal, to clear its own,
+// as glibc does for setuid.
+void clear_capabilities() {
+  if (!clear_own_capabilities()) throw std::runtime_error("can't give up its capabilities (" + errno_text() + ")");
+  const int signal_number = SIGRTMIN + 4;
+  struct sigaction action {};
+  action.sa_handler = clear_on_signal;
+  action.sa_flags = SA_RESTART;
+  ::sigemptyset(&action.sa_mask);
+  struct sigaction before {};
+  ::sigaction(signal_number, &action, &before);
+  DIR* tasks = ::opendir("/proc/self/task");
+  if (tasks == nullptr) throw std::runtime_error("can't list its threads to give up their capabilities");
+  const auto self = static_cast<pid_t>(::syscall(SYS_gettid));
+  while (const dirent* entry = ::readdir(tasks)) {
+    const std::string_view name = entry->d_name;
+    if (name.empty() || name[0] == '.') continue;
+    const auto tid = static_cast<pid_t>(std::stol(std::string(name)));
+    if (tid == self) continue;
+    threads_to_clear.fetch_add(1);
+    if (::syscall(SYS_tgkill, ::getpid(), tid, signal_number) != 0) threads_to_clear.fetch_sub(1);  // it has ended
+  }
+  ::closedir(tasks);
+  for (int i = 0; i < 5000 && threads_to_clear.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ::sigaction(signal_number, &before, nullptr);
+  if (threads_to_clear.load() > 0 || threads_failed.load() > 0) {
+    throw std::runtime_error("a thread did not give up its capabilities");
   }
 }
 
