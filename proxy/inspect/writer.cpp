@@ -123,6 +123,7 @@ void TranscriptWriter::open_next() {
     ::close(fd);
     throw std::runtime_error(name + ".jsonl: can't be written");
   }
+  std::setvbuf(file_, nullptr, _IOFBF, 64 << 10);  // a batch of lines, one write()
   file_bytes_ = 0;
 }
 
