@@ -209,7 +209,9 @@ int main(int argc, char** argv) {
     try {
       bound = std::make_unique<imapscope::transport::Proxy>(settings);  // binds, loads the keys
     } catch (const std::exception& e) {
-      throw std::runtime_error(e.what() + bind_hint(settings));
+      const auto hint = bind_hint(settings);
+      if (hint.empty()) throw;
+      throw std::runtime_error(e.what() + hint);
     }
     auto& proxy = *bound;
     // Everything that needs root is done: from here on, the account's rights only.
