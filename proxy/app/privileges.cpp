@@ -1,15 +1,14 @@
 #include "proxy/app/privileges.hpp"
 
+#include <dirent.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <dirent.h>
-#include <signal.h>
 
 #include <atomic>
 #include <cerrno>

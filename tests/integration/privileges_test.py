@@ -115,6 +115,8 @@ class Drop(unittest.TestCase):
         for tid in os.listdir(f"/proc/{pid}/task"):
             t = status(f"{pid}/task/{tid}")
             self.assertEqual(t["Uid"].split(), [str(uid)] * 4, f"thread {tid}")
+            self.assertEqual(t["Gid"].split(), [str(gid)] * 4, f"thread {tid}")
+            self.assertEqual(t["Groups"], st["Groups"], f"thread {tid}")
             self.assertEqual(int(t["CapEff"], 16), 0, f"thread {tid}")
         # Not dumpable: /proc/PID's files belong to root though the process runs as the
         # user, and the user itself can't read its memory or environment.
