@@ -303,6 +303,16 @@ Config load_config_file(const std::string& path) {
   config.rules_path = root.string("rules", "");
   config.state_dir = root.string("state_dir", config.state_dir);
   if (config.state_dir.empty()) root.fail("state_dir", "must name a folder");
+  if (root.has("user") || root.has("group")) {
+    if (!root.has("user")) root.fail("group", "needs \"user\" too");
+    try {
+      config.run_as = find_account(root.string("user", ""), root.string("group", ""));
+    } catch (const std::exception& e) {
+      const std::string reason = e.what();
+      const bool about_group = reason.rfind("no group", 0) == 0 || reason.rfind("group", 0) == 0;
+      root.fail(about_group ? "group" : "user", reason);
+    }
+  }
   if (root.has("admin_token_file")) {
     config.admin_token = read_token_file(root.string("admin_token_file", ""), root.path("admin_token_file"));
   }
@@ -379,6 +389,8 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--diagnostics-state") f.diagnostics_state = value();
     else if (a == "--no-diagnostics") f.no_diagnostics = true;
     else if (a == "--state-dir") f.state_dir = value();
+    else if (a == "--user") f.user = value();
+    else if (a == "--group") f.group = value();
     else if (a == "--proxy-protocol-from") f.proxy_protocol_from.push_back(value());
     else if (a == "--upstream-forward-client") f.upstream_forward = value();
     else if (a == "--admin") f.admin = value();
@@ -450,6 +462,16 @@ Config build_config(const Flags& f) {
   if (f.threads >= 0) config.proxy.threads = static_cast<unsigned>(f.threads);
   if (!f.clients.empty()) config.clients_file = f.clients;
   if (!f.state_dir.empty()) config.state_dir = f.state_dir;
+  if (!f.user.empty() || !f.group.empty()) {
+    const auto user = !f.user.empty() ? f.user : config.run_as ? config.run_as->user : std::string();
+    if (user.empty()) throw ConfigError("flag --group: needs --user too");
+    const auto group = !f.group.empty() ? f.group : f.user.empty() && config.run_as ? config.run_as->group : std::string();
+    try {
+      config.run_as = find_account(user, group);
+    } catch (const std::exception& e) {
+      throw ConfigError(std::string(!f.user.empty() ? "flag --user" : "flag --group") + ": " + e.what());
+    }
+  }
   // Loaded once, here: the flag's file replaces the config's without reading both.
   if (!config.clients_file.empty()) {
     config.proxy.signatures = std::make_shared<const identify::Signatures>(identify::load_signatures(config.clients_file));
@@ -603,6 +625,9 @@ Flags (over the config file):
                              e.g. rules/quirks (default: none); SIGHUP reloads them
   --state-dir DIR            owner-only folder for the proxy's secrets and state (default
                              /var/lib/imapscope; made 0700 if missing, refused if others can write it)
+  --user USER                once the listeners and the admin address are bound and the keys
+                             read, run as USER (its groups too) for good (default: as started)
+  --group GROUP              with --user: this group rather than the user's own
   --diagnostics-state FILE   keep the last UIDVALIDITY per user and mailbox in FILE across restarts
   --no-diagnostics           don't look for client behaviours that cost servers (README, Diagnostics)
   --transcripts DIR          write a transcript of every session to DIR (JSON lines,

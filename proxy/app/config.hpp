@@ -9,6 +9,7 @@
 
 #include <optional>
 
+#include "proxy/app/privileges.hpp"
 #include "proxy/diagnose/thresholds.hpp"
 #include "proxy/inspect/inspector.hpp"
 #include "proxy/transport/settings.hpp"
@@ -26,6 +27,9 @@ struct Config {
   std::string admin_token;  // from admin_token_file; empty: none (loopback only)
   // Owner-only folder of what the proxy keeps between runs (secrets, state).
   std::string state_dir = "/var/lib/imapscope";
+  // The unprivileged account to become once everything is bound and loaded ("user",
+  // "group"); none: stay as started.
+  std::optional<Account> run_as;
   inspect::InspectorOptions inspector;  // transcripts (when configured) and the live view
   diagnose::Options diagnostics;        // findings about client behaviour
   std::string clients_file;  // client signatures; empty: built in (loaded by build_config)
@@ -48,7 +52,7 @@ struct Flags {
   std::string tls_min_version, tls_ciphers, tls_ciphersuites;
   bool allow_world_readable_keys = false;
   std::string upstream_ca, upstream_forward, admin, admin_token_file, log_level, clients, rules,
-      transcripts, diagnostics_state, state_dir;
+      transcripts, diagnostics_state, state_dir, user, group;
   std::string plaintext_login;  // refuse, loopback, allow; empty: the config's (default refuse)
   bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false,
        upstream_compress = false, no_diagnostics = false;

@@ -1,9 +1,14 @@
 #include "proxy/app/inspect_command.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "proxy/app/config.hpp"
 #include "proxy/inspect/pcap.hpp"
@@ -11,6 +16,26 @@
 #include "proxy/util/text.hpp"
 
 namespace imapscope::app {
+namespace {
+
+// The export holds what the transcripts hold: owner-only like them, whatever the
+// umask (a device such as /dev/stdout is written as it is).
+void write_owner_only(const std::string& path, const std::string& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw ConfigError("inspect: " + path + " can't be written");
+  struct stat st {};
+  bool ok = ::fstat(fd, &st) == 0 && (!S_ISREG(st.st_mode) || ::fchmod(fd, 0600) == 0);
+  for (std::size_t done = 0; ok && done < bytes.size();) {
+    const auto n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    ok = n > 0;
+    if (ok) done += static_cast<std::size_t>(n);
+  }
+  ok = ::close(fd) == 0 && ok;
+  if (!ok) throw ConfigError("inspect: " + path + " can't be written");
+}
+
+}  // namespace
+
 
 // imapscope inspect [--session N] [--command NAME] [--from T] [--to T] [--summary] [--json] [--pcap OUT] FILE...
 int inspect_command(const std::vector<std::string>& args) {
@@ -53,11 +78,11 @@ int inspect_command(const std::vector<std::string>& args) {
   if (files.empty()) throw ConfigError("inspect needs transcript files");
   const auto t = in::read_transcripts(files, filter);
   if (!pcap.empty()) {
-    std::ofstream out(pcap, std::ios::binary);
-    if (!out) throw ConfigError("inspect: " + pcap + " can't be written");
+    std::ostringstream out;
     std::vector<std::pair<std::uint64_t, const std::vector<nlohmann::json>*>> sessions;
     for (const auto& [id, events] : t.sessions) sessions.emplace_back(id, &events);
     in::write_pcapng(out, sessions);
+    write_owner_only(pcap, out.str());
     std::fprintf(stderr, "imapscope inspect: %zu sessions written to %s\n", sessions.size(), pcap.c_str());
     return 0;
   }

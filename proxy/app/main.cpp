@@ -5,10 +5,12 @@
 #include <atomic>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "proxy/app/config.hpp"
+#include "proxy/app/privileges.hpp"
 #include "proxy/app/inspect_command.hpp"
 #include "proxy/app/replay_command.hpp"
 #include "proxy/app/tls_metrics.hpp"
@@ -71,6 +73,11 @@ void print_summary(const imapscope::app::Config& config) {
   std::printf("client signatures: %s, %zu families, %zu ID and %zu heuristic signatures\n",
               config.proxy.signatures ? "from --clients/config" : "built in", signatures.families.size(),
               signatures.id.size(), signatures.heuristics.size());
+  if (config.run_as) {
+    std::printf("runs as: user %s (%u), group %s (%u), once bound\n", config.run_as->user.c_str(),
+                static_cast<unsigned>(config.run_as->uid), config.run_as->group.c_str(),
+                static_cast<unsigned>(config.run_as->gid));
+  }
   std::printf("diagnostics: %s, state file %s\n", config.diagnostics.enabled ? "on" : "off",
               config.diagnostics.state_file.empty() ? "none (in memory)" : config.diagnostics.state_file.c_str());
   if (const auto& store = config.proxy.rules) {
@@ -95,10 +102,23 @@ void tune_malloc() {
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
 }
 
+// A bind refused for want of privilege says what would allow it.
+static std::string bind_hint(const imapscope::transport::ProxySettings& settings) {
+  if (imapscope::app::can_bind_low_ports()) return "";
+  for (const auto& l : settings.listeners) {
+    if (l.listen.port != 0 && l.listen.port < 1024) {
+      return " (ports below 1024 need root or CAP_NET_BIND_SERVICE, see docs/security.md)";
+    }
+  }
+  return "";
+}
+
 int main(int argc, char** argv) {
   tune_malloc();
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
+    // Before anything reads a password or a key.
+    imapscope::app::forbid_core_dumps();
     if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
       std::fputs(imapscope::app::usage().c_str(), stdout);
       return 0;
@@ -125,8 +145,16 @@ int main(int argc, char** argv) {
       std::printf("config OK\n");
       return 0;
     }
+    // Every folder is checked, and every file made, for the account the proxy will
+    // run as: it must own them, and be able to rotate and rewrite them later.
+    if (config.run_as) {
+      imapscope::app::check_can_become(*config.run_as);
+      imapscope::util::set_private_owner(config.run_as->uid, config.run_as->gid);
+    }
+    std::string label_key;
     try {
       imapscope::util::ensure_private_dir(config.state_dir);
+      label_key = imapscope::util::load_or_create_secret(config.state_dir + "/label-key", 32);
     } catch (const std::exception& e) {
       throw imapscope::app::ConfigError("state folder: " + std::string(e.what()));
     }
@@ -135,6 +163,7 @@ int main(int argc, char** argv) {
     std::shared_ptr<imapscope::observe::Metrics> metrics;
     std::shared_ptr<imapscope::inspect::Inspector> inspector;
     auto inspector_options = config.inspector;
+    inspector_options.label_key = label_key;
     inspector_options.live = inspector_options.live && config.admin_enabled;  // nobody could look
     if (config.admin_enabled) {
       const auto& signatures = settings.signatures ? *settings.signatures : imapscope::identify::builtin_signatures();
@@ -162,7 +191,9 @@ int main(int argc, char** argv) {
     // The diagnostics wrap the others: their findings go to the same observers.
     std::shared_ptr<imapscope::diagnose::Diagnostics> diagnostics;
     if (config.diagnostics.enabled) {
-      diagnostics = std::make_shared<imapscope::diagnose::Diagnostics>(config.diagnostics, settings.telemetry);
+      auto diagnostics_options = config.diagnostics;
+      diagnostics_options.label_key = label_key;
+      diagnostics = std::make_shared<imapscope::diagnose::Diagnostics>(diagnostics_options, settings.telemetry);
       settings.telemetry = diagnostics;
     }
     // The admin address is up before the listeners (whoever sees the IMAP port open
@@ -193,7 +224,34 @@ int main(int argc, char** argv) {
                                     "/ metrics=http://" + address + "/metrics token=" +
                                     (config.admin_token.empty() ? "none" : "required"));
     }
-    imapscope::transport::Proxy proxy(settings);
+    std::unique_ptr<imapscope::transport::Proxy> bound;
+    try {
+      bound = std::make_unique<imapscope::transport::Proxy>(settings);  // binds, loads the keys
+    } catch (const std::exception& e) {
+      const auto hint = bind_hint(settings);
+      if (hint.empty()) throw;
+      throw std::runtime_error(e.what() + hint);
+    }
+    auto& proxy = *bound;
+    // Everything that needs root is done: from here on, the account's rights only.
+    if (config.run_as) {
+      imapscope::app::become(*config.run_as);
+      imapscope::util::log_line(imapscope::util::LogLevel::Info,
+                                "event=privileges_dropped user=" + imapscope::util::log_quote(config.run_as->user) +
+                                    " group=" + imapscope::util::log_quote(config.run_as->group));
+      // What it writes later (the next transcript, the state file) it writes as the user.
+      try {
+        if (inspector_options.transcripts) imapscope::util::check_usable_dir(inspector_options.transcripts->dir);
+        if (!config.diagnostics.state_file.empty()) {
+          const auto folder = std::filesystem::path(config.diagnostics.state_file).parent_path().string();
+          imapscope::util::check_usable_dir(folder.empty() ? "." : folder);
+        }
+      } catch (const std::exception& e) {
+        throw imapscope::app::ConfigError("as user " + config.run_as->user + ": " + e.what());
+      }
+    } else {
+      imapscope::app::drop_capabilities();
+    }
     running = &proxy;
     const int status = proxy.run();
     running = nullptr;

@@ -107,7 +107,7 @@ Diagnostics::Diagnostics(const Options& options, std::shared_ptr<session::Teleme
     : options_(options), registry_(options), inner_(std::move(inner)), clock_(std::move(clock)) {}
 
 void Diagnostics::remember(RecentFinding finding, const std::string& user) {
-  finding.user = user.empty() ? std::string() : inspect::user_label(user, options_.user_names);
+  finding.user = user.empty() ? std::string() : inspect::user_label(user, options_.user_names, options_.label_key);
   std::lock_guard lock(mutex_);
   if (!finding.user.empty() && (by_user_.size() < kUsers || by_user_.count(finding.user))) {
     ++by_user_[finding.user][finding.finding];

@@ -1,17 +1,25 @@
 #include "proxy/diagnose/registry.hpp"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <ctime>
-#include <fstream>
+#include <filesystem>
 #include <sstream>
+#include <stdexcept>
 #include <vector>
 
 #include "proxy/imap/abnf.hpp"
 #include "proxy/inspect/encoding.hpp"
 #include "proxy/util/log.hpp"
+#include "proxy/util/private_files.hpp"
 
 namespace imapscope::diagnose {
 namespace {
@@ -19,14 +27,17 @@ namespace {
 constexpr auto kSaveEvery = std::chrono::seconds(5);
 constexpr std::size_t kPruneAbove = 100'000;  // sweep and failure entries before old ones are dropped
 
-std::string key_of(std::string_view user, std::string_view mailbox) {
+// Keyed (the label key): whoever reads the state file can't test it against a list
+// of addresses.
+std::string key_of(std::string_view user, std::string_view mailbox, std::string_view key) {
   std::string input;
   input.reserve(user.size() + mailbox.size() + 1);
   input.append(user).push_back('\0');
   input.append(mailbox_key(mailbox));
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  EVP_Digest(input.data(), input.size(), digest, &length, EVP_sha256(), nullptr);
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(input.data()),
+       input.size(), digest, &length);
   return inspect::hex(digest, std::min(length, 16u));  // 128 bits tell mailboxes apart
 }
 
@@ -38,14 +49,45 @@ std::string mailbox_key(std::string_view mailbox) {
   return imap::iequals(mailbox, "INBOX") ? std::string("INBOX") : std::string(mailbox);
 }
 
-Registry::Registry(const Options& options) : options_(options) { load(); }
+Registry::Registry(const Options& options) : options_(options) {
+  if (!options_.state_file.empty()) {
+    // The file is replaced, never written in place: its folder must be one nobody
+    // else can put a name in.
+    const auto folder = std::filesystem::path(options_.state_file).parent_path();
+    try {
+      util::ensure_private_dir(folder.empty() ? std::string(".") : folder.string());
+    } catch (const std::exception& e) {
+      throw std::runtime_error("diagnostics state file " + options_.state_file + ": its folder " + e.what());
+    }
+  }
+  load();
+}
 
 Registry::~Registry() { save(); }
 
 void Registry::load() {
   if (options_.state_file.empty()) return;
-  std::ifstream in(options_.state_file);
-  if (!in) return;  // first start
+  // Never through a link: one planted at the name is ignored here and replaced by
+  // the next save.
+  const int fd = ::open(options_.state_file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno != ENOENT) {  // ENOENT: first start
+      util::log_line(util::LogLevel::Warning, "event=diagnostics_state_ignored file=" +
+                                                  util::log_quote(options_.state_file) + " reason=" +
+                                                  util::log_quote(errno == ELOOP ? "a symbolic link: not followed"
+                                                                                 : std::strerror(errno)));
+    }
+    return;
+  }
+  std::string text;
+  char buffer[65536];
+  for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    text.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  std::istringstream in(text);
   std::string line;
   std::size_t number = 0;
   while (std::getline(in, line)) {
@@ -73,20 +115,15 @@ void Registry::save() {
   dirty_ = false;
   saved_at_ = Clock::now();
   lock.unlock();
-  // Written beside the file and renamed over it: a crash leaves the old or the new.
-  const std::string temp = options_.state_file + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::trunc);
-    for (const auto& [key, r] : entries) out << key << ' ' << r.uidvalidity << ' ' << r.seen << '\n';
-    out.flush();
-    if (!out) {
-      util::log_line(util::LogLevel::Warning, "event=diagnostics_state_not_saved file=" + util::log_quote(temp));
-      return;
-    }
-  }
-  if (std::rename(temp.c_str(), options_.state_file.c_str()) != 0) {
-    util::log_line(util::LogLevel::Warning,
-                   "event=diagnostics_state_not_saved file=" + util::log_quote(options_.state_file));
+  // A fresh owner-only file renamed over the name: a crash leaves the old or the new,
+  // and a link at the name is replaced, not followed.
+  std::ostringstream out;
+  for (const auto& [key, r] : entries) out << key << ' ' << r.uidvalidity << ' ' << r.seen << '\n';
+  try {
+    util::replace_private_file(options_.state_file, out.str());
+  } catch (const std::exception& e) {
+    util::log_line(util::LogLevel::Warning, "event=diagnostics_state_not_saved file=" +
+                                                util::log_quote(options_.state_file) + " reason=" + util::log_quote(e.what()));
   }
 }
 
@@ -98,7 +135,7 @@ void Registry::maybe_save_locked(std::unique_lock<std::mutex>& lock) {
 
 std::optional<std::uint32_t> Registry::uidvalidity(std::string_view user, std::string_view mailbox,
                                                     std::uint32_t value) {
-  const auto key = key_of(user, mailbox);
+  const auto key = key_of(user, mailbox, options_.label_key);
   std::unique_lock lock(mutex_);
   auto [it, added] = uidvalidity_.try_emplace(key);
   std::optional<std::uint32_t> before;
@@ -118,7 +155,7 @@ std::optional<std::uint32_t> Registry::uidvalidity(std::string_view user, std::s
 
 std::optional<Registry::Clock::duration> Registry::swept(std::string_view user, std::string_view mailbox,
                                                          Clock::time_point now) {
-  const auto key = key_of(user, mailbox);
+  const auto key = key_of(user, mailbox, options_.label_key);
   const auto window = options_.thresholds.resync_repeat_window;
   std::lock_guard lock(mutex_);
   if (sweeps_.size() > kPruneAbove) std::erase_if(sweeps_, [&](const auto& s) { return now - s.second > window; });

@@ -1,8 +1,8 @@
 // What the diagnostics know across sessions (thread-safe: every event loop asks): the
 // last UIDVALIDITY per user and mailbox (kept in a file across restarts), full
 // sweeps per user and mailbox, concurrent connections and IDLE folders per user,
-// failed logins per address. Users and mailboxes are kept as SHA-256 keys in the
-// file: it can tell "the same" from "different", not who.
+// failed logins per address. Users and mailboxes are kept as HMAC-SHA256 keys (under
+// the label key) in the file: it can tell "the same" from "different", not who.
 #pragma once
 
 #include <chrono>
@@ -63,7 +63,7 @@ class Registry {
 
   Options options_;
   std::mutex mutex_;
-  std::unordered_map<std::string, Remembered> uidvalidity_;  // key: SHA-256 of user NUL mailbox
+  std::unordered_map<std::string, Remembered> uidvalidity_;  // key: HMAC of user NUL mailbox
   bool dirty_ = false;
   Clock::time_point saved_at_{};
   std::map<std::string, Clock::time_point, std::less<>> sweeps_;  // same key

@@ -53,6 +53,9 @@ struct Options {
   std::size_t state_entries = 200'000;  // the oldest are forgotten beyond this
   // How users appear in the admin API's list of findings (the config's user_names).
   inspect::UserNames user_names = inspect::UserNames::Hashed;
+  // Keys the user labels and the user and mailbox keys of the state file (the
+  // secret in <state_dir>/label-key): neither can be computed from a list of names.
+  std::string label_key;
 };
 
 }  // namespace imapscope::diagnose

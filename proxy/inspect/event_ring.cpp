@@ -15,7 +15,7 @@ namespace {
 constexpr std::string_view kDictionary =
     R"d({"confidence":0,"event":"client","family":"unknown","method":"heuristic","settled":false,"version":"")d"
     R"d({"event":"start","listener":"imaps","client_address":"127.0.0.1:4","tls":"TLSv1.3"})d"
-    R"d({"event":"user","user":"sha256:"})d"
+    R"d({"event":"user","user":"u:"})d"
     R"d("text":"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY )d"
     R"d(THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT )d"
     R"d(CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES )d"
@@ -25,7 +25,7 @@ constexpr std::string_view kDictionary =
     R"d("text":"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted.")d"
     R"d("text":"* OK [UIDVALIDITY 1] UIDs valid""text":"* OK [UIDNEXT 1] Predicted next UID")d"
     R"d("text":"* OK [HIGHESTMODSEQ 1] Highest" [READ-WRITE] Select completed (0.000 + 0.000 secs).")d"
-    R"d({"command":"LOGIN","dir":"C","kind":"command","tag":"a","text":"a LOGIN sha256: ***"})d"
+    R"d({"command":"LOGIN","dir":"C","kind":"command","tag":"a","text":"a LOGIN u: ***"})d"
     R"d({"command":"SELECT","dir":"C","kind":"command","text":"SELECT INBOX"})d"
     R"d({"dir":"S","kind":"data","name":"RECENT","text":"* 0 RECENT"})d"
     R"d({"dir":"S","kind":"data","name":"EXISTS","text":"* 1 EXISTS"})d"

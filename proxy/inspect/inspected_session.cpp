@@ -157,7 +157,7 @@ void InspectedSession::learn_user(const imap::Command& c) {
   user_ = std::move(user);
   learnt_ = true;
   user_matches_ = owner_.options().selection.user_matches(*user_);
-  auto label = user_label(*user_, owner_.options().user_names);
+  auto label = user_label(*user_, owner_.options().user_names, owner_.options().label_key);
   if (live_) live_->update([&](LiveFacts& f) { f.user = label; });
   emit(JsonLine().str("event", "user").str("user", label));
   decide();
@@ -182,7 +182,7 @@ void InspectedSession::client_bytes(const imap::Command& c, imap::EventKind kind
     learn_user(c);
     event.str("kind", c.kind == imap::CommandKind::SaslResponse ? "sasl" : "command");
     const bool renderable = c.kind == imap::CommandKind::SaslResponse || (!c.rejected && !c.tag.empty());
-    event.str("text", renderable ? redacted_text(c, owner_.options().user_names) : std::string("*** (credentials)"));
+    event.str("text", renderable ? redacted_text(c, owner_.options().user_names, owner_.options().label_key) : std::string("*** (credentials)"));
     if (!c.tag.empty() && c.kind == imap::CommandKind::Tagged) event.str("tag", c.tag);
     if (c.kind == imap::CommandKind::Tagged) event.str("command", imap::ascii_upper(c.name));
   } else {

@@ -24,6 +24,7 @@ struct InspectorOptions {
   std::optional<WriterOptions> transcripts;  // none: no files (the live view only)
   Selection selection;                       // sessions written without a capture
   UserNames user_names = UserNames::Hashed;
+  std::string label_key;                     // keys the Hashed labels (<state_dir>/label-key)
   std::size_t max_pending_events = 256;      // held while waiting for the user or client to be known
   std::size_t body_cap = 0;                  // literal payload bytes kept per literal (base64); 0: none
   bool live = true;                          // the live view (admin API)

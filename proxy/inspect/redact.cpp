@@ -1,6 +1,7 @@
 #include "proxy/inspect/redact.hpp"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <algorithm>
 
@@ -9,7 +10,7 @@
 
 namespace imapscope::inspect {
 
-std::string user_label(std::string_view user, UserNames policy) {
+std::string user_label(std::string_view user, UserNames policy, std::string_view key) {
   switch (policy) {
     case UserNames::Clear: return std::string(user);
     case UserNames::Redacted: return "***";
@@ -18,8 +19,9 @@ std::string user_label(std::string_view user, UserNames policy) {
   const std::string lower = imap::ascii_lower(user);
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  EVP_Digest(lower.data(), lower.size(), digest, &length, EVP_sha256(), nullptr);
-  return "sha256:" + hex(digest, std::min(length, 6u));
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(lower.data()),
+       lower.size(), digest, &length);
+  return "u:" + hex(digest, std::min(length, 8u));
 }
 
 bool carries_credentials(const imap::Command& c) {
@@ -28,13 +30,13 @@ bool carries_credentials(const imap::Command& c) {
          (c.verb == imap::Verb::Login || c.verb == imap::Verb::Authenticate);
 }
 
-std::string redacted_text(const imap::Command& c, UserNames policy) {
+std::string redacted_text(const imap::Command& c, UserNames policy, std::string_view key) {
   if (c.kind == imap::CommandKind::SaslResponse) return "*** (SASL response, " + std::to_string(c.line.size()) + " bytes)";
   std::string out = std::string(c.tag) + " " + std::string(c.name);
   if (c.verb == imap::Verb::Login) {
     if (!c.args.empty()) {
       const auto user = c.args.front().string_value();
-      out += " " + (user ? user_label(*user, policy) : std::string("{user}"));
+      out += " " + (user ? user_label(*user, policy, key) : std::string("{user}"));
     }
     if (c.args.size() > 1) out += " ***";
     return out;

@@ -8,15 +8,21 @@
 #include <stdexcept>
 #include <vector>
 
+#include <pthread.h>
+#include <unistd.h>
+
+#include "proxy/util/log.hpp"
+#include "proxy/util/private_files.hpp"
+
 namespace imapscope::inspect {
 namespace fs = std::filesystem;
 
 TranscriptWriter::TranscriptWriter(WriterOptions options) : options_(std::move(options)) {
-  std::error_code ec;
-  fs::create_directories(options_.dir, ec);
-  if (ec) throw std::runtime_error(options_.dir + ": " + ec.message());
+  util::ensure_private_dir(options_.dir);
   open_next();
   thread_ = std::thread([this] { run(); });
+  // Named, so that an operator (or a test) can tell the thread that waits on the disk.
+  ::pthread_setname_np(thread_.native_handle(), "transcripts");
 }
 
 TranscriptWriter::~TranscriptWriter() {
@@ -26,6 +32,7 @@ TranscriptWriter::~TranscriptWriter() {
   }
   wake_.notify_one();
   thread_.join();
+  close_file();
 }
 
 bool TranscriptWriter::write(std::string line) {
@@ -61,12 +68,12 @@ void TranscriptWriter::run() {
       busy_ = true;
     }
     for (auto& line : batch) {
-      if (!file_.is_open()) {  // the next file couldn't be opened: lines are lost, counted
+      if (file_ == nullptr) {  // the next file couldn't be opened: lines are lost, counted
         dropped_.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
       line += '\n';
-      file_.write(line.data(), static_cast<std::streamsize>(line.size()));
+      std::fwrite(line.data(), 1, line.size(), file_);
       file_bytes_ += line.size();
       written_.fetch_add(1, std::memory_order_relaxed);
       if (file_bytes_ >= options_.max_file_bytes) {
@@ -78,13 +85,18 @@ void TranscriptWriter::run() {
         enforce_total();
       }
     }
-    file_.flush();
+    if (file_ != nullptr) std::fflush(file_);
     batch.clear();
   }
 }
 
+void TranscriptWriter::close_file() {
+  if (file_ != nullptr) std::fclose(file_);
+  file_ = nullptr;
+}
+
 void TranscriptWriter::open_next() {
-  if (file_.is_open()) file_.close();
+  close_file();
   const std::time_t now = std::time(nullptr);
   std::tm tm{};
   gmtime_r(&now, &tm);
@@ -93,9 +105,25 @@ void TranscriptWriter::open_next() {
   // Names sort by time: the folder bound deletes from the front.
   char sequence[16];
   std::snprintf(sequence, sizeof sequence, "%06u", sequence_++);
-  const std::string path = options_.dir + "/imapscope-" + stamp + "-" + sequence + ".jsonl";
-  file_.open(path, std::ios::binary | std::ios::app);
-  if (!file_) throw std::runtime_error(path + ": can't be written");
+  const std::string name = options_.dir + "/imapscope-" + stamp + "-" + sequence;
+  int fd = -1;
+  try {
+    fd = util::create_private_file(name + ".jsonl");
+  } catch (const util::NameTaken&) {
+    // Someone put a file or a link where the next transcript goes: it is left alone,
+    // and the transcript goes under a name nobody can guess (still in time order).
+    const std::string other = name + "-" + util::random_hex(8) + ".jsonl";
+    fd = util::create_private_file(other);
+    util::log_line(util::LogLevel::Warning, "event=transcript_name_taken file=" + util::log_quote(name + ".jsonl") +
+                                                " written_to=" + util::log_quote(other) +
+                                                " reason=\"exists already: not followed, not reused\"");
+  }
+  file_ = ::fdopen(fd, "w");
+  if (file_ == nullptr) {
+    ::close(fd);
+    throw std::runtime_error(name + ".jsonl: can't be written");
+  }
+  std::setvbuf(file_, nullptr, _IOFBF, 64 << 10);  // a batch of lines, one write()
   file_bytes_ = 0;
 }
 
@@ -106,6 +134,7 @@ void TranscriptWriter::enforce_total() {
   for (const auto& entry : fs::directory_iterator(options_.dir, ec)) {
     const auto name = entry.path().filename().string();
     if (name.rfind("imapscope-", 0) != 0 || entry.path().extension() != ".jsonl") continue;
+    if (!entry.is_regular_file(ec) || entry.is_symlink(ec)) continue;  // never ours: not counted, not removed
     const auto size = entry.file_size(ec);
     files.emplace_back(entry.path().string(), size);
     total += size;

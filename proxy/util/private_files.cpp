@@ -100,12 +100,17 @@ void ensure_private_dir(const std::string& dir) {
   }
 }
 
+void check_usable_dir(const std::string& dir) {
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    fail(dir, "user " + std::to_string(::geteuid()) + " can't make files there (" + errno_text(errno) +
+                  "): does every parent folder let it through?");
+  }
+}
+
 int create_private_file(const std::string& path) {
   Descriptor d{::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)};
-  if (d.fd < 0) {
-    fail(path, errno == EEXIST ? "exists already (a file or link of someone else's?): not reused"
-                               : "can't create (" + errno_text(errno) + ")");
-  }
+  if (d.fd < 0 && errno == EEXIST) throw NameTaken(path + ": exists already (a file or link of someone else's?): not reused");
+  if (d.fd < 0) fail(path, "can't create (" + errno_text(errno) + ")");
   if (::fchmod(d.fd, 0600) != 0) fail(path, "can't make it owner-only (" + errno_text(errno) + ")");
   hand_to_owner(d.fd, path);
   return d.release();

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -24,8 +25,18 @@ uid_t private_owner_uid();
 // real folder (not a link), owned by the owner, not writable by group or others.
 void ensure_private_dir(const std::string& dir);
 
-// A new file, mode 0600, owned by the owner; fails if the name exists (O_EXCL) and
-// never follows a link (O_NOFOLLOW). Returns the open descriptor (O_CLOEXEC).
+// The name asked for exists already (a file, or a link someone planted).
+struct NameTaken : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Throws unless the current user can make and remove files in the folder: once
+// the proxy has become another user, a parent folder may not let it through.
+void check_usable_dir(const std::string& dir);
+
+// A new file, mode 0600, owned by the owner; fails if the name exists (O_EXCL:
+// NameTaken) and never follows a link (O_NOFOLLOW). Returns the open descriptor
+// (O_CLOEXEC).
 int create_private_file(const std::string& path);
 
 // Replaces the file's content at once: a fresh owner-only file in the same folder

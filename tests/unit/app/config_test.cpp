@@ -79,6 +79,31 @@ TEST(Config, ErrorsNameTheKeyAndTheReason) {
             "/timeouts/idle_ms: must be a whole number from 1 to 86400000");
 }
 
+TEST(Config, RunAsAnAccountOfThisSystem) {
+  // "nobody" and "nogroup" are in every Debian's base files.
+  const auto path = write_temp(std::string(R"({"user": "nobody", "group": "nogroup", "listeners": [)") + kListener + "]}");
+  const auto config = load_config_file(path);
+  std::remove(path.c_str());
+  ASSERT_TRUE(config.run_as);
+  EXPECT_EQ(config.run_as->user, "nobody");
+  EXPECT_EQ(config.run_as->uid, 65534u);
+  EXPECT_EQ(config.run_as->group, "nogroup");
+  EXPECT_FALSE(build_config(parse_flags({"--listen", "127.0.0.1:1", "--upstream", "x:1"})).run_as);
+  EXPECT_EQ(build_config(parse_flags({"--listen", "127.0.0.1:1", "--upstream", "x:1", "--user", "nobody"})).run_as->group,
+            "nogroup");  // the user's own group
+  EXPECT_EQ(error_of(std::string(R"({"user": "no-such-user-21", "listeners": [)") + kListener + "]}"),
+            "/user: no user \"no-such-user-21\" on this system");
+  EXPECT_EQ(error_of(std::string(R"({"user": "nobody", "group": "no-such-group-21", "listeners": [)") + kListener + "]}"),
+            "/group: no group \"no-such-group-21\" on this system");
+  EXPECT_EQ(error_of(std::string(R"({"group": "nogroup", "listeners": [)") + kListener + "]}"), "/group: needs \"user\" too");
+  EXPECT_EQ(error_of(std::string(R"({"user": "root", "listeners": [)") + kListener + "]}"),
+            "/user: user \"root\" is root: name an unprivileged user");
+  EXPECT_THROW(build_config(parse_flags({"--listen", "127.0.0.1:1", "--upstream", "x:1", "--user", "no-such-user-21"})),
+               ConfigError);
+  EXPECT_THROW(build_config(parse_flags({"--listen", "127.0.0.1:1", "--upstream", "x:1", "--group", "nogroup"})),
+               ConfigError);
+}
+
 TEST(Config, SyntaxErrorsGiveThePosition) {
   const auto message = error_of("{\n  \"listeners\": [,]\n}");
   EXPECT_EQ(message.rfind("line 2, column 17: syntax error", 0), 0u) << message;

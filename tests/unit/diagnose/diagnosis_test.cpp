@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
@@ -163,6 +164,32 @@ TEST(Diagnosis, UidvalidityChangeAcrossSessionsAndRestarts) {
   { Conversation r(p); r.log_in(); r.select("INBOX", 3, 300); }
   EXPECT_EQ(p.names(), std::vector<std::string>{"uidvalidity_changed"});
   std::remove(options.state_file.c_str());
+  rmdir(dir);
+}
+
+TEST(Diagnosis, StateFileIsOwnerOnlyAndALinkAtItsNameIsReplaced) {
+  char dir[] = "/tmp/imapscope-diagnose-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string victim = std::string(dir) + "/victim";
+  { std::ofstream(victim) << "untouched\n"; }
+  Options options;
+  options.state_file = std::string(dir) + "/state";
+  ASSERT_EQ(symlink(victim.c_str(), options.state_file.c_str()), 0);
+  const auto old_umask = umask(0);
+  {
+    Proxy p(options);
+    { Conversation r(p); r.log_in(); r.select("INBOX", 3, 100); }
+  }
+  umask(old_umask);
+  struct stat st {};
+  ASSERT_EQ(lstat(options.state_file.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  std::ifstream in(victim);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "untouched\n");
+  std::remove(options.state_file.c_str());
+  std::remove(victim.c_str());
   rmdir(dir);
 }
 

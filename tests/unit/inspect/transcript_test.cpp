@@ -2,6 +2,7 @@
 // credentials never written, selection, and the writer's bounds.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -9,6 +10,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include <openssl/evp.h>
+
+#include "proxy/inspect/encoding.hpp"
 #include "proxy/inspect/inspector.hpp"
 #include "proxy/inspect/stream_text.hpp"
 #include "proxy/session/session.hpp"
@@ -175,7 +179,7 @@ TEST(Transcripts, CredentialsNeverReachTheFile) {
     EXPECT_EQ(text.find(secret), std::string::npos) << secret;
   }
   // The user names, hashed by default: the same user, the same label, in every session.
-  const auto alice = user_label("alice", UserNames::Hashed);
+  const auto alice = user_label("alice", UserNames::Hashed, options(dir).label_key);
   std::size_t users = 0;
   for (const auto& e : events(dir)) {
     if (e.value("event", "") == "user") {
@@ -259,6 +263,83 @@ TEST(TranscriptWriter, RotatesBoundsTheFolderAndDropsWhenFull) {
   small.flush();
   EXPECT_EQ(accepted + small.dropped(), 1000u);
   EXPECT_EQ(small.written(), accepted);
+}
+
+TEST(UserLabel, KeyedStableAndNotAHashOfTheName) {
+  const std::string key = "0123456789abcdef0123456789abcdef", other = "fedcba9876543210fedcba9876543210";
+  const auto alice = user_label("alice", UserNames::Hashed, key);
+  EXPECT_EQ(alice.size(), 2u + 16u);
+  EXPECT_EQ(alice.rfind("u:", 0), 0u);
+  EXPECT_EQ(alice.find_first_not_of("0123456789abcdef", 2), std::string::npos);
+  EXPECT_EQ(user_label("ALICE", UserNames::Hashed, key), alice);  // the name's case is not the user
+  EXPECT_NE(user_label("bob", UserNames::Hashed, key), alice);
+  EXPECT_NE(user_label("alice", UserNames::Hashed, other), alice);  // another key, another label
+  // Nothing of the plain SHA-256 of the name (what a list of addresses would find).
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest("alice", 5, digest, &length, EVP_sha256(), nullptr);
+  EXPECT_EQ(hex(digest, length).find(alice.substr(2, 8)), std::string::npos);
+  EXPECT_EQ(user_label("alice", UserNames::Clear, key), "alice");
+  EXPECT_EQ(user_label("alice", UserNames::Redacted, key), "***");
+}
+
+TEST(TranscriptWriter, OwnerOnlyFilesThatNeverFollowAPlantedLink) {
+  const auto dir = temp_dir();
+  const auto victim = dir + "-victim";
+  { std::ofstream(victim) << "untouched\n"; }
+  const auto old_umask = ::umask(0);
+  fs::create_directory(dir);
+  fs::permissions(dir, fs::perms::owner_all);
+  // A link at every name the first file could get in the next minute.
+  const auto now = std::time(nullptr);
+  for (std::time_t t = now; t < now + 60; ++t) {
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char name[64];
+    std::strftime(name, sizeof name, "/imapscope-%Y%m%dT%H%M%SZ-000000.jsonl", &tm);
+    fs::create_symlink(victim, dir + name);
+  }
+  {
+    WriterOptions o;
+    o.dir = dir;
+    TranscriptWriter writer(o);
+    writer.write("{\"line\":1}");
+    writer.flush();
+  }
+  ::umask(old_umask);
+  std::ifstream in(victim);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "untouched\n");
+  std::size_t written = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.is_symlink()) continue;
+    struct stat st {};
+    ASSERT_EQ(::stat(entry.path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0600u) << entry.path();
+    EXPECT_NE(entry.path().filename().string().find("-000000-"), std::string::npos) << entry.path();
+    ++written;
+  }
+  EXPECT_EQ(written, 1u);
+  fs::remove_all(dir);
+  fs::remove(victim);
+}
+
+TEST(TranscriptWriter, RefusesAFolderOthersCanWrite) {
+  const auto dir = temp_dir();
+  fs::create_directory(dir);
+  fs::permissions(dir, fs::perms::all);
+  WriterOptions o;
+  o.dir = dir;
+  EXPECT_THROW(TranscriptWriter{o}, std::runtime_error);
+  fs::remove_all(dir);
+  // Missing: made owner-only whatever the umask.
+  const auto old_umask = ::umask(0);
+  { TranscriptWriter writer(o); }
+  ::umask(old_umask);
+  struct stat st {};
+  ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  fs::remove_all(dir);
 }
 
 }  // namespace
