@@ -176,15 +176,16 @@ asio::awaitable<bool> HttpServer::read_request(const std::shared_ptr<Connection>
   HeadScan scan;
   for (;;) {
     scan = scan_http_head(buffer);
-    if (scan.state == HeadScan::State::Complete) break;
     if (scan.state == HeadScan::State::Malformed) {
       refusal = HttpResponse::error(400, scan.error);
       co_return true;
     }
-    if (buffer.size() > limits_.max_head) {
+    const auto head_size = scan.state == HeadScan::State::Complete ? scan.end : buffer.size();
+    if (head_size > limits_.max_head) {
       refusal = HttpResponse::error(431, "request head over " + std::to_string(limits_.max_head) + " bytes");
       co_return true;
     }
+    if (scan.state == HeadScan::State::Complete) break;
     auto [ec, n] = co_await c->socket.async_read_some(asio::buffer(chunk), kNoThrow);
     if (ec) co_return false;  // gone, or cut off by its deadline
     buffer.append(chunk.data(), n);
