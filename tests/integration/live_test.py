@@ -13,6 +13,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -404,6 +405,24 @@ class Browser(unittest.TestCase):
         page = self.driver.page_source
         self.assertNotIn(USERS["alice"], page)
         self.assertNotIn(token, page)
+
+    def test_tail_goes_on_after_the_stream_time_limit(self):
+        from selenium.webdriver.common.by import By
+        proxy = Proxy(self, {"admin_limits": {"stream_max_s": 1}})
+        alice = login(proxy.port, "alice")
+        alice.select("INBOX")
+        self.driver.get(proxy.admin + "/?token=" + proxy.proxy.admin_token())
+        rows = wait_until("alice's row on the page", lambda: {k: v for k, v in self.rows().items() if "alice" in v})
+        session_id = next(iter(rows))
+        self.driver.find_element(By.CSS_SELECTOR, f'#sessions tr[data-id="{session_id}"]').click()
+        wait_until("the SELECT in the conversation", lambda: any("SELECT INBOX" in line for line in self.conversation()))
+        time.sleep(2.5)  # the tail is cut at least twice meanwhile, and resumed after its last event
+        alice.noop()
+        wait_until("the NOOP after the cuts", lambda: any(line.endswith("NOOP") for line in self.conversation()))
+        lines = self.conversation()
+        self.assertEqual(sum(1 for line in lines if "SELECT INBOX" in line and "C:" in line), 1, lines)
+        self.assertEqual(len(lines), len(set(lines)), lines)
+        alice.logout()
 
     def test_the_demo_link_logs_in(self):
         proxy = Proxy(self)
