@@ -259,6 +259,7 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
     const bool sent = co_await write(c, first);
     asio::error_code ignored;
     if (sent) c->socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    if (sent && refusal) co_await linger(c);
     co_return;
   }
   leave_requests(*c);  // a tail counts against the streams' budget, not the requests'
@@ -271,6 +272,22 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
   if (sent) co_await stream(c, response);
   asio::error_code ignored;
   c->socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+}
+
+// A refused request may have left bytes unread (a body, the rest of a long head):
+// closing on them would send a reset that can overtake the answer. What still comes
+// is read and dropped for a moment, until the client closes; the connection may be
+// dropped for a newcomer meanwhile.
+asio::awaitable<void> HttpServer::linger(const std::shared_ptr<Connection>& c) {
+  c->waiting_for_request = true;
+  arm(c, std::chrono::milliseconds(1000));
+  std::array<char, 4096> sink{};
+  for (std::size_t dropped = 0; dropped < limits_.max_head + limits_.max_body;) {
+    auto [ec, n] = co_await c->socket.async_read_some(asio::buffer(sink), kNoThrow);
+    if (ec) break;
+    dropped += n;
+  }
+  c->deadline.cancel();
 }
 
 // The live tail: poll the source, send what is new; a comment now and then so a

@@ -73,6 +73,7 @@ class HttpServer {
                                      std::optional<HttpResponse>& refusal);
   asio::awaitable<bool> write(const std::shared_ptr<Connection>& connection, std::string_view data);
   asio::awaitable<void> stream(const std::shared_ptr<Connection>& connection, HttpResponse& response);
+  asio::awaitable<void> linger(const std::shared_ptr<Connection>& connection);
   bool drop_oldest_waiting();
   void leave_requests(Connection& connection);
 
