@@ -1,6 +1,6 @@
 """The admin address as a browser, a web page and a careless client would meet it,
 end to end against the real binary in front of a real Dovecot, on 127.0.0.1:
-- Guards: foreign Host (DNS rebinding), cross-origin and text/plain changes, the
+- Guards, Addresses: foreign Host (DNS rebinding), cross-origin and text/plain changes, the
   cookie a browser logs in with, framing and caching headers on every answer, HEAD;
 - Parser: RFC 9112 on the real socket (raw bytes): each malformed request gets 400
   and the connection closes;
@@ -52,7 +52,7 @@ def start_proxy(test, config=None, args=()):
         json.dump(settings, f)
     proxy = Imapscope(["--config", path] + list(args), log_dir=os.path.join(folder, "log"))
     os.makedirs(proxy.log_dir)
-    proxy.start([port] + ([proxy.admin_port] if proxy.admin_port else []))
+    proxy.start([port])  # the admin and metrics addresses are up before the listeners
     test.addCleanup(proxy.stop)
     proxy.imap_port = port
     return proxy
@@ -216,6 +216,37 @@ class Guards(unittest.TestCase):
             self.assertEqual(head_headers["content-type"], get_headers["content-type"], path)
             if path not in ("/metrics", "/api/sessions"):  # these change between two requests
                 self.assertEqual(int(head_headers["content-length"]), len(get_body), path)
+
+
+class Addresses(unittest.TestCase):
+    """The Host rule on an IPv6 loopback and on a wildcard admin address."""
+
+    def ask(self, connect_to, port, host, token):
+        conn = http.client.HTTPConnection(connect_to, port, timeout=20)
+        try:
+            conn.request("GET", "/api/sessions", headers={"Host": host, "Authorization": "Bearer " + token})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    def test_ipv6_loopback(self):
+        port = free_port()
+        proxy = start_proxy(self, args=["--admin", f"[::1]:{port}"])
+        token = proxy.admin_token()
+        wait_until("the admin address on ::1", lambda: self.ask("::1", port, f"[::1]:{port}", token) == 200)
+        self.assertEqual(self.ask("::1", port, f"localhost:{port}", token), 200)
+        self.assertEqual(self.ask("::1", port, f"127.0.0.1:{port}", token), 421)  # another address
+        self.assertEqual(self.ask("::1", port, f"evil.example:{port}", token), 421)
+        self.assertEqual(self.ask("::1", port, f"[::1]:{port + 1}", token), 421)
+
+    def test_wildcard_takes_any_ip_but_no_name(self):
+        port = free_port()
+        proxy = start_proxy(self, args=["--admin", f"0.0.0.0:{port}"])
+        token = proxy.admin_token()
+        wait_until("the admin address", lambda: self.ask("127.0.0.1", port, f"127.0.0.1:{port}", token) == 200)
+        self.assertEqual(self.ask("127.0.0.1", port, f"10.1.2.3:{port}", token), 200)  # a pod's IP
+        self.assertEqual(self.ask("127.0.0.1", port, f"localhost:{port}", token), 421)
+        self.assertEqual(self.ask("127.0.0.1", port, f"imapscope.example:{port}", token), 421)
 
 
 class Parser(unittest.TestCase):
