@@ -6,6 +6,8 @@
 
 #include <asio/ip/address.hpp>
 
+#include <algorithm>
+
 #include "proxy/imap/abnf.hpp"
 
 namespace imapscope::app {
@@ -81,25 +83,25 @@ AdminAccess::AdminAccess(std::string token, transport::Endpoint address, std::ve
   cookie_value_ = cookie_value_for(token_);
 }
 
-std::optional<HttpResponse> AdminAccess::check_host(const HttpRequest& request) const {
-  const auto host = imap::ascii_lower(request.header("host"));
-  // HTTP/1.0 clients may leave the Host out (HAProxy's httpchk does); no browser does.
-  if (host.empty() && request.version == "HTTP/1.0" && request.headers.count("host") == 0) return std::nullopt;
-  const auto [name, port_text] = split_authority(host);
+bool AdminAccess::names_this_address(const std::string& authority) const {
+  const auto [name, port_text] = split_authority(authority);
   for (const auto& allowed : hosts_) {
-    if (allowed == host || allowed == name) return std::nullopt;
+    if (allowed == authority || allowed == name) return true;
   }
   const auto port = port_text.empty() ? std::string("80") : port_text;
-  if (address_.port == 0 || port == std::to_string(address_.port)) {
-    asio::error_code ec;
-    const auto ip = asio::ip::make_address(name, ec);
-    if (!ec) {
-      // A rebinding page always brings its own name: an IP literal can't be one.
-      if (wildcard_ || ip == asio::ip::make_address(address_.host, ec)) return std::nullopt;
-    } else if (loopback_ && name == "localhost") {
-      return std::nullopt;
-    }
-  }
+  if (address_.port != 0 && port != std::to_string(address_.port)) return false;
+  asio::error_code ec;
+  const auto ip = asio::ip::make_address(name, ec);
+  // A rebinding page always brings its own name: an IP literal can't be one.
+  if (!ec) return wildcard_ || ip == asio::ip::make_address(address_.host, ec);
+  return loopback_ && name == "localhost";
+}
+
+std::optional<HttpResponse> AdminAccess::check_host(const HttpRequest& request) const {
+  // HTTP/1.0 clients may leave the Host out (HAProxy's httpchk does); no browser does.
+  if (request.version == "HTTP/1.0" && request.headers.count("host") == 0) return std::nullopt;
+  const auto host = imap::ascii_lower(request.header("host"));
+  if (names_this_address(host)) return std::nullopt;
   return HttpResponse::error(421, "this is " + address_.to_string() + ", not \"" + host +
                                       "\" (names for a reverse proxy: \"admin_hosts\" in the config)");
 }
@@ -123,9 +125,20 @@ bool AdminAccess::authorised(const HttpRequest& request) const {
 }
 
 std::optional<HttpResponse> AdminAccess::check_state_change(const HttpRequest& request) const {
+  // The page's own origin: the Host it was asked for, or a name listed for a reverse
+  // proxy (which may rewrite the Host, and speaks https).
   const auto origin = imap::ascii_lower(request.header("origin"));
-  if (!origin.empty() && origin != "http://" + imap::ascii_lower(request.header("host"))) {
-    return HttpResponse::error(403, "a request from another origin (" + origin + ") may not change anything here");
+  if (!origin.empty()) {
+    const auto scheme_end = origin.find("://");
+    const auto scheme = origin.substr(0, scheme_end);
+    const auto authority = scheme_end == std::string::npos ? std::string() : origin.substr(scheme_end + 3);
+    const auto name = split_authority(authority).first;
+    const bool listed = std::any_of(hosts_.begin(), hosts_.end(),
+                                    [&](const std::string& h) { return h == authority || h == name; });
+    const bool same = scheme == "http" && authority == imap::ascii_lower(request.header("host"));
+    if (authority.empty() || (!same && !listed)) {
+      return HttpResponse::error(403, "a request from another origin (" + origin + ") may not change anything here");
+    }
   }
   const auto site = imap::ascii_lower(request.header("sec-fetch-site"));
   if (!site.empty() && site != "same-origin" && site != "none") {

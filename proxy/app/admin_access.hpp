@@ -41,6 +41,9 @@ class AdminAccess {
   bool loopback() const { return loopback_; }
 
  private:
+  // "127.0.0.1:9143", "localhost:9143", a listed name...: whether it is this address.
+  bool names_this_address(const std::string& authority) const;
+
   std::string token_;
   transport::Endpoint address_;
   std::vector<std::string> hosts_;  // lower case

@@ -133,8 +133,9 @@ class Guards(unittest.TestCase):
         origin = f"http://127.0.0.1:{self.port}"
         # A page elsewhere: refused whether it brings the credential or not.
         for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"},
-                        {"Origin": f"http://127.0.0.1:{self.port + 1}"}, {"Sec-Fetch-Site": "cross-site"},
-                        {"Sec-Fetch-Site": "same-site"}):
+                        {"Origin": f"http://127.0.0.1:{self.port + 1}"}, {"Origin": f"https://127.0.0.1:{self.port}"},
+                        {"Origin": f"http://localhost:{self.port}"}, {"Origin": "http://imapscope.test.evil.example"},
+                        {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}):
             status, answer_headers, body = request(self.port, "POST", "/api/captures", {**self.bearer, **json_type,
                                                                                         **headers}, capture)
             self.assertEqual(status, 403, (headers, body))
@@ -160,6 +161,11 @@ class Guards(unittest.TestCase):
         status, _, _ = request(self.port, "DELETE", f"/api/captures/{number}", {**self.bearer, **json_type,
                                                                                 "Origin": origin})
         self.assertEqual(status, 204)
+        # Behind a TLS reverse proxy with a listed name (which may rewrite the Host).
+        status, _, body = request(self.port, "POST", "/api/captures",
+                                  {**self.bearer, **json_type, "Origin": "https://imapscope.test"}, capture)
+        self.assertEqual(status, 201, body)
+        self.assertEqual(self.proxy.admin("DELETE", f"/api/captures/{json.loads(body)['id']}")[0], 204)
 
     def test_cookie_login(self):
         status, headers, _ = request(self.port, "GET", "/?token=wrong-" + self.token)
@@ -247,6 +253,11 @@ class Addresses(unittest.TestCase):
         self.assertEqual(self.ask("127.0.0.1", port, f"10.1.2.3:{port}", token), 200)  # a pod's IP
         self.assertEqual(self.ask("127.0.0.1", port, f"localhost:{port}", token), 421)
         self.assertEqual(self.ask("127.0.0.1", port, f"imapscope.example:{port}", token), 421)
+        # Any IP names this address, but a change must come from the page's own origin.
+        status, _, _ = request(port, "POST", "/api/captures", {"Authorization": "Bearer " + token,
+                                                               "Content-Type": "application/json",
+                                                               "Origin": f"http://10.6.6.6:{port}"}, "{}")
+        self.assertEqual(status, 403)
 
 
 class Parser(unittest.TestCase):
