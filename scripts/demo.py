@@ -46,6 +46,8 @@ def main():
                        "--transcripts", os.path.join(dovecot.dir, "transcripts"),
                        "--admin", f"127.0.0.1:{port_or_free(9143)}"]).start([plain, tls])
     admin = proxy.args[proxy.args.index("--admin") + 1]
+    token = proxy.admin_token()  # made owner-only in the state folder at first start
+    token_file = os.path.join(proxy.state_dir, "admin-token")
     ca = dovecot.certs["ca"]
     print(f"""
 imapscope is running in front of a private Dovecot (127.0.0.1:{dovecot.port}).
@@ -55,8 +57,11 @@ imapscope is running in front of a private Dovecot (127.0.0.1:{dovecot.port}).
   users            : alice / {USERS['alice']}   bob / {USERS['bob']}   (alice has 5 messages)
   imapscope log    : {proxy.log_path}
   rules            : rules/quirks (kill -HUP {proxy.proc.pid} reloads them)
-  live sessions    : http://{admin}/   (API: http://{admin}/api/sessions)
-  metrics          : http://{admin}/metrics
+  live sessions    : open once http://{admin}/?token={token}
+                     (the browser keeps an HttpOnly cookie and goes on at http://{admin}/)
+  admin token      : {token_file} (owner-only; scripts send it as a bearer token)
+                     curl -H "Authorization: Bearer $(cat {token_file})" http://{admin}/api/sessions
+  metrics          : http://{admin}/metrics   (open on loopback, as /healthz and /readyz)
   transcripts      : {dovecot.dir}/transcripts
                      (read them: {os.environ.get("IMAPSCOPE_BIN", "imapscope")} inspect {dovecot.dir}/transcripts/*.jsonl)
 

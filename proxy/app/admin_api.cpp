@@ -1,7 +1,5 @@
 #include "proxy/app/admin_api.hpp"
 
-#include <openssl/crypto.h>
-
 #include <nlohmann/json.hpp>
 
 #include "proxy/observe/collectors.hpp"
@@ -28,44 +26,25 @@ bool consume(std::string_view& path, std::string_view prefix) {
 }  // namespace
 
 AdminApi::AdminApi(std::shared_ptr<observe::Metrics> metrics, std::shared_ptr<inspect::Inspector> inspector,
-                   std::shared_ptr<diagnose::Diagnostics> diagnostics, std::string token)
+                   std::shared_ptr<diagnose::Diagnostics> diagnostics, AdminAccess access)
     : metrics_(std::move(metrics)),
       inspector_(std::move(inspector)),
       diagnostics_(std::move(diagnostics)),
-      token_(std::move(token)) {}
+      access_(std::move(access)) {}
 
-bool AdminApi::authorised(const HttpRequest& request) const {
-  if (token_.empty()) return true;
-  const auto given = request.header("authorization");
-  const std::string expected = "Bearer " + token_;
-  // Constant time: how much of a guess was right must not show in the answer's timing.
-  return given.size() == expected.size() && CRYPTO_memcmp(given.data(), expected.data(), given.size()) == 0;
-}
-
-HttpResponse AdminApi::handle(const HttpRequest& request) {
-  std::string_view path = request.path;
+std::optional<HttpResponse> AdminApi::probe_or_metrics(const HttpRequest& request) const {
   const bool get = request.method == "GET";
-  if (path == "/" || path == "/index.html") {
-    if (!get) return HttpResponse::error(405, "GET only");
-    HttpResponse page;
-    page.content_type = "text/html; charset=utf-8";
-    page.body = admin_page();
-    page.headers.emplace_back("Content-Security-Policy",
-                              "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
-    return page;
-  }
   // Probes carry no token: they tell nothing but whether to send traffic here.
-  if (path == "/healthz") return HttpResponse::json(200, "{\"status\": \"alive\"}\n");
-  if (path == "/readyz") {
+  if (request.path == "/healthz") {
+    if (!get) return HttpResponse::error(405, "GET only");
+    return HttpResponse::json(200, "{\"status\": \"alive\"}\n");
+  }
+  if (request.path == "/readyz") {
+    if (!get) return HttpResponse::error(405, "GET only");
     const bool ready = ready_ && ready_();
     return HttpResponse::json(ready ? 200 : 503, ready ? "{\"status\": \"ready\"}\n" : "{\"status\": \"draining\"}\n");
   }
-  if (!authorised(request)) {
-    auto r = HttpResponse::error(401, "a bearer token is required (Authorization: Bearer ...)");
-    r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"imapscope\"");
-    return r;
-  }
-  if (path == "/metrics") {
+  if (request.path == "/metrics") {
     if (!metrics_) return HttpResponse::error(404, "no metrics");
     if (!get) return HttpResponse::error(405, "GET only");
     HttpResponse r;
@@ -73,6 +52,41 @@ HttpResponse AdminApi::handle(const HttpRequest& request) {
     r.body = metrics_->exposition();
     return r;
   }
+  return std::nullopt;
+}
+
+HttpResponse AdminApi::handle_metrics_only(const HttpRequest& request, const AdminAccess& access) {
+  if (auto refused = access.check_host(request)) return *refused;
+  if (auto answer = probe_or_metrics(request)) return *answer;
+  return HttpResponse::error(404, "this address serves /metrics, /healthz and /readyz only");
+}
+
+HttpResponse AdminApi::handle(const HttpRequest& request) {
+  if (auto refused = access_.check_host(request)) return *refused;
+  std::string_view path = request.path;
+  const bool get = request.method == "GET";
+  // Metrics on loopback stay open as Prometheus exporters' are: only local users reach
+  // them, and they hold bounded labels, no user names.
+  if (path == "/healthz" || path == "/readyz" || (path == "/metrics" && access_.loopback())) {
+    return *probe_or_metrics(request);
+  }
+  const bool page = path == "/" || path == "/index.html";
+  if (page && get && request.query.count("token")) return access_.log_in(request);
+  if (!access_.authorised(request)) return access_.unauthorised(request);
+  if (!get) {
+    if (auto refused = access_.check_state_change(request)) return *refused;
+  }
+  if (page) {
+    if (!get) return HttpResponse::error(405, "GET only");
+    HttpResponse r;
+    r.content_type = "text/html; charset=utf-8";
+    r.body = admin_page();
+    r.headers.emplace_back("Content-Security-Policy",
+                           "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                           "frame-ancestors 'none'");
+    return r;
+  }
+  if (path == "/metrics") return *probe_or_metrics(request);
   if (path == "/api/findings") {
     if (!diagnostics_) return HttpResponse::error(404, "the diagnostics are off (--no-diagnostics)");
     if (!get) return HttpResponse::error(405, "GET only");

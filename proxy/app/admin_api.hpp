@@ -2,14 +2,16 @@
 // live view of sessions and their events (JSON, or a server-sent-event tail), the
 // diagnostics' findings (recent ones, and counts per user),
 // on-demand captures, the live page at /, and /healthz and /readyz for probes
-// (Kubernetes). With a token, every request but the page and the probes must carry
-// "Authorization: Bearer <token>".
+// (Kubernetes). Everything but the probes (and /metrics on loopback) needs the
+// credential; AdminAccess says who may come in and how (admin_access.hpp).
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "proxy/app/admin_access.hpp"
 #include "proxy/diagnose/diagnostics.hpp"
 #include "proxy/inspect/inspector.hpp"
 #include "proxy/observe/metrics.hpp"
@@ -21,14 +23,17 @@ class AdminApi {
  public:
   // metrics, inspector and diagnostics may be null (that part answers 404).
   AdminApi(std::shared_ptr<observe::Metrics> metrics, std::shared_ptr<inspect::Inspector> inspector,
-           std::shared_ptr<diagnose::Diagnostics> diagnostics, std::string token);
+           std::shared_ptr<diagnose::Diagnostics> diagnostics, AdminAccess access);
 
   transport::HttpResponse handle(const transport::HttpRequest& request);
+  // The metrics address ("metrics" / --metrics): /metrics, /healthz and /readyz,
+  // open (bounded labels, no user names), and nothing else. `access` checks its Host.
+  transport::HttpResponse handle_metrics_only(const transport::HttpRequest& request, const AdminAccess& access);
   // For /readyz: whether new sessions are taken (false while draining).
   void set_readiness(std::function<bool()> ready) { ready_ = std::move(ready); }
 
  private:
-  bool authorised(const transport::HttpRequest& request) const;
+  std::optional<transport::HttpResponse> probe_or_metrics(const transport::HttpRequest& request) const;
   transport::HttpResponse sessions() const;
   transport::HttpResponse session(std::uint64_t id) const;
   transport::HttpResponse events(std::uint64_t id, const transport::HttpRequest& request) const;
@@ -38,7 +43,7 @@ class AdminApi {
   std::shared_ptr<observe::Metrics> metrics_;
   std::shared_ptr<inspect::Inspector> inspector_;
   std::shared_ptr<diagnose::Diagnostics> diagnostics_;
-  std::string token_;
+  AdminAccess access_;
   std::function<bool()> ready_;
 };
 

@@ -1,7 +1,8 @@
 // The live sessions page served at / on the admin address: one file, no external
 // resources (it must work on a machine without internet access). Everything from
 // a session is put on the page as text (textContent), never as HTML: IMAP lines
-// are the client's and the server's words, not ours.
+// are the client's and the server's words, not ours. The page holds no token: its
+// requests carry the HttpOnly cookie set at "/?token=..." (admin_access.hpp).
 #include "proxy/app/admin_api.hpp"
 
 namespace imapscope::app {
@@ -22,8 +23,7 @@ section{min-width:0;overflow:auto}
 .C{color:#036}.S{color:#063}.P{color:#a50}.note{color:#777;font-style:italic}.finding{color:#b00;font-weight:bold}.status{font-size:12px}
 form{display:inline-flex;gap:4px} input{font:inherit;width:9em}
 </style></head><body>
-<header><h1>imapscope</h1><span id="status" class="status">connecting…</span>
-<label>token <input id="token" type="password" autocomplete="off"></label></header>
+<header><h1>imapscope</h1><span id="status" class="status">connecting…</span></header>
 <main>
 <section>
 <h2>Sessions <small id="count"></small></h2>
@@ -42,17 +42,11 @@ form{display:inline-flex;gap:4px} input{font:inherit;width:9em}
 <script>
 "use strict";
 const hash = new URLSearchParams(location.hash.slice(1));
-const tokenInput = document.getElementById("token");
-tokenInput.value = hash.get("token") || sessionStorage.getItem("imapscope-token") || "";
-tokenInput.addEventListener("change", () => { sessionStorage.setItem("imapscope-token", tokenInput.value); refresh(); });
 let chosen = hash.get("session") ? Number(hash.get("session")) : null;
 let tail = null, finished = null;  // the live tail; the session whose tail has ended
+let lastEvent = 0, tailStart = null;  // of the chosen session: a tail cut by its time limit goes on from there
+const json = {"Content-Type": "application/json"};  // changes are JSON (the server refuses others)
 
-function headers(extra) {
-  const h = Object.assign({}, extra || {});
-  if (tokenInput.value) h["Authorization"] = "Bearer " + tokenInput.value;
-  return h;
-}
 function cell(row, text) { const td = document.createElement("td"); td.textContent = text; row.appendChild(td); return td; }
 function status(text) { document.getElementById("status").textContent = text; }
 function age(s) { return s < 90 ? s.toFixed(0) + " s" : s < 5400 ? (s / 60).toFixed(0) + " min" : (s / 3600).toFixed(1) + " h"; }
@@ -74,8 +68,8 @@ function sessionRow(s, closed) {
 
 async function refresh() {
   try {
-    const r = await fetch("/api/sessions", {headers: headers()});
-    if (r.status === 401) { status("token needed"); return; }
+    const r = await fetch("/api/sessions");
+    if (r.status === 401) { status("token needed: reload to log in"); return; }
     if (!r.ok) { status("error " + r.status); return; }
     const data = await r.json();
     const body = document.querySelector("#sessions tbody");
@@ -89,7 +83,7 @@ async function refresh() {
 }
 
 async function refreshFindings() {
-  const r = await fetch("/api/findings", {headers: headers()});
+  const r = await fetch("/api/findings");
   if (!r.ok) return;
   const data = await r.json();
   const body = document.querySelector("#findings tbody");
@@ -104,7 +98,7 @@ async function refreshFindings() {
 }
 
 async function refreshCaptures() {
-  const r = await fetch("/api/captures", {headers: headers()});
+  const r = await fetch("/api/captures");
   if (!r.ok) return;
   const data = await r.json();
   const body = document.querySelector("#captures tbody");
@@ -113,7 +107,7 @@ async function refreshCaptures() {
     cell(tr, c.id); cell(tr, c.user || ""); cell(tr, c.client || ""); cell(tr, c.address || "");
     cell(tr, c.sessions); cell(tr, age(c.remaining_s));
     const button = document.createElement("button"); button.textContent = "stop";
-    button.addEventListener("click", async () => { await fetch("/api/captures/" + c.id, {method: "DELETE", headers: headers()}); refresh(); });
+    button.addEventListener("click", async () => { await fetch("/api/captures/" + c.id, {method: "DELETE", headers: json}); refresh(); });
     cell(tr, "").appendChild(button);
     return tr;
   }));
@@ -123,7 +117,7 @@ document.getElementById("capture").addEventListener("submit", async ev => {
   ev.preventDefault();
   const form = new FormData(ev.target), body = {};
   for (const [k, v] of form) if (v) body[k] = k === "duration_s" ? Number(v) : v;
-  const r = await fetch("/api/captures", {method: "POST", headers: headers({"Content-Type": "application/json"}), body: JSON.stringify(body)});
+  const r = await fetch("/api/captures", {method: "POST", headers: json, body: JSON.stringify(body)});
   if (!r.ok) status("capture refused: " + (await r.json()).error);
   refresh();
 });
@@ -144,30 +138,34 @@ function describe(e, start) {
 }
 
 async function choose(id) {
+  const resuming = id === chosen && lastEvent > 0;
   chosen = id;
   if (tail) tail.abort();
   const mine = tail = new AbortController();
   const box = document.getElementById("conversation");
-  box.replaceChildren();
+  if (!resuming) { box.replaceChildren(); lastEvent = 0; tailStart = null; }
   document.getElementById("chosen").textContent = "session " + id;
   document.querySelectorAll("#sessions tr").forEach(tr => tr.classList.toggle("selected", Number(tr.dataset.id) === id));
-  let start = null, buffer = "";
+  let buffer = "";
   try {
-    const r = await fetch("/api/sessions/" + id + "/events?stream=1", {headers: headers(), signal: mine.signal});
+    const r = await fetch("/api/sessions/" + id + "/events?stream=1&after=" + lastEvent, {signal: mine.signal});
     if (!r.ok) { box.textContent = "no events (" + r.status + ")"; finished = id; if (tail === mine) tail = null; return; }
     const reader = r.body.getReader(), decoder = new TextDecoder();
     for (;;) {
       const {value, done} = await reader.read();
-      if (done) { finished = id; break; }
+      if (done) break;  // the session ended ("end" seen), or the stream's time limit: refresh() resumes
       buffer += decoder.decode(value, {stream: true});
       let end;
       while ((end = buffer.indexOf("\n\n")) >= 0) {
         const block = buffer.slice(0, end); buffer = buffer.slice(end + 2);
+        if (block.startsWith("event: end")) { finished = id; continue; }
         const data = block.split("\n").filter(l => l.startsWith("data: ")).map(l => l.slice(6)).join("\n");
-        if (!data || block.startsWith("event: end")) continue;
+        const seq = block.split("\n").find(l => l.startsWith("id: "));
+        if (seq) lastEvent = Number(seq.slice(4));
+        if (!data) continue;
         const e = JSON.parse(data);
-        if (start === null) start = e.t;
-        const [cls, text] = describe(e, start);
+        if (tailStart === null) tailStart = e.t;
+        const [cls, text] = describe(e, tailStart);
         const line = document.createElement("div");
         line.className = "line " + cls; line.textContent = text;
         box.appendChild(line);

@@ -9,6 +9,7 @@
 #include "proxy/transport/server_tls.hpp"
 #include "proxy/util/cidr.hpp"
 #include "proxy/util/json_reader.hpp"
+#include "proxy/util/private_files.hpp"
 
 namespace imapscope::app {
 namespace {
@@ -206,14 +207,6 @@ transport::Endpoint parse_endpoint(const std::string& text, const std::string& w
 
 namespace {
 
-// Host names are resolved later; only a literal loopback address or "localhost"
-// counts as staying on this machine.
-bool is_loopback(const std::string& host) {
-  if (host == "localhost" || host == "::1") return true;
-  const auto cidr = util::Cidr::parse("127.0.0.0/8");
-  return cidr->contains(host);
-}
-
 void read_transcripts(Reader r, inspect::InspectorOptions& o) {
   auto& w = o.transcripts.emplace();
   w.dir = r.string("dir", "");
@@ -273,13 +266,25 @@ void read_diagnostics(Reader r, diagnose::Options& o) {
   r.reject_unknown();
 }
 
+// A token file is a secret: one every local user can read is refused.
 std::string read_token_file(const std::string& path, const std::string& where) {
-  std::ifstream in(path);
   std::string token;
-  if (!in || !std::getline(in, token)) throw ConfigError(where + ": can't read the token file \"" + path + "\"");
-  while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  try {
+    token = util::read_secret_file(path);
+  } catch (const std::exception& e) {
+    throw ConfigError(where + ": " + e.what());
+  }
   if (token.size() < 16) throw ConfigError(where + ": the token in \"" + path + "\" is shorter than 16 characters");
   return token;
+}
+
+void read_admin_limits(Reader r, AdminLimits& l) {
+  l.connections = static_cast<std::size_t>(r.number("connections", l.connections, 4, 100'000));
+  l.streams = static_cast<std::size_t>(r.number("streams", l.streams, 0, 100'000));
+  l.stream_max_s = r.number("stream_max_s", l.stream_max_s, 1, 7 * 86'400);
+  l.head_timeout_ms = r.number("head_timeout_ms", l.head_timeout_ms, 100, 600'000);
+  l.write_timeout_ms = r.number("write_timeout_ms", l.write_timeout_ms, 100, 600'000);
+  r.reject_unknown();
 }
 
 }  // namespace
@@ -316,6 +321,9 @@ Config load_config_file(const std::string& path) {
   if (root.has("admin_token_file")) {
     config.admin_token = read_token_file(root.string("admin_token_file", ""), root.path("admin_token_file"));
   }
+  config.admin_hosts = root.strings("admin_hosts");
+  read_admin_limits(root.object("admin_limits"), config.admin_limits);
+  if (root.has("metrics")) config.metrics = parse_endpoint(root.string("metrics", ""), root.path("metrics"));
   const auto names = root.choice("user_names", "hashed", {"clear", "hashed", "redacted"});
   config.inspector.user_names = names == "clear"      ? inspect::UserNames::Clear
                                 : names == "redacted" ? inspect::UserNames::Redacted
@@ -395,6 +403,7 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--upstream-forward-client") f.upstream_forward = value();
     else if (a == "--admin") f.admin = value();
     else if (a == "--admin-token-file") f.admin_token_file = value();
+    else if (a == "--metrics") f.metrics = value();
     else if (a == "--clients") f.clients = value();
     else if (a == "--rules") f.rules = value();
     else if (a == "--transcripts") f.transcripts = value();
@@ -483,12 +492,7 @@ Config build_config(const Flags& f) {
   if (!f.diagnostics_state.empty()) config.diagnostics.state_file = f.diagnostics_state;
   if (f.no_diagnostics) config.diagnostics.enabled = false;
   if (!f.admin_token_file.empty()) config.admin_token = read_token_file(f.admin_token_file, "flag --admin-token-file");
-  // The admin address shows who is logged in and can start captures: beyond this
-  // machine only with a token.
-  if (config.admin_enabled && config.admin_token.empty() && !is_loopback(config.admin.host)) {
-    throw ConfigError("admin address " + config.admin.host + ":" + std::to_string(config.admin.port) +
-                      " is not a loopback address: give a token (admin_token_file / --admin-token-file) or use 127.0.0.1");
-  }
+  if (!f.metrics.empty()) config.metrics = parse_endpoint(f.metrics, "flag --metrics");
   if (!f.rules.empty()) config.rules_path = f.rules;
   if (!config.rules_path.empty()) {
     const auto& signatures = config.proxy.signatures ? *config.proxy.signatures : identify::builtin_signatures();
@@ -616,8 +620,11 @@ Flags (over the config file):
                              it only from this network (repeatable); others are refused
   --admin HOST:PORT          metrics (/metrics), admin API (/api/...) and the live
                              sessions page (/) (default 127.0.0.1:9143; "none": off)
-  --admin-token-file FILE    bearer token the admin address requires (first line);
-                             needed for an address other than loopback
+  --admin-token-file FILE    the admin token (first line, 16+ characters; not readable by
+                             others): default STATE_DIR/admin-token, made at first start.
+                             Every /api/* request and the page need it (docs/security.md)
+  --metrics HOST:PORT        /metrics, /healthz and /readyz alone, open, on an address of
+                             their own (default: none; they are on --admin too)
   --threads N                event loops (default: one per core)
   --clients FILE             client signatures for identification (default: the
                              built-in copy of rules/clients.json)

@@ -20,11 +20,24 @@ namespace imapscope::app {
 
 using ConfigError = util::InputError;
 
+// The admin address's HTTP budgets ("admin_limits"): what keeps /healthz answered.
+struct AdminLimits {
+  std::size_t connections = 64;  // requests being read or answered
+  std::size_t streams = 16;      // live tails open at once
+  std::uint64_t stream_max_s = 3600;
+  std::uint64_t head_timeout_ms = 5000;
+  std::uint64_t write_timeout_ms = 10000;
+};
+
 struct Config {
   transport::ProxySettings proxy;
   transport::Endpoint admin{"127.0.0.1", 9143};  // metrics, the admin API and the live page
   bool admin_enabled = true;
-  std::string admin_token;  // from admin_token_file; empty: none (loopback only)
+  // From admin_token_file; empty: <state_dir>/admin-token, made owner-only at first start.
+  std::string admin_token;
+  std::vector<std::string> admin_hosts;  // more names the Host may give (a reverse proxy's)
+  AdminLimits admin_limits;
+  std::optional<transport::Endpoint> metrics;  // /metrics and the probes alone, open
   // Owner-only folder of what the proxy keeps between runs (secrets, state).
   std::string state_dir = "/var/lib/imapscope";
   // The unprivileged account to become once everything is bound and loaded ("user",
@@ -52,7 +65,7 @@ struct Flags {
   std::string tls_min_version, tls_ciphers, tls_ciphersuites;
   bool allow_world_readable_keys = false;
   std::string upstream_ca, upstream_forward, admin, admin_token_file, log_level, clients, rules,
-      transcripts, diagnostics_state, state_dir, user, group;
+      transcripts, diagnostics_state, state_dir, user, group, metrics;
   std::string plaintext_login;  // refuse, loopback, allow; empty: the config's (default refuse)
   bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false,
        upstream_compress = false, no_diagnostics = false;

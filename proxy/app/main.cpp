@@ -15,6 +15,7 @@
 #include "proxy/app/replay_command.hpp"
 #include "proxy/app/tls_metrics.hpp"
 #include "proxy/app/admin_api.hpp"
+#include "proxy/app/admin_servers.hpp"
 #include "proxy/diagnose/diagnostics.hpp"
 #include "proxy/inspect/inspector.hpp"
 #include "proxy/observe/fanout.hpp"
@@ -165,7 +166,7 @@ int main(int argc, char** argv) {
     auto inspector_options = config.inspector;
     inspector_options.label_key = label_key;
     inspector_options.live = inspector_options.live && config.admin_enabled;  // nobody could look
-    if (config.admin_enabled) {
+    if (config.admin_enabled || config.metrics) {
       const auto& signatures = settings.signatures ? *settings.signatures : imapscope::identify::builtin_signatures();
       metrics = std::make_shared<imapscope::observe::Metrics>(signatures.families, settings.rules);
       watchers.push_back(metrics);
@@ -205,25 +206,10 @@ int main(int argc, char** argv) {
         return proxy ? proxy->tls_status() : std::vector<imapscope::transport::ListenerTlsStatus>{};
       });
     }
-    std::unique_ptr<imapscope::transport::HttpServer> admin;
-    if (config.admin_enabled) {
-      auto api = std::make_shared<imapscope::app::AdminApi>(metrics, inspector, diagnostics, config.admin_token);
-      api->set_readiness([&running] {
-        const auto* proxy = running.load();
-        return proxy != nullptr && !proxy->draining();
-      });
-      const auto address = config.admin.to_string();
-      try {
-        admin = std::make_unique<imapscope::transport::HttpServer>(
-            config.admin, [api](const imapscope::transport::HttpRequest& r) { return api->handle(r); });
-      } catch (const std::exception& e) {
-        throw imapscope::app::ConfigError("admin address " + address + ": can't listen there (" + e.what() + ")");
-      }
-      imapscope::util::log_line(imapscope::util::LogLevel::Info,
-                                "event=admin_listening address=" + address + " page=http://" + address +
-                                    "/ metrics=http://" + address + "/metrics token=" +
-                                    (config.admin_token.empty() ? "none" : "required"));
-    }
+    auto admin = imapscope::app::start_admin_servers(config, metrics, inspector, diagnostics, [&running] {
+      const auto* proxy = running.load();
+      return proxy != nullptr && !proxy->draining();
+    });
     std::unique_ptr<imapscope::transport::Proxy> bound;
     try {
       bound = std::make_unique<imapscope::transport::Proxy>(settings);  // binds, loads the keys
@@ -255,7 +241,7 @@ int main(int argc, char** argv) {
     running = &proxy;
     const int status = proxy.run();
     running = nullptr;
-    admin.reset();  // before the proxy goes: its thread may still ask for readiness
+    admin = {};  // before the proxy goes: its thread may still ask for readiness
     return status;
   } catch (const imapscope::app::ConfigError& e) {
     std::fprintf(stderr, "imapscope: %s\n", e.what());

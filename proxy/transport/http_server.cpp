@@ -5,16 +5,12 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/read.hpp>
-#include <asio/read_until.hpp>
 #include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
 #include <asio/write.hpp>
 
-#include <cctype>
+#include <array>
 #include <stdexcept>
 
-#include "proxy/imap/abnf.hpp"
-#include "proxy/util/log.hpp"
 #include "proxy/util/text.hpp"
 
 namespace imapscope::transport {
@@ -25,42 +21,77 @@ std::string_view reason_phrase(int status) {
     case 200: return "OK";
     case 201: return "Created";
     case 204: return "No Content";
+    case 303: return "See Other";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
     case 409: return "Conflict";
-    case 411: return "Length Required";
     case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 421: return "Misdirected Request";
     case 431: return "Request Header Fields Too Large";
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default: return "Error";
   }
 }
 
+// On every answer: nothing here may be framed by another page (clickjacking the
+// capture form), cached, sniffed into another type, or leak its URL onwards.
+constexpr std::string_view kAlwaysHeaders =
+    "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
+    "Referrer-Policy: no-referrer\r\nConnection: close\r\n";
+
 std::string response_head(const HttpResponse& r, bool streamed) {
   std::string head = "HTTP/1.1 " + std::to_string(r.status) + " " + std::string(reason_phrase(r.status)) + "\r\n";
-  head += "Content-Type: " + r.content_type + "\r\n";
-  if (!streamed) head += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
-  head += "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n";
-  for (const auto& [name, value] : r.headers) head += name + ": " + value + "\r\n";
+  if (r.status != 204) head += "Content-Type: " + r.content_type + "\r\n";
+  if (!streamed && r.status != 204) head += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
+  head += kAlwaysHeaders;
+  bool policy = false;
+  for (const auto& [name, value] : r.headers) {
+    if (name == "Content-Security-Policy") {
+      policy = true;
+      head += name + ": " + value;
+      if (value.find("frame-ancestors") == std::string::npos) head += "; frame-ancestors 'none'";
+      head += "\r\n";
+    } else {
+      head += name + ": " + value + "\r\n";
+    }
+  }
+  if (!policy) head += "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n";
   return head + "\r\n";
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 }  // namespace
 
-std::string HttpRequest::header(const std::string& lower_name) const {
-  const auto it = headers.find(lower_name);
-  return it == headers.end() ? std::string() : it->second;
+// One client connection. Shared with its deadline's handler, so the handler can
+// close the socket whenever it fires, even after the coroutine moved on.
+struct HttpServer::Connection {
+  explicit Connection(asio::ip::tcp::socket s) : socket(std::move(s)), deadline(socket.get_executor()) {}
+  asio::ip::tcp::socket socket;
+  asio::steady_timer deadline;
+  bool waiting_for_request = true;  // may be dropped for a newcomer when the slots are full
+  bool listed = false;              // in requests_ at `where`
+  std::list<std::shared_ptr<Connection>>::iterator where;
+};
+
+namespace {
+
+template <typename Connection>
+void arm(const std::shared_ptr<Connection>& c, std::chrono::milliseconds limit) {
+  c->deadline.expires_after(limit);
+  c->deadline.async_wait([c](asio::error_code ec) {
+    if (ec) return;
+    asio::error_code ignored;
+    c->socket.close(ignored);
+  });
 }
+
+}  // namespace
 
 HttpResponse HttpResponse::json(int status, std::string body) {
   HttpResponse r;
@@ -73,61 +104,6 @@ HttpResponse HttpResponse::error(int status, const std::string& message) {
   std::string body = "{\"error\": ";
   util::append_json_string(body, message);
   return json(status, body + "}");
-}
-
-std::string percent_decode(std::string_view text) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '+') {
-      out += ' ';
-    } else if (text[i] == '%' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0 && hex_value(text[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]));
-      i += 2;
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
-}
-
-std::optional<HttpRequest> parse_http_head(std::string_view head) {
-  HttpRequest r;
-  auto line_end = head.find("\r\n");
-  const auto request_line = head.substr(0, line_end);
-  const auto sp1 = request_line.find(' ');
-  const auto sp2 = request_line.rfind(' ');
-  if (sp1 == std::string_view::npos || sp2 <= sp1 || request_line.substr(sp2 + 1).substr(0, 5) != "HTTP/") {
-    return std::nullopt;
-  }
-  r.method = std::string(request_line.substr(0, sp1));
-  const auto target = request_line.substr(sp1 + 1, sp2 - sp1 - 1);
-  if (target.empty() || target[0] != '/') return std::nullopt;
-  const auto question = target.find('?');
-  r.path = percent_decode(target.substr(0, question));
-  if (question != std::string_view::npos) {
-    auto query = target.substr(question + 1);
-    while (!query.empty()) {
-      const auto amp = query.find('&');
-      const auto pair = query.substr(0, amp);
-      const auto eq = pair.find('=');
-      const auto value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-      r.query[percent_decode(pair.substr(0, eq))] = percent_decode(value);
-      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    }
-  }
-  while (line_end != std::string_view::npos) {
-    const auto start = line_end + 2;
-    line_end = head.find("\r\n", start);
-    const auto line = line_end == std::string_view::npos ? head.substr(start) : head.substr(start, line_end - start);
-    if (line.empty()) continue;
-    const auto colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) return std::nullopt;
-    auto value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    r.headers[imap::ascii_lower(line.substr(0, colon))] = std::string(value);
-  }
-  return r;
 }
 
 HttpServer::HttpServer(const Endpoint& address, HttpHandler handler, HttpLimits limits)
@@ -149,6 +125,27 @@ HttpServer::HttpServer(const Endpoint& address, HttpHandler handler, HttpLimits 
 HttpServer::~HttpServer() {
   io_.stop();
   thread_.join();
+  for (auto& c : requests_) c->listed = false;
+  requests_.clear();
+}
+
+bool HttpServer::drop_oldest_waiting() {
+  for (auto& c : requests_) {
+    if (!c->waiting_for_request) continue;
+    const auto dropped = c;  // erased below: keep it alive until closed
+    leave_requests(*dropped);
+    asio::error_code ignored;
+    dropped->socket.close(ignored);
+    dropped->deadline.cancel();
+    return true;
+  }
+  return false;
+}
+
+void HttpServer::leave_requests(Connection& c) {
+  if (!c.listed) return;
+  c.listed = false;
+  requests_.erase(c.where);
 }
 
 asio::awaitable<void> HttpServer::accept_loop() {
@@ -156,97 +153,169 @@ asio::awaitable<void> HttpServer::accept_loop() {
     auto [ec, socket] = co_await acceptor_.async_accept(kNoThrow);
     if (ec == asio::error::operation_aborted) co_return;
     if (ec) continue;  // the client went away before it was taken
-    if (connections_ >= limits_.max_connections) {
-      static constexpr std::string_view kBusy =
-          "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    // Full: a connection that hasn't sent its request yet (idle, or slow on purpose)
+    // makes room, so a probe or the operator always gets through.
+    if (requests_.size() >= limits_.max_connections && !drop_oldest_waiting()) {
+      const std::string busy = response_head(HttpResponse::error(503, "busy"), true);
       asio::error_code ignored;
-      asio::write(socket, asio::buffer(kBusy), ignored);
+      socket.non_blocking(true, ignored);  // a fresh socket's buffer takes it; never wait
+      socket.write_some(asio::buffer(busy), ignored);
       continue;
     }
-    asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+    auto c = std::make_shared<Connection>(std::move(socket));
+    c->where = requests_.insert(requests_.end(), c);
+    c->listed = true;
+    asio::co_spawn(io_, serve(std::move(c)), asio::detached);
   }
 }
 
-asio::awaitable<void> HttpServer::serve(asio::ip::tcp::socket socket) {
-  ++connections_;
-  struct Leave {
-    std::size_t& n;
-    ~Leave() { --n; }
-  } leave{connections_};
-  // A client that doesn't finish its request in time is cut off.
-  asio::steady_timer deadline(io_, limits_.request_timeout);
-  deadline.async_wait([&socket](asio::error_code ec) {
-    if (!ec) socket.close();
-  });
+asio::awaitable<bool> HttpServer::read_request(const std::shared_ptr<Connection>& c, HttpRequest& request,
+                                               std::optional<HttpResponse>& refusal) {
   std::string buffer;
-  auto [ec, head_end] = co_await asio::async_read_until(
-      socket, asio::dynamic_buffer(buffer, limits_.max_head), "\r\n\r\n", kNoThrow);
+  std::array<char, 4096> chunk{};
+  HeadScan scan;
+  for (;;) {
+    scan = scan_http_head(buffer);
+    if (scan.state == HeadScan::State::Malformed) {
+      refusal = HttpResponse::error(400, scan.error);
+      co_return true;
+    }
+    const auto head_size = scan.state == HeadScan::State::Complete ? scan.end : buffer.size();
+    if (head_size > limits_.max_head) {
+      refusal = HttpResponse::error(431, "request head over " + std::to_string(limits_.max_head) + " bytes");
+      co_return true;
+    }
+    if (scan.state == HeadScan::State::Complete) break;
+    auto [ec, n] = co_await c->socket.async_read_some(asio::buffer(chunk), kNoThrow);
+    if (ec) co_return false;  // gone, or cut off by its deadline
+    buffer.append(chunk.data(), n);
+  }
+  auto parsed = parse_http_head(std::string_view(buffer).substr(0, scan.end - 2));
+  if (!parsed.request) {
+    refusal = HttpResponse::error(parsed.status, parsed.error);
+    co_return true;
+  }
+  request = std::move(*parsed.request);
+  if (request.content_length > limits_.max_body) {
+    refusal = HttpResponse::error(413, "request body over " + std::to_string(limits_.max_body) + " bytes");
+    co_return true;
+  }
+  request.body = buffer.substr(scan.end);
+  if (request.body.size() < request.content_length) {
+    arm(c, limits_.request_timeout);
+    const auto have = request.body.size();
+    request.body.resize(request.content_length);
+    auto [ec, n] = co_await asio::async_read(c->socket, asio::buffer(request.body.data() + have, request.content_length - have),
+                                             kNoThrow);
+    if (ec) co_return false;
+  }
+  request.body.resize(request.content_length);  // what came after it is not read
+  co_return true;
+}
+
+asio::awaitable<bool> HttpServer::write(const std::shared_ptr<Connection>& c, std::string_view data) {
+  arm(c, limits_.write_timeout);
+  auto [ec, n] = co_await asio::async_write(c->socket, asio::buffer(data), kNoThrow);
+  c->deadline.cancel();
+  co_return !ec;
+}
+
+asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> c) {
+  struct Leave {
+    HttpServer& server;
+    Connection& c;
+    ~Leave() {
+      server.leave_requests(c);
+      c.deadline.cancel();
+    }
+  } leave{*this, *c};
+  // A client that doesn't send its request in time is cut off.
+  arm(c, limits_.head_timeout);
+  HttpRequest request;
+  std::optional<HttpResponse> refusal;
+  const bool received = co_await read_request(c, request, refusal);
+  if (!received) co_return;
+  c->waiting_for_request = false;
+  c->deadline.cancel();
+  const bool head_only = request.method == "HEAD";
+  if (head_only) request.method = "GET";  // the same answer without its body
   HttpResponse response;
-  std::optional<HttpRequest> request;
-  if (ec == asio::error::not_found) {
-    response = HttpResponse::error(431, "request head over " + std::to_string(limits_.max_head) + " bytes");
-  } else if (ec) {
-    co_return;
-  } else if (!(request = parse_http_head(std::string_view(buffer).substr(0, head_end - 2)))) {
-    response = HttpResponse::error(400, "not an HTTP request");
-  } else if (!request->header("transfer-encoding").empty()) {
-    response = HttpResponse::error(501, "chunked request bodies are not supported: send Content-Length");
+  if (refusal) {
+    response = std::move(*refusal);
+  } else if (request.method != "GET" && request.method != "POST" && request.method != "DELETE") {
+    response = HttpResponse::error(501, "method " + request.method + " is not served here");
   } else {
-    const auto length_text = request->header("content-length");
-    std::size_t length = 0;
-    for (const char c : length_text) {
-      if (!std::isdigit(static_cast<unsigned char>(c)) || length > limits_.max_body) {
-        length = limits_.max_body + 1;
-        break;
-      }
-      length = length * 10 + static_cast<std::size_t>(c - '0');
-    }
-    if (length > limits_.max_body) {
-      response = HttpResponse::error(413, "request body over " + std::to_string(limits_.max_body) + " bytes");
-    } else {
-      request->body = buffer.substr(head_end);
-      if (request->body.size() < length) {
-        const auto missing = length - request->body.size();
-        std::string rest(missing, '\0');
-        auto [read_ec, n] = co_await asio::async_read(socket, asio::buffer(rest), kNoThrow);
-        if (read_ec) co_return;
-        request->body += rest.substr(0, n);
-      }
-      request->body.resize(length);
-      response = handler_(*request);
-    }
+    response = handler_(request);
   }
-  deadline.cancel();
-  const bool streamed = static_cast<bool>(response.stream);
-  const std::string first = response_head(response, streamed) + response.body;
-  // Awaited into locals first: g++ 12 miscompiles co_await inside an if condition.
-  auto [write_ec, written] = co_await asio::async_write(socket, asio::buffer(first), kNoThrow);
-  if (write_ec) co_return;
+  bool streamed = static_cast<bool>(response.stream) && !head_only;
+  if (streamed && streams_ >= limits_.max_streams) {
+    response = HttpResponse::error(503, "too many live tails open (" + std::to_string(limits_.max_streams) +
+                                            "): close one, or raise admin_limits.streams");
+    streamed = false;
+  }
+  const std::string first = response_head(response, static_cast<bool>(response.stream)) + (head_only ? "" : response.body);
   if (!streamed) {
+    // Awaited into locals first: g++ 12 miscompiles co_await inside an if condition.
+    const bool sent = co_await write(c, first);
     asio::error_code ignored;
-    socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    if (sent) c->socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    if (sent && refusal) co_await linger(c);
     co_return;
   }
-  // The live tail: poll the source, send what is new; a comment now and then so a
-  // client that vanished is noticed by a failing write.
+  leave_requests(*c);  // a tail counts against the streams' budget, not the requests'
+  ++streams_;
+  struct Release {
+    std::size_t& n;
+    ~Release() { --n; }
+  } release{streams_};
+  const bool sent = co_await write(c, first);
+  if (sent) co_await stream(c, response);
+  asio::error_code ignored;
+  c->socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+}
+
+// A refused request may have left bytes unread (a body, the rest of a long head):
+// closing on them would send a reset that can overtake the answer. What still comes
+// is read and dropped for a moment, until the client closes; the connection may be
+// dropped for a newcomer meanwhile.
+asio::awaitable<void> HttpServer::linger(const std::shared_ptr<Connection>& c) {
+  c->waiting_for_request = true;
+  arm(c, std::chrono::milliseconds(1000));
+  std::array<char, 4096> sink{};
+  for (std::size_t dropped = 0; dropped < limits_.max_head + limits_.max_body;) {
+    auto [ec, n] = co_await c->socket.async_read_some(asio::buffer(sink), kNoThrow);
+    if (ec) break;
+    dropped += n;
+  }
+  c->deadline.cancel();
+}
+
+// The live tail: poll the source, send what is new; a comment now and then so a
+// client that vanished is noticed by a failing write; a client that stops reading
+// is dropped by the write's time limit; after stream_max the tail ends (an
+// EventSource reconnects with Last-Event-ID and goes on where it was).
+asio::awaitable<void> HttpServer::stream(const std::shared_ptr<Connection>& c, HttpResponse& response) {
   asio::steady_timer tick(io_);
+  const auto until = std::chrono::steady_clock::now() + limits_.stream_max;
   auto quiet = std::chrono::steady_clock::duration::zero();
   for (;;) {
+    if (std::chrono::steady_clock::now() >= until) {
+      co_await write(c, ": time limit of this stream reached, reconnect to go on\n\n");
+      co_return;
+    }
     auto more = response.stream();
-    if (!more) break;
+    if (!more) co_return;
     if (more->empty() && quiet >= limits_.stream_keepalive) *more = ": keepalive\n\n";
     if (!more->empty()) {
       quiet = {};
-      auto [more_ec, sent] = co_await asio::async_write(socket, asio::buffer(*more), kNoThrow);
-      if (more_ec) break;
+      const bool sent = co_await write(c, *more);
+      if (!sent) co_return;
     }
     quiet += response.interval;
     tick.expires_after(response.interval);
     auto [wait_ec] = co_await tick.async_wait(kNoThrow);
-    if (wait_ec) break;
+    if (wait_ec) co_return;
   }
-  asio::error_code ignored;
-  socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
 }
 
 }  // namespace imapscope::transport

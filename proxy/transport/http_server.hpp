@@ -1,13 +1,15 @@
 // A small HTTP/1.1 server for the admin address (metrics, admin API, live page) on
 // a thread of its own, so a slow scrape or browser never touches the relay's loops.
-// One request per connection (Connection: close), bounded request sizes and
-// connection counts, and streamed answers (server-sent events) for live tails.
+// One request per connection (Connection: close), strict parsing (http_request.hpp),
+// and budgets that keep the probes answered whatever else comes: requests and
+// event streams (live tails) count apart, a request must come within a few
+// seconds, and when every request slot is taken the oldest connection still
+// waiting for its request is dropped to make room. Every write has a time limit.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <functional>
-#include <map>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,18 +20,10 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include "proxy/transport/http_request.hpp"
 #include "proxy/transport/settings.hpp"
 
 namespace imapscope::transport {
-
-struct HttpRequest {
-  std::string method;  // "GET"
-  std::string path;    // "/api/sessions" (no query)
-  std::map<std::string, std::string> query;    // decoded
-  std::map<std::string, std::string> headers;  // names in lower case
-  std::string body;
-  std::string header(const std::string& lower_name) const;
-};
 
 struct HttpResponse {
   int status = 200;
@@ -50,9 +44,13 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 struct HttpLimits {
   std::size_t max_head = 16 << 10;
   std::size_t max_body = 64 << 10;
-  std::size_t max_connections = 64;
-  std::chrono::seconds request_timeout{10};
-  std::chrono::seconds stream_keepalive{15};  // a comment line, so dead clients are found
+  std::size_t max_connections = 64;  // waiting for or getting an answer (streams apart)
+  std::size_t max_streams = 16;      // live tails open at once
+  std::chrono::milliseconds head_timeout{5000};     // the request head must be in by then
+  std::chrono::milliseconds request_timeout{10000};  // and its body
+  std::chrono::milliseconds write_timeout{10000};    // each write; a client that doesn't read is dropped
+  std::chrono::seconds stream_max{3600};             // a tail ends then (EventSource reconnects)
+  std::chrono::seconds stream_keepalive{15};         // a comment line, so dead clients are found
 };
 
 class HttpServer {
@@ -67,21 +65,29 @@ class HttpServer {
   asio::ip::tcp::endpoint bound() const { return bound_; }
 
  private:
+  struct Connection;
   asio::awaitable<void> accept_loop();
-  asio::awaitable<void> serve(asio::ip::tcp::socket socket);
+  asio::awaitable<void> serve(std::shared_ptr<Connection> connection);
+  // false when the client went away (or was cut off); a refusal when the request is bad.
+  asio::awaitable<bool> read_request(const std::shared_ptr<Connection>& connection, HttpRequest& request,
+                                     std::optional<HttpResponse>& refusal);
+  asio::awaitable<bool> write(const std::shared_ptr<Connection>& connection, std::string_view data);
+  asio::awaitable<void> stream(const std::shared_ptr<Connection>& connection, HttpResponse& response);
+  asio::awaitable<void> linger(const std::shared_ptr<Connection>& connection);
+  bool drop_oldest_waiting();
+  void leave_requests(Connection& connection);
 
   HttpHandler handler_;
   HttpLimits limits_;
+  // The server thread's own: connections waiting for or getting an answer, oldest
+  // first, and the streams open. Declared before io_ so that they outlive the
+  // coroutines io_ destroys.
+  std::list<std::shared_ptr<Connection>> requests_;
+  std::size_t streams_ = 0;
   asio::io_context io_{1};
   asio::ip::tcp::acceptor acceptor_{io_};
   asio::ip::tcp::endpoint bound_;
-  std::size_t connections_ = 0;  // the server thread's own
   std::thread thread_;
 };
-
-// Parses "GET /path?a=b HTTP/1.1\r\nName: value\r\n..." (the head without the final
-// empty line); nullopt when it isn't a request line and headers.
-std::optional<HttpRequest> parse_http_head(std::string_view head);
-std::string percent_decode(std::string_view text);
 
 }  // namespace imapscope::transport

@@ -12,7 +12,6 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
@@ -192,8 +191,7 @@ class Findings(unittest.TestCase):
         self.assertGreater(metric_sum(PROXY.admin_port, "imapscope_full_resync_bytes_total"), 0)
         # The admin API lists it with the session and the user as user_names shows
         # users (hashed by default), and counts it for that user.
-        with urllib.request.urlopen(f"http://127.0.0.1:{PROXY.admin_port}/api/findings", timeout=10) as r:
-            listed = json.load(r)
+        listed = PROXY.admin_get("/api/findings")
         mine = [f for f in listed["recent"] if f["session"] == int(sid) and f["finding"] == "full_resync"]
         self.assertEqual(len(mine), 1, listed)
         self.assertRegex(mine[0]["user"], r"^u:[0-9a-f]{16}$")

@@ -6,7 +6,6 @@ Dovecot by its ID forwarding (x-originating-ip ...) or by a PROXY header on a Do
 listener with haproxy = yes; Dovecot's own log and `doveadm who` are the proof.
 Clients pick their source address in 127.0.0.0/8 to play distinct machines.
 """
-import json
 import os
 import socket
 import ssl
@@ -15,7 +14,6 @@ import subprocess
 import sys
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, wait_until  # noqa: E402
@@ -78,9 +76,7 @@ def log_of(name):
 
 
 def admin(name, path):
-    with urllib.request.urlopen(f"http://127.0.0.1:{PROXIES[name][0].admin_port}{path}", timeout=10) as response:
-        body = response.read().decode()
-    return json.loads(body) if path.startswith("/api/") else body
+    return PROXIES[name][0].admin_get(path)
 
 
 def dovecot_login_line(user, rip):

@@ -1,7 +1,8 @@
 """The admin address end to end: imapscope in front of a real Dovecot, real imaplib
 sessions, and the admin API read over HTTP: the live session table, one session's
 events and its server-sent-event tail, on-demand captures (by user, mid-session,
-stopped), the bearer token, and the live page driven by a real headless Chromium.
+stopped), the token (made at first start, or a configured file), and the live page
+driven by a real headless Chromium (logging in through the cookie).
 Everything on 127.0.0.1."""
 import http.client
 import imaplib
@@ -12,9 +13,8 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import unittest
-import urllib.error
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
@@ -35,7 +35,7 @@ def tearDownModule():
 class Proxy:
     """imapscope with transcripts written only for captures, user names in clear."""
 
-    def __init__(self, test, extra_config=None, token=None):
+    def __init__(self, test, extra_config=None, token=None, state_args=None):
         self.dir = tempfile.mkdtemp(prefix="imapscope-live-")
         os.chmod(self.dir, 0o755)
         test.addCleanup(shutil.rmtree, self.dir, True)
@@ -47,7 +47,8 @@ class Proxy:
                   "listeners": [{"listen": f"127.0.0.1:{self.port}",
                                  "upstream": {"addresses": [f"127.0.0.1:{DOVECOT.port}"]}}]}
         if token:
-            with open(os.path.join(self.dir, "token"), "w") as f:
+            fd = os.open(os.path.join(self.dir, "token"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
                 f.write(token + "\n")
             config["admin_token_file"] = os.path.join(self.dir, "token")
         config.update(extra_config or {})
@@ -55,35 +56,19 @@ class Proxy:
         path = os.path.join(self.dir, "config.json")
         with open(path, "w") as f:
             json.dump(config, f)
-        self.proxy = Imapscope(["--config", path]).start([self.port])
+        self.proxy = Imapscope(["--config", path] + (state_args or []))
+        self.proxy.token = token
+        test.addCleanup(shutil.rmtree, self.proxy.log_dir, True)
+        self.proxy.start([self.port])
         test.addCleanup(self.proxy.stop)
         self.admin = f"http://127.0.0.1:{self.proxy.admin_port}"
 
-    def request(self, method, path, body=None, token=None):
-        """(status, parsed JSON body or text)"""
-        headers = {}
-        token = token if token is not None else self.token
-        if token:
-            headers["Authorization"] = "Bearer " + token
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(self.admin + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=20) as r:
-                status, text = r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            status, text = e.code, e.read().decode()
-        try:
-            return status, json.loads(text) if text else None
-        except ValueError:
-            return status, text
+    def request(self, method, path, body=None, token=True):
+        """(status, parsed JSON body or text); token: True (the proxy's), False/"" (none) or a string"""
+        return self.proxy.admin(method, path, body, token=token)
 
     def get(self, path):
-        status, body = self.request("GET", path)
-        assert status == 200, (path, status, body)
-        return body
+        return self.proxy.admin_get(path)
 
     def sessions(self):
         return self.get("/api/sessions")["sessions"]
@@ -148,7 +133,8 @@ class Api(unittest.TestCase):
         bob = login(proxy.port, "bob")
         s = wait_until("bob's row", lambda: proxy.session_of("bob"))
         conn = http.client.HTTPConnection("127.0.0.1", proxy.proxy.admin_port, timeout=20)
-        conn.request("GET", f"/api/sessions/{s['id']}/events", headers={"Accept": "text/event-stream"})
+        conn.request("GET", f"/api/sessions/{s['id']}/events",
+                     headers={"Accept": "text/event-stream", "Authorization": "Bearer " + proxy.proxy.admin_token()})
         response = conn.getresponse()
         self.assertEqual(response.status, 200)
         self.assertEqual(response.getheader("Content-Type"), "text/event-stream")
@@ -258,26 +244,85 @@ class Probes(unittest.TestCase):
 
 class Token(unittest.TestCase):
     TOKEN = "t0ken-" + "9f2c4e1a7b3d5f60"
+    API = ["/api/sessions", "/api/sessions/1", "/api/sessions/1/events", "/api/captures", "/api/captures/1",
+           "/api/findings", "/api/nothing-here"]
 
-    def test_token_required_everywhere_but_the_page(self):
+    def test_made_at_first_start_required_everywhere_and_kept(self):
+        state = tempfile.mkdtemp(prefix="imapscope-state-")
+        self.addCleanup(shutil.rmtree, state, True)
+        state_dir = os.path.join(state, "state")
+        proxy = Proxy(self, state_args=["--state-dir", state_dir])
+        path = os.path.join(state_dir, "admin-token")
+        token = proxy.proxy.admin_token()
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(state_dir).st_mode & 0o777, 0o700)
+        self.assertGreaterEqual(len(token), 32)
+        for path_ in self.API + ["/", "/index.html"]:
+            self.assertEqual(proxy.request("GET", path_, token=False)[0], 401, path_)
+            self.assertEqual(proxy.request("GET", path_, token="wrong-" + token)[0], 401, path_)
+        for method in ("POST", "DELETE"):
+            self.assertEqual(proxy.request(method, "/api/captures/1", {}, token=False)[0], 401)
+        self.assertEqual(proxy.request("POST", "/api/captures", {"user": "alice"}, token=False)[0], 401)
+        self.assertEqual(proxy.request("GET", "/api/sessions")[0], 200)
+        self.assertEqual(proxy.request("GET", "/api/captures")[0], 200)
+        status, page = proxy.request("GET", "/")
+        self.assertEqual(status, 200)
+        self.assertIn("imapscope: live sessions", page)
+        status, login = proxy.request("GET", "/", token=False)
+        self.assertIn('name="token"', login)  # the way in for a browser
+        self.assertNotIn("live sessions", login)
+        # Open on loopback, as Prometheus exporters are: probes and metrics.
+        self.assertEqual(proxy.request("GET", "/metrics", token=False)[0], 200)
+        self.assertEqual(proxy.request("GET", "/readyz", token=False)[0], 200)
+        self.assertEqual(proxy.request("GET", "/healthz", token=False)[0], 200)
+        self.assertNotIn(token, proxy.proxy.log())
+        self.assertIn(os.path.join(state_dir, "admin-token"), proxy.proxy.log())  # where to find it
+
+        # The next start reads the same token.
+        proxy.proxy.stop()
+        again = Proxy(self, state_args=["--state-dir", state_dir])
+        self.assertEqual(again.proxy.admin_token(), token)
+        self.assertEqual(again.request("GET", "/api/sessions", token=token)[0], 200)
+
+    def test_configured_token_file(self):
         proxy = Proxy(self, token=self.TOKEN)
-        self.assertEqual(proxy.request("GET", "/api/sessions", token="")[0], 401)
-        self.assertEqual(proxy.request("GET", "/metrics", token="")[0], 401)
+        self.assertEqual(proxy.request("GET", "/api/sessions", token=False)[0], 401)
         self.assertEqual(proxy.request("GET", "/api/sessions", token="wrong-" + self.TOKEN[6:])[0], 401)
         self.assertEqual(proxy.request("GET", "/api/sessions")[0], 200)
-        self.assertEqual(proxy.request("GET", "/metrics")[0], 200)
-        self.assertEqual(proxy.request("GET", "/readyz", token="")[0], 200)  # probes carry no token
-        status, page = proxy.request("GET", "/", token="")
-        self.assertEqual(status, 200)
-        self.assertIn("imapscope", page)
+        self.assertFalse(os.path.exists(os.path.join(proxy.proxy.state_dir, "admin-token")))
         self.assertNotIn(self.TOKEN, proxy.proxy.log())
 
-    def test_no_token_no_public_address(self):
+    def test_world_readable_token_file_refused(self):
+        folder = tempfile.mkdtemp(prefix="imapscope-token-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        path = os.path.join(folder, "token")
+        with open(path, "w") as f:
+            f.write(self.TOKEN + "\n")
+        os.chmod(path, 0o644)
         proxy = Imapscope(["--listen", f"127.0.0.1:{free_port()}", "--upstream", f"127.0.0.1:{DOVECOT.port}",
-                           "--admin", f"0.0.0.0:{free_port()}"])
+                           "--admin-token-file", path])
+        self.addCleanup(shutil.rmtree, proxy.log_dir, True)
         proxy.start()
+        self.addCleanup(proxy.stop)
         self.assertEqual(proxy.proc.wait(timeout=20), 2)
-        self.assertIn("not a loopback address: give a token", proxy.log())
+        self.assertIn(f"flag --admin-token-file: {path}: can be read by every local user (chmod o-r)", proxy.log())
+        self.assertNotIn(self.TOKEN, proxy.log())
+
+    def test_metrics_need_the_token_off_loopback(self):
+        # Bound to every address (reached here on loopback): not a loopback address, so
+        # /metrics needs the credential; the probes stay open.
+        port, admin = free_port(), free_port()
+        proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{DOVECOT.port}",
+                           "--admin", f"0.0.0.0:{admin}"])
+        self.addCleanup(shutil.rmtree, proxy.log_dir, True)
+        proxy.start([port])
+        self.addCleanup(proxy.stop)
+        self.assertEqual(proxy.admin("GET", "/metrics", token=False)[0], 401)
+        status, text = proxy.admin("GET", "/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn("imapscope_", text)
+        self.assertEqual(proxy.admin("GET", "/healthz", token=False)[0], 200)
+        self.assertEqual(proxy.admin("GET", "/api/sessions", token=False)[0], 401)
 
 
 class Browser(unittest.TestCase):
@@ -313,11 +358,25 @@ class Browser(unittest.TestCase):
 
     def test_page_shows_sessions_and_tails_a_conversation(self):
         from selenium.webdriver.common.by import By
-        token = Token.TOKEN
-        proxy = Proxy(self, token=token)
+        proxy = Proxy(self)
+        token = proxy.proxy.admin_token()
         alice = login(proxy.port, "alice")
         alice.select("INBOX")
-        self.driver.get(proxy.admin + "/#token=" + token)
+        # Without the cookie: the form that asks for the token, and nothing else.
+        self.driver.get(proxy.admin + "/")
+        self.assertNotIn("alice", self.driver.page_source)
+        form = self.driver.find_element(By.TAG_NAME, "form")
+        form.find_element(By.NAME, "token").send_keys(token)
+        form.find_element(By.TAG_NAME, "button").click()
+        # "/?token=..." answered with the cookie and a redirect to "/": the token leaves
+        # the address bar, and no script of the page can read the cookie.
+        wait_until("the page at /", lambda: self.driver.current_url == proxy.admin + "/")
+        cookies = self.driver.get_cookies()
+        self.assertEqual(len(cookies), 1, cookies)
+        self.assertTrue(cookies[0]["httpOnly"], cookies)
+        self.assertEqual(cookies[0]["sameSite"], "Strict", cookies)
+        self.assertNotIn(token, cookies[0]["value"])
+        self.assertEqual(self.driver.execute_script("return document.cookie"), "")
         rows = wait_until("alice's row on the page", lambda: {k: v for k, v in self.rows().items() if "alice" in v})
         session_id, text = next(iter(rows.items()))
         self.assertIn("selected", text)
@@ -345,6 +404,34 @@ class Browser(unittest.TestCase):
                  any("close" in line for line in self.conversation()))
         page = self.driver.page_source
         self.assertNotIn(USERS["alice"], page)
+        self.assertNotIn(token, page)
+
+    def test_tail_goes_on_after_the_stream_time_limit(self):
+        from selenium.webdriver.common.by import By
+        proxy = Proxy(self, {"admin_limits": {"stream_max_s": 1}})
+        alice = login(proxy.port, "alice")
+        alice.select("INBOX")
+        self.driver.get(proxy.admin + "/?token=" + proxy.proxy.admin_token())
+        rows = wait_until("alice's row on the page", lambda: {k: v for k, v in self.rows().items() if "alice" in v})
+        session_id = next(iter(rows))
+        self.driver.find_element(By.CSS_SELECTOR, f'#sessions tr[data-id="{session_id}"]').click()
+        wait_until("the SELECT in the conversation", lambda: any("SELECT INBOX" in line for line in self.conversation()))
+        time.sleep(2.5)  # the tail is cut at least twice meanwhile, and resumed after its last event
+        alice.noop()
+        wait_until("the NOOP after the cuts", lambda: any(line.endswith("NOOP") for line in self.conversation()))
+        lines = self.conversation()
+        self.assertEqual(sum(1 for line in lines if "SELECT INBOX" in line and "C:" in line), 1, lines)
+        self.assertEqual(len(lines), len(set(lines)), lines)
+        alice.logout()
+
+    def test_the_demo_link_logs_in(self):
+        proxy = Proxy(self)
+        token = proxy.proxy.admin_token()
+        bob = login(proxy.port, "bob")
+        self.driver.get(proxy.admin + "/?token=" + token)  # what scripts/demo.py prints
+        wait_until("bob's row on the page", lambda: any("bob" in v for v in self.rows().values()))
+        self.assertEqual(self.driver.current_url, proxy.admin + "/")
+        bob.logout()
 
 
 if __name__ == "__main__":

@@ -123,10 +123,10 @@ class Redaction(unittest.TestCase):
         admin = f"http://127.0.0.1:{proxy.proxy.admin_port}"
         metrics = urllib.request.urlopen(admin + "/metrics").read().decode()
         # The live view holds the same events: as clean as the files.
-        live = json.loads(urllib.request.urlopen(admin + "/api/sessions").read())
+        live = proxy.proxy.admin_get("/api/sessions")
         self.assertGreaterEqual(len(live["recent"]), 6)
         for session in live["recent"]:
-            metrics += urllib.request.urlopen(f"{admin}/api/sessions/{session['id']}/events").read().decode()
+            metrics += json.dumps(proxy.proxy.admin_get(f"/api/sessions/{session['id']}/events"))
         proxy.stop()
 
         everything = metrics + proxy.proxy.log()

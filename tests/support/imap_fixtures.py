@@ -8,6 +8,7 @@ first_valid_uid), so the temp dir's parents must be traversable by that user.
 import glob
 import hashlib
 import grp
+import json
 import os
 import pwd
 import shutil
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 MAIL_USER = "imapscope-mail"
@@ -287,10 +289,15 @@ class Imapscope:
         if "--admin" not in args:
             self.admin_port = free_port()
             args = args + ["--admin", f"127.0.0.1:{self.admin_port}"]
+        else:
+            admin = args[args.index("--admin") + 1]
+            self.admin_port = None if admin == "none" else int(admin.rsplit(":", 1)[1])
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="imapscope-log-")
         # Its secrets and state in a folder of its own, not the system's /var/lib/imapscope.
         if "--state-dir" not in args:
             args = args + ["--state-dir", os.path.join(self.log_dir, "state")]
+        self.state_dir = args[args.index("--state-dir") + 1]
+        self.token = None  # a configured token (admin_token_file) the caller knows; else the made one
         self.args = args
         self.log_path = f"{self.log_dir}/imapscope.log"
         self.proc = None
@@ -309,6 +316,46 @@ class Imapscope:
     def log(self):
         with open(self.log_path) as f:
             return f.read()
+
+    def admin_token(self):
+        """The admin token: the one the test configured, or the one imapscope made
+        owner-only in its state folder at start (docs/security.md, "Admin address")."""
+        if self.token:
+            return self.token
+        path = os.path.join(self.state_dir, "admin-token")
+        wait_until("the admin token file", lambda: os.path.exists(path), 20, 0.05)
+        with open(path) as f:
+            return f.readline().strip()
+
+    def admin(self, method, path, body=None, token=True, headers=None):
+        """A request to the admin address with the token as bearer credential (token:
+        True, False for none, or a string); JSON bodies. (status, parsed JSON or text)."""
+        headers = dict(headers or {})
+        if token:
+            headers["Authorization"] = "Bearer " + (token if isinstance(token, str) else self.admin_token())
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+        if method in ("POST", "DELETE"):
+            headers.setdefault("Content-Type", "application/json")
+        req = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}", data=data, method=method,
+                                     headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=20) as r:
+                status, text = r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        try:
+            return status, json.loads(text) if text else None
+        except ValueError:
+            return status, text
+
+    def admin_get(self, path):
+        """GET with the token; the parsed JSON (or text), which must come with 200."""
+        status, body = self.admin("GET", path)
+        if status != 200:
+            raise AssertionError(f"GET {path}: {status} {body}")
+        return body
 
 
 class RawClient:
