@@ -29,6 +29,9 @@ namespace imapscope::guard {
 struct SessionLimits {
   std::size_t max_sessions = 10'000;
   std::size_t max_prelogin = 5'000;
+  // Dovecot's default login client_limit is 1000 for every address together; 128
+  // from one address is far beyond a household or office behind one NAT logging in
+  // at once, and far below what locks others out.
   std::size_t max_prelogin_per_address = 128;
 };
 

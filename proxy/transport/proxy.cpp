@@ -7,6 +7,8 @@
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <csignal>
 #include <stdexcept>
@@ -41,9 +43,29 @@ asio::ip::tcp::acceptor open_acceptor(asio::io_context& io, const asio::ip::tcp:
   return acceptor;
 }
 
+// Unset limits (0) are derived here: the total from the descriptor limit (two per
+// session), the pre-login total half of it, so that clients not logged in can never
+// take the places of those who are.
+guard::GuardSettings resolve_guard(guard::GuardSettings g) {
+  rlimit nofile{};
+  const std::uint64_t descriptors = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                                        ? nofile.rlim_cur
+                                        : 1'048'576;
+  auto& l = g.limits;
+  if (l.max_sessions == 0) l.max_sessions = guard::sessions_for_descriptors(descriptors);
+  if (l.max_prelogin == 0) l.max_prelogin = std::max<std::size_t>(1, l.max_sessions / 2);
+  util::log_line(util::LogLevel::Info,
+                 "event=limits max_sessions=" + std::to_string(l.max_sessions) + " max_prelogin=" +
+                     std::to_string(l.max_prelogin) + " max_prelogin_per_address=" +
+                     std::to_string(l.max_prelogin_per_address) + " descriptor_limit=" + std::to_string(descriptors) +
+                     " login_penalty=" + (g.penalty.enabled ? "on" : "off"));
+  return g;
+}
+
 }  // namespace
 
-Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
+Proxy::Proxy(const ProxySettings& settings)
+    : settings_(settings), guard_(std::make_unique<guard::Guard>(resolve_guard(settings.guard))) {
   const unsigned threads = settings.threads ? settings.threads : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < threads; ++i) {
     loops_.push_back(std::make_unique<Loop>());
@@ -59,6 +81,7 @@ Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
     runtime->signatures = settings_.signatures.get();
     runtime->rules = settings_.rules.get();
     runtime->telemetry = settings_.telemetry.get();
+    runtime->guard = guard_.get();
     runtime->tls_mode = listener.implicit_tls ? "implicit" : listener.cert_file.empty() ? "none" : "starttls";
     if (!listener.cert_file.empty()) {
       runtime->client_tls = make_server_tls_context(listener.cert_file, listener.key_file);
@@ -210,6 +233,19 @@ asio::awaitable<void> Proxy::sweep_idle(Loop& loop) {
   }
 }
 
+asio::awaitable<void> Proxy::report_refusals() {
+  asio::steady_timer timer(loops_.front()->io);
+  auto& refusals = guard_->refusals();
+  for (;;) {
+    timer.expires_after(std::chrono::seconds(1));
+    auto [ec] = co_await timer.async_wait(kNoThrow);
+    if (ec) co_return;
+    for (const auto& line : refusals.due(std::chrono::steady_clock::now())) {
+      log_limit_refusal(line, refusals.interval(), true);
+    }
+  }
+}
+
 int Proxy::run() {
   // OpenSSL writes to sockets with write(2): a peer that has gone must be an error
   // code, not a SIGPIPE that ends the process.
@@ -222,6 +258,7 @@ int Proxy::run() {
     asio::co_spawn(loop.io, sweep_idle(loop), asio::detached);
   }
   asio::co_spawn(loops_.front()->io, handle_signals(), asio::detached);
+  asio::co_spawn(loops_.front()->io, report_refusals(), asio::detached);
   std::vector<std::thread> threads;
   for (std::size_t l = 1; l < loops_.size(); ++l) {
     threads.emplace_back([&io = loops_[l]->io] { io.run(); });

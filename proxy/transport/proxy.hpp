@@ -43,8 +43,11 @@ class Proxy {
   asio::awaitable<void> handle_signals();
   void reload_rules();  // SIGHUP
   asio::awaitable<void> sweep_idle(Loop& loop);
+  asio::awaitable<void> report_refusals();  // the refusal log's sums, once their interval is over
 
   ProxySettings settings_;
+  // Shared by every loop; declared before them, so it outlives their relays.
+  std::unique_ptr<guard::Guard> guard_;
   std::vector<std::unique_ptr<ListenerRuntime>> runtimes_;
   std::vector<std::unique_ptr<Loop>> loops_;
   std::vector<asio::ip::tcp::endpoint> bound_;

@@ -10,6 +10,7 @@
 #include <asio/this_coro.hpp>
 
 #include "proxy/transport/upstream.hpp"
+#include "proxy/util/cidr.hpp"
 #include "proxy/util/log.hpp"
 
 namespace imapscope::transport {
@@ -48,7 +49,37 @@ bool feed_from(std::string& held, Feed&& feed) {
   return consumed > 0;
 }
 
+std::string_view refusal_bye(std::string_view reason) {
+  if (reason == "address_full") return "* BYE [UNAVAILABLE] Too many connections from your address; try again later\r\n";
+  return "* BYE [UNAVAILABLE] Too many connections; try again later\r\n";
+}
+
 }  // namespace
+
+void log_limit_refusal(const guard::RefusalLog::Line& line, std::chrono::seconds interval, bool summary) {
+  util::log_line(util::LogLevel::Warning,
+                 "event=limit_refused reason=" + line.reason +
+                     " client=" + (line.address ? line.address->to_string() : std::string("other")) +
+                     " refused=" + std::to_string(line.count) +
+                     (summary ? " over_s=" + std::to_string(interval.count()) : std::string(" first_in_s=") +
+                                                                                    std::to_string(interval.count())));
+}
+
+// Carries an eviction from whichever loop admitted the newcomer to the evicted
+// relay's own loop; the relay may have gone meanwhile (relay is then null).
+class Relay::EvictHandle final : public guard::Evictable, public std::enable_shared_from_this<EvictHandle> {
+ public:
+  EvictHandle(asio::any_io_executor executor, Relay* owner) : relay(owner), executor_(std::move(executor)) {}
+  void evict() override {
+    asio::post(executor_, [self = shared_from_this()] {
+      if (self->relay) self->relay->evict();
+    });
+  }
+  Relay* relay;  // touched on the relay's thread only
+
+ private:
+  asio::any_io_executor executor_;
+};
 
 Relay::Relay(asio::ip::tcp::socket client, const ListenerRuntime& listener, std::uint64_t id)
     : listener_(listener),
@@ -57,7 +88,14 @@ Relay::Relay(asio::ip::tcp::socket client, const ListenerRuntime& listener, std:
       client_peer_(client_addresses_->source()),
       client_(std::move(client)) {}
 
-Relay::~Relay() = default;
+Relay::~Relay() { leave_guard(); }
+
+void Relay::leave_guard() {
+  if (!evict_handle_) return;
+  evict_handle_->relay = nullptr;
+  evict_handle_.reset();
+  listener_.guard->admissions().ended(id_);
+}
 
 void Relay::launch(asio::ip::tcp::socket client, const ListenerRuntime& listener, std::uint64_t id,
                    RelayRegistry& registry) {
@@ -66,8 +104,6 @@ void Relay::launch(asio::ip::tcp::socket client, const ListenerRuntime& listener
   relay.self_ = std::prev(registry.relays.end());
   ++*registry.active;
   relay.started_ = relay.last_activity_ = relay.last_server_read_ = Clock::now();
-  // Behind a balancer, the session starts once the header has named the client.
-  if (!listener.settings.proxy_protocol) relay.start_telemetry();
   ++relay.pending_;
   asio::co_spawn(relay.client_.socket().get_executor(), relay.set_up(),
                  [&relay](std::exception_ptr error, bool started) { relay.begin(error, started); });
@@ -97,7 +133,6 @@ asio::awaitable<bool> Relay::receive_proxy_header() {
   balancer_peer_ = client_peer_;
   *client_addresses_ = std::move(read.addresses);
   client_peer_ = client_addresses_->source();
-  start_telemetry();
   co_return true;
 }
 
@@ -151,6 +186,10 @@ asio::awaitable<bool> Relay::set_up() {
     const bool accepted = co_await receive_proxy_header();  // not in the if: g++ 12 miscompiles that
     if (!accepted) co_return false;
   }
+  // Before anything is spent on the client: the session starts once it is admitted.
+  const bool admitted = co_await admit();
+  if (!admitted) co_return false;
+  start_telemetry();
   const std::string session_field = "session=" + std::to_string(id_);
   util::log_line(util::LogLevel::Info, "event=session_start " + session_field + " listener=" + listener_.settings.name +
                                            " client=" + client_peer_ +
@@ -218,6 +257,7 @@ asio::awaitable<bool> Relay::set_up() {
   settings.hide_greeting_capabilities = upstream.did_starttls;
   settings.signatures = listener_.signatures;
   settings.rules = listener_.rules;
+  if (listener_.guard) settings.login_gate = this;
   session_.emplace(settings);
   session_->set_observer(observer_.get());
   server_leg_.held = std::move(upstream.greeting);
@@ -239,7 +279,11 @@ void Relay::begin(std::exception_ptr error, bool started) {
     maybe_finish();
     return;
   }
-  if (shutdown_requested_) end(CloseReason::Shutdown);
+  if (shutdown_requested_) {
+    end(CloseReason::Shutdown);
+  } else if (evict_requested_) {
+    end(CloseReason::Evicted);
+  }
   update();
 }
 
@@ -264,6 +308,10 @@ void Relay::update() {
       post_update();
       break;
     }
+  }
+  if (prelogin_ && session_->state().protocol_state() != imap::ProtocolState::NotAuthenticated) {
+    prelogin_ = false;  // logged in (or PREAUTH, or LOGOUT): no longer counts before login
+    listener_.guard->admissions().logged_in(id_);
   }
   // A read that found nothing may still have made OpenSSL answer (a key update).
   if (client_.has_unsent()) flush(Side::Client);
@@ -620,6 +668,9 @@ void Relay::end(CloseReason reason) {
     case CloseReason::Shutdown:
       say_bye("* BYE [UNAVAILABLE] Server shutting down\r\n");
       break;
+    case CloseReason::Evicted:
+      say_bye("* BYE [UNAVAILABLE] Too many clients are logging in; try again later\r\n");
+      break;
     case CloseReason::ClientError:
     case CloseReason::ClientTlsFailed:
       client_leg_.dead = true;
@@ -668,6 +719,7 @@ void Relay::close_legs() {
 void Relay::maybe_finish() {
   if (!closing_ || pending_ > 0 || finished_) return;
   finished_ = true;
+  leave_guard();  // its place is free from now on, as its log line says
   if (session_) log_end();
   if (observer_) observer_->session_closed(ending_.value_or(CloseReason::ClientClosed));
   if (listener_.telemetry && telemetry_started_) {
@@ -731,5 +783,83 @@ void Relay::log_end() const {
                      " state=" + std::string(imap::protocol_state_name(session_->state().protocol_state())) +
                      rule_hits);
 }
+
+}  // namespace imapscope::transport
+
+namespace imapscope::transport {
+
+asio::awaitable<bool> Relay::admit() {
+  auto* guard = listener_.guard;
+  if (!guard) co_return true;
+  // An address that can't be read (the peer left already) counts as 0.0.0.0.
+  address_key_ = guard::AddressKey::parse(client_addresses_->source_ip).value_or(guard::AddressKey{});
+  auto handle = std::make_shared<EvictHandle>(client_.socket().get_executor(), this);
+  auto verdict = guard->admissions().admit(id_, address_key_, handle);
+  if (verdict.evicted) verdict.evicted->evict();
+  if (verdict.refusal == guard::Refusal::None) {
+    evict_handle_ = std::move(handle);
+    prelogin_ = true;
+    co_return true;
+  }
+  const auto reason = guard::refusal_name(verdict.refusal);
+  note_refusal(reason);
+  // The client hears why, within a bounded time; nothing is logged per connection.
+  asio::steady_timer timer(co_await asio::this_coro::executor, kFinalFlush);
+  if (listener_.settings.implicit_tls) {
+    auto handshake = co_await (client_.accept_tls(listener_.client_tls->native_handle()) || timer.async_wait(kNoThrow));
+    if (handshake.index() == 1 || std::get<0>(handshake)) co_return false;
+  }
+  (void)co_await (client_.write_all(refusal_bye(reason)) || timer.async_wait(kNoThrow));
+  co_return false;
+}
+
+void Relay::note_refusal(std::string_view reason) {
+  if (listener_.telemetry) listener_.telemetry->limit_refusal(reason);
+  auto& refusals = listener_.guard->refusals();
+  if (auto line = refusals.note(address_key_, reason, Clock::now())) {
+    log_limit_refusal(*line, refusals.interval(), false);
+  }
+}
+
+void Relay::evict() {
+  if (closing_ || ending_ || !prelogin_) return;
+  note_refusal("prelogin_full_evicted");
+  if (!session_) {
+    evict_requested_ = true;  // still setting up: ends as soon as it runs
+    return;
+  }
+  end(CloseReason::Evicted);
+  update();
+}
+
+std::chrono::milliseconds Relay::login_delay() {
+  const auto wait = listener_.guard->penalty().delay(address_key_, Clock::now());
+  if (wait.count() > 0 && listener_.telemetry) {
+    listener_.telemetry->login_penalty(std::chrono::duration<double>(wait).count());
+  }
+  return wait;
+}
+
+std::uint64_t Relay::fold_credentials(std::uint64_t so_far, std::string_view piece) const {
+  return listener_.guard->digest().fold(so_far, piece);
+}
+
+void Relay::login_failed(std::uint64_t credentials) {
+  const auto failure = listener_.guard->penalty().failed(address_key_, credentials, Clock::now());
+  if (listener_.telemetry) listener_.telemetry->login_failed(failure.repeated);
+  // One line per failure, for fail2ban (dist/fail2ban/filter.d/imapscope.conf): the
+  // address alone in client=, never the user or what was sent.
+  const auto address = util::address_of(client_peer_);
+  const auto colon = client_peer_.rfind(':');
+  util::log_line(util::LogLevel::Warning,
+                 "event=login_failed session=" + std::to_string(id_) + " listener=" + listener_.settings.name +
+                     " client=" + std::string(address) +
+                     " port=" + (colon == std::string::npos ? std::string("0") : client_peer_.substr(colon + 1)) +
+                     " failures=" + std::to_string(failure.failures) +
+                     " repeated=" + (failure.repeated ? "yes" : "no") +
+                     " next_delay_ms=" + std::to_string(failure.next_delay.count()));
+}
+
+void Relay::login_succeeded() { listener_.guard->penalty().succeeded(address_key_); }
 
 }  // namespace imapscope::transport
