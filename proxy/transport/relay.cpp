@@ -91,10 +91,16 @@ Relay::Relay(asio::ip::tcp::socket client, const ListenerRuntime& listener, std:
 Relay::~Relay() { leave_guard(); }
 
 void Relay::leave_guard() {
+  if (!admitted_) return;
+  admitted_ = false;
+  drop_evict_handle();
+  listener_.guard->admissions().ended(id_);
+}
+
+void Relay::drop_evict_handle() {
   if (!evict_handle_) return;
   evict_handle_->relay = nullptr;
   evict_handle_.reset();
-  listener_.guard->admissions().ended(id_);
 }
 
 void Relay::launch(asio::ip::tcp::socket client, const ListenerRuntime& listener, std::uint64_t id,
@@ -312,6 +318,7 @@ void Relay::update() {
   if (prelogin_ && session_->state().protocol_state() != imap::ProtocolState::NotAuthenticated) {
     prelogin_ = false;  // logged in (or PREAUTH, or LOGOUT): no longer counts before login
     listener_.guard->admissions().logged_in(id_);
+    drop_evict_handle();  // never evicted from now on: an idle session keeps no handle
   }
   // A read that found nothing may still have made OpenSSL answer (a key update).
   if (client_.has_unsent()) flush(Side::Client);
@@ -798,7 +805,7 @@ asio::awaitable<bool> Relay::admit() {
   if (verdict.evicted) verdict.evicted->evict();
   if (verdict.refusal == guard::Refusal::None) {
     evict_handle_ = std::move(handle);
-    prelogin_ = true;
+    admitted_ = prelogin_ = true;
     co_return true;
   }
   const auto reason = guard::refusal_name(verdict.refusal);

@@ -85,6 +85,7 @@ class Relay final : private session::LoginGate {
   void evict();  // on this relay's thread
   void note_refusal(std::string_view reason);
   void leave_guard();  // an admitted session is over: the guard counts it no more
+  void drop_evict_handle();
   // session::LoginGate: the login penalty of the client's address.
   std::chrono::milliseconds login_delay() override;
   std::uint64_t fold_credentials(std::uint64_t so_far, std::string_view piece) const override;
@@ -184,9 +185,10 @@ class Relay final : private session::LoginGate {
   std::uint8_t rule_hits_logged_ = 0;  // rules whose first hit in this session was logged
   bool shutdown_requested_ = false;
   bool evict_requested_ = false;  // evicted while still setting up
-  bool prelogin_ = false;         // admitted and not logged in yet (the guard counts it)
+  bool admitted_ = false;         // the guard counts this session until leave_guard()
+  bool prelogin_ = false;         // admitted and not logged in yet
   guard::AddressKey address_key_;  // the client's, as the guard counts it
-  std::shared_ptr<EvictHandle> evict_handle_;  // null: not admitted (or no guard)
+  std::shared_ptr<EvictHandle> evict_handle_;  // while pre-login only
   bool closing_ = false;   // sockets closed: waiting for pending handlers only
   bool finished_ = false;  // removal posted
   bool telemetry_started_ = false;  // session_started was called: session_ended must follow
