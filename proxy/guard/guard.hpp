@@ -23,6 +23,15 @@ struct GuardSettings {
   std::size_t log_addresses = 4'096;      // addresses the refusal log tells apart
 };
 
+// The settings a proxy starts from: the totals left at 0, for the caller to derive
+// from the descriptor limit (sessions_for_descriptors) once it knows it.
+inline GuardSettings settings_with_derived_totals() {
+  GuardSettings g;
+  g.limits.max_sessions = 0;
+  g.limits.max_prelogin = 0;
+  return g;
+}
+
 class Guard {
  public:
   explicit Guard(const GuardSettings& settings)

@@ -96,7 +96,7 @@ struct ProxySettings {
   // Sessions in total and before login, the login penalty (proxy/guard/). A total or
   // pre-login limit of 0 is derived at start: the total from the descriptor limit,
   // the pre-login total half of it.
-  guard::GuardSettings guard;
+  guard::GuardSettings guard = guard::settings_with_derived_totals();
   unsigned threads = 0;  // event loops; 0: one per core
   // Client signatures (identification); null: the built-in rules/clients.json.
   std::shared_ptr<const identify::Signatures> signatures;
