@@ -110,6 +110,9 @@ class Session {
   // Meanwhile that direction's input is not consumed (it stays with the relay).
   std::optional<DelayRequest> take_delay_request();
   void resume(policy::Direction direction);
+  // The client's commands are held back (a rule's delay, the login penalty): the
+  // server owes nothing for what it hasn't seen.
+  bool commands_held() const { return commands_paused_; }
   // Queues a line for the client at the next server message boundary (BYE on
   // shutdown); nothing while observing a passed-through stream.
   void send_to_client(std::string_view line);

@@ -135,7 +135,7 @@ void Relay::check_timeouts(Clock::time_point now) {
 
 bool Relay::server_owes_answer() {
   const auto& state = session_->state();
-  if (state.pending().empty()) return false;
+  if (state.pending().empty() || session_->commands_held()) return false;
   // The client's turn: a literal's payload, DONE, a SASL response.
   const auto input = state.client_input();
   if (input != imap::ClientInput::Commands && input != imap::ClientInput::AwaitingServer) return false;

@@ -63,7 +63,9 @@ class Proxy:
     def __init__(self, test, limits=None, penalty=None, preexec=None):
         self.plain, self.tls = free_port(), free_port()
         self.dir = tempfile.mkdtemp(prefix="imapscope-limits-")
-        config = {"timeouts": {"login_ms": 20000},
+        # A server response timeout shorter than the penalty: a held login is not the
+        # server's delay.
+        config = {"timeouts": {"login_ms": 20000, "server_response_ms": 1500},
                   "limits": limits or {},
                   "listeners": [
                       {"name": "plain", "listen": f"127.0.0.1:{self.plain}",
