@@ -61,7 +61,7 @@ class Proxy:
     the given "limits" / "login_penalty" settings."""
 
     def __init__(self, test, limits=None, penalty=None, preexec=None):
-        self.plain, self.tls = free_port(), free_port()
+        self.plain, self.tls, self.balanced = free_port(), free_port(), free_port()
         self.dir = tempfile.mkdtemp(prefix="imapscope-limits-")
         # A server response timeout shorter than the penalty: a held login is not the
         # server's delay.
@@ -72,6 +72,9 @@ class Proxy:
                        "upstream": {"addresses": [f"127.0.0.1:{DOVECOT.port}"]}},
                       {"name": "tls", "listen": f"127.0.0.1:{self.tls}", "tls": "implicit",
                        "cert": DOVECOT.certs["cert"], "key": DOVECOT.certs["key"],
+                       "upstream": {"addresses": [f"127.0.0.1:{DOVECOT.port}"]}},
+                      {"name": "balanced", "listen": f"127.0.0.1:{self.balanced}",
+                       "proxy_protocol": {"trusted": ["127.0.0.0/8"]},
                        "upstream": {"addresses": [f"127.0.0.1:{DOVECOT.port}"]}}]}
         if penalty is not None:
             config["login_penalty"] = penalty
@@ -80,10 +83,11 @@ class Proxy:
             json.dump(config, f)
         self.proc = Imapscope(["--config", path, "--threads", "2"], log_dir=self.dir)
         test.addCleanup(self.stop)
-        self.proc.start([self.plain, self.tls], preexec_fn=preexec)
+        self.proc.start([self.plain, self.tls, self.balanced], preexec_fn=preexec)
         self.sockets = []
         # The start-up's probes of both ports are sessions too: over before the test counts.
-        wait_until("the probes' sessions over", lambda: self.log().count("event=session_end") >= 2)
+        wait_until("the probes' sessions over", lambda: self.log().count("event=session_end") >= 2
+                   and "event=proxy_header_refused" in self.log())
 
     def stop(self):
         for s in self.sockets:
@@ -206,6 +210,22 @@ class PreLogin(unittest.TestCase):
         # connection per admitted session (5 + 127.0.0.4's).
         self.assertEqual(proxy.metric("imapscope_upstream_connects_total") - upstream_before, 6)
         self.assertEqual(proxy.log().count("event=session_start") - starts_before, 6)
+
+    def test_behind_a_balancer_the_address_in_the_proxy_header_counts(self):
+        proxy = Proxy(self, limits={"max_prelogin_per_address": 2})
+
+        def via_balancer(client):
+            s = socket.create_connection(("127.0.0.1", proxy.balanced), timeout=20, source_address=("127.0.0.2", 0))
+            proxy.sockets.append(s)
+            s.sendall(f"PROXY TCP4 {client} 127.0.0.1 40000 143\r\n".encode())
+            return first_line(s)
+
+        self.assertTrue(via_balancer("192.0.2.7").startswith(b"* OK"))
+        self.assertTrue(via_balancer("192.0.2.7").startswith(b"* OK"))
+        self.assertTrue(via_balancer("192.0.2.7").startswith(b"* BYE [UNAVAILABLE] Too many connections from your"))
+        # The balancer's own address is not what counts: another client behind it gets in.
+        self.assertTrue(via_balancer("192.0.2.8").startswith(b"* OK"))
+        self.assertIn("reason=address_full client=192.0.2.7 refused=1", proxy.log())
 
     def test_refusals_are_logged_once_per_address_and_interval(self):
         proxy = Proxy(self, limits={"max_prelogin_per_address": 2, "refusal_log_interval_s": 2})
