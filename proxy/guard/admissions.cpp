@@ -1,11 +1,9 @@
 #include "proxy/guard/admissions.hpp"
 
-#include <algorithm>
-
 namespace imapscope::guard {
 
-std::size_t sessions_for_descriptors(std::uint64_t descriptor_limit) {
-  const std::uint64_t reserve = std::clamp<std::uint64_t>(descriptor_limit / 8, 16, 256);
+std::size_t sessions_for_descriptors(std::uint64_t descriptor_limit, std::uint64_t in_use) {
+  const std::uint64_t reserve = in_use + 64 + descriptor_limit / 64;
   if (descriptor_limit <= reserve + 2) return 1;
   return static_cast<std::size_t>((descriptor_limit - reserve) / 2);
 }

@@ -36,9 +36,11 @@ struct SessionLimits {
 };
 
 // The default total: two descriptors per session (client and server sockets) out of
-// the process's descriptor limit, less a reserve for listeners, the admin address,
-// transcripts and event loops (HAProxy derives maxconn the same way).
-std::size_t sessions_for_descriptors(std::uint64_t descriptor_limit);
+// the process's descriptor limit, less those in use once the listeners are open
+// (event loops, acceptors, the admin address) and a headroom of 64 + 1/64 of the
+// limit for what comes and goes (admin clients, name lookups, transcript files), as
+// HAProxy derives maxconn from RLIMIT_NOFILE. At least 1.
+std::size_t sessions_for_descriptors(std::uint64_t descriptor_limit, std::uint64_t in_use);
 
 enum class Refusal : std::uint8_t {
   None,          // admitted

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <stdexcept>
 #include <thread>
 
@@ -43,29 +44,40 @@ asio::ip::tcp::acceptor open_acceptor(asio::io_context& io, const asio::ip::tcp:
   return acceptor;
 }
 
-// Unset limits (0) are derived here: the total from the descriptor limit (two per
-// session), the pre-login total half of it, so that clients not logged in can never
-// take the places of those who are.
+std::uint64_t descriptors_in_use() {
+  std::uint64_t count = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++count;
+  }
+  return count;
+}
+
+// Unset limits (0) are derived here, once the listeners are open: the total from the
+// descriptor limit (two per session), the pre-login total half of it, so that clients
+// not logged in can never take the places of those who are.
 guard::GuardSettings resolve_guard(guard::GuardSettings g) {
   rlimit nofile{};
   const std::uint64_t descriptors = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
                                         ? nofile.rlim_cur
                                         : 1'048'576;
+  const auto in_use = descriptors_in_use();
   auto& l = g.limits;
-  if (l.max_sessions == 0) l.max_sessions = guard::sessions_for_descriptors(descriptors);
+  if (l.max_sessions == 0) l.max_sessions = guard::sessions_for_descriptors(descriptors, in_use);
   if (l.max_prelogin == 0) l.max_prelogin = std::max<std::size_t>(1, l.max_sessions / 2);
   util::log_line(util::LogLevel::Info,
                  "event=limits max_sessions=" + std::to_string(l.max_sessions) + " max_prelogin=" +
                      std::to_string(l.max_prelogin) + " max_prelogin_per_address=" +
                      std::to_string(l.max_prelogin_per_address) + " descriptor_limit=" + std::to_string(descriptors) +
+                     " descriptors_in_use=" + std::to_string(in_use) +
                      " login_penalty=" + (g.penalty.enabled ? "on" : "off"));
   return g;
 }
 
 }  // namespace
 
-Proxy::Proxy(const ProxySettings& settings)
-    : settings_(settings), guard_(std::make_unique<guard::Guard>(resolve_guard(settings.guard))) {
+Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
   const unsigned threads = settings.threads ? settings.threads : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < threads; ++i) {
     loops_.push_back(std::make_unique<Loop>());
@@ -81,7 +93,6 @@ Proxy::Proxy(const ProxySettings& settings)
     runtime->signatures = settings_.signatures.get();
     runtime->rules = settings_.rules.get();
     runtime->telemetry = settings_.telemetry.get();
-    runtime->guard = guard_.get();
     runtime->tls_mode = listener.implicit_tls ? "implicit" : listener.cert_file.empty() ? "none" : "starttls";
     if (!listener.cert_file.empty()) {
       runtime->client_tls = make_server_tls_context(listener.cert_file, listener.key_file);
@@ -114,6 +125,9 @@ Proxy::Proxy(const ProxySettings& settings)
                                                                          : "none"));
     runtimes_.push_back(std::move(runtime));
   }
+  // Once every listener is open: what they and the loops hold is known.
+  guard_ = std::make_unique<guard::Guard>(resolve_guard(settings_.guard));
+  for (auto& runtime : runtimes_) runtime->guard = guard_.get();
 }
 
 Proxy::~Proxy() = default;

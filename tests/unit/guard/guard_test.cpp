@@ -93,10 +93,10 @@ TEST(Admissions, EvictionFreesTheAddressOfTheEvicted) {
 }
 
 TEST(Admissions, DefaultTotalFromTheDescriptorLimit) {
-  EXPECT_EQ(sessions_for_descriptors(20'000), (20'000u - 256) / 2);
-  EXPECT_EQ(sessions_for_descriptors(1'024), (1'024u - 128) / 2);
-  EXPECT_EQ(sessions_for_descriptors(48), (48u - 16) / 2);
-  EXPECT_EQ(sessions_for_descriptors(10), 1u);
+  EXPECT_EQ(sessions_for_descriptors(20'000, 25), (20'000u - 25 - 64 - 312) / 2);
+  EXPECT_EQ(sessions_for_descriptors(1'024, 21), (1'024u - 21 - 64 - 16) / 2);
+  EXPECT_EQ(sessions_for_descriptors(128, 21), (128u - 21 - 64 - 2) / 2);
+  EXPECT_EQ(sessions_for_descriptors(48, 21), 1u);
 }
 
 TEST(LoginPenalty, DoublesFromTwoSecondsUpToFifteen) {
