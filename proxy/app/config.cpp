@@ -350,7 +350,25 @@ Config load_config_file(const std::string& path) {
   cl.max_list_depth = static_cast<unsigned>(limits.number("max_list_depth", cl.max_list_depth, 1, 10'000));
   cl.max_tag_length = limits.number("max_tag_length", cl.max_tag_length, 1, 4096);
   cl.max_pending_commands = limits.number("max_pending_commands", cl.max_pending_commands, 1, 100'000);
+  cl.max_literal_before_login =
+      limits.number("max_literal_before_login", cl.max_literal_before_login, 0, std::uint64_t{1} << 40);
+  auto& guard = config.proxy.guard;
+  // 0: derived at start (the total from the descriptor limit, the pre-login total half of it).
+  guard.limits.max_sessions = limits.number("max_sessions", std::size_t{0}, 0, 10'000'000);
+  guard.limits.max_prelogin = limits.number("max_prelogin_sessions", std::size_t{0}, 0, 10'000'000);
+  guard.limits.max_prelogin_per_address =
+      limits.number("max_prelogin_per_address", guard.limits.max_prelogin_per_address, 1, 10'000'000);
+  guard.log_interval = std::chrono::seconds(limits.number("refusal_log_interval_s", guard.log_interval.count(), 1, 86'400));
   limits.reject_unknown();
+  auto penalty = root.object("login_penalty");
+  auto& p = guard.penalty;
+  p.enabled = penalty.boolean("enabled", p.enabled);
+  p.initial = millis(penalty, "initial_ms", p.initial);
+  p.max = millis(penalty, "max_ms", p.max);
+  p.expire = std::chrono::seconds(penalty.number("expire_s", p.expire.count(), 1, 7 * 86'400));
+  p.max_addresses = penalty.number("max_addresses", p.max_addresses, 1, 10'000'000);
+  if (p.max < p.initial) penalty.fail("max_ms", "must not be less than initial_ms");
+  penalty.reject_unknown();
   config.proxy.server_limits = cl;
   // A server's messages are the server's business: literals of any size pass.
   config.proxy.server_limits.max_literal_size = std::numeric_limits<std::uint64_t>::max();
@@ -366,6 +384,17 @@ Config load_config_file(const std::string& path) {
   root.reject_unknown();
   return config;
 }
+
+namespace {
+long long count_flag(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  const long long n = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || n < 0 || n > 10'000'000) {
+    throw ConfigError("flag " + flag + ": \"" + v + "\" is not 0..10000000");
+  }
+  return n;
+}
+}  // namespace
 
 Flags parse_flags(const std::vector<std::string>& args) {
   Flags f;
@@ -408,6 +437,10 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--rules") f.rules = value();
     else if (a == "--transcripts") f.transcripts = value();
     else if (a == "--log-level") f.log_level = value();
+    else if (a == "--max-sessions") f.max_sessions = count_flag(a, value());
+    else if (a == "--max-prelogin") f.max_prelogin = count_flag(a, value());
+    else if (a == "--max-prelogin-per-address") f.max_prelogin_per_address = count_flag(a, value());
+    else if (a == "--no-login-penalty") f.no_login_penalty = true;
     else if (a == "--threads") {
       const auto v = value();
       char* end = nullptr;
@@ -469,6 +502,11 @@ Config build_config(const Flags& f) {
     config.admin_enabled = true;
   }
   if (f.threads >= 0) config.proxy.threads = static_cast<unsigned>(f.threads);
+  auto& limits = config.proxy.guard.limits;
+  if (f.max_sessions >= 0) limits.max_sessions = static_cast<std::size_t>(f.max_sessions);
+  if (f.max_prelogin >= 0) limits.max_prelogin = static_cast<std::size_t>(f.max_prelogin);
+  if (f.max_prelogin_per_address > 0) limits.max_prelogin_per_address = static_cast<std::size_t>(f.max_prelogin_per_address);
+  if (f.no_login_penalty) config.proxy.guard.penalty.enabled = false;
   if (!f.clients.empty()) config.clients_file = f.clients;
   if (!f.state_dir.empty()) config.state_dir = f.state_dir;
   if (!f.user.empty() || !f.group.empty()) {
@@ -626,6 +664,14 @@ Flags (over the config file):
   --metrics HOST:PORT        /metrics, /healthz and /readyz alone, open, on an address of
                              their own (default: none; they are on --admin too)
   --threads N                event loops (default: one per core)
+  --max-sessions N           sessions in total; more get "* BYE [UNAVAILABLE]" (default 0: from the
+                             descriptor limit, two per session)
+  --max-prelogin N           sessions not logged in yet; when full the oldest is ended to make room
+                             (default 0: half of --max-sessions)
+  --max-prelogin-per-address N
+                             sessions not logged in yet per client address (IPv6: per /64);
+                             more get "* BYE [UNAVAILABLE]" (default 128)
+  --no-login-penalty         don't hold back logins after failed ones from the same address
   --clients FILE             client signatures for identification (default: the
                              built-in copy of rules/clients.json)
   --rules PATH               rewrite rules: a JSON rule file or a directory of them,

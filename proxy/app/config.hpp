@@ -71,6 +71,9 @@ struct Flags {
        upstream_compress = false, no_diagnostics = false;
   transport::ClientCompress compress = transport::ClientCompress::Off;
   int threads = -1;
+  // Limits before login (-1: not given); --no-login-penalty.
+  long long max_sessions = -1, max_prelogin = -1, max_prelogin_per_address = -1;
+  bool no_login_penalty = false;
 };
 Flags parse_flags(const std::vector<std::string>& args);
 Config build_config(const Flags& flags);

@@ -41,6 +41,15 @@ class Diagnostics final : public session::Telemetry {
   void upstream_connected(bool ok, double seconds) override;
   void reload(bool ok) override;
   void proxy_header(std::string_view outcome) override;
+  void limit_refusal(std::string_view reason) override {
+    if (inner_) inner_->limit_refusal(reason);
+  }
+  void login_failed(bool repeated) override {
+    if (inner_) inner_->login_failed(repeated);
+  }
+  void login_penalty(double seconds) override {
+    if (inner_) inner_->login_penalty(seconds);
+  }
 
   Registry& registry() { return registry_; }
   // The last findings (at most kRecent), oldest first, and the count per user and

@@ -27,7 +27,10 @@ LinePartInfo CommandDecoder::on_line_part(std::string_view message, std::size_t 
   const auto result = tokenizer.tokenize(message, begin, end, tokens);
   malformed_ = malformed_ || result.malformed;
   info.literal = result.literal;
-  if (result.list_too_deep) {
+  if (info.literal && !info.literal->size_overflow && state_.protocol_state() == ProtocolState::NotAuthenticated &&
+      info.literal->size > limits_.max_literal_before_login) {
+    info.error = ErrorCode::LiteralTooBig;  // refused as a literal over max_literal_size is
+  } else if (result.list_too_deep) {
     info.error = ErrorCode::ListTooDeep;
   } else if (begin == 0 && !tokens.empty()) {
     if (tokens[0].length > limits_.max_tag_length) {

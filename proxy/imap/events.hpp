@@ -8,7 +8,7 @@ namespace imapscope::imap {
 
 enum class ErrorCode : std::uint8_t {
   LineTooLong,             // a message's kept bytes exceed DecoderLimits::max_line_length
-  LiteralTooBig,           // a literal is larger than DecoderLimits::max_literal_size
+  LiteralTooBig,           // a literal is larger than DecoderLimits::max_literal_size (before login: max_literal_before_login)
   LiteralSizeOverflow,     // a literal size with more digits than 64 bits hold: fatal,
                            // the end of its payload can't be found
   ListTooDeep,             // more nested lists than DecoderLimits::max_list_depth

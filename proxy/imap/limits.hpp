@@ -14,6 +14,9 @@ struct DecoderLimits {
   std::size_t max_line_length = 64 * 1024;
   // Largest literal accepted. Bigger ones are a LiteralTooBig error.
   std::uint64_t max_literal_size = std::uint64_t{4} << 30;
+  // Largest literal before login (protocol state not authenticated): LOGIN and ID
+  // need a few hundred bytes; an unauthenticated client gets no more than this.
+  std::uint64_t max_literal_before_login = 64 * 1024;
   // Literals up to this size are kept with their message (so a LOGIN user name, a
   // mailbox name or an ID value can be read); larger ones stream through as chunks.
   std::size_t max_inline_literal = 4096;

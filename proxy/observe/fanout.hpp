@@ -79,6 +79,15 @@ class FanoutTelemetry final : public session::Telemetry {
   void proxy_header(std::string_view outcome) override {
     for (auto& t : all_) t->proxy_header(outcome);
   }
+  void limit_refusal(std::string_view reason) override {
+    for (auto& t : all_) t->limit_refusal(reason);
+  }
+  void login_failed(bool repeated) override {
+    for (auto& t : all_) t->login_failed(repeated);
+  }
+  void login_penalty(double seconds) override {
+    for (auto& t : all_) t->login_penalty(seconds);
+  }
 
  private:
   std::vector<std::shared_ptr<session::Telemetry>> all_;

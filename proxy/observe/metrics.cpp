@@ -49,11 +49,15 @@ Metrics::Metrics(std::vector<std::string> families, std::shared_ptr<const policy
       client_sessions_(BuildGauge().Name("imapscope_client_sessions_active").Help("Sessions open now, by client family").Register(*registry_)),
       reloads_(BuildCounter().Name("imapscope_reloads_total").Help("Rule reloads (SIGHUP), by result").Register(*registry_)),
       proxy_headers_(BuildCounter().Name("imapscope_proxy_headers_total").Help("PROXY protocol headers on listeners that require one, by result (refused: untrusted, invalid, timed_out, closed)").Register(*registry_)),
+      limit_refusals_(BuildCounter().Name("imapscope_limit_refusals_total").Help("Connections refused by a limit before login, and pre-login sessions evicted to make room, by reason (sessions_full, address_full, prelogin_full_evicted)").Register(*registry_)),
+      login_failures_(BuildCounter().Name("imapscope_login_failures_total").Help("Logins the server answered NO, by credentials (new, or repeated: the same as the address's last failure)").Register(*registry_)),
       findings_(BuildCounter().Name("imapscope_findings_total").Help("Client behaviours the diagnostics found, by finding and client family (README, Diagnostics)").Register(*registry_)),
       resync_bytes_(BuildCounter().Name("imapscope_full_resync_bytes_total").Help("Bytes the server sent for full flag sweeps of mailboxes (finding full_resync), by client family").Register(*registry_)),
       command_counters_(kCommandLabels * families_.size() * kResultLabels),
       command_histograms_(kCommandLabels * families_.size()),
       client_session_gauges_(families_.size()) {
+  login_penalties_ = &BuildCounter().Name("imapscope_login_penalties_total").Help("Logins held back by the login penalty (an earlier failure from the address)").Register(*registry_).Add({});
+  login_penalty_seconds_ = &BuildCounter().Name("imapscope_login_penalty_seconds_total").Help("Time logins were held back by the login penalty").Register(*registry_).Add({});
   commands_in_flight_ = &BuildGauge().Name("imapscope_commands_in_flight").Help("Commands sent and not answered yet").Register(*registry_).Add({});
   idle_sessions_ = &BuildGauge().Name("imapscope_idle_sessions").Help("Sessions in IDLE now").Register(*registry_).Add({});
   idle_duration_ = &BuildHistogram().Name("imapscope_idle_duration_seconds").Help("IDLE, from the server's + to its tagged answer").Register(*registry_).Add({}, kIdleBuckets);
@@ -187,6 +191,21 @@ void Metrics::reload(bool ok) {
 void Metrics::proxy_header(std::string_view outcome) {
   std::lock_guard lock(create_mutex_);
   proxy_headers_.Add({{"result", std::string(outcome)}}).Increment();
+}
+
+void Metrics::limit_refusal(std::string_view reason) {
+  std::lock_guard lock(create_mutex_);
+  limit_refusals_.Add({{"reason", std::string(reason)}}).Increment();
+}
+
+void Metrics::login_failed(bool repeated) {
+  std::lock_guard lock(create_mutex_);
+  login_failures_.Add({{"credentials", repeated ? "repeated" : "new"}}).Increment();
+}
+
+void Metrics::login_penalty(double seconds) {
+  login_penalties_->Increment();
+  login_penalty_seconds_->Increment(seconds);
 }
 
 void Metrics::protocol_error(bool from_client, imap::ErrorCode code) {

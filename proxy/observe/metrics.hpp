@@ -55,6 +55,9 @@ class Metrics final : public session::Telemetry {
   void upstream_connected(bool ok, double seconds) override;
   void reload(bool ok) override;
   void proxy_header(std::string_view outcome) override;
+  void limit_refusal(std::string_view reason) override;
+  void login_failed(bool repeated) override;
+  void login_penalty(double seconds) override;
 
   // For SessionMetrics.
   const FamilyLabels& families() const { return families_; }
@@ -105,6 +108,10 @@ class Metrics final : public session::Telemetry {
   prometheus::Family<prometheus::Gauge>& client_sessions_;
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Family<prometheus::Counter>& proxy_headers_;
+  prometheus::Family<prometheus::Counter>& limit_refusals_;
+  prometheus::Family<prometheus::Counter>& login_failures_;
+  prometheus::Counter* login_penalties_ = nullptr;
+  prometheus::Counter* login_penalty_seconds_ = nullptr;
   prometheus::Family<prometheus::Counter>& findings_;
   prometheus::Family<prometheus::Counter>& resync_bytes_;
 

@@ -121,6 +121,7 @@ void set_limit(imap::DecoderLimits& limits, const std::string& assignment, const
   const auto value = std::stoull(assignment.substr(eq + 1));
   if (name == "max_line_length") limits.max_line_length = value;
   else if (name == "max_literal_size") limits.max_literal_size = value;
+  else if (name == "max_literal_before_login") limits.max_literal_before_login = value;
   else if (name == "max_inline_literal") limits.max_inline_literal = value;
   else if (name == "max_list_depth") limits.max_list_depth = static_cast<unsigned>(value);
   else if (name == "max_tag_length") limits.max_tag_length = value;

@@ -20,6 +20,7 @@ enum class CloseReason : std::uint8_t {
   ServerTimeout,        // the server owed an answer and sent nothing for the server timeout
   ProtocolError,        // the client stream can no longer be delimited (fatal decode error)
   Shutdown,             // imapscope is stopping and the drain grace period ended
+  Evicted,              // not logged in yet when the pre-login sessions were full: the oldest made room
 };
 
 constexpr std::string_view close_reason_name(CloseReason r) {
@@ -37,6 +38,7 @@ constexpr std::string_view close_reason_name(CloseReason r) {
     case CloseReason::ServerTimeout: return "server_timeout";
     case CloseReason::ProtocolError: return "protocol_error";
     case CloseReason::Shutdown: return "shutdown";
+    case CloseReason::Evicted: return "prelogin_evicted";
   }
   return "unknown";
 }

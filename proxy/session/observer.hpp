@@ -100,6 +100,14 @@ class Telemetry {
   // or why the connection was refused ("untrusted", "invalid", "timed_out", "closed").
   // A refused connection starts no session.
   virtual void proxy_header(std::string_view /*outcome*/) {}
+  // The limits before login (proxy/guard/): a connection refused or a pre-login
+  // session evicted; reason "sessions_full", "address_full", "prelogin_full_evicted".
+  virtual void limit_refusal(std::string_view /*reason*/) {}
+  // A login the server answered NO; repeated: the same credentials as the address's
+  // last failure (not counted again by the penalty).
+  virtual void login_failed(bool /*repeated*/) {}
+  // A login held back by the login penalty, for this long.
+  virtual void login_penalty(double /*seconds*/) {}
 
  protected:
   Telemetry() = default;

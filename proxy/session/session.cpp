@@ -186,6 +186,7 @@ void Session::feed_client(std::string_view& input) {
             command_verdict_ = judge_command(c, ev.raw);
             if (command_verdict_ && answer_by_rule(c, *command_verdict_)) suppress_client_message_ = true;
           }
+          if (!suppress_client_message_) maybe_hold_login(c);
         }
         if (!suppress_client_message_) send_command_bytes(ev.raw, first, false);
         break;
@@ -247,8 +248,10 @@ void Session::on_client_message(std::string_view raw) {
     if (answer_locally(c)) return;
     command_verdict_ = judge_command(c, raw);
     if (command_verdict_ && answer_by_rule(c, *command_verdict_)) return;
+    maybe_hold_login(c);
   }
   if (tagged) ++commands_forwarded_;
+  watch_login(c);
   send_command_bytes(raw, first, true);
 }
 
@@ -283,6 +286,7 @@ void Session::feed_server(std::string_view& input) {
         if (observer_) observer_->server_bytes(responses().response(), ev.kind, ev.raw);
         forward_server_message(ev.raw);
         note_pass_through_answer(responses().response());
+        if (login_) note_login_answer(responses().response());
         server_in_message_ = false;
         drop_server_message_ = false;
         response_verdict_ = nullptr;

@@ -25,6 +25,7 @@
 #include "proxy/policy/matcher.hpp"
 #include "proxy/session/capabilities.hpp"
 #include "proxy/session/close_reason.hpp"
+#include "proxy/session/login_gate.hpp"
 #include "proxy/session/observer.hpp"
 
 namespace imapscope::session {
@@ -47,6 +48,9 @@ struct SessionSettings {
   // Turn COMPRESS DEFLATE on towards the server when it offers it (its own command,
   // at the first quiet moment after login).
   bool compress_upstream = false;
+  // Asked before each LOGIN / AUTHENTICATE goes to the server and told how it went
+  // (the login penalty); null: logins go at once. Must outlive the session.
+  LoginGate* login_gate = nullptr;
 };
 
 // A rule asked to hold one direction's messages for a while.
@@ -106,6 +110,9 @@ class Session {
   // Meanwhile that direction's input is not consumed (it stays with the relay).
   std::optional<DelayRequest> take_delay_request();
   void resume(policy::Direction direction);
+  // The client's commands are held back (a rule's delay, the login penalty): the
+  // server owes nothing for what it hasn't seen.
+  bool commands_held() const { return commands_paused_; }
   // Queues a line for the client at the next server message boundary (BYE on
   // shutdown); nothing while observing a passed-through stream.
   void send_to_client(std::string_view line);
@@ -155,6 +162,10 @@ class Session {
   bool rewrite_capability_lists(const imap::Response& response, std::string_view raw, std::string& bytes);
   void inject(const policy::Verdict& verdict, bool before);
   void start_delay(policy::Direction direction, std::chrono::milliseconds duration);
+  // The login gate (login_watch.cpp): hold a login, remember what it sent, tell the answer.
+  void maybe_hold_login(const imap::Command& command);
+  void watch_login(const imap::Command& command);
+  void note_login_answer(const imap::Response& response);
   // Where forwarded bytes go: the leg's queue, or the hold of a delayed direction.
   std::string& command_queue() { return commands_paused_ ? effects_->held_commands : to_server_; }
   std::string& response_queue() { return responses_paused_ ? effects_->held_responses : to_client_; }
@@ -240,6 +251,13 @@ class Session {
     return *effects_;
   }
   std::unique_ptr<RuleEffects> effects_;
+  // The login in flight, while the gate waits for its answer; made per login only.
+  struct LoginInFlight {
+    std::string tag;
+    std::uint64_t credentials = 0;  // the gate's keyed digest, never the credentials
+    bool sasl = false;              // AUTHENTICATE: the client's SASL lines are folded in too
+  };
+  std::unique_ptr<LoginInFlight> login_;
 };
 
 }  // namespace imapscope::session

@@ -7,8 +7,11 @@
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <stdexcept>
 #include <thread>
 
@@ -17,6 +20,40 @@
 #include "proxy/util/log.hpp"
 
 namespace imapscope::transport {
+namespace {
+
+std::uint64_t descriptors_in_use() {
+  std::uint64_t count = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++count;
+  }
+  return count;
+}
+
+// Unset limits (0) are derived here, once the listeners are open: the total from the
+// descriptor limit (two per session), the pre-login total half of it, so that clients
+// not logged in can never take the places of those who are.
+guard::GuardSettings resolve_guard(guard::GuardSettings g) {
+  rlimit nofile{};
+  const std::uint64_t descriptors = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                                        ? nofile.rlim_cur
+                                        : 1'048'576;
+  const auto in_use = descriptors_in_use();
+  auto& l = g.limits;
+  if (l.max_sessions == 0) l.max_sessions = guard::sessions_for_descriptors(descriptors, in_use);
+  if (l.max_prelogin == 0) l.max_prelogin = std::max<std::size_t>(1, l.max_sessions / 2);
+  util::log_line(util::LogLevel::Info,
+                 "event=limits max_sessions=" + std::to_string(l.max_sessions) + " max_prelogin=" +
+                     std::to_string(l.max_prelogin) + " max_prelogin_per_address=" +
+                     std::to_string(l.max_prelogin_per_address) + " descriptor_limit=" + std::to_string(descriptors) +
+                     " descriptors_in_use=" + std::to_string(in_use) +
+                     " login_penalty=" + (g.penalty.enabled ? "on" : "off"));
+  return g;
+}
+
+}  // namespace
 
 Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
   const unsigned threads = settings.threads ? settings.threads : std::max(1u, std::thread::hardware_concurrency());
@@ -75,6 +112,9 @@ Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
                                                                          : "none"));
     runtimes_.push_back(std::move(runtime));
   }
+  // Once every listener is open: what they and the loops hold is known.
+  guard_ = std::make_unique<guard::Guard>(resolve_guard(settings_.guard));
+  for (auto& runtime : runtimes_) runtime->guard = guard_.get();
 }
 
 Proxy::~Proxy() = default;
@@ -223,6 +263,19 @@ asio::awaitable<void> Proxy::sweep_idle(Loop& loop) {
   }
 }
 
+asio::awaitable<void> Proxy::report_refusals() {
+  asio::steady_timer timer(loops_.front()->io);
+  auto& refusals = guard_->refusals();
+  for (;;) {
+    timer.expires_after(std::chrono::seconds(1));
+    auto [ec] = co_await timer.async_wait(kNoThrow);
+    if (ec) co_return;
+    for (const auto& line : refusals.due(std::chrono::steady_clock::now())) {
+      log_limit_refusal(line, refusals.interval(), true);
+    }
+  }
+}
+
 int Proxy::run() {
   // OpenSSL writes to sockets with write(2): a peer that has gone must be an error
   // code, not a SIGPIPE that ends the process.
@@ -235,6 +288,7 @@ int Proxy::run() {
     asio::co_spawn(loop.io, sweep_idle(loop), asio::detached);
   }
   asio::co_spawn(loops_.front()->io, handle_signals(), asio::detached);
+  asio::co_spawn(loops_.front()->io, report_refusals(), asio::detached);
   std::vector<std::thread> threads;
   for (std::size_t l = 1; l < loops_.size(); ++l) {
     threads.emplace_back([&io = loops_[l]->io] { io.run(); });

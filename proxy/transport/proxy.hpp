@@ -56,8 +56,11 @@ class Proxy {
   void reload_rules();  // SIGHUP
   void reload_certificates();  // SIGHUP too: every listener's certificates and keys
   asio::awaitable<void> sweep_idle(Loop& loop);
+  asio::awaitable<void> report_refusals();  // the refusal log's sums, once their interval is over
 
   ProxySettings settings_;
+  // Shared by every loop; declared before them, so it outlives their relays.
+  std::unique_ptr<guard::Guard> guard_;
   std::vector<std::unique_ptr<ListenerRuntime>> runtimes_;
   std::vector<std::unique_ptr<Loop>> loops_;
   std::vector<asio::ip::tcp::endpoint> bound_;

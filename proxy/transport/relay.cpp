@@ -57,7 +57,7 @@ Relay::Relay(asio::ip::tcp::socket client, const ListenerRuntime& listener, std:
       client_peer_(client_addresses_->source()),
       client_(std::move(client)) {}
 
-Relay::~Relay() = default;
+Relay::~Relay() { leave_guard(); }
 
 void Relay::launch(asio::ip::tcp::socket client, const ListenerRuntime& listener, std::uint64_t id,
                    RelayRegistry& registry) {
@@ -66,8 +66,6 @@ void Relay::launch(asio::ip::tcp::socket client, const ListenerRuntime& listener
   relay.self_ = std::prev(registry.relays.end());
   ++*registry.active;
   relay.started_ = relay.last_activity_ = relay.last_server_read_ = Clock::now();
-  // Behind a balancer, the session starts once the header has named the client.
-  if (!listener.settings.proxy_protocol) relay.start_telemetry();
   ++relay.pending_;
   asio::co_spawn(relay.client_.socket().get_executor(), relay.set_up(),
                  [&relay](std::exception_ptr error, bool started) { relay.begin(error, started); });
@@ -97,7 +95,6 @@ asio::awaitable<bool> Relay::receive_proxy_header() {
   balancer_peer_ = client_peer_;
   *client_addresses_ = std::move(read.addresses);
   client_peer_ = client_addresses_->source();
-  start_telemetry();
   co_return true;
 }
 
@@ -138,7 +135,7 @@ void Relay::check_timeouts(Clock::time_point now) {
 
 bool Relay::server_owes_answer() {
   const auto& state = session_->state();
-  if (state.pending().empty()) return false;
+  if (state.pending().empty() || session_->commands_held()) return false;
   // The client's turn: a literal's payload, DONE, a SASL response.
   const auto input = state.client_input();
   if (input != imap::ClientInput::Commands && input != imap::ClientInput::AwaitingServer) return false;
@@ -151,6 +148,10 @@ asio::awaitable<bool> Relay::set_up() {
     const bool accepted = co_await receive_proxy_header();  // not in the if: g++ 12 miscompiles that
     if (!accepted) co_return false;
   }
+  // Before anything is spent on the client: the session starts once it is admitted.
+  const bool admitted = co_await admit();
+  if (!admitted) co_return false;
+  start_telemetry();
   const std::string session_field = "session=" + std::to_string(id_);
   util::log_line(util::LogLevel::Info, "event=session_start " + session_field + " listener=" + listener_.settings.name +
                                            " client=" + client_peer_ +
@@ -222,6 +223,7 @@ asio::awaitable<bool> Relay::set_up() {
   settings.hide_greeting_capabilities = upstream.did_starttls;
   settings.signatures = listener_.signatures;
   settings.rules = listener_.rules;
+  if (listener_.guard) settings.login_gate = this;
   session_.emplace(settings);
   session_->set_observer(observer_.get());
   server_leg_.held = std::move(upstream.greeting);
@@ -243,7 +245,11 @@ void Relay::begin(std::exception_ptr error, bool started) {
     maybe_finish();
     return;
   }
-  if (shutdown_requested_) end(CloseReason::Shutdown);
+  if (shutdown_requested_) {
+    end(CloseReason::Shutdown);
+  } else if (evict_requested_) {
+    end(CloseReason::Evicted);
+  }
   update();
 }
 
@@ -268,6 +274,11 @@ void Relay::update() {
       post_update();
       break;
     }
+  }
+  if (prelogin_ && session_->state().protocol_state() != imap::ProtocolState::NotAuthenticated) {
+    prelogin_ = false;  // logged in (or PREAUTH, or LOGOUT): no longer counts before login
+    listener_.guard->admissions().logged_in(id_);
+    drop_evict_handle();  // never evicted from now on: an idle session keeps no handle
   }
   // A read that found nothing may still have made OpenSSL answer (a key update).
   if (client_.has_unsent()) flush(Side::Client);
@@ -625,6 +636,9 @@ void Relay::end(CloseReason reason) {
     case CloseReason::Shutdown:
       say_bye("* BYE [UNAVAILABLE] Server shutting down\r\n");
       break;
+    case CloseReason::Evicted:
+      say_bye("* BYE [UNAVAILABLE] Too many clients are logging in; try again later\r\n");
+      break;
     case CloseReason::ClientError:
     case CloseReason::ClientTlsFailed:
       client_leg_.dead = true;
@@ -673,6 +687,7 @@ void Relay::close_legs() {
 void Relay::maybe_finish() {
   if (!closing_ || pending_ > 0 || finished_) return;
   finished_ = true;
+  leave_guard();  // its place is free from now on, as its log line says
   if (session_) log_end();
   if (observer_) observer_->session_closed(ending_.value_or(CloseReason::ClientClosed));
   if (listener_.telemetry && telemetry_started_) {

@@ -26,6 +26,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "proxy/compress/deflate.hpp"
+#include "proxy/guard/guard.hpp"
 #include "proxy/session/session.hpp"
 #include "proxy/transport/client_address.hpp"
 #include "proxy/transport/server_tls.hpp"
@@ -43,6 +44,7 @@ struct ListenerRuntime {
   const identify::Signatures* signatures = nullptr;  // null: built in
   const policy::RuleStore* rules = nullptr;          // null: no rules
   session::Telemetry* telemetry = nullptr;           // null: no metrics
+  guard::Guard* guard = nullptr;                     // limits before login, login penalty; null: none
   std::string tls_mode;                              // "implicit", "starttls" or "none" (a metric label)
   std::shared_ptr<ServerTls> client_tls;             // our certificates; null: no TLS on the client leg
   std::shared_ptr<asio::ssl::context> upstream_tls;  // null: plain upstream
@@ -50,13 +52,17 @@ struct ListenerRuntime {
 
 class Relay;
 
+// One line for refusals by a limit before login (the first of an interval, or the sum
+// of those that followed it).
+void log_limit_refusal(const guard::RefusalLog::Line& line, std::chrono::seconds interval, bool summary);
+
 // The relays of one event loop; only that loop's thread touches it.
 struct RelayRegistry {
   std::list<std::unique_ptr<Relay>> relays;
   std::atomic<std::size_t>* active = nullptr;  // sessions of every loop, for the drain
 };
 
-class Relay {
+class Relay final : private session::LoginGate {
  public:
   Relay(asio::ip::tcp::socket client, const ListenerRuntime& listener, std::uint64_t id);
   ~Relay();
@@ -73,6 +79,20 @@ class Relay {
   void check_timeouts(std::chrono::steady_clock::time_point now);
 
  private:
+  class EvictHandle;
+  // Asked before anything is spent on the client (upstream, TLS); false: refused
+  // (the client got a BYE). The guard may evict the oldest pre-login session for it.
+  asio::awaitable<bool> admit();
+  void evict();  // on this relay's thread
+  void note_refusal(std::string_view reason);
+  void leave_guard();  // an admitted session is over: the guard counts it no more
+  void drop_evict_handle();
+  // session::LoginGate: the login penalty of the client's address.
+  std::chrono::milliseconds login_delay() override;
+  std::uint64_t fold_credentials(std::uint64_t so_far, std::string_view piece) const override;
+  void login_failed(std::uint64_t credentials) override;
+  void login_succeeded() override;
+
   using CloseReason = session::CloseReason;
   enum class Side : std::uint8_t { Client, Server };
 
@@ -165,6 +185,11 @@ class Relay {
   bool update_posted_ = false;
   std::uint8_t rule_hits_logged_ = 0;  // rules whose first hit in this session was logged
   bool shutdown_requested_ = false;
+  bool evict_requested_ = false;  // evicted while still setting up
+  bool admitted_ = false;         // the guard counts this session until leave_guard()
+  bool prelogin_ = false;         // admitted and not logged in yet
+  guard::AddressKey address_key_;  // the client's, as the guard counts it
+  std::shared_ptr<EvictHandle> evict_handle_;  // while pre-login only
   bool closing_ = false;   // sockets closed: waiting for pending handlers only
   bool finished_ = false;  // removal posted
   bool telemetry_started_ = false;  // session_started was called: session_ended must follow

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/guard/guard.hpp"
 #include "proxy/imap/limits.hpp"
 #include "proxy/util/cidr.hpp"
 
@@ -126,6 +127,10 @@ struct ProxySettings {
   Timeouts timeouts;
   imap::DecoderLimits client_limits;
   imap::DecoderLimits server_limits;
+  // Sessions in total and before login, the login penalty (proxy/guard/). A total or
+  // pre-login limit of 0 is derived at start: the total from the descriptor limit,
+  // the pre-login total half of it.
+  guard::GuardSettings guard = guard::settings_with_derived_totals();
   unsigned threads = 0;  // event loops; 0: one per core
   // Client signatures (identification); null: the built-in rules/clients.json.
   std::shared_ptr<const identify::Signatures> signatures;

@@ -312,3 +312,51 @@ TEST(Config, AdminHostsLimitsAndMetricsAddress) {
 
 }  // namespace
 }  // namespace imapscope::app
+
+namespace imapscope::app {
+namespace {
+
+TEST(Config, LimitsBeforeLoginAndThePenalty) {
+  const auto path = write_temp(std::string(R"({"limits": {"max_sessions": 500, "max_prelogin_sessions": 100,
+      "max_prelogin_per_address": 10, "max_literal_before_login": 2048, "refusal_log_interval_s": 30},
+    "login_penalty": {"initial_ms": 1000, "max_ms": 8000, "expire_s": 600, "max_addresses": 1000},
+    "listeners": [)") + kListener + "]}");
+  const auto config = load_config_file(path);
+  std::remove(path.c_str());
+  const auto& g = config.proxy.guard;
+  EXPECT_EQ(g.limits.max_sessions, 500u);
+  EXPECT_EQ(g.limits.max_prelogin, 100u);
+  EXPECT_EQ(g.limits.max_prelogin_per_address, 10u);
+  EXPECT_EQ(g.log_interval.count(), 30);
+  EXPECT_EQ(config.proxy.client_limits.max_literal_before_login, 2048u);
+  EXPECT_TRUE(g.penalty.enabled);
+  EXPECT_EQ(g.penalty.initial.count(), 1000);
+  EXPECT_EQ(g.penalty.max.count(), 8000);
+  EXPECT_EQ(g.penalty.expire.count(), 600);
+  EXPECT_EQ(g.penalty.max_addresses, 1000u);
+  // Unset: derived at start (0), 128 per address, the penalty on.
+  const auto defaults = build_config(parse_flags({"--listen", "127.0.0.1:1143", "--upstream", "127.0.0.1:143"}));
+  EXPECT_EQ(defaults.proxy.guard.limits.max_sessions, 0u);
+  EXPECT_EQ(defaults.proxy.guard.limits.max_prelogin, 0u);
+  EXPECT_EQ(defaults.proxy.guard.limits.max_prelogin_per_address, 128u);
+  EXPECT_EQ(defaults.proxy.client_limits.max_literal_before_login, 64u * 1024);
+  const auto flags = build_config(parse_flags({"--listen", "127.0.0.1:1143", "--upstream", "127.0.0.1:143",
+                                               "--max-sessions", "7", "--max-prelogin", "3",
+                                               "--max-prelogin-per-address", "2", "--no-login-penalty"}));
+  EXPECT_EQ(flags.proxy.guard.limits.max_sessions, 7u);
+  EXPECT_EQ(flags.proxy.guard.limits.max_prelogin, 3u);
+  EXPECT_EQ(flags.proxy.guard.limits.max_prelogin_per_address, 2u);
+  EXPECT_FALSE(flags.proxy.guard.penalty.enabled);
+}
+
+TEST(Config, BadLimitsAreRefusedWithTheirPointer) {
+  EXPECT_EQ(error_of(R"({"login_penalty": {"initial_ms": 5000, "max_ms": 1000}})"),
+            "/login_penalty/max_ms: must not be less than initial_ms");
+  EXPECT_NE(error_of(R"({"limits": {"max_prelogin_per_address": 0}})").find("/limits/max_prelogin_per_address"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"login_penalty": {"penalty": 1}})").find("/login_penalty/penalty"), std::string::npos);
+  EXPECT_THROW(parse_flags({"--max-sessions", "many"}), ConfigError);
+}
+
+}  // namespace
+}  // namespace imapscope::app
