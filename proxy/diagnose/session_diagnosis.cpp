@@ -235,6 +235,12 @@ void SessionDiagnosis::poll(const Pending& p, Clock::time_point now) {
 }
 
 void SessionDiagnosis::server_message(const imap::Response& r, Clock::time_point now) {
+  // The server's inactivity BYE ends the silence it reports: the silence counts up to it.
+  if (r.kind == imap::ResponseKind::Status && r.status == imap::Status::Bye &&
+      r.text.find("nactivity") != std::string_view::npos) {
+    inactivity_bye_ = true;
+    return;
+  }
   last_activity_ = now;
   if (r.kind == imap::ResponseKind::Data) {
     if (in_idle_) {
@@ -289,10 +295,6 @@ void SessionDiagnosis::server_message(const imap::Response& r, Clock::time_point
   const bool refused = r.status == imap::Status::No || r.status == imap::Status::Bye;
   if (refused && (imap::iequals(r.code, "LIMIT") || r.text.find("Maximum number of connections") != std::string_view::npos)) {
     report_once(FindingKind::UserConnectionLimit, "the server refused: \"" + std::string(r.text.substr(0, 200)) + "\"");
-  }
-  if (r.kind == imap::ResponseKind::Status && r.status == imap::Status::Bye &&
-      r.text.find("nactivity") != std::string_view::npos) {
-    inactivity_bye_ = true;
   }
 }
 
@@ -358,11 +360,19 @@ void SessionDiagnosis::selected(const Pending& p) {
 
 void SessionDiagnosis::sweep_done(const Pending& p, Clock::time_point now) {
   const std::uint64_t bytes = server_bytes_ - p.bytes_at;
-  const auto since = user_.empty() ? std::nullopt : registry_.swept(user_, mailbox_, now);
-  if (p.fetched < limits_.resync_min_messages && !since) return;
+  const auto again = user_.empty() ? Registry::Resweep{} : registry_.swept(user_, mailbox_, p.fetched, bytes, now);
+  // A sweep is what every client does to sync a folder: a finding when the mailbox is
+  // large, or when the client keeps fetching the same one again (thresholds.hpp).
+  if (p.fetched < limits_.resync_min_messages && !again.report) return;
   std::string detail = mailbox_ + ": flags of " + std::to_string(p.fetched) + " messages, " +
                        std::to_string(bytes) + " bytes";
-  if (since) detail += "; the previous full sweep of this mailbox was " + minutes(*since) + " ago";
+  if (again.since) {
+    detail += "; the previous full sweep of this mailbox was " + minutes(*again.since) + " ago";
+  }
+  if (again.report) {
+    detail += "; " + std::to_string(again.sweeps) + " sweeps within " + minutes(limits_.resync_repeat_window) +
+              ", " + std::to_string(again.bytes) + " bytes fetched again";
+  }
   report(FindingKind::FullResync, std::move(detail), bytes);
 }
 
@@ -419,13 +429,17 @@ void SessionDiagnosis::idle_done(Clock::time_point now) {
   // Counted when the next command is IDLE again: a client that ends IDLE to do
   // something (the user opens a message) is not churning.
   short_idle_ended_ = !idle_news_ && now - idle_since_ < limits_.idle_short;
+  // In a row: a user's own action lands right after a keepalive now and then; a
+  // client woken by each keepalive does it every time.
   if (last_keepalive_ != Clock::time_point{} && !news_since_keepalive_ &&
       now - last_keepalive_ <= limits_.keepalive_reaction) {
     ++keepalive_wakeups_;
     if (keepalive_wakeups_ >= limits_.keepalive_wakeups) {
       report_once(FindingKind::KeepaliveWakeups, std::to_string(keepalive_wakeups_) +
-                                                     " times the client ended IDLE right after a server keepalive");
+                                                     " times in a row the client ended IDLE right after a server keepalive");
     }
+  } else {
+    keepalive_wakeups_ = 0;
   }
   in_idle_ = false;
 }
