@@ -13,9 +13,9 @@ namespace imapscope::diagnose {
 // Every default is set so that what ordinary clients do stays quiet, and what is
 // left costs a server enough to be worth an administrator's time. The seeds are in
 // ../shared/seeds/ (000: a large provider's IMAP lessons, IDLE and purge; 001:
-// client sync by FETCH 1:* (UID FLAGS); 002/003: IDLE and keepalives); the client
+// client sync by FETCH 1:* (UID FLAGS); 002/003: IDLE, keepalives, timeouts); the client
 // figures are from their defaults (named below) and from the measurement of one
-// FETCH response of UID and FLAGS through Dovecot: 36 to 44 bytes a message.
+// FETCH response of UID and FLAGS through Dovecot 2.3: 40 to 48 bytes a message.
 struct Thresholds {
   using seconds = std::chrono::seconds;
   // Full resync, one sweep: flags of a mailbox this large in one go (about 1 MB of
@@ -30,8 +30,8 @@ struct Thresholds {
   // resync_repeat_min_bytes (a client that throws its cache away and downloads
   // megabytes again). A 5-message INBOX selected twice (1.6 KB: Thunderbird's
   // connections, mutt's re-open on new mail, mbsync at each run) stays quiet; so
-  // does a 2,000-message folder swept twice (80 KB); mutt without a header cache
-  // re-opening a 3,000-message folder (1.2 MB of headers) does not.
+  // does a 2,000-message folder swept twice (about 90 KB); mutt without a header cache
+  // re-opening a 3,000-message folder (over a megabyte of headers) does not.
   std::uint32_t resync_repeat_min_messages = 1'000;
   std::uint64_t resync_repeat_min_bytes = 1 << 20;
   seconds resync_repeat_window{3600};

@@ -204,7 +204,7 @@ TEST(Diagnosis, OrdinaryClientsFindNothingWithTheDefaults) {
     }
   }
   // mbsync run every few minutes: a 2,000-message folder's UIDs and flags each time
-  // (80 KB), three times within the hour.
+  // (about 90 KB), three times within the hour.
   for (int run = 0; run < 3; ++run) {
     Conversation r(p);
     r.log_in("bob");
@@ -313,7 +313,7 @@ TEST(Diagnosis, FullResyncOfALargeMailboxOrMegabytesOfTheSameOneAgain) {
     ASSERT_EQ(p.names(), std::vector<std::string>{"full_resync"});
     EXPECT_GT(p.recorder->findings[0].bytes, 20000u * 30);
     EXPECT_NE(p.recorder->findings[0].detail.find("flags of 20000 messages"), std::string::npos);
-    // A folder of 2,000 swept again soon: 80 KB, what mbsync does at each run.
+    // A folder of 2,000 swept again soon: about 90 KB, what mbsync does at each run.
     for (int i = 0; i < 2; ++i) {
       r.select("Small", 2000, 1);
       r.client("f2 UID FETCH 1:* (FLAGS)\r\n");
@@ -321,7 +321,7 @@ TEST(Diagnosis, FullResyncOfALargeMailboxOrMegabytesOfTheSameOneAgain) {
     }
     EXPECT_EQ(p.names().size(), 1u);
   }
-  // mutt without a header cache re-opening a 3,000-message folder: 1.2 MB of
+  // mutt without a header cache re-opening a 3,000-message folder: 1.4 MB of
   // headers again, in another session 10 minutes later.
   {
     Conversation r(p);
