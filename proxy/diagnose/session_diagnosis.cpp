@@ -46,19 +46,25 @@ std::uint64_t set_size(std::string_view set, std::uint32_t exists) {
   return total;
 }
 
+enum class Sweep { No, Yes, IfAll };
+
 // FETCH 1:* (or 1:N covering the mailbox) asking for FLAGS, without CHANGEDSINCE.
-bool is_sweep(const imap::Command& c, std::optional<std::uint32_t> exists) {
-  if (c.args.size() < 2 || c.args[0].kind != TokenKind::Atom) return false;
+// UID FETCH 1:N (mbsync's sync: N is the last UID it knows) is one when every
+// message of the mailbox came back: known once it is done.
+Sweep is_sweep(const imap::Command& c, std::optional<std::uint32_t> exists) {
+  if (c.args.size() < 2 || c.args[0].kind != TokenKind::Atom) return Sweep::No;
   const auto set = c.args[0].text;
   const bool whole = set == "1:*" || set == "*:1" ||
                      (!c.uid && exists && *exists > 0 && set_size(set, *exists) >= *exists && set.starts_with("1:"));
-  if (!whole) return false;
+  const bool uid_range = c.uid && set.starts_with("1:") && set.find(',') == std::string_view::npos;
+  if (!whole && !uid_range) return Sweep::No;
   bool flags = false;
   for (const auto& t : c.args.subspan(1)) {
     if (t.is_atom("FLAGS")) flags = true;
-    if (t.is_atom("CHANGEDSINCE")) return false;  // CONDSTORE: only what changed
+    if (t.is_atom("CHANGEDSINCE")) return Sweep::No;  // CONDSTORE: only what changed
   }
-  return flags;
+  if (!flags) return Sweep::No;
+  return whole ? Sweep::Yes : Sweep::IfAll;
 }
 
 bool stores_deleted(const imap::Command& c) {
@@ -184,9 +190,12 @@ void SessionDiagnosis::command(const imap::Command& c, Clock::time_point now) {
         exists_.reset();
       }
       break;
-    case imap::Verb::Fetch:
-      p.sweep = is_sweep(c, exists_);
+    case imap::Verb::Fetch: {
+      const auto sweep = is_sweep(c, exists_);
+      p.sweep = sweep == Sweep::Yes;
+      p.sweep_if_all = sweep == Sweep::IfAll;
       break;
+    }
     case imap::Verb::Store:
       p.store_deleted = stores_deleted(c);
       if (p.store_deleted && !c.args.empty()) {
@@ -319,7 +328,7 @@ void SessionDiagnosis::command_done(std::string_view tag, imap::Status status, C
       selected(p);
       break;
     case imap::Verb::Fetch:
-      if (p.sweep) sweep_done(p, now);
+      if (p.sweep || (p.sweep_if_all && exists_ && *exists_ > 0 && p.fetched >= *exists_)) sweep_done(p, now);
       if (p.deleted >= limits_.deleted_messages && !watch().deleted_reported[mailbox_]) {
         watch().deleted_reported[mailbox_] = true;
         report(FindingKind::DeletedBuildUp, mailbox_ + ": " + std::to_string(p.deleted) +

@@ -249,9 +249,10 @@ class WellBehaved(unittest.TestCase):
         logout(c)
         self.assertNoFindings([sid])
 
-    def test_mbsync_syncing_twice_and_fetchmail(self):
-        """Real clients: isync's mbsync syncs the same folders twice in a row (its UID
-        FETCH of every folder at each run), fetchmail polls twice."""
+    def test_mbsync_offlineimap_and_fetchmail_each_twice(self):
+        """Real clients, each run twice in a row: isync's mbsync (UID FETCH 1:<last
+        UID> (UID FLAGS) of every folder at each run), OfflineIMAP (FETCH 1:* (FLAGS
+        UID INTERNALDATE) of every folder), fetchmail (its INBOX)."""
         DOVECOT.seed_maildir("mona", "INBOX", 200)
         DOVECOT.seed_maildir("mona", "Lists", 60)
         log_before = len(PROXY.log())
@@ -260,6 +261,35 @@ class WellBehaved(unittest.TestCase):
             for run in range(2):
                 mbsync_pull(PROXY.port, "None", DOVECOT.certs["ca"], workdir, "INBOX Lists", user="mona",
                             password=ALL_USERS["mona"])
+            offlineimaprc = os.path.join(workdir, "offlineimaprc")
+            with open(offlineimaprc, "w") as f:
+                f.write(f"""[general]
+accounts = test
+metadata = {workdir}/offlineimap-state
+
+[Account test]
+localrepository = local
+remoterepository = remote
+
+[Repository local]
+type = Maildir
+localfolders = {workdir}/offlineimap-mail
+
+[Repository remote]
+type = IMAP
+remotehost = 127.0.0.1
+remoteport = {PROXY.port}
+remoteuser = mona
+remotepass = {ALL_USERS["mona"]}
+ssl = no
+starttls = no
+readonly = True
+folderfilter = lambda folder: folder in ["INBOX", "Lists"]
+""")
+            for run in range(2):
+                result = subprocess.run(["offlineimap", "-c", offlineimaprc, "-o", "-u", "basic"],
+                                        env=dict(os.environ, HOME=workdir), capture_output=True, text=True, timeout=120)
+                self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
             rc = os.path.join(workdir, "fetchmailrc")
             with open(rc, "w") as f:
                 f.write(f'poll 127.0.0.1 service {PROXY.port} protocol IMAP auth password\n'
@@ -276,10 +306,10 @@ class WellBehaved(unittest.TestCase):
         # Their sessions: those that sent commands (the others are port probes).
         def client_sessions():
             return re.findall(r"event=session_end session=(\d+) .*\bcommands=[1-9]", PROXY.log()[log_before:])
-        wait_until("the clients' sessions end", lambda: len(client_sessions()) >= 4)
+        wait_until("the clients' sessions end", lambda: len(client_sessions()) >= 6)
         sessions = client_sessions()
         families = re.findall(r"event=session_end .*\bcommands=[1-9].*client_family=(\S+)", PROXY.log()[log_before:])
-        self.assertGreaterEqual(len(sessions), 4, families)
+        self.assertGreaterEqual(len(sessions), 6, families)
         self.assertNoFindings(sessions)
 
 
