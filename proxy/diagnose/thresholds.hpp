@@ -52,8 +52,9 @@ struct Thresholds {
   // One connection per folder: a user's sessions in IDLE on this many distinct
   // folders at once. Thunderbird keeps up to 5 connections per account
   // (mail.server.default.max_cached_connections) and IDLEs in the folder each has
-  // selected: 5 folders are its ordinary state; 6 is more than one ordinary client
-  // (seed 000: K-9 Mail's push, one connection for every folder).
+  // selected: 5 folders are its ordinary state, OfflineIMAP's idlefolders one
+  // connection each, usually INBOX and a folder or two; 6 is more than one ordinary
+  // client (seed 000: K-9 Mail's push, one connection for every folder).
   std::uint32_t folder_connections = 6;
   // The server's per-user connection limit (Dovecot's mail_max_userip_connections,
   // 10 by default) and the count at which to warn: Thunderbird's 5 and a phone or two
