@@ -244,6 +244,8 @@ void read_diagnostics(Reader r, diagnose::Options& o) {
     value = std::chrono::seconds(r.number(key, static_cast<std::uint64_t>(value.count()), 1, 30 * 86'400));
   };
   count("resync_min_messages", t.resync_min_messages);
+  count("resync_repeat_min_messages", t.resync_repeat_min_messages);
+  t.resync_repeat_min_bytes = r.number("resync_repeat_min_bytes", t.resync_repeat_min_bytes, 1, std::uint64_t{1} << 40);
   secs("resync_repeat_window_s", t.resync_repeat_window);
   secs("idle_short_s", t.idle_short);
   count("idle_churn_count", t.idle_churn_count);

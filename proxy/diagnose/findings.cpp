@@ -12,8 +12,9 @@ constexpr std::array<FindingText, kFindingKinds> kTexts = {{
      "Find out why the server renumbered the mailbox: it was deleted and recreated (by a client or a script), "
      "restored from a backup, migrated, or its index was rebuilt. A stable server keeps UIDVALIDITY for good."},
     {"full_resync",
-     "The client fetched the flags of a whole mailbox (FETCH 1:* (UID FLAGS)): a large mailbox, or the same one "
-     "again soon after. Bandwidth and server work grow with the mailbox, not with what changed.",
+     "The client fetched the flags of a whole mailbox (FETCH 1:* (UID FLAGS)): a very large mailbox, or a large one "
+     "again and again, megabytes fetched again within the hour. Bandwidth and server work grow with the mailbox, not "
+     "with what changed.",
      "Offer CONDSTORE/QRESYNC on the server and use a client version that uses them; check that the client keeps "
      "its cache (a profile that is reset, a cache that doesn't fit, UIDVALIDITY changes)."},
     {"idle_churn",
@@ -22,8 +23,8 @@ constexpr std::array<FindingText, kFindingKinds> kTexts = {{
      "Raise the client's IDLE refresh interval (up to 29 minutes, RFC 2177), or check what wakes it (keepalives, "
      "a NAT that drops quiet connections)."},
     {"keepalive_wakeups",
-     "The client ends IDLE right after the server's keepalive (\"* OK Still here\"): each keepalive wakes the "
-     "device and costs a round trip (seed: K-9 Mail with Dovecot's 2-minute keepalive).",
+     "The client ends IDLE right after the server's keepalive (\"* OK Still here\"), time after time: each "
+     "keepalive wakes the device and costs a round trip (seed: K-9 Mail with Dovecot's 2-minute keepalive).",
      "Send keepalives less often: Dovecot's imap_idle_notify_interval, or per client family with the rule action "
      "\"thin_keepalives_s\" in imapscope."},
     {"idle_without_select",

@@ -153,17 +153,28 @@ std::optional<std::uint32_t> Registry::uidvalidity(std::string_view user, std::s
   return before;
 }
 
-std::optional<Registry::Clock::duration> Registry::swept(std::string_view user, std::string_view mailbox,
-                                                         Clock::time_point now) {
+Registry::Resweep Registry::swept(std::string_view user, std::string_view mailbox, std::uint32_t messages,
+                                  std::uint64_t bytes, Clock::time_point now) {
   const auto key = key_of(user, mailbox, options_.label_key);
-  const auto window = options_.thresholds.resync_repeat_window;
+  const auto& t = options_.thresholds;
+  const auto window = t.resync_repeat_window;
   std::lock_guard lock(mutex_);
-  if (sweeps_.size() > kPruneAbove) std::erase_if(sweeps_, [&](const auto& s) { return now - s.second > window; });
-  auto [it, added] = sweeps_.try_emplace(key, now);
-  std::optional<Clock::duration> since;
-  if (!added && now - it->second <= window) since = now - it->second;
-  it->second = now;
-  return since;
+  if (sweeps_.size() > kPruneAbove) {
+    std::erase_if(sweeps_, [&](const auto& s) { return s.second.at.empty() || now - s.second.at.back().first > window; });
+  }
+  auto& s = sweeps_[key];
+  Resweep out;
+  if (!s.at.empty() && now - s.at.back().first <= window) out.since = now - s.at.back().first;
+  s.at.emplace_back(now, bytes);
+  // More sweeps than this within the window have long reached any threshold.
+  while (s.at.size() > 64 || now - s.at.front().first > window) s.at.pop_front();
+  out.sweeps = static_cast<std::uint32_t>(s.at.size());
+  for (std::size_t i = 1; i < s.at.size(); ++i) out.bytes += s.at[i].second;  // the first is the sync any client does
+  // Once per window and mailbox, however often it goes on.
+  out.report = out.sweeps >= 2 && messages >= t.resync_repeat_min_messages && out.bytes >= t.resync_repeat_min_bytes &&
+               (s.reported == Clock::time_point{} || now - s.reported > window);
+  if (out.report) s.reported = now;
+  return out;
 }
 
 std::uint32_t Registry::user_connected(std::string_view user) {

@@ -32,9 +32,15 @@ class Registry {
 
   // Remembers value; returns the one remembered before when it differs.
   std::optional<std::uint32_t> uidvalidity(std::string_view user, std::string_view mailbox, std::uint32_t value);
-  // A full sweep of a user's mailbox now; returns how long ago the previous one was,
-  // if it was within the repeat window.
-  std::optional<Clock::duration> swept(std::string_view user, std::string_view mailbox, Clock::time_point now);
+  // A full sweep of a user's mailbox now, of `messages` messages that cost `bytes`.
+  struct Resweep {
+    std::optional<Clock::duration> since;  // the previous sweep, if within the repeat window
+    std::uint32_t sweeps = 0;              // sweeps of it within the window, this one included
+    std::uint64_t bytes = 0;               // ... after the first: what was fetched again
+    bool report = false;                   // the first to reach the thresholds in the window
+  };
+  Resweep swept(std::string_view user, std::string_view mailbox, std::uint32_t messages, std::uint64_t bytes,
+                Clock::time_point now);
   // Logged-in sessions per user; connected returns the count with this one.
   std::uint32_t user_connected(std::string_view user);
   void user_disconnected(std::string_view user);
@@ -54,6 +60,10 @@ class Registry {
     std::uint32_t uidvalidity = 0;
     std::int64_t seen = 0;  // unix seconds: the oldest are forgotten first
   };
+  struct Sweeps {
+    std::deque<std::pair<Clock::time_point, std::uint64_t>> at;  // within the window, bounded
+    Clock::time_point reported{};
+  };
   struct Failures {
     std::deque<Clock::time_point> at;
     Clock::time_point reported{};
@@ -66,7 +76,7 @@ class Registry {
   std::unordered_map<std::string, Remembered> uidvalidity_;  // key: HMAC of user NUL mailbox
   bool dirty_ = false;
   Clock::time_point saved_at_{};
-  std::map<std::string, Clock::time_point, std::less<>> sweeps_;  // same key
+  std::map<std::string, Sweeps, std::less<>> sweeps_;  // same key
   std::map<std::string, std::uint32_t, std::less<>> connections_;
   std::map<std::string, std::map<std::uint64_t, std::string>, std::less<>> idling_;  // user -> session -> folder
   std::map<std::string, Failures, std::less<>> failures_;

@@ -46,19 +46,25 @@ std::uint64_t set_size(std::string_view set, std::uint32_t exists) {
   return total;
 }
 
+enum class Sweep { No, Yes, IfAll };
+
 // FETCH 1:* (or 1:N covering the mailbox) asking for FLAGS, without CHANGEDSINCE.
-bool is_sweep(const imap::Command& c, std::optional<std::uint32_t> exists) {
-  if (c.args.size() < 2 || c.args[0].kind != TokenKind::Atom) return false;
+// UID FETCH 1:N (mbsync's sync: N is the last UID it knows) is one when every
+// message of the mailbox came back: known once it is done.
+Sweep is_sweep(const imap::Command& c, std::optional<std::uint32_t> exists) {
+  if (c.args.size() < 2 || c.args[0].kind != TokenKind::Atom) return Sweep::No;
   const auto set = c.args[0].text;
   const bool whole = set == "1:*" || set == "*:1" ||
                      (!c.uid && exists && *exists > 0 && set_size(set, *exists) >= *exists && set.starts_with("1:"));
-  if (!whole) return false;
+  const bool uid_range = c.uid && set.starts_with("1:") && set.find(',') == std::string_view::npos;
+  if (!whole && !uid_range) return Sweep::No;
   bool flags = false;
   for (const auto& t : c.args.subspan(1)) {
     if (t.is_atom("FLAGS")) flags = true;
-    if (t.is_atom("CHANGEDSINCE")) return false;  // CONDSTORE: only what changed
+    if (t.is_atom("CHANGEDSINCE")) return Sweep::No;  // CONDSTORE: only what changed
   }
-  return flags;
+  if (!flags) return Sweep::No;
+  return whole ? Sweep::Yes : Sweep::IfAll;
 }
 
 bool stores_deleted(const imap::Command& c) {
@@ -184,9 +190,12 @@ void SessionDiagnosis::command(const imap::Command& c, Clock::time_point now) {
         exists_.reset();
       }
       break;
-    case imap::Verb::Fetch:
-      p.sweep = is_sweep(c, exists_);
+    case imap::Verb::Fetch: {
+      const auto sweep = is_sweep(c, exists_);
+      p.sweep = sweep == Sweep::Yes;
+      p.sweep_if_all = sweep == Sweep::IfAll;
       break;
+    }
     case imap::Verb::Store:
       p.store_deleted = stores_deleted(c);
       if (p.store_deleted && !c.args.empty()) {
@@ -235,6 +244,12 @@ void SessionDiagnosis::poll(const Pending& p, Clock::time_point now) {
 }
 
 void SessionDiagnosis::server_message(const imap::Response& r, Clock::time_point now) {
+  // The server's inactivity BYE ends the silence it reports: the silence counts up to it.
+  if (r.kind == imap::ResponseKind::Status && r.status == imap::Status::Bye &&
+      r.text.find("nactivity") != std::string_view::npos) {
+    inactivity_bye_ = true;
+    return;
+  }
   last_activity_ = now;
   if (r.kind == imap::ResponseKind::Data) {
     if (in_idle_) {
@@ -290,10 +305,6 @@ void SessionDiagnosis::server_message(const imap::Response& r, Clock::time_point
   if (refused && (imap::iequals(r.code, "LIMIT") || r.text.find("Maximum number of connections") != std::string_view::npos)) {
     report_once(FindingKind::UserConnectionLimit, "the server refused: \"" + std::string(r.text.substr(0, 200)) + "\"");
   }
-  if (r.kind == imap::ResponseKind::Status && r.status == imap::Status::Bye &&
-      r.text.find("nactivity") != std::string_view::npos) {
-    inactivity_bye_ = true;
-  }
 }
 
 void SessionDiagnosis::command_done(std::string_view tag, imap::Status status, Clock::time_point now) {
@@ -317,7 +328,7 @@ void SessionDiagnosis::command_done(std::string_view tag, imap::Status status, C
       selected(p);
       break;
     case imap::Verb::Fetch:
-      if (p.sweep) sweep_done(p, now);
+      if (p.sweep || (p.sweep_if_all && exists_ && *exists_ > 0 && p.fetched >= *exists_)) sweep_done(p, now);
       if (p.deleted >= limits_.deleted_messages && !watch().deleted_reported[mailbox_]) {
         watch().deleted_reported[mailbox_] = true;
         report(FindingKind::DeletedBuildUp, mailbox_ + ": " + std::to_string(p.deleted) +
@@ -358,11 +369,19 @@ void SessionDiagnosis::selected(const Pending& p) {
 
 void SessionDiagnosis::sweep_done(const Pending& p, Clock::time_point now) {
   const std::uint64_t bytes = server_bytes_ - p.bytes_at;
-  const auto since = user_.empty() ? std::nullopt : registry_.swept(user_, mailbox_, now);
-  if (p.fetched < limits_.resync_min_messages && !since) return;
+  const auto again = user_.empty() ? Registry::Resweep{} : registry_.swept(user_, mailbox_, p.fetched, bytes, now);
+  // A sweep is what every client does to sync a folder: a finding when the mailbox is
+  // large, or when the client keeps fetching the same one again (thresholds.hpp).
+  if (p.fetched < limits_.resync_min_messages && !again.report) return;
   std::string detail = mailbox_ + ": flags of " + std::to_string(p.fetched) + " messages, " +
                        std::to_string(bytes) + " bytes";
-  if (since) detail += "; the previous full sweep of this mailbox was " + minutes(*since) + " ago";
+  if (again.since) {
+    detail += "; the previous full sweep of this mailbox was " + minutes(*again.since) + " ago";
+  }
+  if (again.report) {
+    detail += "; " + std::to_string(again.sweeps) + " sweeps within " + minutes(limits_.resync_repeat_window) +
+              ", " + std::to_string(again.bytes) + " bytes fetched again";
+  }
   report(FindingKind::FullResync, std::move(detail), bytes);
 }
 
@@ -419,13 +438,17 @@ void SessionDiagnosis::idle_done(Clock::time_point now) {
   // Counted when the next command is IDLE again: a client that ends IDLE to do
   // something (the user opens a message) is not churning.
   short_idle_ended_ = !idle_news_ && now - idle_since_ < limits_.idle_short;
+  // In a row: a user's own action lands right after a keepalive now and then; a
+  // client woken by each keepalive does it every time.
   if (last_keepalive_ != Clock::time_point{} && !news_since_keepalive_ &&
       now - last_keepalive_ <= limits_.keepalive_reaction) {
     ++keepalive_wakeups_;
     if (keepalive_wakeups_ >= limits_.keepalive_wakeups) {
       report_once(FindingKind::KeepaliveWakeups, std::to_string(keepalive_wakeups_) +
-                                                     " times the client ended IDLE right after a server keepalive");
+                                                     " times in a row the client ended IDLE right after a server keepalive");
     }
+  } else {
+    keepalive_wakeups_ = 0;
   }
   in_idle_ = false;
 }

@@ -55,6 +55,7 @@ class SessionDiagnosis {
     std::string key;             // verb and arguments, for repeats (bounded)
     std::string mailbox;         // SELECT/EXAMINE/STATUS: the mailbox it names
     bool sweep = false;          // FETCH 1:* with FLAGS
+    bool sweep_if_all = false;   // UID FETCH 1:N with FLAGS: a sweep if every message came back
     bool store_deleted = false;  // STORE that sets \Deleted
     std::uint64_t bytes_at = 0;  // server_bytes_ when it was sent
     std::uint32_t fetched = 0;   // FETCH responses while it was in flight

@@ -31,7 +31,16 @@ class Dashboards(unittest.TestCase):
         cls.dovecot = Dovecot(extra_config="imap_idle_notify_interval = 1 secs").start()
         cls.plain, cls.tls = free_port(), free_port()
         certs = cls.dovecot.certs
-        cls.proxy = Imapscope(["--listen", f"127.0.0.1:{cls.plain}", "--listen-tls", f"127.0.0.1:{cls.tls}",
+        # The traffic's small INBOX swept again and again makes a full_resync for the
+        # diagnostics panels: only with thresholds far below the defaults' (a
+        # thousand messages, a megabyte fetched again).
+        cls.config = os.path.join(cls.dovecot.dir, "imapscope.json")
+        with open(cls.config, "w") as f:
+            json.dump({"diagnostics": {"resync_repeat_min_messages": 1, "resync_repeat_min_bytes": 1},
+                       # a file needs a listener; the flags' listeners below replace it
+                       "listeners": [{"listen": f"127.0.0.1:{cls.plain}",
+                                      "upstream": {"addresses": [f"127.0.0.1:{cls.dovecot.port}"]}}]}, f)
+        cls.proxy = Imapscope(["--config", cls.config, "--listen", f"127.0.0.1:{cls.plain}", "--listen-tls", f"127.0.0.1:{cls.tls}",
                                "--tls-cert", certs["cert"], "--tls-key", certs["key"],
                                # plain sessions (LOGIN in clear) are part of the traffic the panels show
                                "--plaintext-login", "allow",

@@ -216,6 +216,35 @@ service stats {{
         except OSError:
             return ""
 
+    def seed_maildir(self, user, folder, count, flags="S"):
+        """count messages put straight into a user's maildir folder ("INBOX" or a
+        name), as a delivery would: a large mailbox in seconds, not APPENDed one by
+        one. Each is a reply in a thread with the headers clients show (about 700
+        bytes); Dovecot indexes them at the first SELECT."""
+        root = f"{self.dir}/mail/{user}"
+        path = root if folder == "INBOX" else f"{root}/.{folder}"
+        for d in (root, path, f"{path}/cur", f"{path}/new", f"{path}/tmp"):
+            os.makedirs(d, exist_ok=True)
+            os.chown(d, self.uid, self.gid)
+        stamp = int(time.time()) - count
+        for i in range(count):
+            body = (f"Return-Path: <list-{i % 7}@example.org>\r\n"
+                    f"From: Sender {i % 13} <sender{i % 13}@example.org>\r\n"
+                    f"To: {user}@example.org\r\nCc: team@example.org\r\n"
+                    f"Subject: Re: [team] weekly report, part {i}\r\n"
+                    f"Date: Mon, 30 Nov 2026 10:{i % 60:02d}:00 +0000\r\n"
+                    f"Message-ID: <{i}.{stamp}@mail.example.org>\r\n"
+                    f"In-Reply-To: <{max(i - 1, 0)}.{stamp}@mail.example.org>\r\n"
+                    f"References: <0.{stamp}@mail.example.org> <{max(i - 2, 0)}.{stamp}@mail.example.org> "
+                    f"<{max(i - 1, 0)}.{stamp}@mail.example.org>\r\n"
+                    "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                    "List-Post: <mailto:team@example.org>\r\n\r\n"
+                    f"Message {i} of the thread.\r\n").encode()
+            name = f"{stamp + i}.M{i}P{os.getpid()}.imapscope-test,S={len(body)}:2,{flags}"
+            with open(f"{path}/cur/{name}", "wb") as f:
+                f.write(body)
+            os.chown(f"{path}/cur/{name}", self.uid, self.gid)
+
     def imap_pids(self, user):
         """The pids of the user's imap processes (one per logged-in session), from doveadm who."""
         out = subprocess.run(["doveadm", "-c", self.config, "who", "-1", user], capture_output=True, text=True,
@@ -433,7 +462,7 @@ def maildir_digests(path):
     return sorted(digests)
 
 
-def mbsync_pull(port, ssl_type, ca, workdir, patterns, user="bob"):
+def mbsync_pull(port, ssl_type, ca, workdir, patterns, user="bob", password=None):
     """Pulls the folders matching patterns with mbsync (isync) into a maildir under
     workdir; returns maildir_digests of it. mbsync failing is a test failure."""
     local = os.path.join(workdir, "local")
@@ -444,7 +473,7 @@ def mbsync_pull(port, ssl_type, ca, workdir, patterns, user="bob"):
 Host localhost
 Port {port}
 User {user}
-Pass {USERS[user]}
+Pass {password or USERS[user]}
 SSLType {ssl_type}
 CertificateFile {ca}
 

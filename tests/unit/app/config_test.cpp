@@ -358,5 +358,35 @@ TEST(Config, BadLimitsAreRefusedWithTheirPointer) {
   EXPECT_THROW(parse_flags({"--max-sessions", "many"}), ConfigError);
 }
 
+TEST(Config, DiagnosticsThresholdsAreSettingsWithQuietDefaults) {
+  const auto path = write_temp(std::string(R"({"listeners": [)") + kListener + "]}");
+  const auto defaults = load_config_file(path).diagnostics.thresholds;
+  std::remove(path.c_str());
+  // The full-resync repeat needs a mailbox of thousands and megabytes fetched again.
+  EXPECT_EQ(defaults.resync_min_messages, 20'000u);
+  EXPECT_EQ(defaults.resync_repeat_min_messages, 1'000u);
+  EXPECT_EQ(defaults.resync_repeat_min_bytes, 1u << 20);
+  EXPECT_EQ(defaults.folder_connections, 6u);
+  EXPECT_EQ(defaults.keepalive_wakeups, 5u);
+  const auto set = write_temp(std::string(R"({"diagnostics": {"resync_repeat_min_messages": 5,
+    "resync_repeat_min_bytes": 1000, "resync_repeat_window_s": 60, "poll_count": 4, "poll_interval_s": 30},
+    "listeners": [)") + kListener + "]}");
+  const auto t = load_config_file(set).diagnostics.thresholds;
+  std::remove(set.c_str());
+  EXPECT_EQ(t.resync_repeat_min_messages, 5u);
+  EXPECT_EQ(t.resync_repeat_min_bytes, 1000u);
+  EXPECT_EQ(t.resync_repeat_window, std::chrono::seconds(60));
+  EXPECT_EQ(t.poll_count, 4u);
+  EXPECT_EQ(t.poll_interval, std::chrono::seconds(30));
+  auto error = [](const std::string& diagnostics) {
+    return error_of(R"({"diagnostics": )" + diagnostics + R"(, "listeners": [)" + kListener + "]}");
+  };
+  EXPECT_EQ(error(R"({"resync_repeat_min_bytes": 0})"),
+            "/diagnostics/resync_repeat_min_bytes: must be a whole number from 1 to 1099511627776");
+  EXPECT_EQ(error(R"({"resync_repeat_min_messages": "many"})").rfind("/diagnostics/resync_repeat_min_messages: ", 0), 0u);
+  EXPECT_EQ(error(R"({"user_connection_warn": 12})"), "/diagnostics/user_connection_warn: is above user_connection_limit (10)");
+  EXPECT_EQ(error(R"({"resync_min_bytes": 1})"), "/diagnostics/resync_min_bytes: unknown setting");
+}
+
 }  // namespace
 }  // namespace imapscope::app
