@@ -164,6 +164,7 @@ class Relay {
   bool client_tls_in_progress_ = false;
   bool update_posted_ = false;
   std::uint8_t rule_hits_logged_ = 0;  // rules whose first hit in this session was logged
+  std::uint8_t overturned_logged_ = 0;  // overturned guesses of the client logged
   bool shutdown_requested_ = false;
   bool closing_ = false;   // sockets closed: waiting for pending handlers only
   bool finished_ = false;  // removal posted
