@@ -60,8 +60,9 @@ const Opening kOpenings[] = {
     {"geary", "[SRC] geary imap-client-connection.vala generate_tag(), imap-client-session.vala",
      "a001 capability\r\na002 login \"user\" \"pass\"\r\na003 capability\r\na004 namespace\r\n"},
     // libetpan clients (Claws Mail, MailCore2): "%i" from 1, CAPABILITY first.
-    {"claws_mail", "[SRC] libetpan mailimap.c send_current_tag() %i from 1; Claws imap.c asks CAPABILITY",
-     "1 CAPABILITY\r\n2 LOGIN \"user\" \"pass\"\r\n3 CAPABILITY\r\n4 LIST \"\" \"\"\r\n"},
+    {"claws_mail", "[REC] /work/notes/clients/claws-mail.txt (Claws Mail 4.1.1 on libetpan)",
+     "1 CAPABILITY\r\n2 AUTHENTICATE PLAIN\r\n3 LIST \"\" \"\"\r\n4 LSUB \"\" \"%\"\r\n5 LIST \"\" \"INBOX\"\r\n"
+     "6 LIST \"\" \"Trash\"\r\n"},
     {"mailcore", "[SRC] libetpan tags; MailCore2 IMAPSession::connect(): CAPABILITY, LOGIN, ENABLE",
      "1 CAPABILITY\r\n2 LOGIN \"user\" \"pass\"\r\n3 ENABLE CONDSTORE\r\n"},
     // mutt and NeoMutt (recorded through imapscope).
@@ -71,7 +72,9 @@ const Opening kOpenings[] = {
     {"mutt", "[REC] /work/notes/clients/neomutt.txt (NeoMutt 20220429), its second connection's letter",
      "b0000 STARTTLS\r\nb0001 CAPABILITY\r\nb0002 AUTHENTICATE PLAIN dXNlcgB1c2VyAHBhc3M=\r\nb0003 CAPABILITY\r\n"},
     // alpine: c-client %08lx.
-    {"alpine", "[SRC] c-client imap4r1.c imap_open(): CAPABILITY, AUTHENTICATE, then ID",
+    {"alpine", "[REC] /work/notes/clients/alpine.txt (alpine 2.26): AUTHENTICATE with SASL-IR, then ID",
+     "00000000 AUTHENTICATE PLAIN dXNlcgB1c2VyAHBhc3M=\r\n"},
+    {"alpine", "[SRC] c-client imap4r1.c imap_open(): CAPABILITY when the greeting has none",
      "00000000 CAPABILITY\r\n00000001 AUTHENTICATE PLAIN\r\n"},
     // Roundcube: A%04d, no CAPABILITY when the greeting has it.
     {"roundcube", "[SRC] rcube_imap_generic.php connect(), login(): AUTHENTICATE PLAIN, then the request",
