@@ -84,6 +84,8 @@ const Opening kOpenings[] = {
     // SquirrelMail: A%03d from 1, LOGIN first.
     {"squirrelmail", "[SRC] SquirrelMail 1.4 functions/imap_general.php sqimap_session_id(), sqimap_login()",
      "A001 LOGIN \"user\" \"pass\"\r\nA002 SELECT \"INBOX\"\r\n"},
+    {"squirrelmail", "[SRC] the same, a page that lists folders (NAMESPACE for the delimiter)",
+     "A001 LOGIN \"user\" \"pass\"\r\nA002 NAMESPACE\r\nA003 LSUB \"\" \"*\"\r\n"},
     // MailKit: {0}{1:D8} from A00000000.
     {"mailkit", "[SRC] MailKit ImapClient.ConnectAsync/AuthenticateAsync, ImapCommand.cs tags",
      "A00000000 CAPABILITY\r\nA00000001 AUTHENTICATE PLAIN dXNlcgB1c2VyAHBhc3M=\r\nA00000002 NAMESPACE\r\n"},
