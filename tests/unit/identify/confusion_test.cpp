@@ -31,6 +31,10 @@ struct Opening {
 // client's own debug output; [SRC] = reconstructed from the client's source.
 const Opening kOpenings[] = {
     // Thunderbird: nsImapProtocol.cpp, lower-case capability/login/authenticate, ID after login.
+    {"thunderbird", "[REC] /work/notes/clients/thunderbird.txt (Thunderbird 153.8.0esr): then ID",
+     "18 authenticate PLAIN\r\n"},
+    {"thunderbird", "[REC] the same capture, another connection: namespace before its ID",
+     "78 authenticate PLAIN\r\n79 namespace\r\n"},
     {"thunderbird", "[SRC] nsImapProtocol.cpp Capability(), AuthLogin(): tags %u from a random 1..100",
      "57 capability\r\n58 authenticate PLAIN\r\n"},
     {"thunderbird", "[SRC] nsImapProtocol.cpp, STARTTLS first (greeting capabilities)",
