@@ -155,6 +155,77 @@ TEST_P(ShippedSignatures, RecogniseTheClient) {
 INSTANTIATE_TEST_SUITE_P(Clients, ShippedSignatures, testing::ValuesIn(kCases),
                          [](const testing::TestParamInfo<Case>& param) { return std::string(param.param.name); });
 
+// ID read generously: other cases, vendor prefixes, version suffixes, other names
+// of the same client. Each is the ID's field list as a client would send it.
+struct Spelling {
+  const char* fields;
+  const char* family;
+};
+
+const Spelling kSpellings[] = {
+    {"\"name\" \"OfflineIMAP\" \"version\" \"8.0.0\"", "offlineimap"},
+    {"\"name\" \"offlineimap3\"", "offlineimap"},
+    {"\"name\" \"Mozilla Thunderbird\" \"version\" \"128.5.0esr\"", "thunderbird"},
+    {"\"name\" \"thunderbird\"", "thunderbird"},
+    {"\"name\" \"Betterbird\"", "thunderbird"},
+    {"\"name\" \"Thunderbird\" \"os\" \"Android\"", "thunderbird_android"},
+    {"\"name\" \"K-9 Mail\" \"version\" \"6.800\"", "thunderbird_android"},
+    {"\"name\" \"Thunderbird for Android\"", "thunderbird_android"},
+    {"\"name\" \"iPhone Mail\" \"os\" \"iOS\"", "ios_mail"},
+    {"\"name\" \"iPad Mail\" \"os\" \"iPadOS\"", "ios_mail"},
+    {"\"name\" \"iOS Mail\"", "ios_mail"},
+    {"\"name\" \"Mail\" \"os\" \"iPadOS\"", "ios_mail"},
+    {"\"name\" \"Mac OS X Mail\"", "apple_mail"},
+    {"\"name\" \"macOS Mail\"", "apple_mail"},
+    {"\"name\" \"Microsoft Office 365\"", "outlook"},
+    {"\"name\" \"Microsoft Outlook\"", "outlook"},
+    {"\"name\" \"com.google.android.gm\"", "gmail_app"},
+    {"\"name\" \"com.android.email\"", "aosp_email"},
+    {"\"name\" \"com.samsung.android.email\"", "samsung_email"},
+    {"\"name\" \"alpine\" \"version\" \"2.26\"", "alpine"},
+    {"\"name\" \"Roundcube Webmail\"", "roundcube"},
+    {"\"name\" \"eM Client\"", "em_client"},
+    {"\"name\" \"imapflow\" \"vendor\" \"Postal Systems\"", "imapflow"},
+    {"\"name\" \"Dovecot\" \"x-session-ext-id\" \"abc-1\"", "dovecot"},
+    {"\"name\" \"doveadm\"", "dovecot"},
+    {"\"name\" \"imaptest\"", "imaptest"},
+    {"\"name\" \"IMAPClient\" \"version\" \"2.1.0\"", "python_imaplib"},
+    {"\"name\" \"NeoMutt\"", "mutt"},
+    {"\"name\" \"Claws Mail\"", "claws_mail"},
+    {"\"name\" \"KEMI Mail\"", "other"},  // a fork of K-9 under its own name
+    {"\"name\" \"Thunderbolt Mailer\"", "other"},  // a name that starts like one, but isn't
+};
+
+TEST(ShippedSignatures, IdIsReadGenerously) {
+  const auto signatures = load_signatures(std::string(IMAPSCOPE_RULES_DIR) + "/clients.json");
+  for (const auto& s : kSpellings) {
+    session::SessionSettings settings;
+    settings.signatures = &signatures;
+    session::Session session(settings);
+    std::string_view greeting = "* OK ready\r\n";
+    session.feed_server(greeting);
+    const std::string command = std::string("x1 ID (") + s.fields + ")\r\n";
+    std::string_view in = command;
+    session.feed_client(in);
+    EXPECT_EQ(session.client().family, s.family) << s.fields;
+    EXPECT_EQ(session.client().method, IdMethod::Id) << s.fields;
+  }
+}
+
+TEST(ShippedSignatures, AnUnknownNameIsOtherWithTheNameKeptForTheLog) {
+  const auto signatures = load_signatures(std::string(IMAPSCOPE_RULES_DIR) + "/clients.json");
+  session::SessionSettings settings;
+  settings.signatures = &signatures;
+  session::Session session(settings);
+  std::string_view greeting = "* OK ready\r\n";
+  session.feed_server(greeting);
+  std::string_view id = "x1 ID (\"name\" \"Odd \\\"Mailer\\\"\" \"version\" \"1\")\r\n";
+  session.feed_client(id);
+  EXPECT_EQ(session.client().family, "other");
+  // Quotes and backslashes are replaced: the name goes into a quoted log field.
+  EXPECT_EQ(session.client().id_name, "Odd ?Mailer?");
+}
+
 TEST(ShippedSignatures, TheBuiltInCopyIsTheShippedFile) {
   const auto file = load_signatures(std::string(IMAPSCOPE_RULES_DIR) + "/clients.json");
   const auto& builtin = builtin_signatures();
