@@ -67,8 +67,10 @@ const Opening kOpenings[] = {
     {"claws_mail", "[REC] /work/notes/clients/claws-mail.txt (Claws Mail 4.1.1 on libetpan)",
      "1 CAPABILITY\r\n2 AUTHENTICATE PLAIN\r\n3 LIST \"\" \"\"\r\n4 LSUB \"\" \"%\"\r\n5 LIST \"\" \"INBOX\"\r\n"
      "6 LIST \"\" \"Trash\"\r\n"},
-    {"mailcore", "[SRC] libetpan tags; MailCore2 IMAPSession::connect(): CAPABILITY, LOGIN, ENABLE",
-     "1 CAPABILITY\r\n2 LOGIN \"user\" \"pass\"\r\n3 ENABLE CONDSTORE\r\n"},
+    {"mailcore", "[SRC] MailCore2 MCIMAPSession.cpp login(): mailimap_login, enableFeatures() (ENABLE QRESYNC), NAMESPACE",
+     "1 LOGIN \"user\" \"pass\"\r\n2 ENABLE QRESYNC\r\n3 NAMESPACE\r\n"},
+    {"mailcore", "[SRC] the same, capabilities neither in the greeting nor in the LOGIN answer",
+     "1 CAPABILITY\r\n2 LOGIN \"user\" \"pass\"\r\n3 CAPABILITY\r\n4 ENABLE QRESYNC\r\n5 NAMESPACE\r\n"},
     // mutt and NeoMutt (recorded through imapscope).
     {"mutt", "[REC] /work/notes/clients/mutt.txt (mutt 2.2.12)",
      "a0000 STARTTLS\r\na0001 CAPABILITY\r\na0002 AUTHENTICATE PLAIN dXNlcgB1c2VyAHBhc3M=\r\na0003 CAPABILITY\r\n"
