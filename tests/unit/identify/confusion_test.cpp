@@ -61,6 +61,9 @@ const Opening kOpenings[] = {
     {"evolution", "[SRC] camel-imapx-server.c: CAPABILITY, AUTHENTICATE, NAMESPACE with %c%05u tags",
      "A00001 CAPABILITY\r\nA00002 AUTHENTICATE PLAIN dXNlcgB1c2VyAHBhc3M=\r\nA00003 NAMESPACE\r\n"},
     // Geary: "%c%03d" from a001, lower-case names.
+    {"geary", "[REC] /work/notes/clients/geary.txt (Geary 43.0): login in lower case, then upper-case LIST/NAMESPACE",
+     "a001 login \"user\" \"pass\"\r\na002 LIST \"\" INBOX\r\na003 NAMESPACE\r\na004 LIST \"\" \"%\"\r\n"
+     "a005 STATUS Queue (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)\r\n"},
     {"geary", "[SRC] geary imap-client-connection.vala generate_tag(), imap-client-session.vala",
      "a001 capability\r\na002 login \"user\" \"pass\"\r\na003 capability\r\na004 namespace\r\n"},
     // libetpan clients (Claws Mail, MailCore2): "%i" from 1, CAPABILITY first.
