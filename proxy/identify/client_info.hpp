@@ -25,6 +25,10 @@ struct ClientInfo {
   std::string version;  // as the client reported it (ID), else empty
   IdMethod method = IdMethod::Unknown;
   double confidence = 0;  // 1 from ID; from heuristics, how well the best signature fit
+  // The name the client gave in ID, cleaned for logs (printable ASCII, at most 64
+  // characters); never a metric label: a client that no signature knows is "other"
+  // with its name here.
+  std::string id_name;
 };
 
 }  // namespace imapscope::identify

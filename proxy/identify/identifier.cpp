@@ -10,11 +10,27 @@
 namespace imapscope::identify {
 namespace {
 
-// The number a tag ends with ("a0001" -> 1, "JGJD12" -> 12); none if it ends otherwise.
-std::optional<std::uint64_t> trailing_number(std::string_view tag) {
+// The tag's counter: its last run of digits ("a0001" -> 1, "JGJD12" -> 12, "99.1"
+// -> 1), or its first ("1.854" -> 1); none if the tag has no digits there.
+std::optional<std::uint64_t> tag_counter(std::string_view tag, CounterPosition position) {
+  if (position == CounterPosition::First) {
+    std::size_t begin = 0;
+    while (begin < tag.size() && !imap::is_digit(tag[begin])) ++begin;
+    std::size_t end = begin;
+    while (end < tag.size() && imap::is_digit(tag[end])) ++end;
+    return imap::parse_number64(tag.substr(begin, end - begin));
+  }
   std::size_t begin = tag.size();
   while (begin > 0 && imap::is_digit(tag[begin - 1])) --begin;
   return imap::parse_number64(tag.substr(begin));
+}
+
+// The ID name as it may appear in a log line or transcript: printable ASCII only,
+// short. It is never a metric label (the family is).
+std::string printable_name(std::string_view name) {
+  std::string out;
+  for (const char c : name.substr(0, 64)) out += (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? c : '?';
+  return out;
 }
 
 // id-params-list = "(" *(string SP nstring) ")" / nil   (RFC 2971 §4)
@@ -71,7 +87,6 @@ void Identifier::on_command(const imap::Command& c) {
   ++seen_->count;
   const bool has_letter = std::any_of(c.name.begin(), c.name.end(), [](unsigned char ch) { return std::isalpha(ch); });
   if (has_letter && imap::ascii_lower(c.name) == c.name) seen_->lower_case = true;
-  if (has_letter && name == c.name) seen_->upper_case = true;
   guess();
   if (seen_->count >= signatures_->observe_commands) {
     settled_ = true;
@@ -91,6 +106,7 @@ void Identifier::from_id(const imap::Command& c) {
     return it == fields.end() ? std::string() : it->second;
   };
   info.version = version_of("version");
+  info.id_name = printable_name(version_of("name"));
   for (const auto& signature : signatures_->id) {
     const bool all = std::all_of(signature.fields.begin(), signature.fields.end(), [&](const auto& field) {
       auto it = fields.find(field.first);
@@ -114,44 +130,46 @@ void Identifier::from_id(const imap::Command& c) {
 
 double Identifier::fit(const HeuristicSignature& s, const std::vector<std::string_view>& tags,
                        const std::vector<std::string_view>& names) const {
+  // Precision first: a feature the commands contradict rules the signature out, and
+  // so does an opening not seen whole yet; a step that can't be judged yet (one tag)
+  // counts half, so the guess grows surer as commands arrive.
   for (const auto tag : tags) {
     if (!std::regex_match(tag.begin(), tag.end(), s.tag)) return 0;
   }
   double total = 1, matched = 1;  // the tag shape
   if (s.counter_start) {
     total += 1;
-    if (trailing_number(tags.front()) == s.counter_start) matched += 1;
+    if (tag_counter(tags.front(), s.counter_position) != s.counter_start) return 0;
+    matched += 1;
   }
   if (s.counter_step) {
     total += 1;
     if (tags.size() < 2) {
-      matched += 0.5;  // can't tell yet
+      matched += 0.5;
     } else {
-      bool steady = true;
-      for (std::size_t i = 1; i < tags.size() && steady; ++i) {
-        const auto a = trailing_number(tags[i - 1]);
-        const auto b = trailing_number(tags[i]);
-        steady = a && b && *b > *a && *b - *a == *s.counter_step;
+      for (std::size_t i = 1; i < tags.size(); ++i) {
+        const auto a = tag_counter(tags[i - 1], s.counter_position);
+        const auto b = tag_counter(tags[i], s.counter_position);
+        if (!a || !b || *b <= *a || *b - *a != *s.counter_step) return 0;
       }
-      if (steady) matched += 1;
+      matched += 1;
     }
   }
   if (!s.opening.empty()) {
     total += 1;
     const std::size_t n = std::min(s.opening.size(), names.size());
-    if (std::equal(s.opening.begin(), s.opening.begin() + static_cast<std::ptrdiff_t>(n), names.begin())) {
-      matched += 1;
-    }
+    // An opening is judged whole: its first commands are shared by too many clients.
+    if (names.size() < s.opening.size()) return 0;
+    if (!std::equal(s.opening.begin(), s.opening.begin() + static_cast<std::ptrdiff_t>(n), names.begin())) return 0;
+    matched += 1;
   }
   if (s.command_case != CommandCase::Any) {
     total += 1;
     // "lower": some command name written in lower case (Thunderbird writes
     // "capability" but "ID" and "ENABLE"); "upper": every one in upper case.
     const bool lower = seen_->lower_case;
-    const bool upper_only = seen_->upper_case && !seen_->lower_case;
-    if ((s.command_case == CommandCase::Lower && lower) || (s.command_case == CommandCase::Upper && upper_only)) {
-      matched += 1;
-    }
+    if (s.command_case == CommandCase::Lower ? !lower : lower) return 0;
+    matched += 1;
   }
   return s.confidence * matched / total;
 }
@@ -162,20 +180,24 @@ void Identifier::guess() {
   double best_fit = 0;
   const auto tags = split_lines(seen_->tags);
   const auto names = split_lines(seen_->names);
+  std::string_view rival;  // another family that fits well enough too
   for (const auto& signature : signatures_->heuristics) {
     const double f = fit(signature, tags, names);
+    if (f < signatures_->min_confidence) continue;
+    if (best && signature.family != best->family) rival = signature.family;
     if (f > best_fit) {  // ties: the earlier signature (the file's order is its priority)
+      if (best && best->family != signature.family) rival = best->family;
       best_fit = f;
       best = &signature;
     }
   }
-  if (best && best_fit >= signatures_->min_confidence) {
-    info_ = ClientInfo{best->family, "", IdMethod::Heuristic, best_fit};
-    ++revision_;
+  // Two families that both fit: naming either could be wrong, so neither is named.
+  if (best && rival.empty()) {
+    info_ = ClientInfo{best->family, "", IdMethod::Heuristic, best_fit, ""};
   } else {
     info_ = ClientInfo{};
-    ++revision_;
   }
+  ++revision_;
 }
 
 }  // namespace imapscope::identify

@@ -37,7 +37,6 @@ class Identifier {
     std::string names;               // upper case
     std::size_t count = 0;
     bool lower_case = false;         // some command name was written in lower case
-    bool upper_case = false;
   };
   void from_id(const imap::Command& command);
   void guess();

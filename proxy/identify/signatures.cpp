@@ -58,6 +58,8 @@ HeuristicSignature read_heuristic(JsonReader r, const std::vector<std::string>& 
   (void)r.string("comment", "");
   if (!r.has("tag")) r.fail("tag", "is required (a regular expression every tag matches)");
   s.tag = compile(r, "tag", r.string("tag", ""));
+  s.counter_position = r.choice("counter_position", "last", {"last", "first"}) == "first" ? CounterPosition::First
+                                                                                       : CounterPosition::Last;
   if (r.has("counter_start")) s.counter_start = r.number("counter_start", 0, 0, UINT32_MAX);
   if (r.has("counter_step")) s.counter_step = r.number("counter_step", 1, 1, 1000);
   if (r.has("opening")) {

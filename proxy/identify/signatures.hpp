@@ -23,12 +23,17 @@ struct IdSignature {
 };
 
 enum class CommandCase : std::uint8_t { Any, Lower, Upper };
+// Which run of digits in a tag counts: the last ("a0001", "99.1") or the first
+// (Apple Mail's "1.854", "2.854": the counter leads, the connection number trails).
+enum class CounterPosition : std::uint8_t { Last, First };
 
-// Recognises a client without ID by how it talks. Features left out don't count.
+// Recognises a client without ID by how it talks. Features left out don't count;
+// a feature given that the commands contradict rules the signature out.
 struct HeuristicSignature {
   std::string family;
   std::regex tag;                              // every tag must match
-  std::optional<std::uint64_t> counter_start;  // the first tag's trailing number
+  CounterPosition counter_position = CounterPosition::Last;
+  std::optional<std::uint64_t> counter_start;  // the first tag's counter
   std::optional<std::uint64_t> counter_step;   // between consecutive tags
   std::vector<std::string> opening;            // the first command names, upper case
   // Lower: some command name is written in lower case; Upper: all are upper case.

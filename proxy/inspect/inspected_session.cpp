@@ -250,7 +250,7 @@ void InspectedSession::protocol_error(bool from_client, imap::ErrorCode code) {
 
 void InspectedSession::client_identified(const identify::ClientInfo& client, bool settled) {
   // The identifier re-guesses at every command: only changes are written.
-  const auto identity = std::hash<std::string>{}(client.family + '\0' + client.version + '\0' +
+  const auto identity = std::hash<std::string>{}(client.family + '\0' + client.version + '\0' + client.id_name + '\0' +
                                                  std::string(identify::id_method_name(client.method)) +
                                                  (settled ? "1" : "0"));
   if (identity == last_identity_) return;
@@ -259,6 +259,7 @@ void InspectedSession::client_identified(const identify::ClientInfo& client, boo
            .str("event", "client")
            .str("family", client.family)
            .str("version", client.version)
+           .str("name", client.id_name)
            .str("method", identify::id_method_name(client.method))
            .real("confidence", client.confidence)
            .flag("settled", settled));

@@ -106,6 +106,27 @@ std::vector<std::string> upper(std::vector<std::string> values) {
   return values;
 }
 
+// "identified_by" / "min_confidence": how sure the identification must be for a rule
+// that names client families.
+void read_certainty(JsonReader& r, Match& m) {
+  const bool by = r.has("identified_by");
+  const bool confidence = r.has("min_confidence");
+  if (!by && !confidence) return;
+  const char* key = by ? "identified_by" : "min_confidence";
+  if (m.families.empty()) r.fail(key, "needs \"client\": a rule for every client doesn't depend on identification");
+  m.id_only = r.choice("identified_by", "heuristic", {"id", "heuristic"}) == "id";
+  if (m.id_only && confidence) r.fail("min_confidence", "applies to \"identified_by\": \"heuristic\" (ID is always sure)");
+  m.min_confidence = r.real("min_confidence", kDefaultRuleMinConfidence, 0.01, 0.99);
+  if (m.id_only) {
+    if (std::find(m.families.begin(), m.families.end(), identify::kUnknownFamily) != m.families.end()) {
+      r.fail("identified_by", "\"id\" can't go with client \"unknown\" (an unknown client has sent no ID)");
+    }
+    if (m.methods != 0 && !(m.methods & bit(identify::IdMethod::Id))) {
+      r.fail("identified_by", "\"id\" contradicts \"method\", which leaves out \"id\"");
+    }
+  }
+}
+
 Match read_match(JsonReader r, const std::vector<std::string>& families) {
   Match m;
   if (!r.has("direction")) r.fail("direction", "is required: \"client\" (commands) or \"server\" (responses)");
@@ -130,6 +151,7 @@ Match read_match(JsonReader r, const std::vector<std::string>& families) {
   m.methods = bits<identify::IdMethod>(
       r, "method", {{"id", identify::IdMethod::Id}, {"heuristic", identify::IdMethod::Heuristic},
                     {"unknown", identify::IdMethod::Unknown}});
+  read_certainty(r, m);
   m.phases = bits<Phase>(r, "state", {{"not_authenticated", Phase::NotAuthenticated},
                                       {"authenticated", Phase::Authenticated},
                                       {"selected", Phase::Selected},

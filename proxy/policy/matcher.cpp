@@ -50,6 +50,12 @@ bool applies_to(const Match& m, const identify::ClientInfo& client) {
     return false;
   }
   if (m.methods != 0 && !(m.methods & bit(client.method))) return false;
+  // A guess below what the rule needs doesn't trigger it (a wrong family would). The
+  // small margin keeps a guess of exactly the required confidence from losing to rounding.
+  if (!m.families.empty() && client.method == identify::IdMethod::Heuristic &&
+      (m.id_only || client.confidence + 1e-9 < m.min_confidence)) {
+    return false;
+  }
   if (m.version_min || m.version_max) {
     const auto version = parse_version(client.version);
     if (!version) return false;
@@ -81,6 +87,15 @@ bool matches(const Match& m, const MessageFacts& f) {
   return true;
 }
 
+void SessionRules::note_identity(const identify::ClientInfo& client) {
+  if (guessing_ && client.family != guess_ && !acted_on_guess_.empty()) {
+    overturned_.push_back(OverturnedGuess{guess_, client.family, client.method, std::move(acted_on_guess_)});
+  }
+  if (!guessing_ || client.family != guess_) acted_on_guess_.clear();
+  guessing_ = client.method == identify::IdMethod::Heuristic;
+  guess_ = client.family;
+}
+
 void SessionRules::refresh(const identify::ClientInfo& client, std::uint32_t client_revision) {
   const auto generation = store_->generation();
   if (generation == generation_ && client_revision == client_revision_) return;
@@ -89,6 +104,7 @@ void SessionRules::refresh(const identify::ClientInfo& client, std::uint32_t cli
     generation_ = generation;
     hit_slots_.assign(std::min<std::size_t>(set_->rules.size(), kNoSlot), kNoSlot);
   }
+  if (client_revision != client_revision_) note_identity(client);
   client_revision_ = client_revision;
   client_rules_.clear();
   server_rules_.clear();
@@ -130,6 +146,11 @@ const Verdict& SessionRules::evaluate(const MessageFacts& facts) {
       slot = static_cast<std::uint16_t>(it - hits_.begin());
     }
     ++hits_[slot].second;
+    // Rare (a hit on a guessed client): remember which rules acted on the guess.
+    if (guessing_ && !rule.match.families.empty() &&
+        std::find(acted_on_guess_.begin(), acted_on_guess_.end(), rule.name) == acted_on_guess_.end()) {
+      acted_on_guess_.push_back(rule.name);
+    }
   }
   return v;
 }

@@ -54,6 +54,16 @@ struct Verdict {
   void clear();
 };
 
+// Rules acted on a heuristic guess of the client's family, and the client turned out
+// to be another one (its ID, or a later guess): the administrator must know which
+// rules acted on the wrong client.
+struct OverturnedGuess {
+  std::string guessed;     // the family the rules acted on
+  std::string identified;  // the family now ("unknown" when the guess was withdrawn)
+  identify::IdMethod method = identify::IdMethod::Unknown;  // how the new family was found
+  std::vector<std::string> rules;  // names of the rules that hit under the guess, in order
+};
+
 class SessionRules {
  public:
   explicit SessionRules(const RuleStore& store) : store_(&store) {}
@@ -71,10 +81,14 @@ class SessionRules {
 
   // Hits of this session per rule name, in order of first hit (for its log line).
   const std::vector<std::pair<std::string, std::uint32_t>>& hits() const { return hits_; }
+  // Every overturned guess of this session that rules acted on, in order.
+  const std::vector<OverturnedGuess>& overturned() const { return overturned_; }
   // The rule set in use; a session keeps it alive while it still acts on its rules.
   const std::shared_ptr<const RuleSet>& rule_set() const { return set_; }
 
  private:
+  void note_identity(const identify::ClientInfo& client);
+
   const RuleStore* store_;
   std::shared_ptr<const RuleSet> set_;
   std::uint64_t generation_ = 0;
@@ -84,6 +98,12 @@ class SessionRules {
   Verdict verdicts_[2];
   std::vector<std::pair<std::string, std::uint32_t>> hits_;
   std::vector<std::uint16_t> hit_slots_;  // per rule of set_: its entry in hits_, or kNoSlot
+  // While the client is a heuristic guess: its family, and the rules naming families
+  // that hit under it (they acted on the guess).
+  bool guessing_ = false;
+  std::string guess_;
+  std::vector<std::string> acted_on_guess_;
+  std::vector<OverturnedGuess> overturned_;
   static constexpr std::uint16_t kNoSlot = UINT16_MAX;
 };
 

@@ -38,10 +38,20 @@ constexpr std::uint8_t bit(Phase p) { return static_cast<std::uint8_t>(p); }
 constexpr std::uint8_t bit(MessageKind k) { return static_cast<std::uint8_t>(k); }
 constexpr std::uint8_t bit(identify::IdMethod m) { return static_cast<std::uint8_t>(1u << static_cast<unsigned>(m)); }
 
+// A rule that names client families acts on a heuristic guess only when the guess
+// is at least this sure, unless the rule says otherwise ("identified_by"). 0.7 is
+// reached only by a distinctive signature whose every feature has matched (see
+// rules/README.md, "How sure a rule needs to be").
+inline constexpr double kDefaultRuleMinConfidence = 0.7;
+
 struct Match {
   Direction direction = Direction::Server;
   // Who: empty families means any client.
   std::vector<std::string> families;
+  // With families: the least identification the rule needs. id_only: the client named
+  // itself with ID; else ID, or a heuristic guess with at least min_confidence.
+  bool id_only = false;
+  double min_confidence = kDefaultRuleMinConfidence;
   std::optional<Version> version_min;  // inclusive; a client without a version never matches
   std::optional<Version> version_max;  // inclusive
   std::uint8_t methods = 0;            // bit(IdMethod); 0: any

@@ -47,6 +47,11 @@ const std::vector<std::pair<std::string, std::uint32_t>>& Session::rule_hits() c
   return rules_ ? rules_->hits() : kNone;
 }
 
+const std::vector<policy::OverturnedGuess>& Session::overturned_guesses() const {
+  static const std::vector<policy::OverturnedGuess> kNone;
+  return rules_ ? rules_->overturned() : kNone;
+}
+
 std::optional<DelayRequest> Session::take_delay_request() {
   if (!effects_) return std::nullopt;
   for (auto& request : effects_->delay_requests) {

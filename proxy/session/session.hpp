@@ -131,6 +131,8 @@ class Session {
   void set_observer(Observer* observer) { observer_ = observer; }
   // Rule hits of this session, per rule name in order of first hit.
   const std::vector<std::pair<std::string, std::uint32_t>>& rule_hits() const;
+  // Guesses of the client's family that rules acted on and that turned out wrong.
+  const std::vector<policy::OverturnedGuess>& overturned_guesses() const;
 
  private:
   void on_client_message(std::string_view raw);

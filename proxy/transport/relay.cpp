@@ -313,6 +313,17 @@ void Relay::start_delays() {
 }
 
 void Relay::log_rule_hits() {
+  // Rules that acted on a guess of the client's family that turned out wrong.
+  const auto& overturned = session_->overturned_guesses();
+  for (; overturned_logged_ < overturned.size() && overturned_logged_ < UINT8_MAX; ++overturned_logged_) {
+    const auto& o = overturned[overturned_logged_];
+    std::string rules;
+    for (const auto& rule : o.rules) rules += (rules.empty() ? "" : ",") + rule;
+    util::log_line(util::LogLevel::Warning,
+                   "event=guess_overturned session=" + std::to_string(id_) + " guessed=" + o.guessed +
+                       " identified=" + o.identified + " by=" + std::string(identify::id_method_name(o.method)) +
+                       " client_name=" + util::log_quote(session_->client().id_name) + " rules_acted=" + rules);
+  }
   const auto& hits = session_->rule_hits();
   // The first hit of each rule in a session is logged; the counts come with session_end.
   for (; rule_hits_logged_ < hits.size() && rule_hits_logged_ < UINT8_MAX; ++rule_hits_logged_) {
@@ -748,6 +759,9 @@ void Relay::log_end() const {
                      " client_family=" + session_->client().family +
                      " client_version=" + util::log_quote(session_->client().version) +
                      " client_id=" + std::string(identify::id_method_name(session_->client().method)) +
+                     // The name from ID: how an "other" client is told apart (never a label).
+                     (session_->client().id_name.empty() ? std::string()
+                                                         : " client_name=" + util::log_quote(session_->client().id_name)) +
                      " state=" + std::string(imap::protocol_state_name(session_->state().protocol_state())) +
                      rule_hits);
 }

@@ -184,6 +184,7 @@ class Relay final : private session::LoginGate {
   bool client_tls_in_progress_ = false;
   bool update_posted_ = false;
   std::uint8_t rule_hits_logged_ = 0;  // rules whose first hit in this session was logged
+  std::uint8_t overturned_logged_ = 0;  // overturned guesses of the client logged
   bool shutdown_requested_ = false;
   bool evict_requested_ = false;  // evicted while still setting up
   bool admitted_ = false;         // the guard counts this session until leave_guard()

@@ -11,7 +11,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, free_port, imapscope_binary, mbsync_pull  # noqa: E402
+from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary, mbsync_pull  # noqa: E402
 
 DOVECOT = None
 
@@ -220,6 +220,44 @@ class Identification(unittest.TestCase):
         ends = session_ends(proxy)
         self.assertEqual(len(ends), 1, proxy.log())
         self.assertIn("client_family=fetchmail client_version=\"\" client_id=heuristic", ends[0])
+
+    def test_id_overturns_a_guess_and_the_rules_that_acted_on_it_are_logged(self):
+        """Apple Mail's tag shape is guessed from one CAPABILITY; a rule that accepts
+        such a guess acts on it; then ID says the client is Dovecot's imaptest: the ID
+        wins and the log names the rule that acted on the wrong guess. A client with
+        an unknown ID name is "other", its name in the log only."""
+        workdir = tempfile.mkdtemp(prefix="imapscope-overturn-")
+        rules = os.path.join(workdir, "rules.json")
+        with open(rules, "w") as f:
+            f.write('{"rules": [{"name": "apple-weak", "description": "test", "match": {"direction": "server", '
+                    '"client": ["apple_mail"], "identified_by": "heuristic", "min_confidence": 0.5, '
+                    '"kind": ["data"], "name": ["CAPABILITY"]}, "actions": {"capabilities": {"add": ["X-GUESS"]}}}]}')
+        port = free_port()
+        proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{DOVECOT.port}",
+                           "--rules", rules]).start([port])
+        try:
+            client = RawClient(port)
+            self.assertIn(b"X-GUESS", client.command("1.854", "CAPABILITY"))
+            self.assertIn(b"2.854 OK", client.command("2.854", 'ID ("name" "imaptest" "version" "1.0")'))
+            self.assertNotIn(b"X-GUESS", client.command("3.854", "CAPABILITY"))
+            client.command("4.854", "LOGOUT")
+            client.close()
+            other = RawClient(port)
+            other.command("x1", 'ID ("name" "Some New Mailer" "version" "0.9")')
+            other.command("x2", "LOGOUT")
+            other.close()
+        finally:
+            proxy.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+        log = proxy.log()
+        overturned = [line for line in log.splitlines() if "event=guess_overturned" in line]
+        self.assertEqual(len(overturned), 1, log)
+        self.assertIn("guessed=apple_mail identified=imaptest by=id", overturned[0])
+        self.assertIn('client_name="imaptest" rules_acted=apple-weak', overturned[0])
+        ends = session_ends(proxy)
+        self.assertEqual(len(ends), 2, log)
+        self.assertIn('client_family=imaptest client_version="1.0" client_id=id client_name="imaptest"', ends[0])
+        self.assertIn('client_family=other client_version="0.9" client_id=id client_name="Some New Mailer"', ends[1])
 
     def test_signatures_from_a_file_and_errors_in_it(self):
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:

@@ -77,13 +77,46 @@ const Case kCases[] = {
      "javamail", IdMethod::Heuristic},
     {"python_imaplib", "CPython imaplib.py Int2AP tag prefix, tagnum from 0, CAPABILITY in _connect()",
      "JGJD0 CAPABILITY\r\nJGJD1 LOGIN user pass\r\nJGJD2 SELECT INBOX\r\n", "python_imaplib", IdMethod::Heuristic},
-    {"mbsync", "isync drv_imap.c \"%d\" from 1, CAPABILITY first",
-     "1 CAPABILITY\r\n2 LOGIN user pass\r\n3 NAMESPACE\r\n", "mbsync", IdMethod::Heuristic},
+    {"mbsync", "isync 1.4.4 (Debian 12) against Dovecot, mbsync -Dn: \"%d\" from 1, no CAPABILITY after implicit TLS",
+     "1 AUTHENTICATE PLAIN dXNlcgB1c2VyAHBhc3M=\r\n2 NAMESPACE\r\n3 LIST \"\" \"*\"\r\n", "mbsync", IdMethod::Heuristic},
+    {"claws_mail", "/work/notes/clients/claws-mail.txt: Claws Mail 4.1.1 (libetpan), no ID",
+     "1 CAPABILITY\r\n2 AUTHENTICATE PLAIN dXNlcgB1c2VyAHBhc3M=\r\n3 LIST \"\" \"\"\r\n4 LSUB \"\" \"%\"\r\n",
+     "claws_mail", IdMethod::Heuristic},
+    {"squirrelmail", "SquirrelMail 1.4 imap_general.php: A%03d from 1, LOGIN first",
+     "A001 LOGIN \"user\" \"pass\"\r\nA002 SELECT \"INBOX\"\r\n", "squirrelmail", IdMethod::Heuristic},
+    {"curl_is_no_family", "curl lib/imap.c: A001 CAPABILITY first (like no listed client)",
+     "A001 CAPABILITY\r\nA002 LOGIN user pass\r\n", "unknown", IdMethod::Unknown},
+    {"offlineimap_id", "/work/notes/clients/offlineimap.txt: offlineimap3 0.0~git20211018 (OfflineIMAP 8.0.0)",
+     "EJFK1 CAPABILITY\r\nEJFK2 ID (\"name\" \"OfflineIMAP\" \"version\" \"8.0.0\")\r\n", "offlineimap", IdMethod::Id,
+     "8.0.0"},
+    {"offlineimap_before_id", "the same capture, before its ID", "EJFK1 CAPABILITY\r\n", "offlineimap",
+     IdMethod::Heuristic},
+    {"imaptest", "dovecot/imaptest commands.c \"%u.%u\" (global id, counter from 1): never apple_mail",
+     "99.1 LOGIN \"user\" \"pass\"\r\n99.2 SELECT \"INBOX\"\r\n", "imaptest", IdMethod::Heuristic},
+    {"imapfilter", "/work/notes/clients/imapfilter.txt: imapfilter 2.8.1, hex tags from 1000",
+     "1000 CAPABILITY\r\n1001 STARTTLS\r\n1002 CAPABILITY\r\n", "imapfilter", IdMethod::Heuristic},
+    {"dovecot_imapc", "dovecot/core imapc-connection.c imapc_connection_send_id()",
+     "7 ID (\"name\" \"Dovecot\" \"x-session-ext-id\" \"dsync-1\")\r\n", "dovecot", IdMethod::Id},
+    {"imapflow", "postalsys/imapflow lib/imap-flow.js startSession(): CAPABILITY, then ID",
+     "1 CAPABILITY\r\n2 ID (\"name\" \"imapflow\" \"version\" \"1.0.171\" \"vendor\" \"Postal Systems\")\r\n",
+     "imapflow", IdMethod::Id, "1.0.171"},
+    {"aosp_email", "AOSP Email ImapStore.makeCommonImapId(): the package name",
+     "1 CAPABILITY\r\n2 LOGIN \"user\" \"pass\"\r\n3 ID (\"name\" \"com.android.email\" \"os\" \"android\" "
+     "\"os-version\" \"2.3.4; GRJ22\" \"vendor\" \"Google\")\r\n",
+     "aosp_email", IdMethod::Id},
+    {"ios_mail_ipad", "an iPad naming its OS iPadOS", "1 ID (\"name\" \"iPad Mail\" \"os\" \"iPadOS\" \"os-version\" \"17.4 (21E219)\")\r\n",
+     "ios_mail", IdMethod::Id, "17.4"},
+    {"thunderbird_vendor_prefix", "a name with a vendor prefix and another case",
+     "1 ID (\"name\" \"Mozilla THUNDERBIRD\" \"version\" \"128.5.0esr\")\r\n", "thunderbird", IdMethod::Id,
+     "128.5.0esr"},
     {"evolution", "camel-imapx-command.c %c%05u", "A00001 CAPABILITY\r\nA00002 NOOP\r\n", "evolution",
      IdMethod::Heuristic},
     {"unknown_shape", "no client tags like this", "t-1 NOOP\r\n", "unknown", IdMethod::Unknown},
     {"unlisted_client_id", "a client that names itself but is in no signature",
      "1 ID (\"name\" \"Some New Client\" \"version\" \"0.1\")\r\n", "other", IdMethod::Id, "0.1"},
+    {"id_overrides_guess", "an ID that contradicts the heuristic guess wins (mutt-shaped tags, Thunderbird's ID)",
+     "a0000 CAPABILITY\r\na0001 ID (\"name\" \"Thunderbird\" \"version\" \"115.3.1\")\r\n", "thunderbird", IdMethod::Id,
+     "115.3.1"},
 };
 
 class ShippedSignatures : public testing::TestWithParam<Case> {};
@@ -121,6 +154,77 @@ TEST_P(ShippedSignatures, RecogniseTheClient) {
 
 INSTANTIATE_TEST_SUITE_P(Clients, ShippedSignatures, testing::ValuesIn(kCases),
                          [](const testing::TestParamInfo<Case>& param) { return std::string(param.param.name); });
+
+// ID read generously: other cases, vendor prefixes, version suffixes, other names
+// of the same client. Each is the ID's field list as a client would send it.
+struct Spelling {
+  const char* fields;
+  const char* family;
+};
+
+const Spelling kSpellings[] = {
+    {"\"name\" \"OfflineIMAP\" \"version\" \"8.0.0\"", "offlineimap"},
+    {"\"name\" \"offlineimap3\"", "offlineimap"},
+    {"\"name\" \"Mozilla Thunderbird\" \"version\" \"128.5.0esr\"", "thunderbird"},
+    {"\"name\" \"thunderbird\"", "thunderbird"},
+    {"\"name\" \"Betterbird\"", "thunderbird"},
+    {"\"name\" \"Thunderbird\" \"os\" \"Android\"", "thunderbird_android"},
+    {"\"name\" \"K-9 Mail\" \"version\" \"6.800\"", "thunderbird_android"},
+    {"\"name\" \"Thunderbird for Android\"", "thunderbird_android"},
+    {"\"name\" \"iPhone Mail\" \"os\" \"iOS\"", "ios_mail"},
+    {"\"name\" \"iPad Mail\" \"os\" \"iPadOS\"", "ios_mail"},
+    {"\"name\" \"iOS Mail\"", "ios_mail"},
+    {"\"name\" \"Mail\" \"os\" \"iPadOS\"", "ios_mail"},
+    {"\"name\" \"Mac OS X Mail\"", "apple_mail"},
+    {"\"name\" \"macOS Mail\"", "apple_mail"},
+    {"\"name\" \"Microsoft Office 365\"", "outlook"},
+    {"\"name\" \"Microsoft Outlook\"", "outlook"},
+    {"\"name\" \"com.google.android.gm\"", "gmail_app"},
+    {"\"name\" \"com.android.email\"", "aosp_email"},
+    {"\"name\" \"com.samsung.android.email\"", "samsung_email"},
+    {"\"name\" \"alpine\" \"version\" \"2.26\"", "alpine"},
+    {"\"name\" \"Roundcube Webmail\"", "roundcube"},
+    {"\"name\" \"eM Client\"", "em_client"},
+    {"\"name\" \"imapflow\" \"vendor\" \"Postal Systems\"", "imapflow"},
+    {"\"name\" \"Dovecot\" \"x-session-ext-id\" \"abc-1\"", "dovecot"},
+    {"\"name\" \"doveadm\"", "dovecot"},
+    {"\"name\" \"imaptest\"", "imaptest"},
+    {"\"name\" \"IMAPClient\" \"version\" \"2.1.0\"", "python_imaplib"},
+    {"\"name\" \"NeoMutt\"", "mutt"},
+    {"\"name\" \"Claws Mail\"", "claws_mail"},
+    {"\"name\" \"KEMI Mail\"", "other"},  // a fork of K-9 under its own name
+    {"\"name\" \"Thunderbolt Mailer\"", "other"},  // a name that starts like one, but isn't
+};
+
+TEST(ShippedSignatures, IdIsReadGenerously) {
+  const auto signatures = load_signatures(std::string(IMAPSCOPE_RULES_DIR) + "/clients.json");
+  for (const auto& s : kSpellings) {
+    session::SessionSettings settings;
+    settings.signatures = &signatures;
+    session::Session session(settings);
+    std::string_view greeting = "* OK ready\r\n";
+    session.feed_server(greeting);
+    const std::string command = std::string("x1 ID (") + s.fields + ")\r\n";
+    std::string_view in = command;
+    session.feed_client(in);
+    EXPECT_EQ(session.client().family, s.family) << s.fields;
+    EXPECT_EQ(session.client().method, IdMethod::Id) << s.fields;
+  }
+}
+
+TEST(ShippedSignatures, AnUnknownNameIsOtherWithTheNameKeptForTheLog) {
+  const auto signatures = load_signatures(std::string(IMAPSCOPE_RULES_DIR) + "/clients.json");
+  session::SessionSettings settings;
+  settings.signatures = &signatures;
+  session::Session session(settings);
+  std::string_view greeting = "* OK ready\r\n";
+  session.feed_server(greeting);
+  std::string_view id = "x1 ID (\"name\" \"Odd \\\"Mailer\\\"\" \"version\" \"1\")\r\n";
+  session.feed_client(id);
+  EXPECT_EQ(session.client().family, "other");
+  // Quotes and backslashes are replaced: the name goes into a quoted log field.
+  EXPECT_EQ(session.client().id_name, "Odd ?Mailer?");
+}
 
 TEST(ShippedSignatures, TheBuiltInCopyIsTheShippedFile) {
   const auto file = load_signatures(std::string(IMAPSCOPE_RULES_DIR) + "/clients.json");

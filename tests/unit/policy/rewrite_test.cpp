@@ -171,7 +171,7 @@ TEST(SessionRules, SelectsRulesPerClientAndCountsHits) {
   ASSERT_EQ(v.rules.size(), 1u);  // the first answer decides; the second doesn't hit
   EXPECT_EQ(v.answer->text, "NOOP done here");
 
-  identify::ClientInfo tb{"thunderbird", "", identify::IdMethod::Heuristic, 0.5};
+  identify::ClientInfo tb{"thunderbird", "", identify::IdMethod::Heuristic, 0.8};  // sure enough by default
   rules.refresh(tb, 1);
   EXPECT_TRUE(rules.active(Direction::Server));
   (void)rules.evaluate(server_facts(MessageKind::Data, "* 1 EXISTS"));

@@ -277,5 +277,41 @@ TEST(SessionRules, PicksUpReloadedRulesAtTheNextMessage) {
   EXPECT_EQ(p.server("* 3 EXISTS\r\n* 3 RECENT\r\n"), "* 3 RECENT\r\n");
 }
 
+TEST(RuleCertainty, AGuessBelowTheRuleDoesNotTriggerItAndAnOverturnedGuessIsRecorded) {
+  // Apple Mail's tag shape (1.854, counting in front) guessed from one CAPABILITY
+  // (0.54); one rule accepts such a guess, the other keeps the default (0.7).
+  auto store = store_with(R"js([
+    {"name": "apple-weak", "description": "d", "match": {"direction": "server", "client": ["apple_mail"],
+     "identified_by": "heuristic", "min_confidence": 0.5, "kind": ["data"], "name": ["CAPABILITY"]},
+     "actions": {"capabilities": {"add": ["X-WEAK"]}}},
+    {"name": "apple-default", "description": "d", "match": {"direction": "server", "client": ["apple_mail"],
+     "kind": ["data"], "name": ["CAPABILITY"]}, "actions": {"capabilities": {"add": ["X-DEFAULT"]}}}])js");
+  Playbook p(*store);
+  p.server("* OK ready\r\n");
+  p.client("1.854 CAPABILITY\r\n");
+  EXPECT_EQ(p.session.client().family, "apple_mail");
+  EXPECT_EQ(p.session.client().method, identify::IdMethod::Heuristic);
+  const auto caps = p.server("* CAPABILITY IMAP4rev1 ID\r\n1.854 OK done\r\n");
+  EXPECT_NE(caps.find("X-WEAK"), std::string::npos) << caps;
+  EXPECT_EQ(caps.find("X-DEFAULT"), std::string::npos) << caps;
+  EXPECT_TRUE(p.session.overturned_guesses().empty());
+  // Its ID says it is Dovecot's imaptest: the ID wins, and the rule that acted on
+  // the guess is recorded for the log.
+  p.client("2.854 ID (\"name\" \"imaptest\")\r\n");
+  EXPECT_EQ(p.session.client().family, "imaptest");
+  EXPECT_EQ(p.session.client().method, identify::IdMethod::Id);
+  EXPECT_EQ(p.session.client().id_name, "imaptest");
+  ASSERT_EQ(p.session.overturned_guesses().size(), 1u);
+  const auto& o = p.session.overturned_guesses()[0];
+  EXPECT_EQ(o.guessed, "apple_mail");
+  EXPECT_EQ(o.identified, "imaptest");
+  EXPECT_EQ(o.rules, std::vector<std::string>{"apple-weak"});
+  // From now on the rules for Apple Mail leave it alone.
+  (void)p.server("* ID NIL\r\n2.854 OK done\r\n");
+  p.client("3.854 CAPABILITY\r\n");
+  const auto caps2 = p.server("* CAPABILITY IMAP4rev1 ID\r\n3.854 OK done\r\n");
+  EXPECT_EQ(caps2.find("X-WEAK"), std::string::npos) << caps2;
+}
+
 }  // namespace
 }  // namespace imapscope::session
