@@ -17,6 +17,7 @@
 
 #include "proxy/transport/listen_address.hpp"
 #include "proxy/transport/listener_setup.hpp"
+#include "proxy/transport/service_notify.hpp"
 #include "proxy/util/log.hpp"
 
 namespace imapscope::transport {
@@ -207,10 +208,13 @@ asio::awaitable<void> Proxy::handle_signals() {
       signal = received;
       break;
     }
+    notify_reloading();
     reload_rules();
     reload_certificates();
+    notify_ready();
   }
   draining_ = true;
+  notify_stopping();
   util::log_line(util::LogLevel::Info, "event=drain signal=" + std::to_string(signal) + " sessions=" +
                                            std::to_string(active_.load()) + " grace_ms=" +
                                            std::to_string(settings_.timeouts.shutdown_grace.count()));
@@ -289,6 +293,8 @@ int Proxy::run() {
   }
   asio::co_spawn(loops_.front()->io, handle_signals(), asio::detached);
   asio::co_spawn(loops_.front()->io, report_refusals(), asio::detached);
+  // Posted after the accept loops: it runs once they wait on their sockets.
+  asio::post(loops_.front()->io, [] { notify_ready(); });
   std::vector<std::thread> threads;
   for (std::size_t l = 1; l < loops_.size(); ++l) {
     threads.emplace_back([&io = loops_[l]->io] { io.run(); });
