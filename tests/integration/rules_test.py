@@ -288,8 +288,11 @@ class Reload(unittest.TestCase):
         for path in glob.glob(os.path.join(SHIPPED, "*.json")):
             shutil.copy(path, rules_dir)
         port = free_port()
+        # 200 sessions from one address, all connected before any logs in: above the
+        # default of 128 not logged in per address (limits before login), raised here.
         proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{DOVECOT.port}",
-                           "--rules", rules_dir, "--threads", "2"]).start(wait_ports=[port])
+                           "--rules", rules_dir, "--threads", "2",
+                           "--max-prelogin-per-address", str(2 * self.SESSIONS)]).start(wait_ports=[port])
         self.addCleanup(proxy.stop)
         results = asyncio.run(self.run_load(port, proxy, rules_dir))
         answers = [r for r in results if isinstance(r, dict)]
