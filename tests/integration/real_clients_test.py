@@ -4,7 +4,8 @@ seeded INBOX, and leaves; the proxy must name it right in its session_end lines
 (the table EXPECTED below) and find nothing to report about it (an ordinary session
 is no finding). Terminal clients run in tmux (keys sent, the screen read back), the
 graphical ones under an Xvfb of their own. One class per client: its setUpClass
-runs the client once against a proxy of its own, its tests read the proxy's log.
+runs the client twice (a user checking mail again) against a proxy of its own with
+the default diagnostics thresholds; its tests read the proxy's log.
 What each client sends is recorded in /work/notes/clients/ (captured the same way).
 """
 import base64
@@ -51,13 +52,18 @@ def seeded_message(user, i):
 def setUpModule():
     global DOVECOT
     users = {client: client + "-secret" for client in EXPECTED}
-    DOVECOT = Dovecot(users=users).start()
-    for user in users:
-        seed = imaplib.IMAP4("127.0.0.1", DOVECOT.port)
-        seed.login(user, DOVECOT.users[user])
-        for i in range(MESSAGES):
-            seed.append("INBOX", None, None, seeded_message(user, i))
-        seed.logout()
+    DOVECOT = Dovecot(users=users)
+    try:
+        DOVECOT.start()
+        for user in users:
+            seed = imaplib.IMAP4("127.0.0.1", DOVECOT.port)
+            seed.login(user, DOVECOT.users[user])
+            for i in range(MESSAGES):
+                seed.append("INBOX", None, None, seeded_message(user, i))
+            seed.logout()
+    except BaseException:
+        DOVECOT.stop()
+        raise
 
 
 def tearDownModule():
@@ -154,13 +160,10 @@ class RealClient:
     Subclasses set `client` and define drive(), which runs the client to the end (run
     1, then run 2 with what run 1 left) and keeps what it downloaded."""
     client = None
-    skip_reason = None
     run_number = 0
 
     @classmethod
     def setUpClass(cls):
-        if cls.skip_reason:
-            raise unittest.SkipTest(cls.skip_reason)
         cls.user = cls.client
         cls.password = DOVECOT.users[cls.user]
         cls.ca = DOVECOT.certs["ca"]
@@ -174,6 +177,7 @@ class RealClient:
                                "--upstream", f"127.0.0.1:{DOVECOT.port}",
                                "--transcripts", os.path.join(cls.work, "transcripts")])
         cls.addClassCleanup(shutil.rmtree, cls.proxy.log_dir, ignore_errors=True)
+        cls.addClassCleanup(cls.proxy.stop)
         cls.proxy.start([cls.plain_port, cls.tls_port])
         try:
             # Twice, as a user checks mail again a little later: the second run is as ordinary
@@ -208,7 +212,10 @@ class RealClient:
         for path in sorted(glob.glob(os.path.join(cls.work, "transcripts", "*.jsonl"))):
             with open(path, errors="replace") as f:
                 for line in f:
-                    event = json.loads(line)
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        continue  # a line still being written
                     if event.get("dir") == "C":
                         lines.append(f"{event['s']} {event.get('text', '')[:200]}")
         return lines
@@ -221,7 +228,7 @@ class RealClient:
     def test_named(self):
         family, method = EXPECTED[self.client]
         ends = self.session_ends()
-        self.assertGreaterEqual(len(ends), 1, self.log)
+        self.assertGreaterEqual(len(ends), 2, self.log)  # a session (or more) per run
         for line in ends:
             named = re.search(r"client_family=(\S+) .*client_id=(\S+)", line)
             self.assertEqual((named.group(1), named.group(2)), (family, method), line)
@@ -419,16 +426,17 @@ class Getmail(RealClient, unittest.TestCase):
     @classmethod
     def drive(cls):
         cls.local = os.path.join(cls.work, "maildir")
-        for sub in ("cur", "new", "tmp"):
+        # getmail refuses to deliver as root: `user` makes it deliver as nobody.
+        as_root = os.geteuid() == 0
+        for sub in ("cur", "new", "tmp", ""):
             os.makedirs(os.path.join(cls.local, sub), exist_ok=True)
-            shutil.chown(os.path.join(cls.local, sub), "nobody")
-        shutil.chown(cls.local, "nobody")
+            if as_root:
+                shutil.chown(os.path.join(cls.local, sub), "nobody")
         with open(os.path.join(cls.work, "getmailrc"), "w") as f:
-            # getmail refuses to deliver as root: `user` makes it deliver as nobody.
             f.write(f"[retriever]\ntype = SimpleIMAPSSLRetriever\nserver = localhost\nport = {cls.tls_port}\n"
                     f"username = {cls.user}\npassword = {cls.password}\nca_certs = {cls.ca}\n"
                     'mailboxes = ("INBOX",)\n'
-                    f"[destination]\ntype = Maildir\npath = {cls.local}/\nuser = nobody\n"
+                    f"[destination]\ntype = Maildir\npath = {cls.local}/\n" + ("user = nobody\n" if as_root else "") +
                     "[options]\nread_all = false\ndelete = false\nreceived = false\ndelivered_to = false\n")
         os.chmod(os.path.join(cls.work, "getmailrc"), 0o600)
         cls.run_program(["getmail", "--getmaildir", cls.work, "--rcfile", "getmailrc"], env=cls.env())
