@@ -15,6 +15,7 @@ import imaplib
 import json
 import os
 import re
+import sqlite3
 import shutil
 import signal
 import subprocess
@@ -38,6 +39,7 @@ EXPECTED = {
     "getmail": ("python_imaplib", "heuristic"),  # no ID; Python's imaplib on the wire
     "claws_mail": ("claws_mail", "heuristic"),  # no ID; decimal tags from 1
     "thunderbird": ("thunderbird", "id"),     # ID ("name" "Thunderbird" "version" ...)
+    "geary": ("geary", "heuristic"),          # no ID; tags a001, a002...; lower-case login
 }
 
 MESSAGES = 5
@@ -149,10 +151,13 @@ def stop_group(proc, sig=signal.SIGTERM, timeout=20):
     """Stops a program started with start_new_session and what it started (a browser's
     content processes): sig to the program, then SIGKILL to its own process group."""
     stop_process(proc, sig, timeout)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # gone before its folder is removed
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.1)
 
 
 class RealClient:
@@ -194,7 +199,10 @@ class RealClient:
         os.makedirs(home, exist_ok=True)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "LANG": "C.UTF-8",
                "TERM": "xterm-256color", "XDG_RUNTIME_DIR": home, "XDG_CONFIG_HOME": os.path.join(home, ".config"),
-               "XDG_CACHE_HOME": os.path.join(home, ".cache")}
+               "XDG_CACHE_HOME": os.path.join(home, ".cache"),
+               # No D-Bus session unless a test makes one (Geary): with dbus-x11 installed, a GTK
+               # program would otherwise autolaunch a bus (and an accessibility bus) that outlives it.
+               "DBUS_SESSION_BUS_ADDRESS": f"unix:path={home}/no-session-bus", "NO_AT_BRIDGE": "1"}
         env.update(more)
         return env
 
@@ -668,19 +676,116 @@ class Thunderbird(RealClient, unittest.TestCase):
             self.assertIn(normalized(seeded_message(self.user, i)), self.mbox.replace(b"\r\n", b"\n"))
 
 
-@unittest.skip("Evolution: not driven here. Its account is an ESource key file (preparable), but it reads "
-               "passwords only from the Secret Service (a D-Bus session with an unlocked GNOME keyring), "
-               "needs evolution-data-server's D-Bus services running, and has no command-line option to "
-               "sync and quit: a person must answer its first-run assistant")
+# Geary in a D-Bus session of its own: a keyring daemon unlocked with a dummy password,
+# Geary's password stored in it, Geary started; when the test creates the quit file,
+# `geary --quit` (it logs out), and everything the script started is stopped by pid.
+GEARY_SESSION = """
+set -u
+printf '%s' keyring-of-the-test | gnome-keyring-daemon --foreground --unlock --components=secrets >/dev/null 2>&1 &
+keyring=$!
+i=0
+until dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \\
+        org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q true; do
+  i=$((i + 1)); [ $i -gt 100 ] && { echo "no keyring on the bus" >&2; kill $keyring; exit 1; }
+  sleep 0.1
+done
+secret-tool store --label="Geary IMAP password" xdg:schema org.gnome.Geary proto IMAP host localhost \\
+    login "$GEARY_LOGIN" < "$GEARY_PASSWORD_FILE"
+geary &
+geary=$!
+i=0
+while [ ! -e "$GEARY_QUIT_FILE" ] && [ $i -lt 900 ] && kill -0 $geary 2>/dev/null; do i=$((i + 1)); sleep 0.1; done
+geary --quit
+i=0
+while kill -0 $geary 2>/dev/null && [ $i -lt 200 ]; do i=$((i + 1)); sleep 0.1; done
+kill $geary $keyring 2>/dev/null
+wait
+"""
+
+
+@unittest.skipIf(installed("geary", "Xvfb", "dbus-run-session", "gnome-keyring-daemon", "secret-tool"),
+                 installed("geary", "Xvfb", "dbus-run-session", "gnome-keyring-daemon", "secret-tool"))
+class Geary(RealClient, unittest.TestCase):
+    """Geary 43 reads passwords only from the Secret Service: a gnome-keyring of the
+    test's own holds it. The account is a geary.ini (implicit TLS); the proxy's
+    certificate is pinned in Geary's own store (pinned-certs/localhost.pem), as Geary
+    does when a user accepts it for good. It syncs the INBOX into its database."""
+    client = "geary"
+
+    @classmethod
+    def drive(cls):
+        env = cls.env()
+        home = env["HOME"]
+        config = os.path.join(env["XDG_CONFIG_HOME"], "geary", "account_01")
+        data = os.path.join(home, ".local", "share")
+        if cls.run_number == 1:
+            os.makedirs(config)
+            os.makedirs(os.path.join(data, "geary", "pinned-certs"))
+            shutil.copy(DOVECOT.certs["cert"], os.path.join(data, "geary", "pinned-certs", "localhost.pem"))
+            with open(os.path.join(config, "geary.ini"), "w") as f:
+                f.write("[Metadata]\nversion=1\nstatus=enabled\n\n"
+                        f"[Account]\nordinal=1\nsender_mailboxes=Test <{cls.user}@example.org>;\n"
+                        "service_provider=other\n\n[Folders]\n\n"
+                        f"[Incoming]\nlogin={cls.user}\nremember_password=true\nhost=localhost\nport={cls.tls_port}\n"
+                        "transport_security=transport\ncredentials=custom\n\n"
+                        "[Outgoing]\nremember_password=true\nhost=localhost\nport=25\ntransport_security=none\n"
+                        "credentials=none\n")
+            with open(os.path.join(cls.work, "geary-session.sh"), "w") as f:
+                f.write(GEARY_SESSION)
+        password_file = os.path.join(cls.work, "geary-password")
+        with open(password_file, "w") as f:
+            f.write(cls.password)
+        os.chmod(password_file, 0o600)
+        quit_file = os.path.join(cls.work, "geary-quit")
+        if os.path.exists(quit_file):
+            os.unlink(quit_file)
+        xvfb = Xvfb()
+        session = None
+        sent_before = len(cls.client_lines())
+        try:
+            with open(os.path.join(cls.work, f"geary-{cls.run_number}.log"), "w") as log:
+                session = subprocess.Popen(
+                    ["dbus-run-session", "--", "sh", os.path.join(cls.work, "geary-session.sh")],
+                    env=dict(env, DISPLAY=xvfb.display, XDG_DATA_HOME=data, GEARY_LOGIN=cls.user,
+                             GEARY_PASSWORD_FILE=password_file, GEARY_QUIT_FILE=quit_file, NO_AT_BRIDGE="1"),
+                    stdout=log, stderr=log, start_new_session=True)
+
+            def synced():
+                # The INBOX selected and watched (IDLE) in this run; on run 1 its bodies fetched too.
+                sent = cls.client_lines()[sent_before:]
+                return (any("select INBOX" in line for line in sent) and any(line.endswith(" IDLE") for line in sent)
+                        and (cls.run_number > 1 or any("body.peek[text]" in line for line in sent)))
+            try:
+                wait_until("Geary to sync the INBOX", lambda: synced() or session.poll() is not None, timeout=60,
+                           interval=0.3)
+                if session.poll() is not None:
+                    raise AssertionError(f"Geary's session ended early ({session.returncode})")
+            except AssertionError as e:
+                with open(os.path.join(cls.work, f"geary-{cls.run_number}.log"), errors="replace") as log:
+                    output = log.read()[-3000:]
+                raise AssertionError(f"{e}; it sent:\n" + "\n".join(cls.client_lines()) +
+                                     f"\nits output ends with:\n{output}") from None
+            open(quit_file, "w").close()
+            session.wait(timeout=40)
+        finally:
+            if session:
+                stop_group(session)
+            xvfb.stop()
+        with sqlite3.connect(os.path.join(data, "geary", "account_01", "geary.db")) as db:
+            cls.stored = sorted(db.execute("SELECT subject, message_id, body FROM MessageTable"))
+
+    def test_downloaded_what_dovecot_holds(self):
+        self.assertEqual([(subject, message_id) for subject, message_id, _ in self.stored],
+                         [(f"seeded {i}", f"<seed{i}.{self.user}@example.org>") for i in range(MESSAGES)])
+        for i, (_, _, body) in enumerate(self.stored):
+            self.assertIn(f"body {i} of {self.user}", bytes(body).decode() if isinstance(body, bytes) else body)
+
+
+@unittest.skip("Evolution: not driven yet. It reads its account through evolution-data-server's source "
+               "registry (D-Bus services of its own in a private session bus, an ESource key file per account, "
+               "identity and transport) and its password from a keyring as Geary does, and keeps its own "
+               "certificate trust; not attempted in this test: Geary, driven above, stands for the GNOME clients")
 class Evolution(unittest.TestCase):
-    def test_named(self):
-        self.fail("skipped: see the reason above")
-
-
-@unittest.skip("Geary: not driven here. Its account (geary.ini) can be prepared, but its password is only "
-               "read from the Secret Service (an unlocked GNOME keyring on a D-Bus session), and it has no "
-               "option to sync and quit; it runs as a D-Bus-activated GApplication")
-class Geary(unittest.TestCase):
     def test_named(self):
         self.fail("skipped: see the reason above")
 
