@@ -123,9 +123,11 @@ class Tmux:
 
     def stop(self):
         self.tmux("kill-server")
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
+        try:  # still our tmux server (not a reused pid)? Then it didn't hear kill-server.
+            with open(f"/proc/{self.pid}/cmdline", "rb") as f:
+                if b"tmux" in f.read():
+                    os.kill(self.pid, signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
             pass
 
 
