@@ -29,7 +29,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
 from imap_fixtures import Dovecot, Imapscope, free_port, stop_process, wait_until  # noqa: E402
 
-# client -> (family, method) the proxy must log for every session of that client.
+# client -> (family, method) the proxy must log for every session of that client. A
+# client in MAY_BE_UNKNOWN may also come out `unknown` (never another family): its
+# opening is shared with another family's, so a session can be too short to tell.
 EXPECTED = {
     "mutt": ("mutt", "heuristic"),            # no ID; tags a0000, a0001...
     "neomutt": ("mutt", "heuristic"),         # mutt's IMAP code: the same tags and opening
@@ -41,6 +43,7 @@ EXPECTED = {
     "thunderbird": ("thunderbird", "id"),     # ID ("name" "Thunderbird" "version" ...)
     "geary": ("geary", "heuristic"),          # no ID; tags a001, a002...; lower-case login
 }
+MAY_BE_UNKNOWN = {"claws_mail"}  # numeric tags from 1 and no ID, as mbsync and SOGo's NGImap4
 
 MESSAGES = 5
 DOVECOT = None
@@ -241,6 +244,8 @@ class RealClient:
         self.assertGreaterEqual(len(ends), 2, self.log)  # a session (or more) per run
         for line in ends:
             named = re.search(r"client_family=(\S+) .*client_id=(\S+)", line)
+            if self.client in MAY_BE_UNKNOWN and named.groups() == ("unknown", "unknown"):
+                continue
             self.assertEqual((named.group(1), named.group(2)), (family, method), line)
 
     def test_quiet(self):
