@@ -557,7 +557,7 @@ class NssProfile:
         # A child process: NSS initialised in this one would stay so (one database per process).
         script = (f"import sys; sys.path.insert(0, {HERE!r}); from real_clients_test import NssProfile; "
                   f"print(NssProfile.encrypt({profile!r}, {user!r})); print(NssProfile.encrypt({profile!r}, sys.stdin.read()))")
-        out = subprocess.run([sys.executable, "-c", script], input=password, capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-B", "-c", script], input=password, capture_output=True, text=True,
                              timeout=60, check=True).stdout.split()
         now = int(time.time() * 1000)
         login = {"id": 1, "hostname": origin, "httpRealm": origin, "formSubmitURL": None, "usernameField": "",
