@@ -1,12 +1,12 @@
 """Real mail clients from Debian 12 through imapscope to a real Dovecot: each logs in
-over TLS (STARTTLS or implicit, the fixture's test CA), does its ordinary sync of a
-seeded INBOX, and leaves; the proxy must name it right in its session_end lines
-(the table EXPECTED below) and find nothing to report about it (an ordinary session
-is no finding). Terminal clients run in tmux (keys sent, the screen read back), the
-graphical ones under an Xvfb of their own. One class per client: its setUpClass
-runs the client twice (a user checking mail again) against a proxy of its own with
-the default diagnostics thresholds; its tests read the proxy's log.
-What each client sends is recorded in /work/notes/clients/ (captured the same way).
+over TLS (STARTTLS or implicit, the fixture's test CA; Evolution in plaintext, see its
+class), does its ordinary sync of a seeded INBOX, and leaves; the proxy must name it
+right in its session_end lines (the table EXPECTED below) and find nothing to report
+about it (an ordinary session is no finding). Terminal clients run in tmux (keys sent,
+the screen read back), the graphical ones under an Xvfb of their own, the GNOME ones
+also in a D-Bus session with a keyring of their own. One class per client: its
+setUpClass runs the client twice (a user checking mail again) against a proxy of its
+own with the default diagnostics thresholds; its tests read the proxy's log.
 """
 import base64
 import ctypes
