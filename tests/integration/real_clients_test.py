@@ -652,7 +652,8 @@ class Thunderbird(RealClient, unittest.TestCase):
 
     @classmethod
     def prepare(cls, profile):
-        os.makedirs(profile)
+        os.makedirs(os.path.join(profile, "ImapMail", "localhost"))
+        open(os.path.join(profile, "ImapMail", "localhost", "INBOX"), "w").close()
         NssProfile.create(profile, cls.ca, "imap://localhost", cls.user, cls.password)
         prefs = {
             "mail.account.account1.identities": "id1", "mail.account.account1.server": "server1",
@@ -665,6 +666,10 @@ class Thunderbird(RealClient, unittest.TestCase):
             "mail.server.server1.userName": cls.user, "mail.server.server1.name": f"{cls.user}@localhost",
             "mail.server.server1.authMethod": 3, "mail.server.server1.login_at_startup": True,
             "mail.server.server1.check_new_mail": True,
+            # Its folder store made beforehand (with an INBOX): on an empty profile its first two
+            # connections race to create the INBOX (INBOX and INBOX-1) and its offline sync may not run.
+            "mail.server.server1.directory": os.path.join(profile, "ImapMail", "localhost"),
+            "mail.server.server1.directory-rel": "[ProfD]ImapMail/localhost",
             "mail.server.server2.hostname": "Local Folders", "mail.server.server2.type": "none",
             "mail.server.server2.userName": "nobody", "mail.server.server2.name": "Local Folders",
             # No first-run dialog, tab or outside connection.
