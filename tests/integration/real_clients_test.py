@@ -597,7 +597,7 @@ class Thunderbird(RealClient, unittest.TestCase):
 
     @unittest.expectedFailure
     def test_quiet(self):
-        # quiet once branch findings lands (today: full_resync, the 5-message INBOX's flags again within seconds (run 2, and in run 1 when its two first connections both sweep the INBOX))
+        # quiet once branch findings lands (today: full_resync, run 2 sweeps the 5-message INBOX's flags again)
         super().test_quiet()
 
     @classmethod
@@ -616,7 +616,7 @@ class Thunderbird(RealClient, unittest.TestCase):
                 return True  # it left early: the wait ends, the check below says so
             if cls.run_number > 1:
                 return any("UID fetch 1:* (FLAGS)" in line for line in cls.client_lines()[sent_before:])
-            # On a fresh profile Thunderbird may race itself into two INBOX stores (INBOX, INBOX-1):
+            # Should its first connections still race into two INBOX stores (INBOX, INBOX-1),
             # the messages count wherever they landed.
             data = b""
             for path in glob.glob(os.path.join(store, "*")):
