@@ -461,8 +461,9 @@ class Getmail(RealClient, unittest.TestCase):
 
     def test_downloaded_what_dovecot_holds(self):
         # getmail adds Return-Path and X-getmail-retrieved-from-mailbox: left out.
-        got = [b"\n".join(line for line in m.split(b"\n")
-                          if not line.startswith((b"Return-Path:", b"X-getmail-"))) for m in maildir_messages(self.local)]
+        added = (b"Return-Path:", b"X-getmail-")
+        got = [b"\n".join(line for line in m.split(b"\n") if not line.startswith(added))
+               for m in maildir_messages(self.local)]
         self.assertEqual(sorted(got), sorted(normalized(seeded_message(self.user, i)) for i in range(MESSAGES)))
 
 
@@ -556,7 +557,8 @@ class NssProfile:
                        check=True, timeout=60)
         # A child process: NSS initialised in this one would stay so (one database per process).
         script = (f"import sys; sys.path.insert(0, {HERE!r}); from real_clients_test import NssProfile; "
-                  f"print(NssProfile.encrypt({profile!r}, {user!r})); print(NssProfile.encrypt({profile!r}, sys.stdin.read()))")
+                  f"print(NssProfile.encrypt({profile!r}, {user!r})); "
+                  f"print(NssProfile.encrypt({profile!r}, sys.stdin.read()))")
         out = subprocess.run([sys.executable, "-B", "-c", script], input=password, capture_output=True, text=True,
                              timeout=60, check=True).stdout.split()
         now = int(time.time() * 1000)
@@ -577,10 +579,10 @@ class NssProfile:
             item = cls.SecItem
             nss.PK11SDR_Encrypt.argtypes = [ctypes.POINTER(item)] * 3 + [ctypes.c_void_p]
             data = ctypes.create_string_buffer(text.encode())
+            plain = item(0, ctypes.cast(data, ctypes.c_void_p), len(text.encode()))
             out = item(0, None, 0)
-            if nss.PK11SDR_Encrypt(ctypes.byref(item(0, None, 0)), ctypes.byref(item(0, ctypes.cast(data, ctypes.c_void_p),
-                                                                                        len(text.encode()))),
-                                   ctypes.byref(out), None) != 0:
+            # The default key (an empty key id), as Thunderbird's login manager uses.
+            if nss.PK11SDR_Encrypt(ctypes.byref(item(0, None, 0)), ctypes.byref(plain), ctypes.byref(out), None) != 0:
                 raise RuntimeError("PK11SDR_Encrypt failed")
             return base64.b64encode(ctypes.string_at(out.data, out.len)).decode()
         finally:
@@ -834,8 +836,8 @@ class Evolution(DesktopClient, unittest.TestCase):
         if cls.run_number == 1:
             os.makedirs(sources)
             for name, text in {
-                "test-account": "[Data Source]\nDisplayName=Test\nEnabled=true\nParent=\n\n"
-                                "[Mail Account]\nBackendName=imapx\nIdentityUid=test-identity\nNeedsInitialSetup=false\n\n"
+                "test-account": "[Data Source]\nDisplayName=Test\nEnabled=true\nParent=\n\n[Mail Account]\n"
+                                "BackendName=imapx\nIdentityUid=test-identity\nNeedsInitialSetup=false\n\n"
                                 f"[Authentication]\nHost=localhost\nMethod=PLAIN\nPort={cls.plain_port}\n"
                                 f"RememberPassword=true\nUser={cls.user}\n\n[Security]\nMethod=none\n\n"
                                 "[Offline]\nStaySynchronized=true\n",
