@@ -294,11 +294,6 @@ class Mutt(MuttLike, unittest.TestCase):
     client = "mutt"
     program = "mutt"
 
-    @unittest.expectedFailure
-    def test_quiet(self):
-        # quiet once branch findings lands (today: full_resync, the 5-message INBOX's flags again within seconds)
-        super().test_quiet()
-
     def test_starttls(self):
         tls_sessions_only(self)
 
@@ -308,20 +303,10 @@ class NeoMutt(MuttLike, unittest.TestCase):
     client = "neomutt"
     program = "neomutt"
 
-    @unittest.expectedFailure
-    def test_quiet(self):
-        # quiet once branch findings lands (today: full_resync, the 5-message INBOX's flags again within seconds)
-        super().test_quiet()
-
 
 @unittest.skipIf(installed("alpine", "tmux"), installed("alpine", "tmux"))
 class Alpine(RealClient, unittest.TestCase):
     client = "alpine"
-
-    @unittest.expectedFailure
-    def test_quiet(self):
-        # quiet once branch findings lands (today: full_resync, the 5-message INBOX's flags again within seconds)
-        super().test_quiet()
 
     @classmethod
     def drive(cls):
@@ -372,16 +357,6 @@ def maildir_messages(path):
 class OfflineImap(RealClient, unittest.TestCase):
     client = "offlineimap"
 
-    @unittest.expectedFailure
-    def test_named(self):
-        # named right once branch ident lands (today: other: its ID name isn't mapped to the family)
-        super().test_named()
-
-    @unittest.expectedFailure
-    def test_quiet(self):
-        # quiet once branch findings lands (today: full_resync, the 5-message INBOX's flags again within seconds)
-        super().test_quiet()
-
     @classmethod
     def drive(cls):
         rc = os.path.join(cls.work, "offlineimaprc")
@@ -404,11 +379,6 @@ class OfflineImap(RealClient, unittest.TestCase):
 @unittest.skipIf(installed("imapfilter"), installed("imapfilter"))
 class ImapFilter(RealClient, unittest.TestCase):
     client = "imapfilter"
-
-    @unittest.expectedFailure
-    def test_named(self):
-        # named right once branch ident lands (today: thunderbird, by the numeric-tag heuristic)
-        super().test_named()
 
     @classmethod
     def drive(cls):
@@ -477,16 +447,6 @@ class ClawsMail(RealClient, unittest.TestCase):
     test CA through SSL_CERT_FILE. --receive-all fetches the INBOX's headers, --exit
     (to the running instance) logs out."""
     client = "claws_mail"
-
-    @unittest.expectedFailure
-    def test_named(self):
-        # named right once branch ident lands (today: mbsync, by the tag heuristic for 1, 2, 3...)
-        super().test_named()
-
-    @unittest.expectedFailure
-    def test_quiet(self):
-        # quiet once branch findings lands (today: full_resync, the 5-message INBOX's flags again within seconds)
-        super().test_quiet()
 
     @classmethod
     def drive(cls):
@@ -596,11 +556,6 @@ class Thunderbird(RealClient, unittest.TestCase):
     database, every first-run dialog turned off. It checks the INBOX at start, keeps
     the messages for offline use (mbox files under ImapMail/) and is stopped with SIGTERM."""
     client = "thunderbird"
-
-    @unittest.expectedFailure
-    def test_quiet(self):
-        # quiet once branch findings lands (today: full_resync, run 2 sweeps the 5-message INBOX's flags again)
-        super().test_quiet()
 
     @classmethod
     def drive(cls):
