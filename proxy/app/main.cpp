@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "proxy/app/config.hpp"
+#include "proxy/app/metric_series.hpp"
 #include "proxy/app/privileges.hpp"
 #include "proxy/app/inspect_command.hpp"
 #include "proxy/app/replay_command.hpp"
@@ -169,6 +170,7 @@ int main(int argc, char** argv) {
     if (config.admin_enabled || config.metrics) {
       const auto& signatures = settings.signatures ? *settings.signatures : imapscope::identify::builtin_signatures();
       metrics = std::make_shared<imapscope::observe::Metrics>(signatures.families, settings.rules);
+      imapscope::app::add_known_series(*metrics, settings);
       watchers.push_back(metrics);
     }
     if (inspector_options.transcripts || inspector_options.live) {
