@@ -1,5 +1,6 @@
 #include "proxy/app/config.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 
@@ -576,10 +577,15 @@ Config build_config(const Flags& f) {
   return config;
 }
 
+bool wants_help(const std::vector<std::string>& args) {
+  return std::any_of(args.begin(), args.end(), [](const std::string& a) { return a == "-h" || a == "--help"; });
+}
+
 std::string usage() {
   return R"(usage: imapscope [--config FILE] [flags]        run the proxy
        imapscope --check-config FILE [flags]     validate settings, print them, exit
        imapscope decode FILE...                  replay C:/S: transcripts through the codec
+       imapscope COMMAND --help                  a command's own usage (inspect, replay, decode)
        imapscope inspect [--session N] [--command NAME] [--from T] [--to T]
                          [--summary] [--json] [--pcap OUT.pcapng] FILE...
                                                  read transcripts (--transcripts DIR) back

@@ -76,5 +76,7 @@ Flags parse_flags(const std::vector<std::string>& args);
 Config build_config(const Flags& flags);
 
 std::string usage();
+// -h or --help among a command's arguments: it prints its usage and exits 0.
+bool wants_help(const std::vector<std::string>& args);
 
 }  // namespace imapscope::app

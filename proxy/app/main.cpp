@@ -28,6 +28,13 @@
 
 namespace {
 
+constexpr const char* kDecodeUsage = R"(usage: imapscope decode FILE...
+
+Replays C:/S: transcripts (tests/data/transcripts) through the codec and prints what it
+decoded, message by message.
+  -h, --help   this text
+)";
+
 int decode(const std::vector<std::string>& files) {
   for (const auto& file : files) {
     for (const auto& script : imapscope::replay::load_scripts(file)) {
@@ -121,15 +128,19 @@ int main(int argc, char** argv) {
   try {
     // Before anything reads a password or a key.
     imapscope::app::forbid_core_dumps();
-    if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
-      std::fputs(imapscope::app::usage().c_str(), stdout);
-      return 0;
-    }
     if (!args.empty() && args[0] == "inspect") return imapscope::app::inspect_command({args.begin() + 1, args.end()});
     if (!args.empty() && args[0] == "replay") return imapscope::app::replay_command({args.begin() + 1, args.end()});
     if (!args.empty() && args[0] == "decode") {
+      if (imapscope::app::wants_help({args.begin() + 1, args.end()})) {
+        std::fputs(kDecodeUsage, stdout);
+        return 0;
+      }
       if (args.size() < 2) throw imapscope::app::ConfigError("decode needs transcript files");
       return decode({args.begin() + 1, args.end()});
+    }
+    if (imapscope::app::wants_help(args)) {
+      std::fputs(imapscope::app::usage().c_str(), stdout);
+      return 0;
     }
     bool check_only = false;
     if (!args.empty() && args[0] == "--check-config") {

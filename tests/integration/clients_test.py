@@ -277,6 +277,26 @@ class StartupErrors(unittest.TestCase):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("/nonexistent.pem", result.stderr)
 
+    def test_every_command_answers_help(self):
+        for command, usage, option in (([], "usage: imapscope [--config FILE]", "--listen-tls HOST:PORT"),
+                                       (["inspect"], "usage: imapscope inspect", "--pcap OUT.pcapng"),
+                                       (["replay"], "usage: imapscope replay", "--password-file F"),
+                                       (["decode"], "usage: imapscope decode FILE...", "-h, --help")):
+            for flag in ("--help", "-h"):
+                with self.subTest(command=command, flag=flag):
+                    result = self.run_imapscope(*command, flag)
+                    self.assertEqual(result.returncode, 0, result.stderr)
+                    self.assertTrue(result.stdout.startswith(usage), result.stdout)
+                    self.assertIn(option, result.stdout)
+                    self.assertEqual(result.stderr, "")
+        # Among other arguments too; an unknown option is still refused.
+        result = self.run_imapscope("--listen", "127.0.0.1:1", "--help")
+        self.assertEqual((result.returncode, result.stdout.splitlines()[0]),
+                         (0, "usage: imapscope [--config FILE] [flags]        run the proxy"))
+        result = self.run_imapscope("inspect", "--bogus")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("inspect: unknown option --bogus", result.stderr)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
