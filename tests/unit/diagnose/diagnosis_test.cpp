@@ -98,7 +98,7 @@ struct Conversation {
   }
   void close(session::CloseReason reason) {
     if (!observer) return;
-    observer->session_closed(reason);
+    observer->session_closed(reason, {});
     session.reset();
     observer.reset();
   }
