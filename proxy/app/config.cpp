@@ -179,6 +179,12 @@ util::LogLevel parse_level(const std::string& level, const std::string& where) {
   throw ConfigError(where + ": must be one of debug, info, warning, error");
 }
 
+util::LogFormat parse_log_format(const std::string& format, const std::string& where) {
+  if (format == "keyvalue") return util::LogFormat::KeyValue;
+  if (format == "json") return util::LogFormat::Json;
+  throw ConfigError(where + ": must be one of json, keyvalue (not \"" + format + "\")");
+}
+
 }  // namespace
 
 transport::Endpoint parse_endpoint(const std::string& text, const std::string& where) {
@@ -295,6 +301,7 @@ Config load_config_file(const std::string& path) {
   Config config;
   Reader root(document, path, "");
   config.log_level = parse_level(root.string("log_level", "info"), root.path("log_level"));
+  config.log_format = parse_log_format(root.string("log_format", "keyvalue"), root.path("log_format"));
   if (root.has("admin")) {
     const auto admin = root.string("admin", "");
     if (admin == "none") {
@@ -409,6 +416,7 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--rules") f.rules = value();
     else if (a == "--transcripts") f.transcripts = value();
     else if (a == "--log-level") f.log_level = value();
+    else if (a == "--log-format") f.log_format = value();
     else if (a == "--threads") {
       const auto v = value();
       char* end = nullptr;
@@ -462,6 +470,7 @@ void apply_tls_flags(const Flags& f, std::vector<transport::ListenerSettings>& l
 Config build_config(const Flags& f) {
   Config config = f.config_file.empty() ? Config{} : load_config_file(f.config_file);
   if (!f.log_level.empty()) config.log_level = parse_level(f.log_level, "flag --log-level");
+  if (!f.log_format.empty()) config.log_format = parse_log_format(f.log_format, "flag --log-format");
   if (f.admin == "none") {
     config.admin_enabled = false;
   } else if (!f.admin.empty()) {
@@ -646,6 +655,8 @@ Flags (over the config file):
   --transcripts DIR          write a transcript of every session to DIR (JSON lines,
                              credentials redacted; selection and limits: config file)
   --log-level LEVEL          debug, info, warning, error
+  --log-format FORMAT        keyvalue (default) or json (one object per line, for log shippers);
+                             under systemd's journal, key=value lines leave the time to it
   -h, --help                 this text
 
 Config file: JSON, see README.md ("Configuration").

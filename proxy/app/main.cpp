@@ -150,6 +150,7 @@ int main(int argc, char** argv) {
     }
     const auto config = imapscope::app::build_config(imapscope::app::parse_flags(args));
     imapscope::util::set_log_level(config.log_level);
+    imapscope::util::set_log_format(config.log_format);
     if (check_only) {
       // What start-up loads before binding (certificates, keys, CA files, addresses),
       // by the same code: what passes here starts, ports in use aside.

@@ -2,7 +2,9 @@
 syncs a mailbox through the proxy with the same result as direct; upstream
 fallbacks; LOGINDISABLED; config errors at start-up. Everything on 127.0.0.1."""
 import imaplib
+import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -296,6 +298,62 @@ class StartupErrors(unittest.TestCase):
         result = self.run_imapscope("inspect", "--bogus")
         self.assertEqual(result.returncode, 2)
         self.assertIn("inspect: unknown option --bogus", result.stderr)
+
+
+class Logs(unittest.TestCase):
+    def run_sessions(self, extra_args=(), env=None):
+        """A proxy with the given flags; one login with a password, one failed; its log lines."""
+        port = free_port()
+        proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{DOVECOT.port}",
+                           "--plaintext-login", "allow", *extra_args])
+        self.addCleanup(proxy.stop)
+        if env:
+            open(proxy.log_path, "w").close()  # the file stderr will be: the journal stream's stand-in
+            env = env(os.stat(proxy.log_path))
+        proxy.start([port], env=env)
+        c = imaplib.IMAP4("127.0.0.1", port)
+        c.login("alice", USERS["alice"])
+        c.logout()
+        c = imaplib.IMAP4("127.0.0.1", port)
+        with self.assertRaises(imaplib.IMAP4.error):
+            c.login("alice", "Wrong-Password-In-Json")
+        c.logout()
+        proxy.stop()
+        self.assertNotIn(USERS["alice"], proxy.log())
+        self.assertNotIn("Wrong-Password-In-Json", proxy.log())
+        return proxy.log().splitlines()
+
+    def test_json_lines(self):
+        lines = self.run_sessions(["--log-format", "json"])
+        events = [json.loads(line) for line in lines]  # every line one JSON object
+        self.assertTrue(all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["ts"]) for e in events))
+        ends = [e for e in events if e["event"] == "session_end" and e.get("state") != "not_authenticated"]
+        self.assertEqual(len(ends), 2, lines)
+        self.assertEqual(ends[0]["level"], "info")
+        self.assertIsInstance(ends[0]["session"], int)
+        self.assertIsInstance(ends[0]["bytes_from_server"], int)
+        self.assertIn(ends[0]["reason"], ("client_closed", "server_closed"))  # LOGOUT: who closes first
+        self.assertRegex(ends[0]["client"], r"^127\.0\.0\.1:\d+$")
+        self.assertEqual(ends[0]["client_version"], "")
+
+    def test_journal_stamps_the_lines(self):
+        def journal(st):
+            return dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+        lines = self.run_sessions(env=journal)
+        # journald stamps each line: no time of ours, the priority as a syslog prefix.
+        self.assertTrue(all(re.match(r"^<[3-7]>level=(debug|info|warning|error) event=", line) for line in lines), lines)
+        self.assertTrue(any(line.startswith("<6>level=info event=session_end ") for line in lines))
+        # JSON keeps its "ts"; a JOURNAL_STREAM that is some other file changes nothing.
+        lines = self.run_sessions(["--log-format", "json"], env=journal)
+        self.assertTrue(all(line.startswith("<") and "ts" in json.loads(line[3:]) for line in lines), lines)
+        lines = self.run_sessions(env=lambda st: dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino + 1}"))
+        self.assertTrue(all(re.match(r"^\d{4}-\d\d-\d\dT\S+Z level=", line) for line in lines), lines)
+
+    def test_bad_format_is_refused(self):
+        result = subprocess.run([imapscope_binary(), "--log-format", "xml", "--listen", "127.0.0.1:1",
+                                 "--upstream", "127.0.0.1:1"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn('flag --log-format: must be one of json, keyvalue (not "xml")', result.stderr)
 
 
 if __name__ == "__main__":

@@ -302,9 +302,9 @@ class Imapscope:
         self.log_path = f"{self.log_dir}/imapscope.log"
         self.proc = None
 
-    def start(self, wait_ports=(), preexec_fn=None):
+    def start(self, wait_ports=(), preexec_fn=None, env=None):
         self.proc = subprocess.Popen([self.binary] + self.args, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log_path, "w"), preexec_fn=preexec_fn)
+                                     stderr=open(self.log_path, "w"), preexec_fn=preexec_fn, env=env)
         for port in wait_ports:
             wait_for_port(port, proc=self.proc)
         return self
