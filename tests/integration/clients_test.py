@@ -13,7 +13,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, free_port, imapscope_binary, mbsync_pull  # noqa: E402
+from imap_fixtures import temp_dir, USERS, Dovecot, Imapscope, free_port, imapscope_binary, mbsync_pull  # noqa: E402
 
 DOVECOT = None
 
@@ -202,7 +202,7 @@ class Identification(unittest.TestCase):
         recognised from its tags (A0001, A0002...) and its opening CAPABILITY."""
         port = free_port()
         proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{DOVECOT.port}"]).start([port])
-        workdir = tempfile.mkdtemp(prefix="imapscope-fetchmail-")
+        workdir = temp_dir(prefix="imapscope-fetchmail-")
         try:
             rc = os.path.join(workdir, "fetchmailrc")
             with open(rc, "w") as f:

@@ -9,13 +9,12 @@ import os
 import re
 import socket
 import sys
-import tempfile
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, metric_sum, wait_until  # noqa: E402
+from imap_fixtures import temp_dir, USERS, Dovecot, Imapscope, RawClient, free_port, metric_sum, wait_until  # noqa: E402
 
 # Users of their own per test: Dovecot's per-user limit must not mix the tests up.
 MORE_USERS = {name: name + "-secret" for name in ["carol", "dave", "erin", "frank", "grace", "heidi", "ivan",
@@ -52,7 +51,7 @@ def start_proxy(name, timeouts=None, rules=None):
 
 def setUpModule():
     global DOVECOT, PROXY, WORK
-    WORK = tempfile.mkdtemp(prefix="imapscope-diagnostics-")
+    WORK = temp_dir(prefix="imapscope-diagnostics-")
     DOVECOT = Dovecot(extra_config="imap_idle_notify_interval = 1 secs\n"
                                    "protocol imap {\n  mail_max_userip_connections = 5\n}\n").start()
     with open(f"{DOVECOT.dir}/users", "a") as f:

@@ -13,14 +13,13 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary  # noqa: E402
+from imap_fixtures import temp_dir, USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary  # noqa: E402
 
 DOVECOT = None
 
@@ -41,7 +40,7 @@ def b64(text):
 class Proxy:
     def __init__(self, test, extra_config=None, prepare=None):
         """prepare(folder): called on the transcripts folder before imapscope starts."""
-        self.dir = tempfile.mkdtemp(prefix="imapscope-transcripts-")
+        self.dir = temp_dir(prefix="imapscope-transcripts-")
         test.addCleanup(shutil.rmtree, self.dir, True)
         self.out = os.path.join(self.dir, "transcripts")
         self.port = free_port()
