@@ -233,8 +233,16 @@ void Relay::begin(std::exception_ptr error, bool started) {
   --pending_;
   if (error) {
     // Nothing in the set-up throws on purpose (out of memory would): this session ends.
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
     util::log_line(util::LogLevel::Warning, "event=session_end session=" + std::to_string(id_) +
-                                                " reason=internal_error client=" + client_peer_);
+                                                " reason=internal_error cause=exception cause_detail=" +
+                                                util::log_quote(what) + " client=" + client_peer_);
     session_.reset();
   }
   if (error || !started) {
