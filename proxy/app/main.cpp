@@ -24,6 +24,7 @@
 #include "proxy/replay/conversation.hpp"
 #include "proxy/transport/listener_setup.hpp"
 #include "proxy/transport/proxy.hpp"
+#include "proxy/util/log.hpp"
 #include "proxy/util/private_files.hpp"
 
 namespace {
@@ -34,6 +35,17 @@ Replays C:/S: transcripts (tests/data/transcripts) through the codec and prints 
 decoded, message by message.
   -h, --help   this text
 )";
+
+// Why imapscope stops at start: a line a person reads, or, once JSON logs were
+// chosen, a JSON line like every other (a log shipper takes it as it comes).
+void report_failure(const char* what) {
+  if (imapscope::util::log_format() == imapscope::util::LogFormat::Json) {
+    imapscope::util::log_line(imapscope::util::LogLevel::Error,
+                              "event=start_failed error=" + imapscope::util::log_quote(what, 2000));
+  } else {
+    std::fprintf(stderr, "imapscope: %s\n", what);
+  }
+}
 
 int decode(const std::vector<std::string>& files) {
   for (const auto& file : files) {
@@ -258,10 +270,10 @@ int main(int argc, char** argv) {
     admin = {};  // before the proxy goes: its thread may still ask for readiness
     return status;
   } catch (const imapscope::app::ConfigError& e) {
-    std::fprintf(stderr, "imapscope: %s\n", e.what());
+    report_failure(e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "imapscope: %s\n", e.what());
+    report_failure(e.what());
     return 1;
   }
 }

@@ -154,6 +154,7 @@ void append_json_fields(std::string& out, std::string_view fields) {
 void set_log_level(LogLevel level) { g_level = level; }
 bool log_enabled(LogLevel level) { return level >= g_level.load(std::memory_order_relaxed); }
 void set_log_format(LogFormat format) { g_format = format; }
+LogFormat log_format() { return g_format.load(std::memory_order_relaxed); }
 
 bool stderr_is_journal() {
   const char* stream = std::getenv("JOURNAL_STREAM");

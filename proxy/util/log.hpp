@@ -17,6 +17,7 @@ enum class LogFormat : std::uint8_t { KeyValue, Json };
 void set_log_level(LogLevel level);
 bool log_enabled(LogLevel level);
 void set_log_format(LogFormat format);
+LogFormat log_format();
 // Writes the line atomically: "<time> level=<level> <fields>\n", or
 // {"ts":"<time>","level":"<level>",<fields>}. When stderr is the systemd journal
 // (JOURNAL_STREAM names it), which stamps every line itself, key=value lines leave

@@ -5,6 +5,7 @@ import imaplib
 import json
 import os
 import re
+import socket
 import shutil
 import ssl
 import subprocess
@@ -348,6 +349,20 @@ class Logs(unittest.TestCase):
         self.assertTrue(all(line.startswith("<") and "ts" in json.loads(line[3:]) for line in lines), lines)
         lines = self.run_sessions(env=lambda st: dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino + 1}"))
         self.assertTrue(all(re.match(r"^\d{4}-\d\d-\d\dT\S+Z level=", line) for line in lines), lines)
+
+    def test_start_failure_as_json(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            state = temp_dir(prefix="imapscope-logs-")
+            result = subprocess.run([imapscope_binary(), "--log-format", "json", "--listen", f"127.0.0.1:{port}",
+                                     "--upstream", "127.0.0.1:1", "--admin", "none", "--state-dir", state],
+                                    capture_output=True, text=True, timeout=30)
+        self.assertEqual(result.returncode, 1)
+        failure = json.loads(result.stderr.splitlines()[-1])
+        self.assertEqual((failure["level"], failure["event"]), ("error", "start_failed"))
+        self.assertIn(f"127.0.0.1:{port} is already in use", failure["error"])
 
     def test_bad_format_is_refused(self):
         result = subprocess.run([imapscope_binary(), "--log-format", "xml", "--listen", "127.0.0.1:1",
