@@ -1,5 +1,6 @@
 #include "proxy/app/config.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 
@@ -178,6 +179,12 @@ util::LogLevel parse_level(const std::string& level, const std::string& where) {
   throw ConfigError(where + ": must be one of debug, info, warning, error");
 }
 
+util::LogFormat parse_log_format(const std::string& format, const std::string& where) {
+  if (format == "keyvalue") return util::LogFormat::KeyValue;
+  if (format == "json") return util::LogFormat::Json;
+  throw ConfigError(where + ": must be one of json, keyvalue (not \"" + format + "\")");
+}
+
 }  // namespace
 
 transport::Endpoint parse_endpoint(const std::string& text, const std::string& where) {
@@ -296,6 +303,7 @@ Config load_config_file(const std::string& path) {
   Config config;
   Reader root(document, path, "");
   config.log_level = parse_level(root.string("log_level", "info"), root.path("log_level"));
+  config.log_format = parse_log_format(root.string("log_format", "keyvalue"), root.path("log_format"));
   if (root.has("admin")) {
     const auto admin = root.string("admin", "");
     if (admin == "none") {
@@ -443,6 +451,7 @@ Flags parse_flags(const std::vector<std::string>& args) {
     else if (a == "--max-prelogin") f.max_prelogin = count_flag(a, value());
     else if (a == "--max-prelogin-per-address") f.max_prelogin_per_address = count_flag(a, value());
     else if (a == "--no-login-penalty") f.no_login_penalty = true;
+    else if (a == "--log-format") f.log_format = value();
     else if (a == "--threads") {
       const auto v = value();
       char* end = nullptr;
@@ -496,6 +505,7 @@ void apply_tls_flags(const Flags& f, std::vector<transport::ListenerSettings>& l
 Config build_config(const Flags& f) {
   Config config = f.config_file.empty() ? Config{} : load_config_file(f.config_file);
   if (!f.log_level.empty()) config.log_level = parse_level(f.log_level, "flag --log-level");
+  if (!f.log_format.empty()) config.log_format = parse_log_format(f.log_format, "flag --log-format");
   if (f.admin == "none") {
     config.admin_enabled = false;
   } else if (!f.admin.empty()) {
@@ -616,10 +626,15 @@ Config build_config(const Flags& f) {
   return config;
 }
 
+bool wants_help(const std::vector<std::string>& args) {
+  return std::any_of(args.begin(), args.end(), [](const std::string& a) { return a == "-h" || a == "--help"; });
+}
+
 std::string usage() {
   return R"(usage: imapscope [--config FILE] [flags]        run the proxy
        imapscope --check-config FILE [flags]     validate settings, print them, exit
        imapscope decode FILE...                  replay C:/S: transcripts through the codec
+       imapscope COMMAND --help                  a command's own usage (inspect, replay, decode)
        imapscope inspect [--session N] [--command NAME] [--from T] [--to T]
                          [--summary] [--json] [--pcap OUT.pcapng] FILE...
                                                  read transcripts (--transcripts DIR) back
@@ -688,6 +703,8 @@ Flags (over the config file):
   --transcripts DIR          write a transcript of every session to DIR (JSON lines,
                              credentials redacted; selection and limits: config file)
   --log-level LEVEL          debug, info, warning, error
+  --log-format FORMAT        keyvalue (default) or json (one object per line, for log shippers);
+                             under systemd's journal, key=value lines leave the time to it
   -h, --help                 this text
 
 Config file: JSON, see README.md ("Configuration").

@@ -48,6 +48,7 @@ struct Config {
   std::string clients_file;  // client signatures; empty: built in (loaded by build_config)
   std::string rules_path;    // a rule file or a directory of them; empty: no rules
   util::LogLevel log_level = util::LogLevel::Info;
+  util::LogFormat log_format = util::LogFormat::KeyValue;
 };
 
 // Reads a config file; throws ConfigError("FILE: /listeners/0/tls: must be ...").
@@ -64,7 +65,7 @@ struct Flags {
   std::vector<std::string> tls_cert, tls_key;  // in pairs
   std::string tls_min_version, tls_ciphers, tls_ciphersuites;
   bool allow_world_readable_keys = false;
-  std::string upstream_ca, upstream_forward, admin, admin_token_file, log_level, clients, rules,
+  std::string upstream_ca, upstream_forward, admin, admin_token_file, log_level, log_format, clients, rules,
       transcripts, diagnostics_state, state_dir, user, group, metrics;
   std::string plaintext_login;  // refuse, loopback, allow; empty: the config's (default refuse)
   bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false,
@@ -79,5 +80,7 @@ Flags parse_flags(const std::vector<std::string>& args);
 Config build_config(const Flags& flags);
 
 std::string usage();
+// -h or --help among a command's arguments: it prints its usage and exits 0.
+bool wants_help(const std::vector<std::string>& args);
 
 }  // namespace imapscope::app

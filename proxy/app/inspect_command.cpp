@@ -37,8 +37,27 @@ void write_owner_only(const std::string& path, const std::string& bytes) {
 }  // namespace
 
 
+std::string inspect_usage() {
+  return R"(usage: imapscope inspect [--session N] [--command NAME] [--from T] [--to T]
+                         [--summary] [--json] [--pcap OUT.pcapng] FILE...
+
+Reads transcripts (written with --transcripts DIR) back: every session, or those chosen.
+  --session N        only session N (the session= of the log lines)
+  --command NAME     only this command and its answers (SELECT, FETCH, ...)
+  --from T, --to T   only what happened in this time range (2026-11-23T00:14:41Z or epoch seconds)
+  --summary          each session's summary only, not its conversation
+  --json             JSON lines instead of text
+  --pcap OUT.pcapng  write the sessions as a pcapng file that Wireshark dissects as IMAP
+  -h, --help         this text
+)";
+}
+
 // imapscope inspect [--session N] [--command NAME] [--from T] [--to T] [--summary] [--json] [--pcap OUT] FILE...
 int inspect_command(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::fputs(inspect_usage().c_str(), stdout);
+    return 0;
+  }
   namespace in = inspect;
   in::ReadFilter filter;
   bool summary_only = false, as_json = false;

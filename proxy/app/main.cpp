@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "proxy/app/config.hpp"
+#include "proxy/app/metric_series.hpp"
 #include "proxy/app/privileges.hpp"
 #include "proxy/app/inspect_command.hpp"
 #include "proxy/app/replay_command.hpp"
@@ -23,9 +24,28 @@
 #include "proxy/replay/conversation.hpp"
 #include "proxy/transport/listener_setup.hpp"
 #include "proxy/transport/proxy.hpp"
+#include "proxy/util/log.hpp"
 #include "proxy/util/private_files.hpp"
 
 namespace {
+
+constexpr const char* kDecodeUsage = R"(usage: imapscope decode FILE...
+
+Replays C:/S: transcripts (tests/data/transcripts) through the codec and prints what it
+decoded, message by message.
+  -h, --help   this text
+)";
+
+// Why imapscope stops at start: a line a person reads, or, once JSON logs were
+// chosen, a JSON line like every other (a log shipper takes it as it comes).
+void report_failure(const char* what) {
+  if (imapscope::util::log_format() == imapscope::util::LogFormat::Json) {
+    imapscope::util::log_line(imapscope::util::LogLevel::Error,
+                              "event=start_failed error=" + imapscope::util::log_quote(what, 2000));
+  } else {
+    std::fprintf(stderr, "imapscope: %s\n", what);
+  }
+}
 
 int decode(const std::vector<std::string>& files) {
   for (const auto& file : files) {
@@ -120,15 +140,19 @@ int main(int argc, char** argv) {
   try {
     // Before anything reads a password or a key.
     imapscope::app::forbid_core_dumps();
-    if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
-      std::fputs(imapscope::app::usage().c_str(), stdout);
-      return 0;
-    }
     if (!args.empty() && args[0] == "inspect") return imapscope::app::inspect_command({args.begin() + 1, args.end()});
     if (!args.empty() && args[0] == "replay") return imapscope::app::replay_command({args.begin() + 1, args.end()});
     if (!args.empty() && args[0] == "decode") {
+      if (imapscope::app::wants_help({args.begin() + 1, args.end()})) {
+        std::fputs(kDecodeUsage, stdout);
+        return 0;
+      }
       if (args.size() < 2) throw imapscope::app::ConfigError("decode needs transcript files");
       return decode({args.begin() + 1, args.end()});
+    }
+    if (imapscope::app::wants_help(args)) {
+      std::fputs(imapscope::app::usage().c_str(), stdout);
+      return 0;
     }
     bool check_only = false;
     if (!args.empty() && args[0] == "--check-config") {
@@ -138,6 +162,7 @@ int main(int argc, char** argv) {
     }
     const auto config = imapscope::app::build_config(imapscope::app::parse_flags(args));
     imapscope::util::set_log_level(config.log_level);
+    imapscope::util::set_log_format(config.log_format);
     if (check_only) {
       // What start-up loads before binding (certificates, keys, CA files, addresses),
       // by the same code: what passes here starts, ports in use aside.
@@ -169,6 +194,7 @@ int main(int argc, char** argv) {
     if (config.admin_enabled || config.metrics) {
       const auto& signatures = settings.signatures ? *settings.signatures : imapscope::identify::builtin_signatures();
       metrics = std::make_shared<imapscope::observe::Metrics>(signatures.families, settings.rules);
+      imapscope::app::add_known_series(*metrics, settings);
       watchers.push_back(metrics);
     }
     if (inspector_options.transcripts || inspector_options.live) {
@@ -244,10 +270,10 @@ int main(int argc, char** argv) {
     admin = {};  // before the proxy goes: its thread may still ask for readiness
     return status;
   } catch (const imapscope::app::ConfigError& e) {
-    std::fprintf(stderr, "imapscope: %s\n", e.what());
+    report_failure(e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "imapscope: %s\n", e.what());
+    report_failure(e.what());
     return 1;
   }
 }

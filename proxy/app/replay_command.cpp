@@ -375,7 +375,33 @@ json result_json(const Result& r) {
 
 }  // namespace
 
+std::string replay_usage() {
+  return R"(usage: imapscope replay FILE... --server HOST:PORT --user U --password-file F
+                        [--session N] [--tls] [--insecure] [--ca FILE] [--max-wait-ms N]
+                        [--timeout-ms N] [--json]
+
+Replays the client side of a recorded session (a transcript) against a real IMAP server
+and reports the answers that differ from the recorded ones.
+  --server HOST:PORT   the server to replay against
+  --user U             log in as U (the transcript's credentials are redacted)
+  --password-file F    U's password, first line of F (never printed)
+  --session N          the session of the transcript to replay (default: the first with commands)
+  --tls                implicit TLS towards the server
+  --insecure           don't verify the server's certificate
+  --ca FILE            CA certificates to verify it (default: the system store)
+  --max-wait-ms N      longest pause kept from the recording (default 2000)
+  --timeout-ms N       how long to wait for each answer (default 10000)
+  --json               the report as JSON
+  -h, --help           this text
+Exit: 0 every answer as recorded, 1 some differ, 2 server unreachable, login failed or bad input.
+)";
+}
+
 int replay_command(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::fputs(replay_usage().c_str(), stdout);
+    return 0;
+  }
   const Options o = parse(args);
   const std::string password = read_password(o.password_file);
   inspect::ReadFilter filter;

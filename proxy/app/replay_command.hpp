@@ -15,5 +15,6 @@ namespace imapscope::app {
 // 2 when the server can't be reached or the login fails. Throws ConfigError for bad
 // arguments or input (exit 2 as well). The password is never printed.
 int replay_command(const std::vector<std::string>& args);
+std::string replay_usage();
 
 }  // namespace imapscope::app

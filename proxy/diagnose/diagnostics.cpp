@@ -68,10 +68,10 @@ class DiagnosedSession final : public session::Observer {
   void client_tls_started(std::string_view version) override {
     if (inner_) inner_->client_tls_started(version);
   }
-  void session_closed(session::CloseReason reason) override {
+  void session_closed(session::CloseReason reason, const session::CloseCause& cause) override {
     diagnosis_.closed(reason, clock_());
     flush();  // before the others hear of the end: a transcript closes with it
-    if (inner_) inner_->session_closed(reason);
+    if (inner_) inner_->session_closed(reason, cause);
   }
   void finding(const session::FindingReport& report) override {
     if (inner_) inner_->finding(report);

@@ -282,8 +282,12 @@ void InspectedSession::client_tls_started(std::string_view version) {
   emit(JsonLine().str("event", "tls").str("side", "client").str("version", version));
 }
 
-void InspectedSession::session_closed(session::CloseReason reason) {
-  emit(JsonLine().str("event", "close").str("reason", session::close_reason_name(reason)));
+void InspectedSession::session_closed(session::CloseReason reason, const session::CloseCause& cause) {
+  JsonLine line;
+  line.str("event", "close").str("reason", session::close_reason_name(reason));
+  if (!cause.cause.empty()) line.str("cause", cause.cause);
+  if (!cause.detail.empty()) line.str("cause_detail", cause.detail);
+  emit(line);
   if (decision_ == Decision::Pending) {
     decision_ = Decision::Drop;  // never learnt whether it was wanted
     pending_.clear();

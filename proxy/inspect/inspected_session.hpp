@@ -34,7 +34,7 @@ class InspectedSession final : public session::Observer {
   void proxy_to_client(std::string_view bytes) override;
   void rule_hit(std::string_view rule, bool from_client) override;
   void client_tls_started(std::string_view version) override;
-  void session_closed(session::CloseReason reason) override;
+  void session_closed(session::CloseReason reason, const session::CloseCause& cause) override;
   void finding(const session::FindingReport& report) override;
 
  private:

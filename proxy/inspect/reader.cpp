@@ -125,7 +125,9 @@ void render_conversation(std::ostream& out, std::uint64_t session, const std::ve
     } else if (event == "protocol_error") {
       out << stamp << "   protocol error from " << e.value("dir", "") << ": " << e.value("kind", "") << "\n";
     } else if (event == "close") {
-      out << stamp << "   closed: " << e.value("reason", "") << "\n";
+      out << stamp << "   closed: " << e.value("reason", "");
+      if (e.contains("cause")) out << " (" << e.value("cause", "") << (e.contains("cause_detail") ? ": " + e.value("cause_detail", "") : "") << ")";
+      out << "\n";
     }
   }
 }
@@ -147,7 +149,10 @@ json summarise(std::uint64_t session, const std::vector<json>& events) {
                                           {"method", e.value("method", "")}, {"confidence", e.value("confidence", 0.0)}};
     if (event == "user") s["user"] = e.value("user", "");
     if (event == "rule") ++rules[e.value("rule", "")];
-    if (event == "close") s["closed"] = e.value("reason", "");
+    if (event == "close") {
+      s["closed"] = e.value("reason", "");
+      if (e.contains("cause")) s["close_cause"] = e.value("cause", "");
+    }
     if (dir == "C" || dir == "S") {
       const int i = dir == "C" ? 0 : 1;
       bytes[i] += text_of(e).size() + 2;

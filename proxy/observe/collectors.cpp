@@ -34,6 +34,7 @@ class RuleHits final : public prometheus::Collectable {
   std::vector<MetricFamily> Collect() const override {
     MetricFamily hits{"imapscope_rule_hits_total", "Messages a rewrite rule matched, by rule name",
                       MetricType::Counter, {}};
+    if (!rules_) return {hits, single("imapscope_rules_loaded", "Rules in force", MetricType::Gauge, 0)};
     for (const auto& [name, count] : rules_->hit_counts()) {
       ClientMetric m;
       m.label.push_back({"rule", name});

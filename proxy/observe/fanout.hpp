@@ -36,7 +36,9 @@ class FanoutObserver final : public session::Observer {
   void proxy_to_client(std::string_view bytes) override { each([&](auto& o) { o.proxy_to_client(bytes); }); }
   void rule_hit(std::string_view rule, bool from_client) override { each([&](auto& o) { o.rule_hit(rule, from_client); }); }
   void client_tls_started(std::string_view version) override { each([&](auto& o) { o.client_tls_started(version); }); }
-  void session_closed(session::CloseReason reason) override { each([&](auto& o) { o.session_closed(reason); }); }
+  void session_closed(session::CloseReason reason, const session::CloseCause& cause) override {
+    each([&](auto& o) { o.session_closed(reason, cause); });
+  }
   void finding(const session::FindingReport& report) override { each([&](auto& o) { o.finding(report); }); }
 
  private:

@@ -55,23 +55,31 @@ std::string_view result_label(Result result) {
   return "none";
 }
 
+namespace {
+constexpr std::array<std::string_view, 16> kMechanisms = {
+    "plain",         "login",         "xoauth2",  "oauthbearer", "scram-sha-1", "scram-sha-256",
+    "scram-sha-512", "cram-md5",      "digest-md5", "external",  "gssapi",      "ntlm",
+    "anonymous",     "otp",           "login_command", "other"};
+constexpr std::array<std::string_view, 5> kTlsVersions = {"TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1", "other"};
+}  // namespace
+
 std::string_view mechanism_label(std::string_view mechanism) {
-  static constexpr std::array<std::string_view, 15> kKnown = {
-      "plain",         "login",         "xoauth2",     "oauthbearer", "scram-sha-1",
-      "scram-sha-256", "scram-sha-512", "cram-md5",    "digest-md5",  "external",
-      "gssapi",        "ntlm",          "anonymous",   "otp",         "login_command"};
-  for (auto known : kKnown) {
+  for (auto known : kMechanisms) {
     if (imap::iequals(known, mechanism)) return known;
   }
   return "other";
 }
 
+std::span<const std::string_view> mechanism_labels() { return kMechanisms; }
+
 std::string_view tls_version_label(std::string_view version) {
-  for (std::string_view known : {"TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1"}) {
+  for (std::string_view known : kTlsVersions) {
     if (version == known) return known;
   }
   return "other";
 }
+
+std::span<const std::string_view> tls_version_labels() { return kTlsVersions; }
 
 FamilyLabels::FamilyLabels(std::vector<std::string> families) : families_(std::move(families)) {
   for (const char* required : {"other", "unknown"}) {

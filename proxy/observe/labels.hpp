@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,9 +28,11 @@ std::string_view result_label(Result result);
 // SASL mechanisms: the registered ones clients use, "login_command" for LOGIN,
 // "other" for anything else.
 std::string_view mechanism_label(std::string_view mechanism);
+std::span<const std::string_view> mechanism_labels();  // every value mechanism_label gives
 
 // TLS versions as OpenSSL names them, "other" for anything unexpected.
 std::string_view tls_version_label(std::string_view version);
+std::span<const std::string_view> tls_version_labels();
 
 // Client families: the signatures' families (they include "other" and "unknown");
 // anything else maps to "other".

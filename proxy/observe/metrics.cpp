@@ -4,6 +4,7 @@
 
 #include <prometheus/text_serializer.h>
 
+#include "proxy/identify/client_info.hpp"
 #include "proxy/observe/collectors.hpp"
 #include "proxy/observe/session_metrics.hpp"
 
@@ -73,8 +74,78 @@ Metrics::Metrics(std::vector<std::string> families, std::shared_ptr<const policy
     for (const char* side : {"client", "upstream"}) tls_handshakes_.Add({{"side", side}, {"result", result}});
   }
   for (const char* side : {"client", "upstream"}) tls_handshakes_.Add({{"side", side}, {"result", "resumed"}});
-  if (rules) collectors_.push_back(rule_hits_collector(std::move(rules)));
+  // Without rules the hits family has no series (there is nothing to hit) and
+  // imapscope_rules_loaded says 0.
+  collectors_.push_back(rule_hits_collector(std::move(rules)));
   collectors_.push_back(process_collector());
+  add_known_series();
+}
+
+// Prometheus' guidance: series whose label values are known in advance are
+// exported at 0 from the start. Commands: every command and result of a client not
+// identified yet (where every session starts), and the latency of the commands
+// every session sends; other clients' series come with their first command (the
+// whole product would be thousands of series).
+void Metrics::add_known_series() {
+  const std::size_t unknown = families_.index(identify::kUnknownFamily);
+  for (std::size_t command = 0; command < kCommandLabels; ++command) {
+    if (command >= kVerbCount && command_label(command) == "other") continue;  // "other" comes once
+    for (std::size_t result = 0; result < kResultLabels; ++result) {
+      command_counter(command, unknown, static_cast<Result>(result));
+    }
+  }
+  for (auto verb : {imap::Verb::Capability, imap::Verb::Login, imap::Verb::Authenticate, imap::Verb::Logout}) {
+    command_histogram(command_index(verb, false), unknown);
+  }
+  for (std::uint8_t r = 0; r <= static_cast<std::uint8_t>(session::CloseReason::Shutdown); ++r) {
+    sessions_closed_.Add({{"reason", std::string(session::close_reason_name(static_cast<session::CloseReason>(r)))}});
+  }
+  for (bool from_client : {true, false}) {
+    for (std::uint8_t code = 0; code <= static_cast<std::uint8_t>(imap::ErrorCode::TooManyPendingCommands); ++code) {
+      protocol_errors_.Add({{"direction", std::string(direction_label(from_client))},
+                            {"kind", std::string(imap::error_code_name(static_cast<imap::ErrorCode>(code)))}});
+    }
+  }
+  for (auto mechanism : mechanism_labels()) {
+    for (std::size_t result = 0; result < kResultLabels; ++result) {
+      auth_.Add({{"mechanism", std::string(mechanism)}, {"result", std::string(result_label(static_cast<Result>(result)))}});
+    }
+  }
+  for (const char* side : {"client", "upstream"}) {
+    for (auto version : tls_version_labels()) tls_sessions_.Add({{"side", side}, {"version", std::string(version)}});
+  }
+  for (std::size_t family = 0; family < families_.size(); ++family) {
+    cached(client_session_gauges_, family, client_sessions_,
+           [&]() -> prometheus::Labels { return {{"client", families_.label(family)}}; });
+    for (auto method : {identify::IdMethod::Unknown, identify::IdMethod::Heuristic, identify::IdMethod::Id}) {
+      identified_.Add({{"client", families_.label(family)}, {"method", std::string(identify::id_method_name(method))}});
+    }
+    resync_bytes_.Add({{"client", families_.label(family)}});
+  }
+}
+
+void Metrics::add_listener(std::string_view listener, std::string_view tls) {
+  std::lock_guard lock(create_mutex_);
+  auto& entry = listeners_[{std::string(listener), std::string(tls)}];
+  if (!entry.first) {
+    const prometheus::Labels labels{{"listener", std::string(listener)}, {"tls", std::string(tls)}};
+    entry = {&sessions_active_.Add(labels), &sessions_total_.Add(labels)};
+  }
+  session_duration_.Add({{"listener", std::string(listener)}}, kSessionBuckets);
+}
+
+void Metrics::add_findings(const std::vector<std::string_view>& names) {
+  std::lock_guard lock(create_mutex_);
+  for (auto name : names) {
+    for (std::size_t family = 0; family < families_.size(); ++family) {
+      findings_.Add({{"finding", std::string(name)}, {"client", families_.label(family)}});
+    }
+  }
+}
+
+void Metrics::add_proxy_header_results(const std::vector<std::string_view>& results) {
+  std::lock_guard lock(create_mutex_);
+  for (auto result : results) proxy_headers_.Add({{"result", std::string(result)}});
 }
 
 Metrics::~Metrics() = default;
@@ -135,12 +206,12 @@ std::unique_ptr<session::Observer> Metrics::session_started(const session::Sessi
   std::pair<prometheus::Gauge*, prometheus::Counter*> handles;
   {
     std::lock_guard lock(create_mutex_);
-    auto& entry = listeners_[{std::string(start.listener), std::string(start.tls)}];
-    if (!entry.first) {
-      const prometheus::Labels labels{{"listener", std::string(start.listener)}, {"tls", std::string(start.tls)}};
-      entry = {&sessions_active_.Add(labels), &sessions_total_.Add(labels)};
-    }
-    handles = entry;
+    handles = listeners_[{std::string(start.listener), std::string(start.tls)}];
+  }
+  if (!handles.first) {
+    add_listener(start.listener, start.tls);  // a listener nobody announced (tests)
+    std::lock_guard lock(create_mutex_);
+    handles = listeners_[{std::string(start.listener), std::string(start.tls)}];
   }
   handles.first->Increment();
   handles.second->Increment();
@@ -235,6 +306,7 @@ void Metrics::client_session(std::size_t family, bool add) {
 
 void Metrics::finding(std::string_view name, std::size_t family, std::uint64_t bytes) {
   const auto& client = families_.label(family);
+  std::lock_guard lock(create_mutex_);
   findings_.Add({{"finding", std::string(name)}, {"client", client}}).Increment();
   if (bytes > 0) resync_bytes_.Add({{"client", client}}).Increment(static_cast<double>(bytes));
 }

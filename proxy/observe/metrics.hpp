@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <prometheus/collectable.h>
@@ -37,6 +38,12 @@ class Metrics final : public session::Telemetry {
   // (may be null).
   Metrics(std::vector<std::string> families, std::shared_ptr<const policy::RuleStore> rules);
   ~Metrics() override;
+
+  // Label values known once the configuration is read: their series exist, at 0,
+  // from start-up, so that dashboards and alerts tell "none yet" from "absent".
+  void add_listener(std::string_view listener, std::string_view tls);
+  void add_findings(const std::vector<std::string_view>& names);
+  void add_proxy_header_results(const std::vector<std::string_view>& results);
 
   // More series computed when scraped (e.g. the transcript writer's counts); before
   // the first scrape only.
@@ -82,6 +89,7 @@ class Metrics final : public session::Telemetry {
   prometheus::Histogram& command_histogram(std::size_t command, std::size_t family);
   // The series at cache[index], created with make_labels() on first use only: the
   // hot path builds no label map.
+  void add_known_series();
   template <typename T, typename MakeLabels>
   T& cached(std::vector<std::atomic<T*>>& cache, std::size_t index, prometheus::Family<T>& family,
             MakeLabels&& make_labels, const std::vector<double>* buckets = nullptr);

@@ -23,6 +23,15 @@ enum class CloseReason : std::uint8_t {
   Evicted,              // not logged in yet when the pre-login sessions were full: the oldest made room
 };
 
+// What made a session end, where a system or TLS error did (the *_error reasons) or
+// a stream stopped inside a message: cause is a word from a small set ("reset",
+// "broken_pipe", "tls_alert", "eof_mid_message", ...), detail the system's or
+// OpenSSL's words for it ("bad record mac"). Empty when nothing more is known.
+struct CloseCause {
+  std::string_view cause;
+  std::string_view detail;
+};
+
 constexpr std::string_view close_reason_name(CloseReason r) {
   switch (r) {
     case CloseReason::ClientClosed: return "client_closed";

@@ -58,7 +58,7 @@ class Observer {
   virtual void rule_hit(std::string_view /*rule*/, bool /*from_client*/) {}
   // TLS on the client leg after STARTTLS, and the session's end.
   virtual void client_tls_started(std::string_view /*version*/) {}
-  virtual void session_closed(CloseReason /*reason*/) {}
+  virtual void session_closed(CloseReason /*reason*/, const CloseCause& /*cause*/) {}
   // The diagnostics found something about this session's client.
   virtual void finding(const FindingReport& /*report*/) {}
 

@@ -103,6 +103,7 @@ class Session {
   std::optional<CloseReason> close_requested() const { return close_; }
   // Nothing of a server message is half-forwarded: a line may be added for the client.
   bool server_between_messages() const { return !server_in_message_; }
+  bool client_between_messages() const { return !client_in_message_; }
   // Bytes of plain IMAP the server will certainly send next, before it can stop (the
   // rest of a literal); 0 when unknown.
   std::uint64_t server_bytes_coming() const { return decoders_ ? decoders_->responses.literal_remaining() : 0; }

@@ -72,7 +72,7 @@ Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
     runtime->signatures = settings_.signatures.get();
     runtime->rules = settings_.rules.get();
     runtime->telemetry = settings_.telemetry.get();
-    runtime->tls_mode = listener.implicit_tls ? "implicit" : listener.certificates.empty() ? "none" : "starttls";
+    runtime->tls_mode = listener_tls_mode(listener);
     auto prepared = prepare_listener(listener);
     runtime->client_tls = std::move(prepared.client_tls);
     runtime->upstream_tls = std::move(prepared.upstream_tls);

@@ -9,6 +9,7 @@
 #include <asio/ssl/error.hpp>
 #include <asio/this_coro.hpp>
 
+#include "proxy/transport/leg_failure.hpp"
 #include "proxy/transport/upstream.hpp"
 #include "proxy/util/log.hpp"
 
@@ -234,8 +235,16 @@ void Relay::begin(std::exception_ptr error, bool started) {
   --pending_;
   if (error) {
     // Nothing in the set-up throws on purpose (out of memory would): this session ends.
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
     util::log_line(util::LogLevel::Warning, "event=session_end session=" + std::to_string(id_) +
-                                                " reason=internal_error client=" + client_peer_);
+                                                " reason=internal_error cause=exception cause_detail=" +
+                                                util::log_quote(what) + " client=" + client_peer_);
     session_.reset();
   }
   if (error || !started) {
@@ -358,10 +367,7 @@ bool Relay::pump(Side side) {
       wait(side, result.wait, &Leg::read_waiting);
       return moved;
     }
-    const auto end_of_stream = [&] {
-      const bool client = side == Side::Client;
-      end(is_eof(result.ec) ? (client ? CloseReason::ClientClosed : CloseReason::ServerClosed) : leg_error(side));
-    };
+    const auto end_of_stream = [&] { is_eof(result.ec) ? leg_ended(side, result.ec) : leg_failed(side, result.ec); };
     if (result.ec && result.data.empty()) {
       end_of_stream();
       return moved;
@@ -408,7 +414,7 @@ void Relay::wait(Side side, Stream::Wait wanted, bool Leg::*waiting) {
     if (ec && ec != asio::error::operation_aborted && !closing_) {
       // A failed wait for writing also means the leg can't take what is queued.
       if (waiting == &Leg::write_waiting) l.dead = true;
-      end(leg_error(side));
+      leg_failed(side, ec);
     }
     update();
   });
@@ -443,7 +449,8 @@ bool Relay::inflate_some(Side side) {
                                              " detail=" + util::log_quote(z.inflater->error()));
     z.compressed.clear();
     l.held.clear();
-    end(side == Side::Client ? CloseReason::ProtocolError : CloseReason::ServerError);
+    end_with_cause(side == Side::Client ? CloseReason::ProtocolError : CloseReason::ServerError, "inflate",
+                   z.inflater->error());
     return false;
   }
   z.compressed.erase(0, z.compressed.size() - input.size());
@@ -504,7 +511,7 @@ void Relay::flush(Side side) {
     l.out_done += result.written;
     if (result.ec) {
       l.dead = true;
-      end(leg_error(side));
+      leg_failed(side, result.ec);
       return;
     }
     if (result.wait != Stream::Wait::None) {
@@ -623,6 +630,31 @@ asio::awaitable<bool> Relay::client_handshake() {
   co_return result.index() == 0 && !std::get<0>(result);
 }
 
+void Relay::end_with_cause(CloseReason reason, std::string_view cause, std::string detail) {
+  if (ending_) return;
+  end_cause_ = cause;
+  end_detail_ = std::move(detail);
+  end(reason);
+}
+
+void Relay::leg_failed(Side side, const asio::error_code& ec) {
+  auto failure = describe_leg_failure(ec);
+  end_with_cause(leg_error(side), failure.cause, std::move(failure.detail));
+}
+
+// An end of the stream is a close; one inside a message (a literal cut short) says so.
+void Relay::leg_ended(Side side, const asio::error_code& ec) {
+  const bool client = side == Side::Client;
+  const bool mid_message = client ? !session_->client_between_messages() : !session_->server_between_messages();
+  const auto reason = client ? CloseReason::ClientClosed : CloseReason::ServerClosed;
+  if (!mid_message) {
+    end(reason);
+  } else {
+    end_with_cause(reason, "eof_mid_message",
+                   ec == asio::ssl::error::stream_truncated ? "no TLS close_notify" : std::string());
+  }
+}
+
 void Relay::end(CloseReason reason) {
   if (ending_) return;
   ending_ = reason;
@@ -700,7 +732,7 @@ void Relay::maybe_finish() {
   finished_ = true;
   leave_guard();  // its place is free from now on, as its log line says
   if (session_) log_end();
-  if (observer_) observer_->session_closed(ending_.value_or(CloseReason::ClientClosed));
+  if (observer_) observer_->session_closed(ending_.value_or(CloseReason::ClientClosed), {end_cause_, end_detail_});
   if (listener_.telemetry && telemetry_started_) {
     listener_.telemetry->session_ended(listener_.settings.name, listener_.tls_mode,
                                        ending_.value_or(CloseReason::ClientClosed),
@@ -750,6 +782,8 @@ void Relay::log_end() const {
   util::log_line(util::LogLevel::Info,
                  "event=session_end session=" + std::to_string(id_) +
                      " reason=" + std::string(session::close_reason_name(ending_.value_or(CloseReason::ClientClosed))) +
+                     (end_cause_.empty() ? "" : " cause=" + std::string(end_cause_)) +
+                     (end_detail_.empty() ? "" : " cause_detail=" + util::log_quote(end_detail_)) +
                      " duration_ms=" + std::to_string(duration) + " client=" + client_peer_ + " server=" + server_peer_ +
                      " client_tls=" + client_.tls_version() + " server_tls=" + server_->tls_version() +
                      " client_compress=" + compress_mode(client_leg_) + " server_compress=" + compress_mode(server_leg_) +

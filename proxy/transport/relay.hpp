@@ -147,6 +147,10 @@ class Relay final : private session::LoginGate {
   bool inflate_some(Side side);  // false: the stream is broken (the session ends)
   void finish_ending();
   void end(CloseReason reason);
+  // Ends for a reason whose cause is known (session_end's cause=, the transcript's).
+  void end_with_cause(CloseReason reason, std::string_view cause, std::string detail = {});
+  void leg_failed(Side side, const asio::error_code& ec);
+  void leg_ended(Side side, const asio::error_code& ec);  // the peer ended its stream
   void close_legs();
   void maybe_finish();
   void post_update();
@@ -195,6 +199,8 @@ class Relay final : private session::LoginGate {
   bool finished_ = false;  // removal posted
   bool telemetry_started_ = false;  // session_started was called: session_ended must follow
   std::optional<CloseReason> ending_;
+  std::string_view end_cause_;  // static text; empty: nothing more than the reason is known
+  std::string end_detail_;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
   std::chrono::steady_clock::time_point last_server_read_;

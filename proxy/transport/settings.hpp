@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proxy/guard/guard.hpp"
@@ -104,6 +105,11 @@ struct ListenerSettings {
   std::vector<util::Cidr> proxy_trusted;
   UpstreamSettings upstream;
 };
+
+// The listener's TLS mode as metrics label it: "implicit", "starttls" or "none".
+inline std::string_view listener_tls_mode(const ListenerSettings& listener) {
+  return listener.implicit_tls ? "implicit" : listener.certificates.empty() ? "none" : "starttls";
+}
 
 struct Timeouts {
   std::chrono::milliseconds tls_handshake{30'000};

@@ -5,6 +5,7 @@
 #include <openssl/ssl.h>
 
 #include <array>
+#include <cerrno>
 
 #include <asio/ssl/error.hpp>
 
@@ -35,10 +36,13 @@ char* scratch() {
   return buffer.data();
 }
 
-asio::error_code ssl_error(int code) {
+// system_errno: errno right after the failed call (0 before it), for SSL_ERROR_SYSCALL:
+// a reset under TLS is a reset, not an end of the stream.
+asio::error_code ssl_error(int code, int system_errno = 0) {
   const unsigned long err = ERR_get_error();
   ERR_clear_error();
   if (err != 0) return {static_cast<int>(err), asio::error::get_ssl_category()};
+  if (code == SSL_ERROR_SYSCALL && system_errno != 0) return {system_errno, asio::system_category()};
   if (code == SSL_ERROR_SYSCALL) return asio::ssl::error::stream_truncated;  // EOF without close_notify
   return asio::error::connection_aborted;
 }
@@ -95,12 +99,14 @@ Stream::ReadResult Stream::read_tls() {
   std::size_t got = 0;
   for (;;) {
     ERR_clear_error();
+    errno = 0;
     std::size_t n = 0;
     if (SSL_read_ex(ssl_, buffer + got, kScratch - got, &n) == 1) {
       got += n;
       if (kScratch - got < kMaxRecord || SSL_has_pending(ssl_) != 1) break;
       continue;
     }
+    const int system_errno = errno;
     const int code = SSL_get_error(ssl_, 0);
     const auto wait = wanted_by(code);
     // What came before an error or an end is returned with it (see ReadResult).
@@ -108,7 +114,7 @@ Stream::ReadResult Stream::read_tls() {
     const std::string_view data(buffer, got);
     if (wait != Wait::None) return {{}, data, wait};
     if (code == SSL_ERROR_ZERO_RETURN) return {asio::error::eof, data, Wait::None};
-    return {ssl_error(code), data, Wait::None};
+    return {ssl_error(code, system_errno), data, Wait::None};
   }
   return {{}, std::string_view(buffer, got), Wait::None};
 }

@@ -19,12 +19,11 @@ import imaplib
 import os
 import socket
 import sys
-import tempfile
 import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, mbsync_pull  # noqa: E402
+from imap_fixtures import temp_dir, USERS, Dovecot, mbsync_pull  # noqa: E402
 
 
 class RecordingRelay:
@@ -130,7 +129,7 @@ def main():
     relay = RecordingRelay(dovecot.port)
     try:
         mail_client_day(relay.port, dovecot.port)
-        mbsync_pull(relay.port, "None", dovecot.certs["ca"], tempfile.mkdtemp(prefix="corpus-mbsync-"), "*")
+        mbsync_pull(relay.port, "None", dovecot.certs["ca"], temp_dir(prefix="corpus-mbsync-"), "*")
     finally:
         relay.close()
         dovecot.stop()

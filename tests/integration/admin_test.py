@@ -15,13 +15,12 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, free_port, wait_until  # noqa: E402
+from imap_fixtures import temp_dir, USERS, Dovecot, Imapscope, free_port, wait_until  # noqa: E402
 
 DOVECOT = None
 SECURITY_HEADERS = {"x-frame-options": "DENY", "x-content-type-options": "nosniff", "cache-control": "no-store",
@@ -39,7 +38,7 @@ def tearDownModule():
 
 def start_proxy(test, config=None, args=()):
     """imapscope with a transcripts folder (for captures), user names in clear."""
-    folder = tempfile.mkdtemp(prefix="imapscope-admin-")
+    folder = temp_dir(prefix="imapscope-admin-")
     test.addCleanup(shutil.rmtree, folder, True)
     port = free_port()
     settings = {"user_names": "clear",

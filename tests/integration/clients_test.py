@@ -2,7 +2,10 @@
 syncs a mailbox through the proxy with the same result as direct; upstream
 fallbacks; LOGINDISABLED; config errors at start-up. Everything on 127.0.0.1."""
 import imaplib
+import json
 import os
+import re
+import socket
 import shutil
 import ssl
 import subprocess
@@ -11,7 +14,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary, mbsync_pull  # noqa: E402
+from imap_fixtures import temp_dir, USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary, mbsync_pull  # noqa: E402
 
 DOVECOT = None
 
@@ -200,7 +203,7 @@ class Identification(unittest.TestCase):
         recognised from its tags (A0001, A0002...) and its opening CAPABILITY."""
         port = free_port()
         proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{DOVECOT.port}"]).start([port])
-        workdir = tempfile.mkdtemp(prefix="imapscope-fetchmail-")
+        workdir = temp_dir(prefix="imapscope-fetchmail-")
         try:
             rc = os.path.join(workdir, "fetchmailrc")
             with open(rc, "w") as f:
@@ -226,7 +229,7 @@ class Identification(unittest.TestCase):
         such a guess acts on it; then ID says the client is Dovecot's imaptest: the ID
         wins and the log names the rule that acted on the wrong guess. A client with
         an unknown ID name is "other", its name in the log only."""
-        workdir = tempfile.mkdtemp(prefix="imapscope-overturn-")
+        workdir = temp_dir(prefix="imapscope-overturn-")
         rules = os.path.join(workdir, "rules.json")
         with open(rules, "w") as f:
             f.write('{"rules": [{"name": "apple-weak", "description": "test", "match": {"direction": "server", '
@@ -314,6 +317,96 @@ class StartupErrors(unittest.TestCase):
                                     "--tls-key", "/nonexistent.key", "--upstream", "127.0.0.1:143")
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("/nonexistent.pem", result.stderr)
+
+    def test_every_command_answers_help(self):
+        for command, usage, option in (([], "usage: imapscope [--config FILE]", "--listen-tls HOST:PORT"),
+                                       (["inspect"], "usage: imapscope inspect", "--pcap OUT.pcapng"),
+                                       (["replay"], "usage: imapscope replay", "--password-file F"),
+                                       (["decode"], "usage: imapscope decode FILE...", "-h, --help")):
+            for flag in ("--help", "-h"):
+                with self.subTest(command=command, flag=flag):
+                    result = self.run_imapscope(*command, flag)
+                    self.assertEqual(result.returncode, 0, result.stderr)
+                    self.assertTrue(result.stdout.startswith(usage), result.stdout)
+                    self.assertIn(option, result.stdout)
+                    self.assertEqual(result.stderr, "")
+        # Among other arguments too; an unknown option is still refused.
+        result = self.run_imapscope("--listen", "127.0.0.1:1", "--help")
+        self.assertEqual((result.returncode, result.stdout.splitlines()[0]),
+                         (0, "usage: imapscope [--config FILE] [flags]        run the proxy"))
+        result = self.run_imapscope("inspect", "--bogus")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("inspect: unknown option --bogus", result.stderr)
+
+
+class Logs(unittest.TestCase):
+    def run_sessions(self, extra_args=(), env=None):
+        """A proxy with the given flags; one login with a password, one failed; its log lines."""
+        port = free_port()
+        proxy = Imapscope(["--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{DOVECOT.port}",
+                           "--plaintext-login", "allow", *extra_args])
+        self.addCleanup(proxy.stop)
+        if env:
+            open(proxy.log_path, "w").close()  # the file stderr will be: the journal stream's stand-in
+            env = env(os.stat(proxy.log_path))
+        proxy.start([port], env=env)
+        c = imaplib.IMAP4("127.0.0.1", port)
+        c.login("alice", USERS["alice"])
+        c.logout()
+        c = imaplib.IMAP4("127.0.0.1", port)
+        with self.assertRaises(imaplib.IMAP4.error):
+            c.login("alice", "Wrong-Password-In-Json")
+        c.logout()
+        proxy.stop()
+        self.assertNotIn(USERS["alice"], proxy.log())
+        self.assertNotIn("Wrong-Password-In-Json", proxy.log())
+        return proxy.log().splitlines()
+
+    def test_json_lines(self):
+        lines = self.run_sessions(["--log-format", "json"])
+        events = [json.loads(line) for line in lines]  # every line one JSON object
+        self.assertTrue(all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["ts"]) for e in events))
+        ends = [e for e in events if e["event"] == "session_end" and e.get("state") != "not_authenticated"]
+        self.assertEqual(len(ends), 2, lines)
+        self.assertEqual(ends[0]["level"], "info")
+        self.assertIsInstance(ends[0]["session"], int)
+        self.assertIsInstance(ends[0]["bytes_from_server"], int)
+        self.assertIn(ends[0]["reason"], ("client_closed", "server_closed"))  # LOGOUT: who closes first
+        self.assertRegex(ends[0]["client"], r"^127\.0\.0\.1:\d+$")
+        self.assertEqual(ends[0]["client_version"], "")
+
+    def test_journal_stamps_the_lines(self):
+        def journal(st):
+            return dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+        lines = self.run_sessions(env=journal)
+        # journald stamps each line: no time of ours, the priority as a syslog prefix.
+        self.assertTrue(all(re.match(r"^<[3-7]>level=(debug|info|warning|error) event=", line) for line in lines), lines)
+        self.assertTrue(any(line.startswith("<6>level=info event=session_end ") for line in lines))
+        # JSON keeps its "ts"; a JOURNAL_STREAM that is some other file changes nothing.
+        lines = self.run_sessions(["--log-format", "json"], env=journal)
+        self.assertTrue(all(line.startswith("<") and "ts" in json.loads(line[3:]) for line in lines), lines)
+        lines = self.run_sessions(env=lambda st: dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino + 1}"))
+        self.assertTrue(all(re.match(r"^\d{4}-\d\d-\d\dT\S+Z level=", line) for line in lines), lines)
+
+    def test_start_failure_as_json(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            state = temp_dir(prefix="imapscope-logs-")
+            result = subprocess.run([imapscope_binary(), "--log-format", "json", "--listen", f"127.0.0.1:{port}",
+                                     "--upstream", "127.0.0.1:1", "--admin", "none", "--state-dir", state],
+                                    capture_output=True, text=True, timeout=30)
+        self.assertEqual(result.returncode, 1)
+        failure = json.loads(result.stderr.splitlines()[-1])
+        self.assertEqual((failure["level"], failure["event"]), ("error", "start_failed"))
+        self.assertIn(f"127.0.0.1:{port} is already in use", failure["error"])
+
+    def test_bad_format_is_refused(self):
+        result = subprocess.run([imapscope_binary(), "--log-format", "xml", "--listen", "127.0.0.1:1",
+                                 "--upstream", "127.0.0.1:1"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn('flag --log-format: must be one of json, keyvalue (not "xml")', result.stderr)
 
 
 if __name__ == "__main__":

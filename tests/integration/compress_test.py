@@ -24,7 +24,7 @@ import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import (USERS, Dovecot, Imapscope, RawClient, free_port, mbsync_pull, metric_sum,  # noqa: E402
+from imap_fixtures import (temp_dir, USERS, Dovecot, Imapscope, RawClient, free_port, mbsync_pull, metric_sum,  # noqa: E402
                            wait_until)
 
 DOVECOT = None
@@ -351,7 +351,7 @@ class PassThrough(unittest.TestCase):
         # A proxy that drains in half a second: its BYE has to go into Dovecot's
         # compressed stream as a block of its own.
         port = free_port()
-        config = os.path.join(tempfile.mkdtemp(prefix="imapscope-pass-"), "config.json")
+        config = os.path.join(temp_dir(prefix="imapscope-pass-"), "config.json")
         with open(config, "w") as f:
             f.write(f"""{{"timeouts": {{"shutdown_grace_ms": 500}}, "listeners": [{{
                 "listen": "127.0.0.1:{port}", "tls": "implicit", "compress": "pass-through",

@@ -18,7 +18,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.error
@@ -28,7 +27,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, stop_process, wait_for_port, wait_until  # noqa: E402
+from imap_fixtures import start_process, temp_dir, USERS, Dovecot, Imapscope, RawClient, free_port, stop_process, wait_for_port, wait_until  # noqa: E402
 from prometheus_fixture import Prometheus, http_json  # noqa: E402
 
 CLIENTS = [f"127.0.0.{n}" for n in range(31, 39)]
@@ -56,7 +55,7 @@ class Recipe(unittest.TestCase):
     def setUpClass(cls):
         cls.dovecot = cls.haproxy = cls.prometheus = None
         cls.proxies = {}
-        cls.dir = tempfile.mkdtemp(prefix="imapscope-deploy-")
+        cls.dir = temp_dir(prefix="imapscope-deploy-")
         try:
             cls.start_everything()
         except BaseException:
@@ -101,8 +100,8 @@ class Recipe(unittest.TestCase):
         check = subprocess.run(["haproxy", "-c", "-f", cfg], capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
             raise AssertionError("haproxy -c: " + check.stdout + check.stderr)
-        cls.haproxy = subprocess.Popen(["haproxy", "-f", cfg, "-db"], stdout=subprocess.DEVNULL,
-                                       stderr=open(os.path.join(cls.dir, "haproxy.log"), "w"))
+        cls.haproxy = start_process(["haproxy", "-f", cfg, "-db"], os.path.join(cls.dir, "haproxy.log"),
+                                    stdout=subprocess.DEVNULL)
         wait_for_port(cls.front, proc=cls.haproxy)
         cls.prometheus = Prometheus([], scrape_config=substitute(
             blocks["prometheus.yml"].replace("scrape_interval: 15s", "scrape_interval: 1s"), ports))

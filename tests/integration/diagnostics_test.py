@@ -14,13 +14,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import (USERS, Dovecot, Imapscope, RawClient, free_port, mbsync_pull, metric_sum,  # noqa: E402
+from imap_fixtures import (temp_dir, USERS, Dovecot, Imapscope, RawClient, free_port, mbsync_pull, metric_sum,  # noqa: E402
                            wait_until)
 
 # Users of their own per test: Dovecot's per-user limit must not mix the tests up.
@@ -57,7 +56,7 @@ def start_proxy(name, timeouts=None, rules=None):
 
 def setUpModule():
     global DOVECOT, PROXY, WORK
-    WORK = tempfile.mkdtemp(prefix="imapscope-diagnostics-")
+    WORK = temp_dir(prefix="imapscope-diagnostics-")
     DOVECOT = Dovecot(extra_config="imap_idle_notify_interval = 1 secs\n"
                                    "protocol imap {\n  mail_max_userip_connections = 10\n}\n").start()
     with open(f"{DOVECOT.dir}/users", "a") as f:
@@ -254,7 +253,7 @@ class WellBehaved(unittest.TestCase):
         DOVECOT.seed_maildir("mona", "INBOX", 200)
         DOVECOT.seed_maildir("mona", "Lists", 60)
         log_before = len(PROXY.log())
-        workdir = tempfile.mkdtemp(prefix="imapscope-diagnostics-clients-")
+        workdir = temp_dir(prefix="imapscope-diagnostics-clients-")
         try:
             for run in range(2):
                 mbsync_pull(PROXY.port, "None", DOVECOT.certs["ca"], workdir, "INBOX Lists", user="mona",

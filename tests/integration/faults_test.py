@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from imap_fixtures import (USERS, Dovecot, Imapscope, free_port, metric_sum, release_binary,  # noqa: E402
                            wait_until)
 
-FAULT_USERS = {f"fault{i}": f"fault{i}-secret" for i in range(12)}
+FAULT_USERS = {f"fault{i}": f"fault{i}-secret" for i in range(14)}
 BIG = 20 * 1024 * 1024
 DOVECOT = None
 PROXY = None
@@ -169,6 +169,17 @@ def proxy_log_has(pattern, timeout=15):
     return wait_until(f"imapscope log line {pattern!r}", lambda: re.search(pattern, PROXY.log()), timeout=timeout)
 
 
+def session_end_line(client_port, proxy=None, timeout=15):
+    """The session_end log line of the session whose client connected from client_port."""
+    proxy = proxy or PROXY
+
+    def find():
+        log = proxy.log()
+        start = re.search(rf"event=session_start session=(\d+) \S+ client=127\.0\.0\.1:{client_port}\b", log)
+        return start and re.search(rf"^.*event=session_end session={start.group(1)} .*$", log, re.M)
+    return wait_until(f"the session_end of the client from port {client_port}", find, timeout=timeout).group(0)
+
+
 class Bystander:
     """A session beside the faults: FETCHes a known 1 MiB message and NOOPs over and
     over through the TLS listener; every byte is checked."""
@@ -224,6 +235,7 @@ class UpstreamFaults(WithBystander):
         s.sendall(b"f1 SELECT INBOX\r\n")
         read_until(s, b"f1 OK")
         s.sendall(b"f2 UID FETCH 1 BODY.PEEK[]\r\n")
+        client_port = s.getsockname()[1]
         got = b""
         while len(got) < 1 << 20:  # a megabyte into the 20 MB literal
             chunk = s.recv(65536)
@@ -237,6 +249,29 @@ class UpstreamFaults(WithBystander):
         # Server: its process died; the proxy logged the session's end as the server's.
         dovecot_log_has(r"service\(imap\): child \d+ killed with signal 9")
         proxy_log_has(r"reason=server_(closed|error) .*bytes_from_server=\d+")
+        # The cause: the server's stream ended inside the literal (or, had it reset, a reset).
+        self.assertRegex(session_end_line(client_port),
+                         r"reason=(server_closed cause=eof_mid_message|server_error cause=reset) ")
+
+    def test_server_reset_is_named(self):
+        # Plain upstream: Dovecot hands the connection itself to the imap process. Stopped,
+        # it leaves the NOOP unread; killed, its kernel answers with a reset.
+        s = socket.create_connection(("127.0.0.1", PLAIN_PORT), timeout=20)
+        login(s, "fault12")
+        pid = session_pid("fault12")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            s.sendall(b"r1 NOOP\r\n")
+            time.sleep(0.3)  # well under the server-response timeout (2 s)
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGCONT)
+        got = read_to_end(s)
+        self.assertIn(b"* BYE [UNAVAILABLE] Connection to the mail server lost\r\n", got)
+        line = session_end_line(s.getsockname()[1])
+        s.close()
+        self.assertIn('reason=server_error cause=reset cause_detail="Connection reset by peer" ', line)
+        dovecot_log_has(rf"child {pid} killed with signal 9")
 
     def test_killed_mid_append(self):
         before = message_count("fault1")
@@ -325,9 +360,13 @@ class ClientFaults(WithBystander):
         self.assertTrue(read_until(s, b"\r\n").startswith(b"+"))
         s.sendall(b"z" * 200_000)
         # A reset, not a close: the client's machine is gone.
+        client_port = s.getsockname()[1]
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         s.close()
         proxy_log_has(r"reason=client_(closed|error) .*state=authenticated")
+        # Said as such, under TLS too.
+        self.assertIn('reason=client_error cause=reset cause_detail="Connection reset by peer" ',
+                      session_end_line(client_port))
         # Server: the APPEND was cut off part way, and nothing was stored.
         dovecot_log_has(r"imap\(fault7\)<\d+><[^>]*>: Info: Disconnected: "
                         r"Connection closed \(While APPENDing: 1 msgs, \d+ secs, \d+/3000000 bytes\)")
@@ -406,6 +445,18 @@ class ClientFaults(WithBystander):
             s.close()
         proxy_log_has(r"reason=client_tls_failed detail=\"timed out\"")
         self.assertEqual(DOVECOT.log().count("imap-login:"), logins_before)
+
+    def test_forged_tls_record_is_named(self):
+        s = tls_socket()
+        login(s, "fault13")
+        client_port = s.getsockname()[1]
+        # An application data record that no key made: the proxy can't decrypt it.
+        os.write(s.fileno(), b"\x17\x03\x03\x00\x40" + bytes(range(64)))
+        read_for(s, 5)
+        s.close()
+        line = session_end_line(client_port)
+        self.assertRegex(line, r'reason=client_error cause=tls_error cause_detail="[^"]*(mac|decrypt)[^"]*" ')
+        wait_until("fault13's session gone", lambda: not DOVECOT.imap_pids("fault13"))
 
     def test_random_bytes_after_login(self):
         for seed in range(8):

@@ -29,7 +29,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from imap_fixtures import imapscope_binary  # noqa: E402
+from imap_fixtures import temp_dir, imapscope_binary  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("IMAPSCOPE_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -93,7 +93,7 @@ def help_flags():
 
 class Destdir(unittest.TestCase):
     def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="imapscope-install-")
+        self.dir = temp_dir(prefix="imapscope-install-")
         self.addCleanup(shutil.rmtree, self.dir, True)
         manifest = os.path.join(BUILD_DIR, "install_manifest.txt")
         if not os.path.exists(manifest):

@@ -30,7 +30,7 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from imap_fixtures import (USERS, Dovecot, Imapscope, free_port, metric_sum, wait_until)  # noqa: E402
+from imap_fixtures import (temp_dir, USERS, Dovecot, Imapscope, free_port, metric_sum, wait_until)  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 FILTER = os.path.join(ROOT, "dist", "fail2ban", "filter.d", "imapscope.conf")
@@ -62,7 +62,7 @@ class Proxy:
 
     def __init__(self, test, limits=None, penalty=None, preexec=None):
         self.plain, self.tls, self.balanced = free_port(), free_port(), free_port()
-        self.dir = tempfile.mkdtemp(prefix="imapscope-limits-")
+        self.dir = temp_dir(prefix="imapscope-limits-")
         # A server response timeout shorter than the penalty: a held login is not the
         # server's delay.
         config = {"timeouts": {"login_ms": 20000, "server_response_ms": 1500},

@@ -11,14 +11,13 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, free_port, wait_until  # noqa: E402
+from imap_fixtures import temp_dir, USERS, Dovecot, Imapscope, free_port, wait_until  # noqa: E402
 
 DOVECOT = None
 
@@ -36,7 +35,7 @@ class Proxy:
     """imapscope with transcripts written only for captures, user names in clear."""
 
     def __init__(self, test, extra_config=None, token=None, state_args=None):
-        self.dir = tempfile.mkdtemp(prefix="imapscope-live-")
+        self.dir = temp_dir(prefix="imapscope-live-")
         os.chmod(self.dir, 0o755)
         test.addCleanup(shutil.rmtree, self.dir, True)
         self.out = os.path.join(self.dir, "transcripts")
@@ -248,7 +247,7 @@ class Token(unittest.TestCase):
            "/api/findings", "/api/nothing-here"]
 
     def test_made_at_first_start_required_everywhere_and_kept(self):
-        state = tempfile.mkdtemp(prefix="imapscope-state-")
+        state = temp_dir(prefix="imapscope-state-")
         self.addCleanup(shutil.rmtree, state, True)
         state_dir = os.path.join(state, "state")
         proxy = Proxy(self, state_args=["--state-dir", state_dir])
@@ -293,7 +292,7 @@ class Token(unittest.TestCase):
         self.assertNotIn(self.TOKEN, proxy.proxy.log())
 
     def test_world_readable_token_file_refused(self):
-        folder = tempfile.mkdtemp(prefix="imapscope-token-")
+        folder = temp_dir(prefix="imapscope-token-")
         self.addCleanup(shutil.rmtree, folder, True)
         path = os.path.join(folder, "token")
         with open(path, "w") as f:
@@ -338,7 +337,7 @@ class Browser(unittest.TestCase):
                     "--window-size=1400,1000"):
             options.add_argument(arg)
         options.binary_location = "/usr/bin/chromium"
-        self.profile = tempfile.mkdtemp(prefix="imapscope-chromium-")
+        self.profile = temp_dir(prefix="imapscope-chromium-")
         self.addCleanup(shutil.rmtree, self.profile, True)
         options.add_argument("--user-data-dir=" + self.profile)
         self.driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)

@@ -108,8 +108,42 @@ class Dashboards(unittest.TestCase):
                 for target in panel["targets"]:
                     yield os.path.basename(path), panel["title"], target["expr"]
 
+    def panels_without_series(self):
+        """(failed, empty): the panel queries Prometheus refused, and those with no series."""
+        empty, failed = [], []
+        for dashboard, title, expr in self.panel_queries():
+            concrete = expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
+            answer = self.prometheus.query(concrete)
+            if answer.get("status") != "success":
+                failed.append(f"{dashboard} / {title}: {answer}")
+            elif not answer["data"]["result"]:
+                empty.append(f"{dashboard} / {title}: {concrete}")
+        return failed, empty
+
     def test_every_panel_query_returns_series(self):
         subprocess.run([sys.executable, os.path.join(DASHBOARDS, "build.py"), "--check"], check=True)
+        self.assertGreater(len(list(self.panel_queries())), 25)
+        # Right after start, before any session: every family is there, at 0 where
+        # its label values are known in advance (a rate needs two scrapes).
+        for family in ("imapscope_protocol_errors_total", "imapscope_findings_total",
+                       "imapscope_full_resync_bytes_total", "imapscope_rule_hits_total"):
+            deadline = time.monotonic() + 30
+            while not self.prometheus.query(f"sum({family})")["data"]["result"] and time.monotonic() < deadline:
+                time.sleep(0.5)
+            answer = self.prometheus.query(f"sum({family})")["data"]["result"]
+            self.assertEqual([float(r["value"][1]) for r in answer], [0.0], family)
+        deadline = time.monotonic() + 30
+        while True:
+            failed, empty = self.panels_without_series()
+            if (not failed and not empty) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        self.assertEqual(failed, [])
+        self.assertEqual(empty, [], "panels without series before any traffic")
+        # (The fixture's port checks were sessions: closed by the client, not errors.)
+        before = self.prometheus.query('imapscope_sessions_closed_total{reason="server_error"}')["data"]["result"]
+        self.assertEqual([float(r["value"][1]) for r in before], [0.0])
+
         self.traffic()
         # Let Prometheus take a few scrapes after the traffic.
         deadline = time.monotonic() + 60
@@ -119,16 +153,7 @@ class Dashboards(unittest.TestCase):
                 break
             time.sleep(0.5)
         time.sleep(3)
-        empty, failed = [], []
-        queries = list(self.panel_queries())
-        self.assertGreater(len(queries), 25)
-        for dashboard, title, expr in queries:
-            concrete = expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
-            answer = self.prometheus.query(concrete)
-            if answer.get("status") != "success":
-                failed.append(f"{dashboard} / {title}: {answer}")
-            elif not answer["data"]["result"]:
-                empty.append(f"{dashboard} / {title}: {concrete}")
+        failed, empty = self.panels_without_series()
         self.assertEqual(failed, [])
         self.assertEqual(empty, [], "panels without series")
         # The instance variable's query.

@@ -13,13 +13,12 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, ensure_mail_user, free_port, imapscope_binary  # noqa: E402
+from imap_fixtures import temp_dir, USERS, Dovecot, Imapscope, ensure_mail_user, free_port, imapscope_binary  # noqa: E402
 
 DOVECOT = None
 
@@ -52,7 +51,7 @@ class Work:
 
     def __init__(self, test):
         self.test = test
-        self.dir = tempfile.mkdtemp(prefix="imapscope-files-")
+        self.dir = temp_dir(prefix="imapscope-files-")
         test.addCleanup(shutil.rmtree, self.dir, True)
         self.transcripts = os.path.join(self.dir, "transcripts")
         self.state = os.path.join(self.dir, "state")

@@ -15,12 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import (MAIL_USER, USERS, Dovecot, Imapscope, ensure_mail_user, free_port,  # noqa: E402
+from imap_fixtures import (temp_dir, MAIL_USER, USERS, Dovecot, Imapscope, ensure_mail_user, free_port,  # noqa: E402
                            imapscope_binary, wait_until)
 
 DOVECOT = None
@@ -53,7 +52,7 @@ def core_limit(pid):
 
 def work_dir(test):
     """A folder the service user can pass through (its parents are root's 0700 temp dirs otherwise)."""
-    d = tempfile.mkdtemp(prefix="imapscope-privs-")
+    d = temp_dir(prefix="imapscope-privs-")
     os.chmod(d, 0o711)
     test.addCleanup(shutil.rmtree, d, True)
     return d
@@ -246,7 +245,7 @@ class Refusals(unittest.TestCase):
     def test_a_folder_the_user_can_not_reach(self):
         """Started as root, the folders are made; the user must still reach them later."""
         ensure_mail_user()
-        hidden = tempfile.mkdtemp(prefix="imapscope-privs-")  # 0700 root: the user can't pass
+        hidden = temp_dir(prefix="imapscope-privs-")  # 0700 root: the user can't pass
         self.addCleanup(shutil.rmtree, hidden, True)
         work = work_dir(self)
         out = self.run_imapscope("--listen", f"127.0.0.1:{free_port()}", "--upstream", f"127.0.0.1:{DOVECOT.port}",

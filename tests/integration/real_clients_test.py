@@ -27,7 +27,7 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import Dovecot, Imapscope, free_port, stop_process, wait_until  # noqa: E402
+from imap_fixtures import temp_dir, Dovecot, Imapscope, free_port, stop_process, wait_until  # noqa: E402
 
 # client -> (family, method) the proxy must log for every session of that client. A
 # client in MAY_BE_UNKNOWN may also come out `unknown` (never another family): its
@@ -179,7 +179,7 @@ class RealClient:
         cls.user = cls.client
         cls.password = DOVECOT.users[cls.user]
         cls.ca = DOVECOT.certs["ca"]
-        cls.work = tempfile.mkdtemp(prefix=f"imapscope-{cls.client}-")
+        cls.work = temp_dir(prefix=f"imapscope-{cls.client}-")
         os.chmod(cls.work, 0o755)  # getmail delivers as nobody
         cls.addClassCleanup(shutil.rmtree, cls.work, ignore_errors=True)
         cls.plain_port, cls.tls_port = free_port(), free_port()

@@ -10,13 +10,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, free_port, imapscope_binary, make_certs  # noqa: E402
+from imap_fixtures import temp_dir, USERS, Dovecot, Imapscope, free_port, imapscope_binary, make_certs  # noqa: E402
 
 PASSWORD = USERS["alice"]
 DATE = '"01-Jan-2024 10:00:00 +0000"'  # fixed INTERNALDATEs: the mailboxes are alike to the byte
@@ -41,7 +40,7 @@ def seeded_dovecot(certs, count):
 
 def record_session(test, dovecot):
     """imaplib through imapscope with transcripts on; returns the transcript files."""
-    work = tempfile.mkdtemp(prefix="imapscope-replay-")
+    work = temp_dir(prefix="imapscope-replay-")
     test.addCleanup(shutil.rmtree, work, True)
     out, port = os.path.join(work, "transcripts"), free_port()
     config = {"transcripts": {"dir": out, "body_cap_kb": 64},
@@ -89,7 +88,7 @@ class RoundTrip(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dovecots = []
-        certs_dir = tempfile.mkdtemp(prefix="imapscope-replay-certs-")
+        certs_dir = temp_dir(prefix="imapscope-replay-certs-")
         cls.certs_dir = certs_dir
         cls.certs = make_certs(certs_dir)
         os.chmod(certs_dir, 0o755)

@@ -12,13 +12,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary  # noqa: E402
+from imap_fixtures import temp_dir, USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 SHIPPED = os.path.join(ROOT, "rules", "quirks")
@@ -74,7 +73,7 @@ RULES_DIR = None
 def enabled_copy_of_shipped():
     """The shipped rule files with every rule enabled (some are off by default), so
     each can be shown to work."""
-    directory = tempfile.mkdtemp(prefix="imapscope-rules-")
+    directory = temp_dir(prefix="imapscope-rules-")
     for path in glob.glob(os.path.join(SHIPPED, "*.json")):
         with open(path) as f:
             document = json.load(f)
@@ -283,7 +282,7 @@ class Reload(unittest.TestCase):
     SESSIONS = 200
 
     def test_reload_under_load(self):
-        rules_dir = tempfile.mkdtemp(prefix="imapscope-reload-")
+        rules_dir = temp_dir(prefix="imapscope-reload-")
         self.addCleanup(shutil.rmtree, rules_dir, True)
         for path in glob.glob(os.path.join(SHIPPED, "*.json")):
             shutil.copy(path, rules_dir)
@@ -426,7 +425,7 @@ class RuleFiles(unittest.TestCase):
         self.assertNotIn("offlineimap-answer-id", out.stdout)  # off by default
 
     def test_bad_rule_file_ends_start_up_with_file_pointer_and_reason(self):
-        directory = tempfile.mkdtemp(prefix="imapscope-bad-rules-")
+        directory = temp_dir(prefix="imapscope-bad-rules-")
         self.addCleanup(shutil.rmtree, directory, True)
         with open(os.path.join(directory, "bad.json"), "w") as f:
             json.dump({"rules": [{"name": "x", "description": "d", "match": {"direction": "server", "kind": ["tagged"]},

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from imap_fixtures import USERS, Dovecot, free_port, imapscope_binary, stop_process  # noqa: E402
+from imap_fixtures import temp_dir, USERS, Dovecot, free_port, imapscope_binary, stop_process  # noqa: E402
 
 import subprocess  # noqa: E402
 
@@ -50,7 +50,7 @@ class NotifiedProxy:
     """A notify socket of our own and imapscope started with NOTIFY_SOCKET naming it."""
 
     def __init__(self, test, abstract=False, listen_on_socket=True):
-        self.dir = tempfile.mkdtemp(prefix="imapscope-notify-")
+        self.dir = temp_dir(prefix="imapscope-notify-")
         test.addCleanup(shutil.rmtree, self.dir, True)
         self.socket = None
         if abstract:

@@ -17,13 +17,12 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from imap_fixtures import (USERS, Dovecot, Imapscope, free_port, imapscope_binary,  # noqa: E402
+from imap_fixtures import (temp_dir, USERS, Dovecot, Imapscope, free_port, imapscope_binary,  # noqa: E402
                            metric_sum, wait_until)
 
 DOVECOT = None
@@ -47,7 +46,7 @@ class Certificates:
     """A small CA of its own and leaf certificates signed by it, in a temp folder."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="imapscope-tls-")
+        self.dir = temp_dir(prefix="imapscope-tls-")
         self.ca_key, self.ca = f"{self.dir}/ca.key", f"{self.dir}/ca.pem"
         run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.ca_key, "-out", self.ca,
             "-days", "2", "-subj", "/CN=imapscope TLS test CA")

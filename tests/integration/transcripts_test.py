@@ -9,16 +9,17 @@ import json
 import os
 import re
 import shutil
+import socket
+import struct
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary  # noqa: E402
+from imap_fixtures import temp_dir, USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary  # noqa: E402
 
 DOVECOT = None
 
@@ -39,7 +40,7 @@ def b64(text):
 class Proxy:
     def __init__(self, test, extra_config=None, prepare=None):
         """prepare(folder): called on the transcripts folder before imapscope starts."""
-        self.dir = tempfile.mkdtemp(prefix="imapscope-transcripts-")
+        self.dir = temp_dir(prefix="imapscope-transcripts-")
         test.addCleanup(shutil.rmtree, self.dir, True)
         self.out = os.path.join(self.dir, "transcripts")
         self.port = free_port()
@@ -286,6 +287,41 @@ class Stalled(unittest.TestCase):
         frozen.release()
         self.assertEqual(proxy.proxy.stop(), 0)
         self.assertRegex(proxy.proxy.log(), r"event=transcripts_closed written=[1-9]\d* dropped=[1-9]")
+
+
+class Closes(unittest.TestCase):
+    def test_close_carries_its_cause(self):
+        proxy = Proxy(self, {"user_names": "clear"})
+
+        def authenticated_ends():  # not the fixture's check that the port is open
+            return re.findall(r"event=session_end .*state=authenticated.*", proxy.proxy.log())
+        for vanish in ("reset", "close"):
+            r = RawClient(proxy.port)
+            r.send(f"a1 LOGIN alice {USERS['alice']}\r\n".encode())
+            self.assertIn(b"a1 OK", r.until_tagged("a1"))
+            r.send(b"a2 APPEND INBOX {5000}\r\n")
+            self.assertTrue(r.read_line().startswith(b"+"))
+            r.send(b"x" * 1000)  # and then the client is gone, inside the literal
+            if vanish == "reset":
+                r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            r.sock.close()  # not r.close(): its LOGOUT would be literal bytes
+            deadline = time.monotonic() + 15
+            while len(authenticated_ends()) < (1 if vanish == "reset" else 2):
+                self.assertLess(time.monotonic(), deadline, proxy.proxy.log())
+                time.sleep(0.1)
+        proxy.stop()
+        logged_in = {e["s"] for e in proxy.events() if e.get("event") == "user"}
+        closes = [e for e in proxy.events() if e.get("event") == "close" and e["s"] in logged_in]
+        self.assertEqual([(e["reason"], e.get("cause"), e.get("cause_detail")) for e in closes],
+                         [("client_error", "reset", "Connection reset by peer"),
+                          ("client_closed", "eof_mid_message", None)])
+        ends = authenticated_ends()
+        self.assertIn('reason=client_error cause=reset cause_detail="Connection reset by peer" ', ends[0])
+        self.assertIn("reason=client_closed cause=eof_mid_message ", ends[1])
+        text = subprocess.run([imapscope_binary(), "inspect", *proxy.files()], capture_output=True, text=True,
+                              timeout=60).stdout
+        self.assertIn("closed: client_error (reset: Connection reset by peer)", text)
+        self.assertIn("closed: client_closed (eof_mid_message)", text)
 
 
 class Selection(unittest.TestCase):

@@ -34,13 +34,12 @@ import re
 import resource
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import (Dovecot, Imapscope, free_port, imapscope_binary, load_limits,  # noqa: E402
+from imap_fixtures import (temp_dir, Dovecot, Imapscope, free_port, imapscope_binary, load_limits,  # noqa: E402
                            metric_sum, release_binary, stop_process)
 
 LOADGEN = os.path.join(HERE, "loadgen.py")
@@ -186,7 +185,7 @@ def run(args, log=print):
     ca = dovecot.certs["ca"]
     results = {"idle": args.idle, "active": args.active, "hold_s": args.hold, "binary": binary,
                "threads": args.threads, "proxies": count}
-    stop_file = os.path.join(tempfile.mkdtemp(prefix="imapscope-load-"), "stop")
+    stop_file = os.path.join(temp_dir(prefix="imapscope-load-"), "stop")
     try:
         active_args = ["--sessions", str(args.active), "--users", str(args.active), "--user-format", "active{}",
                        "--rate", str(args.rate), "--status", "30"]

@@ -4,7 +4,12 @@ started on loopback with its own config and temp dir, and imapscope itself.
 Everything listens on 127.0.0.1 only; every process started here is stopped by its
 pid. Dovecot runs as root with an unprivileged mail user of our own (see
 first_valid_uid), so the temp dir's parents must be traversable by that user.
+
+Clean-up, also when a test fails or never reaches its tearDown: every folder made
+with temp_dir() is removed, and every process started with start_process() stopped,
+when the test process exits (atexit), if nothing did it earlier.
 """
+import atexit
 import glob
 import hashlib
 import grp
@@ -22,6 +27,36 @@ import urllib.request
 
 MAIL_USER = "imapscope-mail"
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
+
+
+_TEMP_DIRS = []
+_PROCESSES = []
+
+
+def temp_dir(prefix="imapscope-"):
+    """A new folder under the temp dir, removed at exit at the latest."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    _TEMP_DIRS.append(path)
+    return path
+
+
+def start_process(args, log_path=None, **popen_args):
+    """subprocess.Popen(args), stderr to log_path (if given); stopped at exit at the latest."""
+    if log_path is not None:
+        with open(log_path, "w") as log:  # the child has its own copy of the descriptor
+            proc = subprocess.Popen(args, stderr=log, **popen_args)
+    else:
+        proc = subprocess.Popen(args, **popen_args)
+    _PROCESSES.append(proc)
+    return proc
+
+
+@atexit.register
+def _clean_up_at_exit():
+    for proc in _PROCESSES:
+        stop_process(proc, timeout=10)
+    for path in _TEMP_DIRS:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def free_port():
@@ -116,7 +151,7 @@ class Dovecot:
     def __init__(self, certs=None, extra_config="", trusted=None, users=None):
         self.uid, self.gid = ensure_mail_user()
         self.users = dict(USERS, **(users or {}))
-        self.dir = tempfile.mkdtemp(prefix="imapscope-dovecot-")
+        self.dir = temp_dir(prefix="imapscope-dovecot-")
         os.chmod(self.dir, 0o755)  # the mail user must reach its maildirs
         self.certs = certs or make_certs(self.dir)
         self.port = free_port()
@@ -199,8 +234,8 @@ service stats {{
             f.write(config)
 
     def start(self):
-        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.config],
-                                     stdout=subprocess.DEVNULL, stderr=open(f"{self.dir}/stderr.log", "w"))
+        self.proc = start_process(["dovecot", "-F", "-c", self.config], f"{self.dir}/stderr.log",
+                                  stdout=subprocess.DEVNULL)
         wait_for_port(self.port, proc=self.proc)
         wait_for_port(self.tls_port, proc=self.proc)
         return self
@@ -321,7 +356,8 @@ class Imapscope:
         else:
             admin = args[args.index("--admin") + 1]
             self.admin_port = None if admin == "none" else int(admin.rsplit(":", 1)[1])
-        self.log_dir = log_dir or tempfile.mkdtemp(prefix="imapscope-log-")
+        # A folder of its own is removed when the test process exits (the log is read after stop()).
+        self.log_dir = log_dir or temp_dir(prefix="imapscope-log-")
         # Its secrets and state in a folder of its own, not the system's /var/lib/imapscope.
         if "--state-dir" not in args:
             args = args + ["--state-dir", os.path.join(self.log_dir, "state")]
@@ -331,9 +367,9 @@ class Imapscope:
         self.log_path = f"{self.log_dir}/imapscope.log"
         self.proc = None
 
-    def start(self, wait_ports=(), preexec_fn=None):
-        self.proc = subprocess.Popen([self.binary] + self.args, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log_path, "w"), preexec_fn=preexec_fn)
+    def start(self, wait_ports=(), preexec_fn=None, env=None):
+        self.proc = start_process([self.binary] + self.args, self.log_path, stdout=subprocess.DEVNULL,
+                                  preexec_fn=preexec_fn, env=env)
         for port in wait_ports:
             wait_for_port(port, proc=self.proc)
         return self

@@ -31,7 +31,7 @@ struct ObservedSession {
   }
   // What the relay says when the connection ends.
   void close() {
-    if (observer) observer->session_closed(session::CloseReason::ClientClosed);
+    if (observer) observer->session_closed(session::CloseReason::ClientClosed, {});
   }
   std::unique_ptr<session::Observer> observer;
   session::Session session;

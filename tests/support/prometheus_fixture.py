@@ -4,11 +4,10 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import urllib.parse
 import urllib.request
 
-from imap_fixtures import free_port, stop_process, wait_for_port
+from imap_fixtures import free_port, start_process, stop_process, temp_dir, wait_for_port
 
 SCRAPE = "1s"
 
@@ -24,7 +23,7 @@ class Prometheus:
         scrape_configs section (YAML text) instead, for recipes that bring their own."""
         if isinstance(targets, str):
             targets = [targets]
-        self.dir = tempfile.mkdtemp(prefix="imapscope-prometheus-")
+        self.dir = temp_dir(prefix="imapscope-prometheus-")
         self.port = free_port()
         config = os.path.join(self.dir, "prometheus.yml")
         if scrape_config is None:
@@ -33,10 +32,10 @@ class Prometheus:
                              f"      - targets: [{listed}]\n")
         with open(config, "w") as f:
             f.write(f"global:\n  scrape_interval: {SCRAPE}\n  evaluation_interval: {SCRAPE}\n" + scrape_config)
-        self.proc = subprocess.Popen(
+        self.proc = start_process(
             ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={self.dir}/data",
              f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "prometheus.log"), "w"))
+            os.path.join(self.dir, "prometheus.log"), stdout=subprocess.DEVNULL)
         wait_for_port(self.port, timeout=60, proc=self.proc)
         self.url = f"http://127.0.0.1:{self.port}"
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "proxy/app/config.hpp"
+#include "tests/support/temp_paths.hpp"
 
 namespace imapscope::app {
 namespace {
@@ -20,6 +21,7 @@ std::string write_temp(const std::string& text) {
   EXPECT_GE(fd, 0);
   close(fd);
   std::ofstream(path) << text;
+  imapscope::testing::remove_at_exit(path);
   return path;
 }
 

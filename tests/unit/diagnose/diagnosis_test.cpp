@@ -14,6 +14,7 @@
 #include "proxy/diagnose/diagnostics.hpp"
 #include "proxy/diagnose/findings.hpp"
 #include "proxy/session/session.hpp"
+#include "tests/support/temp_paths.hpp"
 
 namespace imapscope::diagnose {
 namespace {
@@ -98,7 +99,7 @@ struct Conversation {
   }
   void close(session::CloseReason reason) {
     if (!observer) return;
-    observer->session_closed(reason);
+    observer->session_closed(reason, {});
     session.reset();
     observer.reset();
   }
@@ -253,8 +254,7 @@ TEST(Diagnosis, OrdinaryClientsFindNothingWithTheDefaults) {
 }
 
 TEST(Diagnosis, UidvalidityChangeAcrossSessionsAndRestarts) {
-  char dir[] = "/tmp/imapscope-diagnose-XXXXXX";
-  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string dir = imapscope::testing::make_temp_dir("imapscope-diagnose-");
   Options options;
   options.state_file = std::string(dir) + "/state";
   {
@@ -273,12 +273,11 @@ TEST(Diagnosis, UidvalidityChangeAcrossSessionsAndRestarts) {
   { Conversation r(p); r.log_in(); r.select("INBOX", 3, 300); }
   EXPECT_EQ(p.names(), std::vector<std::string>{"uidvalidity_changed"});
   std::remove(options.state_file.c_str());
-  rmdir(dir);
+  rmdir(dir.c_str());
 }
 
 TEST(Diagnosis, StateFileIsOwnerOnlyAndALinkAtItsNameIsReplaced) {
-  char dir[] = "/tmp/imapscope-diagnose-XXXXXX";
-  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string dir = imapscope::testing::make_temp_dir("imapscope-diagnose-");
   const std::string victim = std::string(dir) + "/victim";
   { std::ofstream(victim) << "untouched\n"; }
   Options options;
@@ -299,7 +298,7 @@ TEST(Diagnosis, StateFileIsOwnerOnlyAndALinkAtItsNameIsReplaced) {
   EXPECT_EQ(content, "untouched\n");
   std::remove(options.state_file.c_str());
   std::remove(victim.c_str());
-  rmdir(dir);
+  rmdir(dir.c_str());
 }
 
 TEST(Diagnosis, FullResyncOfALargeMailboxOrMegabytesOfTheSameOneAgain) {

@@ -12,6 +12,7 @@
 
 #include "proxy/inspect/inspector.hpp"
 #include "tests/support/observed_session.hpp"
+#include "tests/support/temp_paths.hpp"
 
 namespace imapscope::inspect {
 namespace {
@@ -25,6 +26,7 @@ std::string temp_dir() {
   const auto dir = fs::path(::testing::TempDir()) / ("imapscope-live-" + std::to_string(::getpid()) + "-" +
                                                     std::to_string(n++));
   fs::remove_all(dir);
+  imapscope::testing::remove_at_exit(dir.string());
   return dir.string();
 }
 

@@ -17,6 +17,7 @@
 #include "proxy/inspect/stream_text.hpp"
 #include "proxy/session/session.hpp"
 #include "tests/support/observed_session.hpp"
+#include "tests/support/temp_paths.hpp"
 
 namespace imapscope::inspect {
 namespace {
@@ -29,6 +30,7 @@ std::string temp_dir() {
   const auto dir = fs::path(::testing::TempDir()) / ("imapscope-transcripts-" + std::to_string(::getpid()) + "-" +
                                                     std::to_string(n++));
   fs::remove_all(dir);
+  imapscope::testing::remove_at_exit(dir.string());
   return dir.string();
 }
 

@@ -88,8 +88,16 @@ TEST(Metrics, CountsCommandsByCommandClientAndResult) {
   EXPECT_EQ(series(metrics, "imapscope_sessions_closed_total").at("reason=client_closed,"), 1);
 }
 
+std::size_t series_count(const Metrics& metrics) {
+  std::size_t total = 0;
+  for (const auto& family : metrics.collect()) total += family.metric.size();
+  return total;
+}
+
 TEST(Metrics, OddNamesAndStringsCreateNoNewSeries) {
   Metrics metrics = make_metrics();
+  const auto commands_at_start = label_values(metrics, "imapscope_commands_total", "command");
+  const auto before = series_count(metrics);
   for (int i = 0; i < 300; ++i) {
     Observed run(metrics, 1);
     const auto n = std::to_string(i);
@@ -102,13 +110,55 @@ TEST(Metrics, OddNamesAndStringsCreateNoNewSeries) {
     run.server("t5 BAD unknown\r\n");
     metrics.session_ended("imap", "none", session::CloseReason::ClientClosed, 0.1);
   }
-  EXPECT_EQ(label_values(metrics, "imapscope_commands_total", "command"), (std::set<std::string>{"id", "other", "authenticate"}));
-  EXPECT_EQ(label_values(metrics, "imapscope_commands_total", "client"), (std::set<std::string>{"other"}));
-  EXPECT_EQ(label_values(metrics, "imapscope_authentications_total", "mechanism"), (std::set<std::string>{"other"}));
-  // Every series, all families: a bounded handful, not one per session.
-  std::size_t total = 0;
-  for (const auto& family : metrics.collect()) total += family.metric.size();
-  EXPECT_LT(total, 60u);
+  EXPECT_EQ(label_values(metrics, "imapscope_commands_total", "command"), commands_at_start);
+  EXPECT_EQ(label_values(metrics, "imapscope_commands_total", "client"), (std::set<std::string>{"other", "unknown"}));
+  EXPECT_EQ(series(metrics, "imapscope_commands_total").at("client=other,command=other,result=bad,"), 900);
+  EXPECT_EQ(series(metrics, "imapscope_authentications_total").at("mechanism=other,result=no,"), 300);
+  // Every series, all families: a bounded handful more than at start, not one per session.
+  EXPECT_LT(series_count(metrics), before + 60);
+}
+
+// Label values known in advance are exported at 0 from the start (Prometheus'
+// guidance): dashboards show 0, alerts tell "none" from "absent".
+TEST(Metrics, KnownLabelValuesAreExportedAtZeroFromTheStart) {
+  Metrics metrics = make_metrics();
+  metrics.add_listener("imaps", "implicit");
+  metrics.add_findings({"full_resync", "idle_churn"});
+  metrics.add_proxy_header_results({"accepted", "invalid"});
+  const auto families = identify::builtin_signatures().families;
+  for (const auto& [name, expected] : std::map<std::string, std::size_t>{
+           {"imapscope_sessions_active", 1},
+           {"imapscope_sessions_total", 1},
+           {"imapscope_session_duration_seconds", 1},
+           {"imapscope_sessions_closed_total", 13},  // every close reason
+           {"imapscope_protocol_errors_total", 12},  // 2 directions x 6 kinds
+           {"imapscope_authentications_total", 16 * 4},
+           {"imapscope_tls_sessions_total", 2 * 5},
+           {"imapscope_proxy_headers_total", 2},
+           {"imapscope_reloads_total", 2},
+           {"imapscope_upstream_connects_total", 2},
+           {"imapscope_rules_loaded", 1}}) {
+    const auto found = series(metrics, name);
+    EXPECT_EQ(found.size(), expected) << name;
+    for (const auto& [labels, value] : found) EXPECT_EQ(value, 0) << name << " " << labels;
+  }
+  EXPECT_EQ(series(metrics, "imapscope_sessions_closed_total").at("reason=server_error,"), 0);
+  EXPECT_EQ(series(metrics, "imapscope_protocol_errors_total").at("direction=client_to_server,kind=line_too_long,"), 0);
+  EXPECT_EQ(series(metrics, "imapscope_findings_total").at("client=thunderbird,finding=full_resync,"), 0);
+  EXPECT_EQ(series(metrics, "imapscope_full_resync_bytes_total").at("client=outlook,"), 0);
+  EXPECT_EQ(series(metrics, "imapscope_client_sessions_active").size(), families.size());
+  EXPECT_EQ(series(metrics, "imapscope_client_identified_total").at("client=mutt,method=id,"), 0);
+  EXPECT_EQ(series(metrics, "imapscope_commands_total").at("client=unknown,command=uid_fetch,result=no,"), 0);
+  EXPECT_EQ(series(metrics, "imapscope_command_duration_seconds").at("client=unknown,command=login,"), 0);
+  // Nothing at all in a family would read "absent" to an alert: every family has series.
+  for (const auto& family : metrics.collect()) {
+    if (family.name == "imapscope_rule_hits_total") continue;  // no rules: nothing to hit
+    EXPECT_FALSE(family.metric.empty()) << family.name;
+  }
+  // A session on the listener moves the series that were there (no duplicate).
+  metrics.session_started(session::SessionStart{"imaps", "implicit", 1, "127.0.0.1:1"});
+  EXPECT_EQ(series(metrics, "imapscope_sessions_total").at("listener=imaps,tls=implicit,"), 1);
+  EXPECT_EQ(series(metrics, "imapscope_sessions_total").size(), 1u);
 }
 
 TEST(Labels, AreBoundedSets) {

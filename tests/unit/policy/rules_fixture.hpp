@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "proxy/policy/rule_set.hpp"
+#include "tests/support/temp_paths.hpp"
 
 namespace imapscope::policy::testing {
 
@@ -27,8 +28,7 @@ inline const std::vector<std::string>& test_families() {
 // the same pid and still held that one's rules.json (a directory test loaded 3
 // rules instead of 2).
 inline std::string write_file(const std::string& text, const std::string& name = "rules.json") {
-  std::string dir = ::testing::TempDir() + "imapscope-rules-XXXXXX";
-  if (::mkdtemp(dir.data()) == nullptr) ADD_FAILURE() << "mkdtemp " << dir;
+  const std::string dir = imapscope::testing::make_temp_dir("imapscope-rules-");
   const std::string path = dir + "/" + name;
   std::ofstream(path) << text;
   return path;

@@ -1,6 +1,7 @@
 // Owner-only files: made so whatever the umask, never through a link, never over a
 // name planted beforehand, only in folders nobody else can write to.
 #include "proxy/util/private_files.hpp"
+#include "tests/support/temp_paths.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -22,9 +23,7 @@ namespace fs = std::filesystem;
 class PrivateFilesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/private-files-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    root_ = pattern;
+    root_ = imapscope::testing::make_temp_dir("private-files-");
     old_umask_ = ::umask(0);  // the most permissive umask: modes must still be owner-only
   }
   void TearDown() override {
