@@ -632,8 +632,7 @@ asio::awaitable<bool> Relay::client_handshake() {
 
 void Relay::end_with_cause(CloseReason reason, std::string_view cause, std::string detail) {
   if (ending_) return;
-  end_cause_ = cause;
-  end_detail_ = std::move(detail);
+  if (!cause.empty() || !detail.empty()) end_cause_ = std::make_unique<EndCause>(EndCause{cause, std::move(detail)});
   end(reason);
 }
 
@@ -732,7 +731,10 @@ void Relay::maybe_finish() {
   finished_ = true;
   leave_guard();  // its place is free from now on, as its log line says
   if (session_) log_end();
-  if (observer_) observer_->session_closed(ending_.value_or(CloseReason::ClientClosed), {end_cause_, end_detail_});
+  if (observer_) {
+    observer_->session_closed(ending_.value_or(CloseReason::ClientClosed),
+                              end_cause_ ? session::CloseCause{end_cause_->cause, end_cause_->detail} : session::CloseCause{});
+  }
   if (listener_.telemetry && telemetry_started_) {
     listener_.telemetry->session_ended(listener_.settings.name, listener_.tls_mode,
                                        ending_.value_or(CloseReason::ClientClosed),
@@ -782,8 +784,8 @@ void Relay::log_end() const {
   util::log_line(util::LogLevel::Info,
                  "event=session_end session=" + std::to_string(id_) +
                      " reason=" + std::string(session::close_reason_name(ending_.value_or(CloseReason::ClientClosed))) +
-                     (end_cause_.empty() ? "" : " cause=" + std::string(end_cause_)) +
-                     (end_detail_.empty() ? "" : " cause_detail=" + util::log_quote(end_detail_)) +
+                     (end_cause_ && !end_cause_->cause.empty() ? " cause=" + std::string(end_cause_->cause) : "") +
+                     (end_cause_ && !end_cause_->detail.empty() ? " cause_detail=" + util::log_quote(end_cause_->detail) : "") +
                      " duration_ms=" + std::to_string(duration) + " client=" + client_peer_ + " server=" + server_peer_ +
                      " client_tls=" + client_.tls_version() + " server_tls=" + server_->tls_version() +
                      " client_compress=" + compress_mode(client_leg_) + " server_compress=" + compress_mode(server_leg_) +

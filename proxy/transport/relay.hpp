@@ -184,7 +184,7 @@ class Relay final : private session::LoginGate {
   Leg server_leg_;
   std::unique_ptr<asio::steady_timer> final_flush_;  // only while ending with bytes to write
   std::unique_ptr<asio::steady_timer> delays_[2];    // only while a rule delays commands / responses
-  unsigned pending_ = 0;                              // handlers of this relay not yet run
+  std::uint16_t pending_ = 0;                         // handlers of this relay not yet run (a few at most)
   bool client_tls_in_progress_ = false;
   bool update_posted_ = false;
   std::uint8_t rule_hits_logged_ = 0;  // rules whose first hit in this session was logged
@@ -193,14 +193,21 @@ class Relay final : private session::LoginGate {
   bool evict_requested_ = false;  // evicted while still setting up
   bool admitted_ = false;         // the guard counts this session until leave_guard()
   bool prelogin_ = false;         // admitted and not logged in yet
-  guard::AddressKey address_key_;  // the client's, as the guard counts it
-  std::shared_ptr<EvictHandle> evict_handle_;  // while pre-login only
+  // Packed with the address key's nine bytes into what the flags above leave of a
+  // word (an idle session is mostly this object).
   bool closing_ = false;   // sockets closed: waiting for pending handlers only
   bool finished_ = false;  // removal posted
   bool telemetry_started_ = false;  // session_started was called: session_ended must follow
   std::optional<CloseReason> ending_;
-  std::string_view end_cause_;  // static text; empty: nothing more than the reason is known
-  std::string end_detail_;
+  guard::AddressKey address_key_;  // the client's, as the guard counts it
+  std::shared_ptr<EvictHandle> evict_handle_;  // while pre-login only
+  // Why a leg failed, when more is known than the reason (made then: an idle session
+  // keeps one pointer, not 48 bytes for a cause it may never have).
+  struct EndCause {
+    std::string_view cause;  // static text
+    std::string detail;      // the system's or OpenSSL's words
+  };
+  std::unique_ptr<EndCause> end_cause_;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
   std::chrono::steady_clock::time_point last_server_read_;
