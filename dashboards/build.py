@@ -3,7 +3,7 @@
 below: dashboards as code, so every panel has the same variables and layout, and a
 test can check that the JSON files are what this script makes (`--check`).
 
-Every panel's query uses only imapscope's public metric names (README.md, "Metrics")
+Every panel's query uses only imapscope's public metric names (docs/metrics.md)
 and two variables: $datasource (a Prometheus data source) and $instance (one or more
 imapscope instances)."""
 import json
@@ -86,7 +86,7 @@ CLIENTS = ("imapscope-clients", "imapscope: clients", [
           [q(f'sum by (mechanism, result) (rate(imapscope_authentications_total{{{SEL}}}[$__rate_interval]))', "{{mechanism}} {{result}}")],
           unit="ops"),
     panel("Findings /s", "Client behaviours the diagnostics found, by finding: full resyncs, IDLE churn, keepalive "
-          "wake-ups, error loops, login failure storms... (README, Diagnostics: what each means and what fixes it; "
+          "wake-ups, error loops, login failure storms... (docs/diagnostics.md: what each means and what fixes it; "
           "the live view and the log name the sessions).",
           [q(f'sum by (finding) (rate(imapscope_findings_total{{{SEL}}}[$__rate_interval]))', "{{finding}}")],
           unit="ops", stack=True),

@@ -1,4 +1,4 @@
-// What the admin address answers (see README.md, "Admin address"): /metrics, the
+// What the admin address answers (see docs/inspector.md, "Admin address"): /metrics, the
 // live view of sessions and their events (JSON, or a server-sent-event tail), the
 // diagnostics' findings (recent ones, and counts per user),
 // on-demand captures, the live page at /, and /healthz and /readyz for probes

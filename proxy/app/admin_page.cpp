@@ -34,7 +34,7 @@ form{display:inline-flex;gap:4px} input{font:inherit;width:9em}
 <input name="address" placeholder="address/CIDR"><input name="duration_s" placeholder="seconds" value="600">
 <button>capture</button></form>
 <table id="captures"><thead><tr><th>id</th><th>user</th><th>client</th><th>address</th><th>sessions</th><th>left</th><th></th></tr></thead><tbody></tbody></table>
-<h2>Findings <small>costly client behaviour (README, Diagnostics)</small></h2>
+<h2>Findings <small>costly client behaviour (docs/diagnostics.md)</small></h2>
 <table id="findings"><thead><tr><th>when</th><th>session</th><th>user</th><th>client</th><th>finding</th><th>detail</th></tr></thead><tbody></tbody></table>
 </section>
 <section><h2>Conversation <small id="chosen"></small></h2><div id="conversation"></div></section>

@@ -699,7 +699,7 @@ Flags (over the config file):
                              read, run as USER (its groups too) for good (default: as started)
   --group GROUP              with --user: this group rather than the user's own
   --diagnostics-state FILE   keep the last UIDVALIDITY per user and mailbox in FILE across restarts
-  --no-diagnostics           don't look for client behaviours that cost servers (README, Diagnostics)
+  --no-diagnostics           don't look for client behaviours that cost servers (docs/diagnostics.md)
   --transcripts DIR          write a transcript of every session to DIR (JSON lines,
                              credentials redacted; selection and limits: config file)
   --log-level LEVEL          debug, info, warning, error
@@ -707,7 +707,7 @@ Flags (over the config file):
                              under systemd's journal, key=value lines leave the time to it
   -h, --help                 this text
 
-Config file: JSON, see README.md ("Configuration").
+Config file: JSON; every key and flag: docs/configuration.md.
 )";
 }
 

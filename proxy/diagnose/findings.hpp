@@ -1,7 +1,7 @@
 // What the diagnostics can find: client behaviours that cost mail servers and users
 // (seeds 000, 001, 003). Each kind has a name (a metric label value: a bounded set),
 // what it means and what usually fixes it, shown in the live view and transcripts
-// and documented in the README ("Diagnostics").
+// and documented in docs/diagnostics.md.
 #pragma once
 
 #include <cstdint>

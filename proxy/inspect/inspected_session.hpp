@@ -1,5 +1,5 @@
 // One session as the inspector sees it: its traffic turned into redacted JSON event
-// lines (see README.md, "Transcripts"), the facts the live view shows, and whether
+// lines (see docs/inspector.md, "Transcripts"), the facts the live view shows, and whether
 // the lines go to a transcript: by the config's selection (decided once the user or
 // client is known, lines held until then) or while an on-demand capture matches.
 #pragma once

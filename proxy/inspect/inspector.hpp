@@ -2,7 +2,7 @@
 // observer per session (InspectedSession) turns its traffic into redacted JSON event
 // lines; they go to the live view (LiveRegistry, the admin API) and, for the
 // sessions selected by the config or by an on-demand capture, to transcript files
-// (TranscriptWriter). See README.md, "Transcripts" and "Live view".
+// (TranscriptWriter). See docs/inspector.md.
 #pragma once
 
 #include <memory>

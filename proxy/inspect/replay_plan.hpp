@@ -4,7 +4,7 @@
 // normalisation and comparison of what a server answered with what was recorded.
 // No sockets, no clocks: app/replay_command.cpp sends, waits and reads.
 //
-// What is replayed (see README.md, "Replay"):
+// What is replayed (see docs/inspector.md, "imapscope replay"):
 // - Every tagged command the server saw, with the recorded tag, one at a time (the
 //   recording's pipelining is serialised). Literal payloads are the captured ones
 //   (body_cap_kb) when whole and matching their size and SHA-256; otherwise they

@@ -1,8 +1,8 @@
-"""The README's load-balancer recipe, run on loopback: HAProxy (Debian, TCP mode,
+"""The load-balancer recipe of docs/deployment.md, run on loopback: HAProxy (Debian, TCP mode,
 send-proxy-v2, readiness checks on the admin address) in front of two imapscope
 instances in front of Dovecot, and one Prometheus scraping both.
 
-The configurations are the README's own blocks ("Behind a load balancer"), with this
+The configurations are docs/deployment.md's own blocks, with this
 test's ports and certificate files put in. Clients come from distinct 127.0.0.x
 addresses; Dovecot's log must show each of them, both instances must have carried
 sessions, Prometheus must see both instances and the dashboards' panels must answer
@@ -34,13 +34,13 @@ CLIENTS = [f"127.0.0.{n}" for n in range(31, 39)]
 
 
 def recipe_blocks():
-    """The README's fenced blocks marked <!-- recipe: NAME -->, by NAME."""
-    with open(os.path.join(ROOT, "README.md")) as f:
+    """docs/deployment.md's fenced blocks marked <!-- recipe: NAME -->, by NAME."""
+    with open(os.path.join(ROOT, "docs", "deployment.md")) as f:
         text = f.read()
     blocks = dict(re.findall(r"<!-- recipe: (\S+) -->\n```[a-z]*\n(.*?)```", text, re.S))
     for name in ("haproxy.cfg", "imapscope-a.json", "dovecot.conf", "prometheus.yml"):
         if name not in blocks:
-            raise AssertionError(f"README.md has no recipe block {name}")
+            raise AssertionError(f"docs/deployment.md has no recipe block {name}")
     return blocks
 
 

@@ -111,8 +111,10 @@ class Destdir(unittest.TestCase):
         root = os.path.join(self.dir, "root")
         self.install("/usr", root)
         expected = {"/usr/sbin/imapscope", "/usr/share/man/man8/imapscope.8", "/etc/imapscope/imapscope.json",
-                    "/lib/systemd/system/imapscope.service", "/usr/share/doc/imapscope/README.md",
-                    "/usr/share/doc/imapscope/operations.md", "/usr/share/doc/imapscope/security.md"}
+                    "/lib/systemd/system/imapscope.service", "/usr/share/doc/imapscope/README.md"}
+        expected |= {"/usr/share/doc/imapscope/" + os.path.basename(page) for page in source_files("docs")
+                     if page.endswith(".md")}
+        self.assertIn("/usr/share/doc/imapscope/configuration.md", expected)
         expected |= expected_share_files()
         self.assertEqual(listed(root), expected)
         self.assertTrue(os.stat(root + "/usr/sbin/imapscope").st_mode & stat.S_IXOTH)

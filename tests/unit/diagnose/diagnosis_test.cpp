@@ -547,8 +547,8 @@ TEST(Diagnosis, InactivityTimeoutsByWhoClosed) {
   EXPECT_NE(p.recorder->findings[1].detail.find("imapscope's idle timeout"), std::string::npos);
 }
 
-TEST(Diagnosis, TheReadmeShowsWhatEachFindingMeansAndWhatFixesIt) {
-  std::ifstream in(IMAPSCOPE_SOURCE_DIR "/README.md");
+TEST(Diagnosis, TheDocsShowWhatEachFindingMeansAndWhatFixesIt) {
+  std::ifstream in(IMAPSCOPE_SOURCE_DIR "/docs/diagnostics.md");
   const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   ASSERT_FALSE(readme.empty());
   for (std::size_t i = 0; i < kFindingKinds; ++i) {
