@@ -9,6 +9,7 @@ are cut off within the test. Processes are stopped and signalled by their pids o
 the Dovecot processes signalled are the test Dovecot's own imap processes, found
 with its doveadm.
 """
+import contextlib
 import hashlib
 import imaplib
 import json
@@ -264,8 +265,9 @@ class UpstreamFaults(WithBystander):
             s.sendall(b"r1 NOOP\r\n")
             time.sleep(0.3)  # well under the server-response timeout (2 s)
         finally:
-            os.kill(pid, signal.SIGKILL)
-            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)  # ends a stopped process too
+            with contextlib.suppress(ProcessLookupError):  # may be reaped already
+                os.kill(pid, signal.SIGCONT)
         got = read_to_end(s)
         self.assertIn(b"* BYE [UNAVAILABLE] Connection to the mail server lost\r\n", got)
         line = session_end_line(s.getsockname()[1])
