@@ -93,7 +93,6 @@ asio::awaitable<bool> Relay::receive_proxy_header() {
                                                 " peer=" + client_peer_);
     co_return false;
   }
-  balancer_peer_ = client_peer_;
   *client_addresses_ = std::move(read.addresses);
   client_peer_ = client_addresses_->source();
   co_return true;
@@ -124,11 +123,11 @@ void Relay::check_timeouts(Clock::time_point now) {
   } else if (state.protocol_state() == imap::ProtocolState::NotAuthenticated && now - started_ >= timeouts.login) {
     end(CloseReason::LoginTimeout);
   } else if (!server_owes_answer()) {
-    server_owes_since_.reset();
+    server_owes_since_ = {};
     return;
   } else {
-    if (!server_owes_since_) server_owes_since_ = now;
-    if (now - std::max(*server_owes_since_, last_server_read_) < timeouts.server_response) return;
+    if (server_owes_since_ == Clock::time_point{}) server_owes_since_ = now;
+    if (now - std::max(server_owes_since_, last_server_read_) < timeouts.server_response) return;
     end(CloseReason::ServerTimeout);
   }
   update();
@@ -145,7 +144,11 @@ bool Relay::server_owes_answer() {
 }
 
 asio::awaitable<bool> Relay::set_up() {
+  // Who sent the PROXY header, for the start line only: kept in this frame (gone
+  // once the session runs), not in every idle session.
+  std::string balancer_peer;
   if (listener_.settings.proxy_protocol) {
+    balancer_peer = client_peer_;
     const bool accepted = co_await receive_proxy_header();  // not in the if: g++ 12 miscompiles that
     if (!accepted) co_return false;
   }
@@ -156,7 +159,7 @@ asio::awaitable<bool> Relay::set_up() {
   const std::string session_field = "session=" + std::to_string(id_);
   util::log_line(util::LogLevel::Info, "event=session_start " + session_field + " listener=" + listener_.settings.name +
                                            " client=" + client_peer_ +
-                                           (balancer_peer_.empty() ? "" : " via=" + balancer_peer_));
+                                           (balancer_peer.empty() ? "" : " via=" + balancer_peer));
   auto executor = co_await asio::this_coro::executor;
   if (listener_.settings.implicit_tls) {
     asio::steady_timer timer(executor, listener_.timeouts.tls_handshake);

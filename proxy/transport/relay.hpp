@@ -174,7 +174,6 @@ class Relay final : private session::LoginGate {
   std::list<std::unique_ptr<Relay>>::iterator self_;
   std::unique_ptr<ClientAddresses> client_addresses_;  // the real client's, until the upstream is connected
   std::string client_peer_;           // its source, "ip:port"
-  std::string balancer_peer_;         // who sent the PROXY header; empty without one
   Stream client_;
   std::unique_ptr<Stream> server_;
   std::string server_peer_;
@@ -212,7 +211,8 @@ class Relay final : private session::LoginGate {
   std::chrono::steady_clock::time_point last_activity_;
   std::chrono::steady_clock::time_point last_server_read_;
   // When a timeout check first saw the server owing an answer; unset while it doesn't.
-  std::optional<std::chrono::steady_clock::time_point> server_owes_since_;
+  // (The clock's epoch, boot time, is never "now": it stands for unset.)
+  std::chrono::steady_clock::time_point server_owes_since_{};
   std::uint64_t bytes_from_client_ = 0;
   std::uint64_t bytes_from_server_ = 0;
 };
