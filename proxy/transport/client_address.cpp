@@ -28,10 +28,13 @@ std::string ClientAddresses::source() const {
 bool ClientAddresses::source_is_loopback() const {
   if (!known) return false;
   asio::error_code ec;
-  auto address = asio::ip::make_address(source_ip, ec);
-  if (ec) return false;
+  const auto address = asio::ip::make_address(source_ip, ec);
+  return !ec && is_loopback_address(address);
+}
+
+bool is_loopback_address(const asio::ip::address& address) {
   if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).is_loopback();
   }
   return address.is_loopback();
 }

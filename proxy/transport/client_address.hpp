@@ -24,9 +24,13 @@ struct ClientAddresses {
   std::uint16_t local_port = 0;
   bool known = true;  // false: the peer was gone before its address could be read
   std::string source() const;  // "192.0.2.1:51234", as in the log and the live view
-  // The client is on this machine (127.0.0.0/8, ::1, or IPv4-mapped loopback).
+  // The client is on this machine (is_loopback_address of source_ip).
   bool source_is_loopback() const;
 };
+
+// 127.0.0.0/8, ::1, or an IPv4-mapped loopback address (::ffff:127.0.0.1, what a
+// dual-stack socket reports for an IPv4 client).
+bool is_loopback_address(const asio::ip::address& address);
 
 ClientAddresses addresses_of(const asio::ip::tcp::socket& socket);
 

@@ -1,5 +1,7 @@
 #include "proxy/transport/listen_address.hpp"
 
+#include "proxy/transport/client_address.hpp"
+
 #include <stdexcept>
 
 namespace imapscope::transport {
@@ -43,11 +45,6 @@ asio::ip::tcp::acceptor open_shared_acceptor(asio::io_context& io, const asio::i
   return acceptor;
 }
 
-bool reachable_beyond_this_machine(const asio::ip::address& address) {
-  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-    return !asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).is_loopback();
-  }
-  return !address.is_loopback();
-}
+bool reachable_beyond_this_machine(const asio::ip::address& address) { return !is_loopback_address(address); }
 
 }  // namespace imapscope::transport
