@@ -1,14 +1,13 @@
 #include "proxy/app/admin_access.hpp"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <asio/ip/address.hpp>
 
 #include <algorithm>
 
 #include "proxy/imap/abnf.hpp"
+#include "proxy/inspect/encoding.hpp"
 
 namespace imapscope::app {
 namespace {
@@ -31,17 +30,7 @@ std::string trim(std::string_view text) {
 // profile keeps is good for this page only, and a new token ends every cookie.
 std::string cookie_value_for(const std::string& token) {
   static constexpr std::string_view kPurpose = "imapscope admin page cookie";
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  HMAC(EVP_sha256(), token.data(), static_cast<int>(token.size()),
-       reinterpret_cast<const unsigned char*>(kPurpose.data()), kPurpose.size(), mac, &size);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < size; ++i) {
-    out += kHex[mac[i] >> 4];
-    out += kHex[mac[i] & 15];
-  }
-  return out;
+  return inspect::keyed_digest_hex(token, kPurpose, 32);
 }
 
 // "name:port", "[v6]:port", "name" -> (name, port or empty).

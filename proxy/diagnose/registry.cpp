@@ -1,8 +1,5 @@
 #include "proxy/diagnose/registry.hpp"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -34,11 +31,7 @@ std::string key_of(std::string_view user, std::string_view mailbox, std::string_
   input.reserve(user.size() + mailbox.size() + 1);
   input.append(user).push_back('\0');
   input.append(mailbox_key(mailbox));
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(input.data()),
-       input.size(), digest, &length);
-  return inspect::hex(digest, std::min(length, 16u));  // 128 bits tell mailboxes apart
+  return inspect::keyed_digest_hex(key, input, 16);  // 128 bits tell mailboxes apart
 }
 
 std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }

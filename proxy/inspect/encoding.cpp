@@ -1,6 +1,9 @@
 #include "proxy/inspect/encoding.hpp"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
 
 namespace imapscope::inspect {
 
@@ -36,6 +39,14 @@ std::string hex(const unsigned char* bytes, std::size_t size) {
     out += kHex[bytes[i] & 15];
   }
   return out;
+}
+
+std::string keyed_digest_hex(std::string_view key, std::string_view data, std::size_t bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
+       data.size(), digest, &length);
+  return hex(digest, std::min<std::size_t>(length, bytes));
 }
 
 }  // namespace imapscope::inspect

@@ -1,10 +1,5 @@
 #include "proxy/inspect/redact.hpp"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
-#include <algorithm>
-
 #include "proxy/imap/abnf.hpp"
 #include "proxy/inspect/encoding.hpp"
 
@@ -16,12 +11,7 @@ std::string user_label(std::string_view user, UserNames policy, std::string_view
     case UserNames::Redacted: return "***";
     case UserNames::Hashed: break;
   }
-  const std::string lower = imap::ascii_lower(user);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(lower.data()),
-       lower.size(), digest, &length);
-  return "u:" + hex(digest, std::min(length, 8u));
+  return "u:" + keyed_digest_hex(key, imap::ascii_lower(user), 8);
 }
 
 bool carries_credentials(const imap::Command& c) {
