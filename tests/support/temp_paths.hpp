@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <mutex>
@@ -44,6 +45,21 @@ inline std::string make_temp_dir(const std::string& prefix) {
   if (::mkdtemp(dir.data()) == nullptr) ADD_FAILURE() << "mkdtemp " << dir;
   remove_at_exit(dir);
   return dir;
+}
+
+// A new file ("<temp dir>/<prefix>XXXXXX") holding text, removed at exit.
+inline std::string write_temp_file(const std::string& prefix, const std::string& text) {
+  std::string path = ::testing::TempDir() + prefix + "XXXXXX";
+  const int fd = ::mkstemp(path.data());
+  if (fd < 0) {
+    ADD_FAILURE() << "mkstemp " << path;
+    return path;
+  }
+  remove_at_exit(path);
+  const auto written = ::write(fd, text.data(), text.size());
+  if (written != static_cast<ssize_t>(text.size())) ADD_FAILURE() << "write " << path;
+  ::close(fd);
+  return path;
 }
 
 }  // namespace imapscope::testing

@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -15,15 +14,7 @@
 namespace imapscope::app {
 namespace {
 
-std::string write_temp(const std::string& text) {
-  char path[] = "/tmp/imapscope-config-XXXXXX";
-  const int fd = mkstemp(path);
-  EXPECT_GE(fd, 0);
-  close(fd);
-  std::ofstream(path) << text;
-  imapscope::testing::remove_at_exit(path);
-  return path;
-}
+std::string write_temp(const std::string& text) { return imapscope::testing::write_temp_file("imapscope-config-", text); }
 
 std::string error_of(const std::string& text) {
   const auto path = write_temp(text);

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
 #include <string>
 
 #include "proxy/app/config.hpp"
@@ -14,15 +13,7 @@
 namespace imapscope::app {
 namespace {
 
-std::string write_temp(const std::string& text) {
-  char path[] = "/tmp/imapscope-tls-config-XXXXXX";
-  const int fd = mkstemp(path);
-  EXPECT_GE(fd, 0);
-  close(fd);
-  std::ofstream(path) << text;
-  imapscope::testing::remove_at_exit(path);
-  return path;
-}
+std::string write_temp(const std::string& text) { return imapscope::testing::write_temp_file("imapscope-tls-config-", text); }
 
 // The error without the file name in front ("" when it loaded).
 std::string error_of(const std::string& text) {
