@@ -68,6 +68,9 @@ CERTS = None
 # The answer Dovecot gives a wrong password: the client must get exactly this line.
 DOVECOT_NO = b"NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
 PRELOGIN_CAPABILITY_OK = b"OK Pre-login capabilities listed, post-login capabilities have more.\r\n"
+# docs/routing.md: what a client hears when no backend takes its login.
+NO_LOGIN_SERVICE = b"NO [UNAVAILABLE] The login service is not available.\r\n"
+NO_MAIL_SERVER = b"NO [UNAVAILABLE] The mail server is not available.\r\n"
 
 
 def setUpModule():
@@ -156,8 +159,7 @@ class Routing:
         self.transcripts = os.path.join(self.dir, "transcripts")
         self.map_path = os.path.join(self.dir, "routes.map")
         settings = {"http_timeout_ms": 1000, "cache_hit_s": 0, "cache_miss_s": 0,
-                    "health": {"interval_ms": 500, "timeout_ms": 1000, "fall": 1, "rise": 1},
-                    "kick_spread_ms": 0}
+                    "health": {"interval_ms": 500, "timeout_ms": 1000, "fall": 1, "rise": 1}}
         if entries is not None:
             self.write_map(entries)
             settings["map"] = self.map_path
@@ -217,10 +219,10 @@ class Routing:
         """Every backend the API lists that is one of our running Dovecots is up (the
         health checks have seen its greeting: the pre-login capabilities are known)."""
         running = {name(b) for b in BACKENDS}
-
         status, _ = self.proc.admin("GET", "/api/backends")
         if status != 200:
             return  # no backends API: Operations says so; the other tests go on
+
         def all_up():
             listed = self.backends()
             ours = [b for n, b in listed.items() if n in running]
@@ -255,8 +257,19 @@ def login_answer(proxy, user, password=None, tag="l1"):
     return client, answer
 
 
-def unavailable(test, answer, tag):
-    test.assertRegex(last_line(answer), rb"^" + tag.encode() + rb" NO \[UNAVAILABLE\] \S.*\r\n$", answer)
+def unavailable(test, answer, tag, why):
+    """answer ends with tag's NO [UNAVAILABLE] (why: NO_LOGIN_SERVICE or NO_MAIL_SERVER)."""
+    test.assertEqual(last_line(answer), tag.encode() + b" " + why, answer)
+
+
+def closed(test, client, timeout=5):
+    """The proxy closes client's connection (after what it sent last) within timeout."""
+    client.sock.settimeout(timeout)
+    try:
+        rest = client.buffer + client.sock.recv(4096)
+    except OSError as e:
+        test.fail(f"not closed within {timeout}s: {e!r}")
+    test.assertEqual(rest, b"", "the connection should end after the refusal")
 
 
 # ------------------------------------------------------------------------ map
@@ -474,6 +487,7 @@ class MapRouting(unittest.TestCase):
         marks.assert_landed(self, "bob", C)                 # the default
         c, answer = login_answer(proxy, "dave")
         self.assertEqual(answer, b"l1 NO Mailbox moved, use imap.example.com\r\n")
+        closed(self, c)  # a refusal without Auth-Wait ends the connection, as nginx does
         self.assertEqual(marks.where("dave"), set())
         self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="map",result="refused"'), 1)
         # An exact user matches whatever its case: ALICE goes to alice's A (whose passdb
@@ -497,13 +511,14 @@ class MapRouting(unittest.TestCase):
         c, answer = login_answer(proxy, "bob")
         self.assertRegex(last_line(answer), rb"^l1 NO ")
         self.assertEqual(marks.where("bob"), set())
+        closed(self, c)
 
     def test_backend_down_is_unavailable_never_a_hang(self):
         dead = free_port()  # nothing listens there
         proxy = Routing(self, [("alice", dead), ("bob", B)])
         c = proxy.raw()
         took, answer = timed(c.command, "l1", f"LOGIN alice {USERS['alice']}")
-        unavailable(self, answer, "l1")
+        unavailable(self, answer, "l1", NO_MAIL_SERVER)
         self.assertLess(took, 5)
         # The session is still there for another try; other backends unaffected.
         self.assertEqual(c.command("n1", "NOOP"), b"n1 OK NOOP completed.\r\n")
@@ -514,7 +529,7 @@ class MapRouting(unittest.TestCase):
         self.assertEqual(proxy.metric("imapscope_backend_up", f'backend="{name(B)}"'), 1)
         # Known down: refused at once, without trying to connect.
         took, answer = timed(login_answer, proxy, "alice")
-        unavailable(self, answer[1], "l1")
+        unavailable(self, answer[1], "l1", NO_MAIL_SERVER)
         self.assertLess(took, 2)
         self.assertGreaterEqual(proxy.metric("imapscope_route_logins_total", 'result="failed"'), 1)
 
@@ -529,7 +544,7 @@ class MapRouting(unittest.TestCase):
         # The running session ends with its server; new logins are refused cleanly
         # (at once or when the connection is refused).
         took, (other, answer) = timed(login_answer, proxy, "alice")
-        unavailable(self, answer, "l1")
+        unavailable(self, answer, "l1", NO_MAIL_SERVER)
         self.assertLess(took, 5)
 
     def test_starttls_and_implicit_tls_listeners(self):
@@ -684,19 +699,28 @@ class HttpRouting(unittest.TestCase):
         self.assertEqual(marks.where("alice"), set())
         self.assertNotIn(ALL_USERS["carol"], proxy.log())
 
-    def test_error_text_is_the_clients_no_and_the_session_goes_on(self):
+    def test_error_text_is_the_clients_no_then_the_connection_ends(self):
         service = self.service()
         service.route("bob", [error("Mailbox moved to imap2.example.org"), ok("127.0.0.1", B.port)])
         proxy = Routing(self, http=service.url)
         marks = Marks()
         c = proxy.raw()
         self.assertEqual(c.command("e1", f"LOGIN bob {USERS['bob']}"), b"e1 NO Mailbox moved to imap2.example.org\r\n")
+        closed(self, c)  # without Auth-Wait, as nginx does
         self.assertEqual(marks.where("bob"), set())
-        self.assertRegex(last_line(c.command("e2", f"LOGIN bob {USERS['bob']}")), rb"^e2 OK ")
-        marks.assert_landed(self, "bob", B, count=1)
-        attempts = [r.header("Auth-Login-Attempt") for r in service.requests]
-        self.assertEqual(attempts, ["1", "2"])
         self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="refused"'), 1)
+        # A new connection asks again (its first attempt).
+        c, answer = login_answer(proxy, "bob")
+        self.assertRegex(last_line(answer), rb"^l1 OK ")
+        marks.assert_landed(self, "bob", B, count=1)
+        self.assertEqual([r.header("Auth-Login-Attempt") for r in service.requests], ["1", "1"])
+
+    def test_nologin_json_refuses(self):
+        service = self.service()
+        service.route("bob", dovecot_json(nologin=True, reason="Account suspended"))
+        proxy = Routing(self, http=service.url)
+        c, answer = login_answer(proxy, "bob")
+        self.assertEqual(answer, b"l1 NO Account suspended\r\n")
 
     def test_wrong_password_refused_by_the_service(self):
         service = self.service()
@@ -705,6 +729,7 @@ class HttpRouting(unittest.TestCase):
         marks = Marks()
         c, answer = login_answer(proxy, "alice", "not-her-password")
         self.assertEqual(answer, f"l1 NO {INVALID_LOGIN}\r\n".encode())
+        closed(self, c)
         self.assertEqual(marks.where("alice"), set())
         self.assertNotIn("not-her-password", proxy.log())
 
@@ -717,8 +742,10 @@ class HttpRouting(unittest.TestCase):
         self.assertEqual(answer, b"w1 NO Too many attempts\r\n")
         self.assertGreaterEqual(took, 1.8)
         self.assertLess(took, 5)
+        # With Auth-Wait the connection goes on: the next login is attempt 2.
         took, answer = timed(c.command, "w2", f"LOGIN bob {USERS['bob']}")
         self.assertRegex(last_line(answer), rb"^w2 OK ")
+        self.assertEqual([r.header("Auth-Login-Attempt") for r in service.requests], ["1", "2"])
 
     def test_wait_status_asks_again(self):
         service = self.service()
@@ -752,7 +779,7 @@ class HttpRouting(unittest.TestCase):
         proxy = Routing(self, http=service.url)
         c = proxy.raw()
         took, answer = timed(c.command, "d1", f"LOGIN alice {USERS['alice']}")
-        unavailable(self, answer, "d1")
+        unavailable(self, answer, "d1", NO_MAIL_SERVER)
         self.assertLess(took, 5)
 
     def test_service_down(self):
@@ -762,7 +789,7 @@ class HttpRouting(unittest.TestCase):
         proxy = Routing(self, http=url)
         c = proxy.raw()
         took, answer = timed(c.command, "d1", f"LOGIN alice {USERS['alice']}")
-        unavailable(self, answer, "d1")
+        unavailable(self, answer, "d1", NO_LOGIN_SERVICE)
         self.assertLess(took, 1 + 2)
         self.assertEqual(c.command("d2", "NOOP"), b"d2 OK NOOP completed.\r\n")
         self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="unavailable"'), 1)
@@ -779,7 +806,7 @@ class HttpRouting(unittest.TestCase):
         proxy = Routing(self, http=service.url)  # http_timeout_ms: 1000
         c = proxy.raw()
         took, answer = timed(c.command, "s1", f"LOGIN alice {USERS['alice']}")
-        unavailable(self, answer, "s1")
+        unavailable(self, answer, "s1", NO_LOGIN_SERVICE)
         self.assertGreaterEqual(took, 0.9)
         self.assertLess(took, 1 + 2)
         self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="unavailable"'), 1)
@@ -793,7 +820,7 @@ class HttpRouting(unittest.TestCase):
                 service.answer_garbage(garbage)
                 c = proxy.raw()
                 took, answer = timed(c.command, "g1", f"LOGIN alice {USERS['alice']}")
-                unavailable(self, answer, "g1")
+                unavailable(self, answer, "g1", NO_LOGIN_SERVICE)
                 self.assertLess(took, 1 + 2)
         self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="unavailable"'),
                          len(GARBAGE))
@@ -851,7 +878,7 @@ class HttpRouting(unittest.TestCase):
 class Reload(unittest.TestCase):
 
     def reloads(self, proxy):
-        return proxy.log().count("event=reload")
+        return proxy.log().count("event=route_map_reload result=ok")
 
     def test_sighup_with_a_changed_map(self):
         proxy = Routing(self, [("alice", A), ("bob", B)])
@@ -877,7 +904,7 @@ class Reload(unittest.TestCase):
         proxy = Routing(self, [("alice", A), ("bob", B)])
         proxy.write_map("# broken on purpose\nalice 127.0.0.1:%d\nbob 127.0.0.1:99999\n" % C.port)
         proxy.proc.proc.send_signal(signal.SIGHUP)
-        where = re.escape(proxy.map_path) + r":3:(\d+:)?"
+        where = r"event=route_map_reload result=failed kept=previous .*" + re.escape(proxy.map_path) + r":3:"
         wait_until("the refusal with file and line", lambda: re.search(where, proxy.log()))
         self.assertIsNone(proxy.proc.proc.poll())
         marks = Marks()
@@ -921,7 +948,7 @@ class Operations(unittest.TestCase):
         self.assertEqual(proxy.metric("imapscope_backend_draining", f'backend="{name(A)}"'), 1)
         marks = Marks()
         c, answer = login_answer(proxy, "alice")
-        unavailable(self, answer, "l1")
+        unavailable(self, answer, "l1", NO_MAIL_SERVER)
         self.assertEqual(marks.where("alice"), set())
         # Running sessions keep going; other backends take new ones.
         self.assertTrue(running.command("r1", "SELECT INBOX").splitlines()[-1].startswith(b"r1 OK"))
