@@ -19,7 +19,6 @@ What may differ, and why:
 Every difference is printed as a table (scenario, header, nginx's value, imapscope's).
 """
 import base64
-import imaplib
 import json
 import os
 import socket

@@ -1,7 +1,8 @@
-"""Routing mode end to end: the real imapscope in front of three real Dovecot
-instances (backends A, B and C, each with its own folder, ports and log), routing
-each user by a map file or by an nginx-compatible auth_http service written for the
-test (tests/support/auth_http_service.py), everything on loopback.
+"""Routing mode end to end, by a map file: the real imapscope in front of three real
+Dovecot instances (backends A, B and C, each with its own folder, ports and log),
+everything on loopback (tests/support/routing_fixtures.py). auth_http lookups:
+routing_http_test.py; real clients: routing_clients_test.py; nginx's own requests:
+routing_nginx_test.py.
 
 Where a session went is read where it can't be faked: the backend's own log, whose
 imap-login writes "Login: user=<...>" for each login it took. Each test notes where
@@ -12,9 +13,6 @@ every log ended before it (Marks) and looks only at what came after.
   client; the pre-login answers; ID passed on; the backend's NO unchanged; the
   post-login capabilities the backend's; STARTTLS and implicit TLS listeners; a
   backend that is down; the flags alone; the login penalty before any backend.
-- HttpRouting: auth_http's request headers, answers (OK, Auth-User/Auth-Pass, error
-  text, Auth-Wait, WAIT, Dovecot's JSON); a service down, slow or answering garbage;
-  the answer cache; the map asked first.
 - Reload: SIGHUP with a changed map and with a broken one.
 - Operations: the admin API's backends, drain, undrain and kick; the metrics; routed
   sessions in the live view, the rules and the transcripts.
@@ -22,254 +20,36 @@ every log ended before it (Marks) and looks only at what came after.
 Each test starts its own imapscope (its own cache, penalty and metrics); every process
 is stopped by its pid and every folder removed (imap_fixtures).
 """
-import base64
 import glob
 import imaplib
 import json
 import os
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import time
 import unittest
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import (USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary,  # noqa: E402
-                           make_certs, metric_sum, temp_dir, wait_until)
-from auth_http_service import (GARBAGE, INVALID_LOGIN, AuthHttpService, dovecot_json, error, ok,  # noqa: E402
-                               wait)
-
-# Every backend knows every user (as a cluster's shared passdb would): only the route
-# decides where a login lands. erin's password needs escaping in Auth-Pass;
-# carol.archive shares carol's password (the map's user= option logs carol in as it).
-EXTRA_USERS = {"carol": "carol-secret", "carol.archive": "carol-secret", "dave": "dave-secret",
-               "erin": "erin pass%word", "frank@example.org": "frank-secret", "grace@example.org": "grace-secret"}
-ALL_USERS = dict(USERS, **EXTRA_USERS)
-
-# Dovecot logs the ID it was sent (imap_id_log); its own delay after a failed login and
-# its own penalty are off, so that the times measured are the proxy's.
-DOVECOT_EXTRA = """imap_id_log = *
-auth_failure_delay = 0
-service anvil {
-  unix_listener anvil-auth-penalty {
-    mode = 0
-  }
-}
-"""
+from imap_fixtures import USERS, Imapscope, RawClient, free_port, imapscope_binary, temp_dir, wait_until  # noqa: E402
+from auth_http_service import AuthHttpService, ok  # noqa: E402
+from routing_fixtures import (ALL_USERS, BACKENDS, CERTS, DOVECOT_NO, LOGIN_LINE, NO_MAIL_SERVER,  # noqa: E402
+                              PRELOGIN_CAPABILITY_OK, Marks, Routing, b64, closed, last_line, login_answer, map_text,
+                              name, new_backend, start_backends, stop_backends, timed, unavailable)
 
 A = B = C = None
-BACKENDS = []
-CERTS = None
-# The answer Dovecot gives a wrong password: the client must get exactly this line.
-DOVECOT_NO = b"NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
-PRELOGIN_CAPABILITY_OK = b"OK Pre-login capabilities listed, post-login capabilities have more.\r\n"
-# docs/routing.md: what a client hears when no backend takes its login.
-NO_LOGIN_SERVICE = b"NO [UNAVAILABLE] The login service is not available.\r\n"
-NO_MAIL_SERVER = b"NO [UNAVAILABLE] The mail server is not available.\r\n"
 
 
 def setUpModule():
-    global A, B, C, CERTS
-    CERTS = make_certs(temp_dir(prefix="imapscope-routing-certs-"))
-    try:
-        for _ in range(3):
-            BACKENDS.append(Dovecot(certs=CERTS, extra_config=DOVECOT_EXTRA, users=EXTRA_USERS).start())
-    except BaseException:
-        tearDownModule()
-        raise
-    A, B, C = BACKENDS
+    global A, B, C
+    A, B, C = start_backends()
 
 
 def tearDownModule():
-    for backend in BACKENDS:
-        backend.stop()
-
-
-def name(backend):
-    """A backend's identity in the API and the metrics: host:port."""
-    return f"127.0.0.1:{backend.port}"
-
-
-def b64(data):
-    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
-
-
-LOGIN_LINE = re.compile(r"imap-login: Info: Login: user=<([^>]*)>.*session=<([^>]*)>")
-
-
-class Marks:
-    """Where each backend's log ended when made: what came after is this test's."""
-
-    def __init__(self):
-        self.offsets = {id(b): len(b.log()) for b in BACKENDS}
-
-    def new_log(self, backend):
-        return backend.log()[self.offsets[id(backend)]:]
-
-    def logins(self, backend):
-        """The users logged in on backend since the mark, in order."""
-        return [m.group(1) for m in LOGIN_LINE.finditer(self.new_log(backend))]
-
-    def where(self, user):
-        """The backends (A, B, C by letter) user logged in on since the mark."""
-        return {letter for letter, b in zip("ABC", BACKENDS) if user in self.logins(b)}
-
-    def assert_landed(self, test, user, backend, count=None):
-        """user's login(s) reached backend, and no other backend heard of user."""
-        letter = "ABC"[BACKENDS.index(backend)]
-        wait_until(f"{user}'s login in backend {letter}'s log", lambda: user in self.logins(backend), timeout=10)
-        test.assertEqual(self.where(user), {letter},
-                         f"{user} should be on {letter} only; the logs since the mark:\n" +
-                         "\n".join(f"--- {l}\n{self.new_log(b)}" for l, b in zip("ABC", BACKENDS)))
-        if count is not None:
-            test.assertEqual(self.logins(backend).count(user), count)
-
-
-def map_text(entries):
-    """A map file from (pattern, backend or "-", options...) tuples; a backend is a
-    Dovecot (its plain port), a port number or a string."""
-    lines = ["# written by routing_test.py"]
-    for pattern, target, *options in entries:
-        if isinstance(target, Dovecot):
-            target = name(target)
-        elif isinstance(target, int):
-            target = f"127.0.0.1:{target}"
-        lines.append(" ".join([pattern, target] + list(options)))
-    return "\n".join(lines) + "\n"
-
-
-class Routing:
-    """imapscope in routing mode: a plain listener (and with tls=True a STARTTLS and an
-    implicit-TLS one) routing by a map (entries, see map_text) and/or an auth_http
-    service (its URL). routing: more keys of the "routing" object; config: more
-    top-level keys. The login penalty is off unless config turns it on."""
-
-    def __init__(self, test, entries=None, http=None, routing=None, config=None, tls=False, wait_up=True):
-        self.test = test
-        self.dir = temp_dir(prefix="imapscope-routing-")
-        os.chmod(self.dir, 0o755)
-        self.port = free_port()
-        self.starttls_port = free_port() if tls else None
-        self.tls_port = free_port() if tls else None
-        self.transcripts = os.path.join(self.dir, "transcripts")
-        self.map_path = os.path.join(self.dir, "routes.map")
-        settings = {"http_timeout_ms": 1000, "cache_hit_s": 0, "cache_miss_s": 0,
-                    "health": {"interval_ms": 500, "timeout_ms": 1000, "fall": 1, "rise": 1}}
-        if entries is not None:
-            self.write_map(entries)
-            settings["map"] = self.map_path
-        if http:
-            settings["http"] = http
-        settings.update(routing or {})
-        listeners = [{"name": "plain", "listen": f"127.0.0.1:{self.port}"}]
-        if tls:
-            listeners += [{"name": "starttls", "listen": f"127.0.0.1:{self.starttls_port}", "tls": "starttls",
-                           "cert": CERTS["cert"], "key": CERTS["key"]},
-                          {"name": "imaps", "listen": f"127.0.0.1:{self.tls_port}", "tls": "implicit",
-                           "cert": CERTS["cert"], "key": CERTS["key"]}]
-        settings_all = {"user_names": "clear", "login_penalty": {"enabled": False},
-                        "transcripts": {"dir": self.transcripts},
-                        "timeouts": {"server_response_ms": 10000},
-                        "routing": settings, "listeners": listeners}
-        settings_all.update(config or {})
-        self.config_path = os.path.join(self.dir, "imapscope.json")
-        with open(self.config_path, "w") as f:
-            json.dump(settings_all, f, indent=1)
-        self.proc = Imapscope(["--config", self.config_path, "--threads", "2"], log_dir=self.dir)
-        test.addCleanup(self.stop)
-        self.proc.start([p for p in (self.port, self.starttls_port, self.tls_port) if p])
-        self.clients = []
-        if wait_up:
-            self.wait_backends_up()
-
-    def write_map(self, entries):
-        text = entries if isinstance(entries, str) else map_text(entries)
-        with open(self.map_path + ".new", "w") as f:
-            f.write(text)
-        os.replace(self.map_path + ".new", self.map_path)  # a reload never reads half a file
-
-    def stop(self):
-        for c in self.clients:
-            try:
-                c.sock.close()
-            except OSError:
-                pass
-        self.proc.stop()
-
-    def log(self):
-        return self.proc.log()
-
-    def metric(self, name, label=""):
-        return metric_sum(self.proc.admin_port, name, label)
-
-    def metrics_text(self):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.proc.admin_port}/metrics", timeout=10) as r:
-            return r.read().decode()
-
-    def backends(self):
-        """GET /api/backends: name -> its entry."""
-        return {b["name"]: b for b in self.proc.admin_get("/api/backends")["backends"]}
-
-    def wait_backends_up(self, timeout=15):
-        """Every backend the API lists that is one of our running Dovecots is up (the
-        health checks have seen its greeting: the pre-login capabilities are known)."""
-        running = {name(b) for b in BACKENDS}
-        status, _ = self.proc.admin("GET", "/api/backends")
-        if status != 200:
-            return  # no backends API: Operations says so; the other tests go on
-
-        def all_up():
-            listed = self.backends()
-            ours = [b for n, b in listed.items() if n in running]
-            return ours and all(b["state"] == "up" for b in ours)
-        wait_until("the backends up in /api/backends", all_up, timeout=timeout, interval=0.1)
-
-    def raw(self, port=None):
-        client = RawClient(port or self.port)
-        self.clients.append(client)
-        return client
-
-    def imap(self):
-        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=20)
-        self.test.addCleanup(lambda: client.shutdown() if client.state != "LOGOUT" else None)
-        return client
-
-
-def timed(function, *args):
-    start = time.monotonic()
-    value = function(*args)
-    return time.monotonic() - start, value
-
-
-def last_line(answer):
-    return answer.splitlines(keepends=True)[-1]
-
-
-def login_answer(proxy, user, password=None, tag="l1"):
-    """A raw client's LOGIN through proxy: (client, every byte of the answer)."""
-    client = proxy.raw()
-    answer = client.command(tag, f'LOGIN "{user}" "{password or ALL_USERS[user]}"')
-    return client, answer
-
-
-def unavailable(test, answer, tag, why):
-    """answer ends with tag's NO [UNAVAILABLE] (why: NO_LOGIN_SERVICE or NO_MAIL_SERVER)."""
-    test.assertEqual(last_line(answer), tag.encode() + b" " + why, answer)
-
-
-def closed(test, client, timeout=5):
-    """The proxy closes client's connection (after what it sent last) within timeout."""
-    client.sock.settimeout(timeout)
-    try:
-        rest = client.buffer + client.sock.recv(4096)
-    except OSError as e:
-        test.fail(f"not closed within {timeout}s: {e!r}")
-    test.assertEqual(rest, b"", "the connection should end after the refusal")
+    stop_backends()
 
 
 # ------------------------------------------------------------------------ map
@@ -535,7 +315,7 @@ class MapRouting(unittest.TestCase):
         self.assertGreaterEqual(proxy.metric("imapscope_route_logins_total", 'result="failed"'), 1)
 
     def test_backend_stopped_while_running(self):
-        spare = Dovecot(certs=CERTS, extra_config=DOVECOT_EXTRA, users=EXTRA_USERS).start()
+        spare = new_backend()
         self.addCleanup(spare.stop)
         proxy = Routing(self, [("alice", spare.port)], wait_up=False)
         wait_until("the spare up", lambda: proxy.backends().get(name(spare), {}).get("state") == "up")
@@ -617,260 +397,6 @@ class MapRouting(unittest.TestCase):
         self.assertGreaterEqual(took, 1.8)
         self.assertLess(took, 4.5)
         self.assertEqual(proxy.metric("imapscope_login_failures_total", 'credentials="new"'), 2)
-
-
-# ------------------------------------------------------------------------ auth_http
-
-class HttpRouting(unittest.TestCase):
-
-    def service(self, **kwargs):
-        service = AuthHttpService(passwords=ALL_USERS, **kwargs).start()
-        self.addCleanup(service.stop)
-        return service
-
-    def test_routes_and_sends_nginx_headers(self):
-        service = self.service()
-        service.route("alice", ok("127.0.0.1", A.port))
-        service.route("bob", ok("127.0.0.1", B.port))
-        service.route("erin", ok("127.0.0.1", C.port))
-        proxy = Routing(self, http=service.url)
-        marks = Marks()
-        for user in ("alice", "bob"):
-            i = proxy.imap()
-            self.assertEqual(i.login(user, USERS[user])[0], "OK")
-            self.assertEqual(i.select("INBOX")[0], "OK")
-            i.logout()
-        i = proxy.imap()
-        self.assertEqual(i.login("erin", ALL_USERS["erin"])[0], "OK")  # a password with a space and a %
-        i.logout()
-        marks.assert_landed(self, "alice", A, count=1)
-        marks.assert_landed(self, "bob", B, count=1)
-        marks.assert_landed(self, "erin", C, count=1)
-        requests = service.requests
-        self.assertEqual(len(requests), 3, requests)
-        for request, user in zip(requests, ("alice", "bob", "erin")):
-            self.assertEqual((request.method, request.path.split("?")[0]), ("GET", "/auth"))
-            self.assertEqual(request.header("Auth-Method"), "plain")
-            self.assertEqual(request.header("Auth-User"), user)
-            self.assertEqual(request.password, ALL_USERS[user])
-            self.assertEqual(request.header("Auth-Protocol"), "imap")
-            self.assertEqual(request.header("Auth-Login-Attempt"), "1")
-            self.assertEqual(request.header("Client-IP"), "127.0.0.1")
-            self.assertIn(request.header("Auth-SSL"), (None, "off"))
-        # URL-escaped as nginx does it (space and % at least).
-        self.assertEqual(requests[2].header("Auth-Pass"), "erin%20pass%25word")
-        self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="routed"'), 3)
-        self.assertGreater(proxy.metric("imapscope_route_lookup_seconds_count", 'source="http"'), 0)
-        for secret in ALL_USERS.values():
-            self.assertNotIn(secret, proxy.log())
-        self.assertNotIn("erin%20pass%25word", proxy.log())
-
-    def test_authenticate_methods_in_the_request(self):
-        service = self.service()
-        service.route("alice", ok("127.0.0.1", A.port))
-        proxy = Routing(self, http=service.url)
-        c = proxy.raw()
-        self.assertRegex(last_line(c.command("a1", "AUTHENTICATE PLAIN " + b64("\0alice\0" + USERS["alice"]))),
-                         rb"^a1 OK ")
-        c = proxy.raw()
-        c.send(b"a2 AUTHENTICATE LOGIN\r\n")
-        c.read_line()
-        c.send(b64("alice").encode() + b"\r\n")
-        c.read_line()
-        c.send(b64(USERS["alice"]).encode() + b"\r\n")
-        self.assertRegex(last_line(c.until_tagged("a2")), rb"^a2 OK ")
-        methods = [r.header("Auth-Method") for r in service.requests]
-        self.assertEqual(methods[0], "plain")
-        # nginx says "plain" for AUTHENTICATE LOGIN too (its table maps both to it); the
-        # spec says "login". Either is a password a service can check: both accepted here,
-        # routing_nginx_test compares with nginx itself.
-        self.assertIn(methods[1], ("login", "plain"))
-
-    def test_auth_user_and_auth_pass_override_the_credentials(self):
-        service = self.service()
-        service.route("alice", ok("127.0.0.1", A.port, user="carol", password=ALL_USERS["carol"]))
-        proxy = Routing(self, http=service.url)
-        marks = Marks()
-        i = proxy.imap()
-        self.assertEqual(i.login("alice", USERS["alice"])[0], "OK")
-        i.logout()
-        wait_until("carol's login on A", lambda: "carol" in marks.logins(A), timeout=10)
-        self.assertNotIn("alice", marks.logins(A))
-        self.assertEqual(marks.where("alice"), set())
-        self.assertNotIn(ALL_USERS["carol"], proxy.log())
-
-    def test_error_text_is_the_clients_no_then_the_connection_ends(self):
-        service = self.service()
-        service.route("bob", [error("Mailbox moved to imap2.example.org"), ok("127.0.0.1", B.port)])
-        proxy = Routing(self, http=service.url)
-        marks = Marks()
-        c = proxy.raw()
-        self.assertEqual(c.command("e1", f"LOGIN bob {USERS['bob']}"), b"e1 NO Mailbox moved to imap2.example.org\r\n")
-        closed(self, c)  # without Auth-Wait, as nginx does
-        self.assertEqual(marks.where("bob"), set())
-        self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="refused"'), 1)
-        # A new connection asks again (its first attempt).
-        c, answer = login_answer(proxy, "bob")
-        self.assertRegex(last_line(answer), rb"^l1 OK ")
-        marks.assert_landed(self, "bob", B, count=1)
-        self.assertEqual([r.header("Auth-Login-Attempt") for r in service.requests], ["1", "1"])
-
-    def test_nologin_json_refuses(self):
-        service = self.service()
-        service.route("bob", dovecot_json(nologin=True, reason="Account suspended"))
-        proxy = Routing(self, http=service.url)
-        c, answer = login_answer(proxy, "bob")
-        self.assertEqual(answer, b"l1 NO Account suspended\r\n")
-
-    def test_wrong_password_refused_by_the_service(self):
-        service = self.service()
-        service.route("alice", ok("127.0.0.1", A.port))
-        proxy = Routing(self, http=service.url)
-        marks = Marks()
-        c, answer = login_answer(proxy, "alice", "not-her-password")
-        self.assertEqual(answer, f"l1 NO {INVALID_LOGIN}\r\n".encode())
-        closed(self, c)
-        self.assertEqual(marks.where("alice"), set())
-        self.assertNotIn("not-her-password", proxy.log())
-
-    def test_auth_wait_delays_the_no(self):
-        service = self.service()
-        service.route("bob", [error("Too many attempts", wait=2), ok("127.0.0.1", B.port)])
-        proxy = Routing(self, http=service.url)
-        c = proxy.raw()
-        took, answer = timed(c.command, "w1", f"LOGIN bob {USERS['bob']}")
-        self.assertEqual(answer, b"w1 NO Too many attempts\r\n")
-        self.assertGreaterEqual(took, 1.8)
-        self.assertLess(took, 5)
-        # With Auth-Wait the connection goes on: the next login is attempt 2.
-        took, answer = timed(c.command, "w2", f"LOGIN bob {USERS['bob']}")
-        self.assertRegex(last_line(answer), rb"^w2 OK ")
-        self.assertEqual([r.header("Auth-Login-Attempt") for r in service.requests], ["1", "2"])
-
-    def test_wait_status_asks_again(self):
-        service = self.service()
-        service.route("bob", [wait(1), ok("127.0.0.1", B.port)])
-        proxy = Routing(self, http=service.url)
-        marks = Marks()
-        c = proxy.raw()
-        took, answer = timed(c.command, "w1", f"LOGIN bob {USERS['bob']}")
-        self.assertRegex(last_line(answer), rb"^w1 OK ")
-        self.assertGreaterEqual(took, 0.9)
-        self.assertLess(took, 5)
-        self.assertEqual(len(service.requests_for("bob")), 2)
-        marks.assert_landed(self, "bob", B, count=1)
-
-    def test_dovecot_json_answer(self):
-        service = self.service()
-        service.route("bob", dovecot_json(host="127.0.0.1", port=B.port))
-        service.route("alice", dovecot_json(host="127.0.0.1", port=C.port, destuser="carol",
-                                            **{"pass": ALL_USERS["carol"]}))
-        proxy = Routing(self, http=service.url)
-        marks = Marks()
-        for user in ("bob", "alice"):
-            c, answer = login_answer(proxy, user)
-            self.assertRegex(last_line(answer), rb"^l1 OK ", (user, answer))
-        marks.assert_landed(self, "bob", B, count=1)
-        wait_until("carol (alice's destuser) on C", lambda: "carol" in marks.logins(C), timeout=10)
-
-    def test_lookup_names_a_backend_that_is_down(self):
-        service = self.service()
-        service.route("alice", ok("127.0.0.1", free_port()))
-        proxy = Routing(self, http=service.url)
-        c = proxy.raw()
-        took, answer = timed(c.command, "d1", f"LOGIN alice {USERS['alice']}")
-        unavailable(self, answer, "d1", NO_MAIL_SERVER)
-        self.assertLess(took, 5)
-
-    def test_service_down(self):
-        service = self.service()
-        url = service.url
-        service.stop()  # nothing listens on its port now
-        proxy = Routing(self, http=url)
-        c = proxy.raw()
-        took, answer = timed(c.command, "d1", f"LOGIN alice {USERS['alice']}")
-        unavailable(self, answer, "d1", NO_LOGIN_SERVICE)
-        self.assertLess(took, 1 + 2)
-        self.assertEqual(c.command("d2", "NOOP"), b"d2 OK NOOP completed.\r\n")
-        self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="unavailable"'), 1)
-        self.assertNotIn(USERS["alice"], proxy.log())
-        # Back up on the same port: the next login works.
-        service.start(int(url.split(":")[2].split("/")[0]))
-        service.route("alice", ok("127.0.0.1", A.port))
-        self.assertRegex(last_line(c.command("d3", f"LOGIN alice {USERS['alice']}")), rb"^d3 OK ")
-
-    def test_service_slow(self):
-        service = self.service()
-        service.route("alice", ok("127.0.0.1", A.port))
-        service.slow(30)
-        proxy = Routing(self, http=service.url)  # http_timeout_ms: 1000
-        c = proxy.raw()
-        took, answer = timed(c.command, "s1", f"LOGIN alice {USERS['alice']}")
-        unavailable(self, answer, "s1", NO_LOGIN_SERVICE)
-        self.assertGreaterEqual(took, 0.9)
-        self.assertLess(took, 1 + 2)
-        self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="unavailable"'), 1)
-        self.assertGreater(proxy.metric("imapscope_route_lookup_seconds_sum", 'source="http"'), 0.9)
-
-    def test_service_answers_garbage(self):
-        service = self.service()
-        proxy = Routing(self, http=service.url)
-        for i, (kind, garbage) in enumerate(sorted(GARBAGE.items())):
-            with self.subTest(kind):
-                service.answer_garbage(garbage)
-                c = proxy.raw()
-                took, answer = timed(c.command, "g1", f"LOGIN alice {USERS['alice']}")
-                unavailable(self, answer, "g1", NO_LOGIN_SERVICE)
-                self.assertLess(took, 1 + 2)
-        self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="unavailable"'),
-                         len(GARBAGE))
-        self.assertIsNone(proxy.proc.proc.poll())
-
-    def test_answers_are_cached(self):
-        service = self.service()
-        service.route("alice", ok("127.0.0.1", A.port))
-        proxy = Routing(self, http=service.url, routing={"cache_hit_s": 300, "cache_miss_s": 10})
-        marks = Marks()
-        for _ in range(3):
-            c, answer = login_answer(proxy, "alice")
-            self.assertRegex(last_line(answer), rb"^l1 OK ")
-        self.assertEqual(len(service.requests), 1, service.requests)
-        self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="cache",result="routed"'), 2)
-        marks.assert_landed(self, "alice", A, count=3)
-        # Another password is another question: the service is asked (and refuses it).
-        c, answer = login_answer(proxy, "alice", "guessing")
-        self.assertEqual(answer, f"l1 NO {INVALID_LOGIN}\r\n".encode())
-        self.assertEqual(len(service.requests), 2)
-        # A miss is remembered too (seconds), for that password only.
-        c, answer = login_answer(proxy, "alice", "guessing")
-        self.assertEqual(answer, f"l1 NO {INVALID_LOGIN}\r\n".encode())
-        self.assertEqual(len(service.requests), 2)
-        c, answer = login_answer(proxy, "alice")
-        self.assertRegex(last_line(answer), rb"^l1 OK ")
-        self.assertEqual(len(service.requests), 2)
-
-    def test_map_first_then_http(self):
-        service = self.service()
-        service.route("bob", ok("127.0.0.1", B.port))
-        service.route("alice", ok("127.0.0.1", C.port))  # never asked: the map has alice
-        proxy = Routing(self, [("alice", A)], http=service.url)
-        marks = Marks()
-        for user in ("alice", "bob"):
-            c, answer = login_answer(proxy, user)
-            self.assertRegex(last_line(answer), rb"^l1 OK ")
-        marks.assert_landed(self, "alice", A)
-        marks.assert_landed(self, "bob", B)
-        self.assertEqual([r.user for r in service.requests], ["bob"])
-
-    def test_implicit_tls_listener_says_auth_ssl_on(self):
-        service = self.service()
-        service.route("alice", ok("127.0.0.1", A.port))
-        proxy = Routing(self, http=service.url, tls=True)
-        s = imaplib.IMAP4_SSL("127.0.0.1", proxy.tls_port, ssl_context=ssl.create_default_context(
-            cafile=CERTS["ca"]), timeout=20)
-        self.assertEqual(s.login("alice", USERS["alice"])[0], "OK")
-        s.logout()
-        self.assertEqual(service.requests[-1].header("Auth-SSL"), "on")
 
 
 # ------------------------------------------------------------------------ reload

@@ -1,0 +1,293 @@
+"""Routing mode with an nginx auth_http-compatible lookup service: the real imapscope
+in front of three real Dovecot instances (tests/support/routing_fixtures.py) asking a
+recording service written for the test (tests/support/auth_http_service.py), all on
+loopback.
+
+- HttpRouting: the request's headers (nginx's, escaping included); the answers: OK
+  with Auth-Server/Auth-Port, Auth-User/Auth-Pass, an error text (then the connection
+  ends, as nginx does), Auth-Wait, WAIT, Dovecot's JSON and its nologin; a service
+  down, slow or answering garbage (NO [UNAVAILABLE] within the timeout, a metric); a
+  backend named that is down; the answer cache; the map asked first; Auth-SSL.
+"""
+import imaplib
+import os
+import ssl
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+from imap_fixtures import USERS, free_port, wait_until  # noqa: E402
+from auth_http_service import (GARBAGE, INVALID_LOGIN, AuthHttpService, dovecot_json, error, ok,  # noqa: E402
+                               wait)
+from routing_fixtures import (ALL_USERS, CERTS, NO_LOGIN_SERVICE, NO_MAIL_SERVER, Marks, Routing, b64,  # noqa: E402
+                              closed, last_line, login_answer, start_backends, stop_backends, timed, unavailable)
+
+A = B = C = None
+
+
+def setUpModule():
+    global A, B, C
+    A, B, C = start_backends()
+
+
+def tearDownModule():
+    stop_backends()
+
+
+# ------------------------------------------------------------------------ auth_http
+
+class HttpRouting(unittest.TestCase):
+
+    def service(self, **kwargs):
+        service = AuthHttpService(passwords=ALL_USERS, **kwargs).start()
+        self.addCleanup(service.stop)
+        return service
+
+    def test_routes_and_sends_nginx_headers(self):
+        service = self.service()
+        service.route("alice", ok("127.0.0.1", A.port))
+        service.route("bob", ok("127.0.0.1", B.port))
+        service.route("erin", ok("127.0.0.1", C.port))
+        proxy = Routing(self, http=service.url)
+        marks = Marks()
+        for user in ("alice", "bob"):
+            i = proxy.imap()
+            self.assertEqual(i.login(user, USERS[user])[0], "OK")
+            self.assertEqual(i.select("INBOX")[0], "OK")
+            i.logout()
+        i = proxy.imap()
+        self.assertEqual(i.login("erin", ALL_USERS["erin"])[0], "OK")  # a password with a space and a %
+        i.logout()
+        marks.assert_landed(self, "alice", A, count=1)
+        marks.assert_landed(self, "bob", B, count=1)
+        marks.assert_landed(self, "erin", C, count=1)
+        requests = service.requests
+        self.assertEqual(len(requests), 3, requests)
+        for request, user in zip(requests, ("alice", "bob", "erin")):
+            self.assertEqual((request.method, request.path.split("?")[0]), ("GET", "/auth"))
+            self.assertEqual(request.header("Auth-Method"), "plain")
+            self.assertEqual(request.header("Auth-User"), user)
+            self.assertEqual(request.password, ALL_USERS[user])
+            self.assertEqual(request.header("Auth-Protocol"), "imap")
+            self.assertEqual(request.header("Auth-Login-Attempt"), "1")
+            self.assertEqual(request.header("Client-IP"), "127.0.0.1")
+            self.assertIn(request.header("Auth-SSL"), (None, "off"))
+        # URL-escaped as nginx does it (space and % at least).
+        self.assertEqual(requests[2].header("Auth-Pass"), "erin%20pass%25word")
+        self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="routed"'), 3)
+        self.assertGreater(proxy.metric("imapscope_route_lookup_seconds_count", 'source="http"'), 0)
+        for secret in ALL_USERS.values():
+            self.assertNotIn(secret, proxy.log())
+        self.assertNotIn("erin%20pass%25word", proxy.log())
+
+    def test_authenticate_methods_in_the_request(self):
+        service = self.service()
+        service.route("alice", ok("127.0.0.1", A.port))
+        proxy = Routing(self, http=service.url)
+        c = proxy.raw()
+        self.assertRegex(last_line(c.command("a1", "AUTHENTICATE PLAIN " + b64("\0alice\0" + USERS["alice"]))),
+                         rb"^a1 OK ")
+        c = proxy.raw()
+        c.send(b"a2 AUTHENTICATE LOGIN\r\n")
+        c.read_line()
+        c.send(b64("alice").encode() + b"\r\n")
+        c.read_line()
+        c.send(b64(USERS["alice"]).encode() + b"\r\n")
+        self.assertRegex(last_line(c.until_tagged("a2")), rb"^a2 OK ")
+        methods = [r.header("Auth-Method") for r in service.requests]
+        self.assertEqual(methods[0], "plain")
+        # nginx says "plain" for AUTHENTICATE LOGIN too (its table maps both to it); the
+        # spec says "login". Either is a password a service can check: both accepted here,
+        # routing_nginx_test compares with nginx itself.
+        self.assertIn(methods[1], ("login", "plain"))
+
+    def test_auth_user_and_auth_pass_override_the_credentials(self):
+        service = self.service()
+        service.route("alice", ok("127.0.0.1", A.port, user="carol", password=ALL_USERS["carol"]))
+        proxy = Routing(self, http=service.url)
+        marks = Marks()
+        i = proxy.imap()
+        self.assertEqual(i.login("alice", USERS["alice"])[0], "OK")
+        i.logout()
+        wait_until("carol's login on A", lambda: "carol" in marks.logins(A), timeout=10)
+        self.assertNotIn("alice", marks.logins(A))
+        self.assertEqual(marks.where("alice"), set())
+        self.assertNotIn(ALL_USERS["carol"], proxy.log())
+
+    def test_error_text_is_the_clients_no_then_the_connection_ends(self):
+        service = self.service()
+        service.route("bob", [error("Mailbox moved to imap2.example.org"), ok("127.0.0.1", B.port)])
+        proxy = Routing(self, http=service.url)
+        marks = Marks()
+        c = proxy.raw()
+        self.assertEqual(c.command("e1", f"LOGIN bob {USERS['bob']}"), b"e1 NO Mailbox moved to imap2.example.org\r\n")
+        closed(self, c)  # without Auth-Wait, as nginx does
+        self.assertEqual(marks.where("bob"), set())
+        self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="refused"'), 1)
+        # A new connection asks again (its first attempt).
+        c, answer = login_answer(proxy, "bob")
+        self.assertRegex(last_line(answer), rb"^l1 OK ")
+        marks.assert_landed(self, "bob", B, count=1)
+        self.assertEqual([r.header("Auth-Login-Attempt") for r in service.requests], ["1", "1"])
+
+    def test_nologin_json_refuses(self):
+        service = self.service()
+        service.route("bob", dovecot_json(nologin=True, reason="Account suspended"))
+        proxy = Routing(self, http=service.url)
+        c, answer = login_answer(proxy, "bob")
+        self.assertEqual(answer, b"l1 NO Account suspended\r\n")
+
+    def test_wrong_password_refused_by_the_service(self):
+        service = self.service()
+        service.route("alice", ok("127.0.0.1", A.port))
+        proxy = Routing(self, http=service.url)
+        marks = Marks()
+        c, answer = login_answer(proxy, "alice", "not-her-password")
+        self.assertEqual(answer, f"l1 NO {INVALID_LOGIN}\r\n".encode())
+        closed(self, c)
+        self.assertEqual(marks.where("alice"), set())
+        self.assertNotIn("not-her-password", proxy.log())
+
+    def test_auth_wait_delays_the_no(self):
+        service = self.service()
+        service.route("bob", [error("Too many attempts", wait=2), ok("127.0.0.1", B.port)])
+        proxy = Routing(self, http=service.url)
+        c = proxy.raw()
+        took, answer = timed(c.command, "w1", f"LOGIN bob {USERS['bob']}")
+        self.assertEqual(answer, b"w1 NO Too many attempts\r\n")
+        self.assertGreaterEqual(took, 1.8)
+        self.assertLess(took, 5)
+        # With Auth-Wait the connection goes on: the next login is attempt 2.
+        took, answer = timed(c.command, "w2", f"LOGIN bob {USERS['bob']}")
+        self.assertRegex(last_line(answer), rb"^w2 OK ")
+        self.assertEqual([r.header("Auth-Login-Attempt") for r in service.requests], ["1", "2"])
+
+    def test_wait_status_asks_again(self):
+        service = self.service()
+        service.route("bob", [wait(1), ok("127.0.0.1", B.port)])
+        proxy = Routing(self, http=service.url)
+        marks = Marks()
+        c = proxy.raw()
+        took, answer = timed(c.command, "w1", f"LOGIN bob {USERS['bob']}")
+        self.assertRegex(last_line(answer), rb"^w1 OK ")
+        self.assertGreaterEqual(took, 0.9)
+        self.assertLess(took, 5)
+        self.assertEqual(len(service.requests_for("bob")), 2)
+        marks.assert_landed(self, "bob", B, count=1)
+
+    def test_dovecot_json_answer(self):
+        service = self.service()
+        service.route("bob", dovecot_json(host="127.0.0.1", port=B.port))
+        service.route("alice", dovecot_json(host="127.0.0.1", port=C.port, destuser="carol",
+                                            **{"pass": ALL_USERS["carol"]}))
+        proxy = Routing(self, http=service.url)
+        marks = Marks()
+        for user in ("bob", "alice"):
+            c, answer = login_answer(proxy, user)
+            self.assertRegex(last_line(answer), rb"^l1 OK ", (user, answer))
+        marks.assert_landed(self, "bob", B, count=1)
+        wait_until("carol (alice's destuser) on C", lambda: "carol" in marks.logins(C), timeout=10)
+
+    def test_lookup_names_a_backend_that_is_down(self):
+        service = self.service()
+        service.route("alice", ok("127.0.0.1", free_port()))
+        proxy = Routing(self, http=service.url)
+        c = proxy.raw()
+        took, answer = timed(c.command, "d1", f"LOGIN alice {USERS['alice']}")
+        unavailable(self, answer, "d1", NO_MAIL_SERVER)
+        self.assertLess(took, 5)
+
+    def test_service_down(self):
+        service = self.service()
+        url = service.url
+        service.stop()  # nothing listens on its port now
+        proxy = Routing(self, http=url)
+        c = proxy.raw()
+        took, answer = timed(c.command, "d1", f"LOGIN alice {USERS['alice']}")
+        unavailable(self, answer, "d1", NO_LOGIN_SERVICE)
+        self.assertLess(took, 1 + 2)
+        self.assertEqual(c.command("d2", "NOOP"), b"d2 OK NOOP completed.\r\n")
+        self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="unavailable"'), 1)
+        self.assertNotIn(USERS["alice"], proxy.log())
+        # Back up on the same port: the next login works.
+        service.start(int(url.split(":")[2].split("/")[0]))
+        service.route("alice", ok("127.0.0.1", A.port))
+        self.assertRegex(last_line(c.command("d3", f"LOGIN alice {USERS['alice']}")), rb"^d3 OK ")
+
+    def test_service_slow(self):
+        service = self.service()
+        service.route("alice", ok("127.0.0.1", A.port))
+        service.slow(30)
+        proxy = Routing(self, http=service.url)  # http_timeout_ms: 1000
+        c = proxy.raw()
+        took, answer = timed(c.command, "s1", f"LOGIN alice {USERS['alice']}")
+        unavailable(self, answer, "s1", NO_LOGIN_SERVICE)
+        self.assertGreaterEqual(took, 0.9)
+        self.assertLess(took, 1 + 2)
+        self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="unavailable"'), 1)
+        self.assertGreater(proxy.metric("imapscope_route_lookup_seconds_sum", 'source="http"'), 0.9)
+
+    def test_service_answers_garbage(self):
+        service = self.service()
+        proxy = Routing(self, http=service.url)
+        for i, (kind, garbage) in enumerate(sorted(GARBAGE.items())):
+            with self.subTest(kind):
+                service.answer_garbage(garbage)
+                c = proxy.raw()
+                took, answer = timed(c.command, "g1", f"LOGIN alice {USERS['alice']}")
+                unavailable(self, answer, "g1", NO_LOGIN_SERVICE)
+                self.assertLess(took, 1 + 2)
+        self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="unavailable"'),
+                         len(GARBAGE))
+        self.assertIsNone(proxy.proc.proc.poll())
+
+    def test_answers_are_cached(self):
+        service = self.service()
+        service.route("alice", ok("127.0.0.1", A.port))
+        proxy = Routing(self, http=service.url, routing={"cache_hit_s": 300, "cache_miss_s": 10})
+        marks = Marks()
+        for _ in range(3):
+            c, answer = login_answer(proxy, "alice")
+            self.assertRegex(last_line(answer), rb"^l1 OK ")
+        self.assertEqual(len(service.requests), 1, service.requests)
+        self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="cache",result="routed"'), 2)
+        marks.assert_landed(self, "alice", A, count=3)
+        # Another password is another question: the service is asked (and refuses it).
+        c, answer = login_answer(proxy, "alice", "guessing")
+        self.assertEqual(answer, f"l1 NO {INVALID_LOGIN}\r\n".encode())
+        self.assertEqual(len(service.requests), 2)
+        # A miss is remembered too (seconds), for that password only.
+        c, answer = login_answer(proxy, "alice", "guessing")
+        self.assertEqual(answer, f"l1 NO {INVALID_LOGIN}\r\n".encode())
+        self.assertEqual(len(service.requests), 2)
+        c, answer = login_answer(proxy, "alice")
+        self.assertRegex(last_line(answer), rb"^l1 OK ")
+        self.assertEqual(len(service.requests), 2)
+
+    def test_map_first_then_http(self):
+        service = self.service()
+        service.route("bob", ok("127.0.0.1", B.port))
+        service.route("alice", ok("127.0.0.1", C.port))  # never asked: the map has alice
+        proxy = Routing(self, [("alice", A)], http=service.url)
+        marks = Marks()
+        for user in ("alice", "bob"):
+            c, answer = login_answer(proxy, user)
+            self.assertRegex(last_line(answer), rb"^l1 OK ")
+        marks.assert_landed(self, "alice", A)
+        marks.assert_landed(self, "bob", B)
+        self.assertEqual([r.user for r in service.requests], ["bob"])
+
+    def test_implicit_tls_listener_says_auth_ssl_on(self):
+        service = self.service()
+        service.route("alice", ok("127.0.0.1", A.port))
+        proxy = Routing(self, http=service.url, tls=True)
+        s = imaplib.IMAP4_SSL("127.0.0.1", proxy.tls_port, ssl_context=ssl.create_default_context(
+            cafile=CERTS["ca"]), timeout=20)
+        self.assertEqual(s.login("alice", USERS["alice"])[0], "OK")
+        s.logout()
+        self.assertEqual(service.requests[-1].header("Auth-SSL"), "on")
+
+
+if __name__ == "__main__":
+    unittest.main()
