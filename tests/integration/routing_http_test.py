@@ -21,7 +21,7 @@ from imap_fixtures import USERS, free_port, wait_until  # noqa: E402
 from auth_http_service import (GARBAGE, INVALID_LOGIN, AuthHttpService, dovecot_json, error, ok,  # noqa: E402
                                wait)
 from routing_fixtures import (ALL_USERS, CERTS, NO_LOGIN_SERVICE, NO_MAIL_SERVER, Marks, Routing, b64,  # noqa: E402
-                              closed, last_line, login_answer, start_backends, stop_backends, timed, unavailable)
+                              closed, last_line, login_answer, name, start_backends, stop_backends, timed, unavailable)
 
 A = B = C = None
 
@@ -39,6 +39,14 @@ def tearDownModule():
 
 class HttpRouting(unittest.TestCase):
 
+    def routing(self, service, entries=None, routing=None, **kwargs):
+        """imapscope asking service, with the three backends health-checked from the
+        start (routing.backends): the pre-login capabilities are theirs from the first
+        connection on."""
+        settings = {"backends": [name(b) for b in (A, B, C)]}
+        settings.update(routing or {})
+        return Routing(self, entries, http=service.url, routing=settings, **kwargs)
+
     def service(self, **kwargs):
         service = AuthHttpService(passwords=ALL_USERS, **kwargs).start()
         self.addCleanup(service.stop)
@@ -49,7 +57,7 @@ class HttpRouting(unittest.TestCase):
         service.route("alice", ok("127.0.0.1", A.port))
         service.route("bob", ok("127.0.0.1", B.port))
         service.route("erin", ok("127.0.0.1", C.port))
-        proxy = Routing(self, http=service.url)
+        proxy = self.routing(service)
         marks = Marks()
         for user in ("alice", "bob"):
             i = proxy.imap()
@@ -84,7 +92,7 @@ class HttpRouting(unittest.TestCase):
     def test_authenticate_methods_in_the_request(self):
         service = self.service()
         service.route("alice", ok("127.0.0.1", A.port))
-        proxy = Routing(self, http=service.url)
+        proxy = self.routing(service)
         c = proxy.raw()
         self.assertRegex(last_line(c.command("a1", "AUTHENTICATE PLAIN " + b64("\0alice\0" + USERS["alice"]))),
                          rb"^a1 OK ")
@@ -105,7 +113,7 @@ class HttpRouting(unittest.TestCase):
     def test_auth_user_and_auth_pass_override_the_credentials(self):
         service = self.service()
         service.route("alice", ok("127.0.0.1", A.port, user="carol", password=ALL_USERS["carol"]))
-        proxy = Routing(self, http=service.url)
+        proxy = self.routing(service)
         marks = Marks()
         i = proxy.imap()
         self.assertEqual(i.login("alice", USERS["alice"])[0], "OK")
@@ -118,7 +126,7 @@ class HttpRouting(unittest.TestCase):
     def test_error_text_is_the_clients_no_then_the_connection_ends(self):
         service = self.service()
         service.route("bob", [error("Mailbox moved to imap2.example.org"), ok("127.0.0.1", B.port)])
-        proxy = Routing(self, http=service.url)
+        proxy = self.routing(service)
         marks = Marks()
         c = proxy.raw()
         self.assertEqual(c.command("e1", f"LOGIN bob {USERS['bob']}"), b"e1 NO Mailbox moved to imap2.example.org\r\n")
@@ -134,14 +142,14 @@ class HttpRouting(unittest.TestCase):
     def test_nologin_json_refuses(self):
         service = self.service()
         service.route("bob", dovecot_json(nologin=True, reason="Account suspended"))
-        proxy = Routing(self, http=service.url)
+        proxy = self.routing(service)
         c, answer = login_answer(proxy, "bob")
         self.assertEqual(answer, b"l1 NO Account suspended\r\n")
 
     def test_wrong_password_refused_by_the_service(self):
         service = self.service()
         service.route("alice", ok("127.0.0.1", A.port))
-        proxy = Routing(self, http=service.url)
+        proxy = self.routing(service)
         marks = Marks()
         c, answer = login_answer(proxy, "alice", "not-her-password")
         self.assertEqual(answer, f"l1 NO {INVALID_LOGIN}\r\n".encode())
@@ -152,7 +160,7 @@ class HttpRouting(unittest.TestCase):
     def test_auth_wait_delays_the_no(self):
         service = self.service()
         service.route("bob", [error("Too many attempts", wait=2), ok("127.0.0.1", B.port)])
-        proxy = Routing(self, http=service.url)
+        proxy = self.routing(service)
         c = proxy.raw()
         took, answer = timed(c.command, "w1", f"LOGIN bob {USERS['bob']}")
         self.assertEqual(answer, b"w1 NO Too many attempts\r\n")
@@ -166,7 +174,7 @@ class HttpRouting(unittest.TestCase):
     def test_wait_status_asks_again(self):
         service = self.service()
         service.route("bob", [wait(1), ok("127.0.0.1", B.port)])
-        proxy = Routing(self, http=service.url)
+        proxy = self.routing(service)
         marks = Marks()
         c = proxy.raw()
         took, answer = timed(c.command, "w1", f"LOGIN bob {USERS['bob']}")
@@ -181,7 +189,7 @@ class HttpRouting(unittest.TestCase):
         service.route("bob", dovecot_json(host="127.0.0.1", port=B.port))
         service.route("alice", dovecot_json(host="127.0.0.1", port=C.port, destuser="carol",
                                             **{"pass": ALL_USERS["carol"]}))
-        proxy = Routing(self, http=service.url)
+        proxy = self.routing(service)
         marks = Marks()
         for user in ("bob", "alice"):
             c, answer = login_answer(proxy, user)
@@ -192,7 +200,7 @@ class HttpRouting(unittest.TestCase):
     def test_lookup_names_a_backend_that_is_down(self):
         service = self.service()
         service.route("alice", ok("127.0.0.1", free_port()))
-        proxy = Routing(self, http=service.url)
+        proxy = self.routing(service)
         c = proxy.raw()
         took, answer = timed(c.command, "d1", f"LOGIN alice {USERS['alice']}")
         unavailable(self, answer, "d1", NO_MAIL_SERVER)
@@ -219,7 +227,7 @@ class HttpRouting(unittest.TestCase):
         service = self.service()
         service.route("alice", ok("127.0.0.1", A.port))
         service.slow(30)
-        proxy = Routing(self, http=service.url)  # http_timeout_ms: 1000
+        proxy = self.routing(service)  # http_timeout_ms: 1000
         c = proxy.raw()
         took, answer = timed(c.command, "s1", f"LOGIN alice {USERS['alice']}")
         unavailable(self, answer, "s1", NO_LOGIN_SERVICE)
@@ -230,7 +238,7 @@ class HttpRouting(unittest.TestCase):
 
     def test_service_answers_garbage(self):
         service = self.service()
-        proxy = Routing(self, http=service.url)
+        proxy = self.routing(service)
         for i, (kind, garbage) in enumerate(sorted(GARBAGE.items())):
             with self.subTest(kind):
                 service.answer_garbage(garbage)
@@ -245,7 +253,7 @@ class HttpRouting(unittest.TestCase):
     def test_answers_are_cached(self):
         service = self.service()
         service.route("alice", ok("127.0.0.1", A.port))
-        proxy = Routing(self, http=service.url, routing={"cache_hit_s": 300, "cache_miss_s": 10})
+        proxy = self.routing(service, routing={"cache_hit_s": 300, "cache_miss_s": 10})
         marks = Marks()
         for _ in range(3):
             c, answer = login_answer(proxy, "alice")
@@ -269,7 +277,7 @@ class HttpRouting(unittest.TestCase):
         service = self.service()
         service.route("bob", ok("127.0.0.1", B.port))
         service.route("alice", ok("127.0.0.1", C.port))  # never asked: the map has alice
-        proxy = Routing(self, [("alice", A)], http=service.url)
+        proxy = self.routing(service, [("alice", A)])
         marks = Marks()
         for user in ("alice", "bob"):
             c, answer = login_answer(proxy, user)
@@ -281,7 +289,7 @@ class HttpRouting(unittest.TestCase):
     def test_implicit_tls_listener_says_auth_ssl_on(self):
         service = self.service()
         service.route("alice", ok("127.0.0.1", A.port))
-        proxy = Routing(self, http=service.url, tls=True)
+        proxy = self.routing(service, tls=True)
         s = imaplib.IMAP4_SSL("127.0.0.1", proxy.tls_port, ssl_context=ssl.create_default_context(
             cafile=CERTS["ca"]), timeout=20)
         self.assertEqual(s.login("alice", USERS["alice"])[0], "OK")

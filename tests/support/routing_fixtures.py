@@ -12,8 +12,7 @@ import re
 import time
 import urllib.request
 
-from imap_fixtures import (USERS, Dovecot, Imapscope, RawClient, free_port, make_certs, metric_sum, temp_dir,
-                           wait_until)
+from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, make_certs, temp_dir, wait_until
 
 # Every backend knows every user (as a cluster's shared passdb would): only the route
 # decides where a login lands. erin's password needs escaping in Auth-Pass;
@@ -156,9 +155,9 @@ class Routing:
         with open(self.config_path, "w") as f:
             json.dump(settings_all, f, indent=1)
         self.proc = Imapscope(["--config", self.config_path, "--threads", "2"], log_dir=self.dir)
+        self.clients = []
         test.addCleanup(self.stop)
         self.proc.start([p for p in (self.port, self.starttls_port, self.tls_port) if p])
-        self.clients = []
         if wait_up:
             self.wait_backends_up()
 
@@ -179,8 +178,17 @@ class Routing:
     def log(self):
         return self.proc.log()
 
-    def metric(self, name, label=""):
-        return metric_sum(self.proc.admin_port, name, label)
+    def metric(self, name, labels=""):
+        """The sum of the series of name that carry every label of labels ('a="x",b="y"',
+        in any order: the exposition's order is not the test's business)."""
+        wanted = re.findall(r'\w+="[^"]*"', labels)
+        total = 0.0
+        for line in self.metrics_text().splitlines():
+            series, _, value = line.rpartition(" ")
+            if series == name or series.startswith(name + "{"):
+                if all(w in re.findall(r'\w+="[^"]*"', series) for w in wanted):
+                    total += float(value)
+        return total
 
     def metrics_text(self):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.proc.admin_port}/metrics", timeout=10) as r:
@@ -198,10 +206,9 @@ class Routing:
         if status != 200:
             return  # no backends API: Operations says so; the other tests go on
 
-        def all_up():
+        def all_up():  # (none listed: no backend is known before a lookup names one)
             listed = self.backends()
-            ours = [b for n, b in listed.items() if n in running]
-            return ours and all(b["state"] == "up" for b in ours)
+            return all(b["state"] == "up" for n, b in listed.items() if n in running)
         wait_until("the backends up in /api/backends", all_up, timeout=timeout, interval=0.1)
 
     def raw(self, port=None):
