@@ -17,11 +17,12 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, free_port, wait_until  # noqa: E402
+from imap_fixtures import USERS, RawClient, free_port, wait_until  # noqa: E402
 from auth_http_service import (GARBAGE, INVALID_LOGIN, AuthHttpService, dovecot_json, error, ok,  # noqa: E402
                                wait)
-from routing_fixtures import (ALL_USERS, CERTS, NO_LOGIN_SERVICE, NO_MAIL_SERVER, Marks, Routing, b64,  # noqa: E402
-                              closed, last_line, login_answer, name, start_backends, stop_backends, timed, unavailable)
+from routing_fixtures import (ALL_USERS, CERTS, MASTER, NO_LOGIN_SERVICE, NO_MAIL_SERVER, Marks,  # noqa: E402
+                              Routing, b64, closed, last_line, login_answer, name, start_backends, stop_backends,
+                              timed, unavailable)
 
 A = B = C = None
 
@@ -196,6 +197,39 @@ class HttpRouting(unittest.TestCase):
             self.assertRegex(last_line(answer), rb"^l1 OK ", (user, answer))
         marks.assert_landed(self, "bob", B, count=1)
         wait_until("carol (alice's destuser) on C", lambda: "carol" in marks.logins(C), timeout=10)
+
+    def test_master_login_for_a_json_answer(self):
+        service = self.service()
+        service.route("carol", dovecot_json(host="127.0.0.1", port=A.port, destuser="carol.archive", master=True))
+        proxy = self.routing(service, master=True)
+        marks = Marks()
+        c, answer = login_answer(proxy, "carol")
+        self.assertRegex(last_line(answer), rb"^l1 OK ")
+        wait_until("carol.archive's login on A", lambda: "carol.archive" in marks.logins(A), timeout=10)
+        # The service checks the client's password before the master login is used.
+        c, answer = login_answer(proxy, "carol", "not-carols-password")
+        self.assertEqual(answer, f"l1 NO {INVALID_LOGIN}\r\n".encode())
+        self.assertNotIn(MASTER[1], proxy.log())
+
+    def test_oauth_mechanisms_reach_the_lookup(self):
+        # The service gets the token as Auth-Pass; the backend (Dovecot without OAuth
+        # here) answers the replayed AUTHENTICATE with its own NO, passed on unchanged.
+        service = self.service()
+        service.passwords = None
+        service.route("alice", ok("127.0.0.1", A.port))
+        proxy = self.routing(service)
+        xoauth2 = b64("user=alice\x01auth=Bearer token-123\x01\x01")
+        oauthbearer = b64("n,a=alice,\x01host=localhost\x01auth=Bearer token-456\x01\x01")
+        for tag, mechanism, response in (("x1", "XOAUTH2", xoauth2), ("o1", "OAUTHBEARER", oauthbearer)):
+            direct = RawClient(A.port)
+            expected = direct.command(tag, f"AUTHENTICATE {mechanism} {response}")
+            direct.close()
+            c = proxy.raw()
+            self.assertEqual(c.command(tag, f"AUTHENTICATE {mechanism} {response}"), expected)
+        requests = service.requests
+        self.assertEqual([(r.header("Auth-Method"), r.user, r.password) for r in requests],
+                         [("xoauth2", "alice", "token-123"), ("oauthbearer", "alice", "token-456")])
+        self.assertNotIn("token-123", proxy.log())
 
     def test_lookup_names_a_backend_that_is_down(self):
         service = self.service()

@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
 from imap_fixtures import USERS, Imapscope, RawClient, free_port, imapscope_binary, temp_dir, wait_until  # noqa: E402
 from auth_http_service import AuthHttpService, ok  # noqa: E402
-from routing_fixtures import (ALL_USERS, BACKENDS, CERTS, DOVECOT_NO, LOGIN_LINE, NO_MAIL_SERVER,  # noqa: E402
+from routing_fixtures import (ALL_USERS, BACKENDS, CERTS, DOVECOT_NO, LOGIN_LINE, MASTER, NO_MAIL_SERVER,  # noqa: E402
                               PRELOGIN_CAPABILITY_OK, Marks, Routing, b64, closed, last_line, login_answer, map_text,
                               name, new_backend, start_backends, stop_backends, timed, unavailable)
 
@@ -283,6 +283,25 @@ class MapRouting(unittest.TestCase):
         self.assertRegex(last_line(answer), rb"^l1 OK ")
         wait_until("carol.archive's login on A", lambda: "carol.archive" in marks.logins(A), timeout=10)
         self.assertNotIn("carol", marks.logins(A))
+
+    def test_master_login_from_the_map(self):
+        proxy = Routing(self, [("carol", A, "user=carol.archive", "master")], master=True)
+        marks = Marks()
+        c, answer = login_answer(proxy, "carol")
+        self.assertRegex(last_line(answer), rb"^l1 OK ")
+        self.assertTrue(c.command("s1", "SELECT INBOX").splitlines()[-1].startswith(b"s1 OK"))
+        wait_until("carol.archive's login on A", lambda: "carol.archive" in marks.logins(A), timeout=10)
+        self.assertNotIn(MASTER[1], proxy.log())
+
+    def test_map_master_login_still_needs_the_users_password(self):
+        # A map holds no passwords and the backend checks the master's, not the
+        # client's: a wrong password must not get in all the same.
+        proxy = Routing(self, [("carol", A, "master")], master=True)
+        marks = Marks()
+        c, answer = login_answer(proxy, "carol", "not-carols-password")
+        self.assertRegex(last_line(answer), rb"^l1 NO ", answer)
+        self.assertEqual(c.command("s1", "SELECT INBOX"), b"s1 BAD Please log in first.\r\n")
+        self.assertEqual(marks.where("carol"), set())
 
     def test_no_entry_and_no_default_is_refused(self):
         # A user the map doesn't know is refused, as an auth service or Dovecot's passdb

@@ -32,6 +32,9 @@ service anvil {
 }
 """
 
+# Dovecot's master user on every backend (a master passdb): imapscope logs in as it
+# for routes that ask for a master login (routing.master_user).
+MASTER = ("master", "master-secret")
 BACKENDS = []  # A, B and C once start_backends() ran
 CERTS = {}     # their certificate's files: "ca", "cert", "key"
 # The answer Dovecot gives a wrong password: the client must get exactly this line.
@@ -44,7 +47,12 @@ NO_MAIL_SERVER = b"NO [UNAVAILABLE] The mail server is not available.\r\n"
 
 def start_backends(count=3):
     """count Dovecots sharing one certificate; BACKENDS, filled."""
-    CERTS.update(make_certs(temp_dir(prefix="imapscope-routing-certs-")))
+    shared = temp_dir(prefix="imapscope-routing-shared-")
+    CERTS.update(make_certs(shared))
+    CERTS["master_users"] = os.path.join(shared, "master-users")
+    with open(CERTS["master_users"], "w") as f:
+        f.write(f"{MASTER[0]}:{{PLAIN}}{MASTER[1]}\n")
+    os.chmod(shared, 0o755)  # Dovecot's auth reads it as the mail user, as it does its users file
     try:
         for _ in range(count):
             BACKENDS.append(new_backend())
@@ -56,7 +64,14 @@ def start_backends(count=3):
 
 def new_backend():
     """One more Dovecot like the others (started; the caller stops it)."""
-    return Dovecot(certs=CERTS, extra_config=DOVECOT_EXTRA, users=EXTRA_USERS).start()
+    master = f"""auth_master_user_separator = *
+passdb {{
+  driver = passwd-file
+  master = yes
+  args = scheme=PLAIN {CERTS["master_users"]}
+}}
+"""
+    return Dovecot(certs=CERTS, extra_config=DOVECOT_EXTRA + master, users=EXTRA_USERS).start()
 
 
 def stop_backends():
@@ -121,9 +136,11 @@ class Routing:
     """imapscope in routing mode: a plain listener (and with tls=True a STARTTLS and an
     implicit-TLS one) routing by a map (entries, see map_text) and/or an auth_http
     service (its URL). routing: more keys of the "routing" object; config: more
-    top-level keys. The login penalty is off unless config turns it on."""
+    top-level keys; master: the backends' master user configured. The login penalty
+    is off unless config turns it on."""
 
-    def __init__(self, test, entries=None, http=None, routing=None, config=None, tls=False, wait_up=True):
+    def __init__(self, test, entries=None, http=None, routing=None, config=None, tls=False, wait_up=True,
+                 master=False):
         self.test = test
         self.dir = temp_dir(prefix="imapscope-routing-")
         os.chmod(self.dir, 0o755)
@@ -139,6 +156,12 @@ class Routing:
             settings["map"] = self.map_path
         if http:
             settings["http"] = http
+        if master:  # the backends' master user, its password in an owner-only file
+            secret = os.path.join(self.dir, "master-password")
+            fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(MASTER[1] + "\n")
+            settings.update(master_user=MASTER[0], master_password_file=secret)
         settings.update(routing or {})
         listeners = [{"name": "plain", "listen": f"127.0.0.1:{self.port}"}]
         if tls:
