@@ -26,6 +26,7 @@ import json
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -34,7 +35,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Imapscope, RawClient, free_port, imapscope_binary, temp_dir, wait_until  # noqa: E402
+from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary, temp_dir, wait_until  # noqa: E402
 from auth_http_service import AuthHttpService, ok  # noqa: E402
 from routing_fixtures import (ALL_USERS, BACKENDS, CERTS, DOVECOT_NO, LOGIN_LINE, MASTER, NO_MAIL_SERVER,  # noqa: E402
                               PRELOGIN_CAPABILITY_OK, Marks, Routing, b64, closed, last_line, login_answer, map_text,
@@ -313,6 +314,49 @@ class MapRouting(unittest.TestCase):
         self.assertNotIn(b"[UNAVAILABLE]", answer)
         self.assertEqual(marks.where("bob"), set())
         self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="map",result="refused"'), 1)
+
+    def test_backends_reached_with_tls_and_starttls_verified(self):
+        proxy = Routing(self, [("alice", A.tls_port, "tls"), ("bob", B, "starttls")],
+                        routing={"upstream_ca": CERTS["ca"]})
+        marks = Marks()
+        for user in ("alice", "bob"):
+            c, answer = login_answer(proxy, user)
+            self.assertRegex(last_line(answer), rb"^l1 OK ", (user, answer))
+            self.assertTrue(c.command("s1", "SELECT INBOX").splitlines()[-1].startswith(b"s1 OK"))
+        marks.assert_landed(self, "alice", A, count=1)
+        marks.assert_landed(self, "bob", B, count=1)
+        for backend, user in ((A, "alice"), (B, "bob")):  # Dovecot says TLS, not "secured" (loopback)
+            line = next(l for l in marks.new_log(backend).splitlines() if f"Login: user=<{user}>" in l)
+            self.assertRegex(line, r", TLS, ", line)
+        # Verified: with the system's CAs our test CA is unknown, and the login goes nowhere.
+        unverified = Routing(self, [("alice", A.tls_port, "tls"), ("bob", B, "starttls")], wait_up=False)
+        marks = Marks()
+        for user in ("alice", "bob"):
+            c, answer = login_answer(unverified, user)
+            unavailable(self, answer, "l1", NO_MAIL_SERVER)
+        self.assertEqual((marks.where("alice"), marks.where("bob")), (set(), set()))
+        for secret in (USERS["alice"], USERS["bob"]):
+            self.assertNotIn(secret, unverified.log())
+
+    def test_client_address_forwarded_to_the_backend(self):
+        # A backend of its own that trusts loopback for PROXY headers and ID's
+        # x-originating-ip, as a backend behind imapscope would.
+        trusting = Dovecot(certs=CERTS, trusted="127.0.0.0/8", users=ALL_USERS,
+                           extra_config="auth_failure_delay = 0\n").start()
+        self.addCleanup(trusting.stop)
+        for mode, port in (("proxy-v2", trusting.haproxy_port), ("proxy-v1", trusting.haproxy_port),
+                           ("id", trusting.port)):
+            with self.subTest(mode):
+                proxy = Routing(self, [("alice", port)], routing={"forward_client": mode}, balanced=True,
+                                wait_up=False)
+                start = len(trusting.log())
+                s = socket.create_connection(("127.0.0.1", proxy.balanced_port), timeout=20)
+                s.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 143\r\n")
+                c = RawClient(s)
+                proxy.clients.append(c)
+                self.assertRegex(last_line(c.command("l1", f"LOGIN alice {USERS['alice']}")), rb"^l1 OK ")
+                wait_until(f"alice's login from 192.0.2.7 in the backend's log ({mode})", lambda: re.search(
+                    r"Login: user=<alice>.*rip=192\.0\.2\.7", trusting.log()[start:]), timeout=10)
 
     def test_backend_down_is_unavailable_never_a_hang(self):
         dead = free_port()  # nothing listens there

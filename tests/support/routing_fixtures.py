@@ -134,19 +134,21 @@ def map_text(entries):
 
 class Routing:
     """imapscope in routing mode: a plain listener (and with tls=True a STARTTLS and an
-    implicit-TLS one) routing by a map (entries, see map_text) and/or an auth_http
-    service (its URL). routing: more keys of the "routing" object; config: more
-    top-level keys; master: the backends' master user configured. The login penalty
-    is off unless config turns it on."""
+    implicit-TLS one; with balanced=True one taking PROXY headers from loopback)
+    routing by a map (entries, see map_text) and/or an auth_http service (its URL).
+    routing: more keys of the "routing" object; config: more top-level keys; master:
+    the backends' master user configured. The login penalty is off unless config
+    turns it on."""
 
     def __init__(self, test, entries=None, http=None, routing=None, config=None, tls=False, wait_up=True,
-                 master=False):
+                 master=False, balanced=False):
         self.test = test
         self.dir = temp_dir(prefix="imapscope-routing-")
         os.chmod(self.dir, 0o755)
         self.port = free_port()
         self.starttls_port = free_port() if tls else None
         self.tls_port = free_port() if tls else None
+        self.balanced_port = free_port() if balanced else None
         self.transcripts = os.path.join(self.dir, "transcripts")
         self.map_path = os.path.join(self.dir, "routes.map")
         settings = {"http_timeout_ms": 1000, "cache_hit_s": 0, "cache_miss_s": 0,
@@ -169,6 +171,9 @@ class Routing:
                            "cert": CERTS["cert"], "key": CERTS["key"]},
                           {"name": "imaps", "listen": f"127.0.0.1:{self.tls_port}", "tls": "implicit",
                            "cert": CERTS["cert"], "key": CERTS["key"]}]
+        if balanced:
+            listeners.append({"name": "balanced", "listen": f"127.0.0.1:{self.balanced_port}",
+                              "proxy_protocol": {"trusted": ["127.0.0.0/8"]}})
         settings_all = {"user_names": "clear", "login_penalty": {"enabled": False},
                         "transcripts": {"dir": self.transcripts},
                         "timeouts": {"server_response_ms": 10000},
@@ -180,7 +185,10 @@ class Routing:
         self.proc = Imapscope(["--config", self.config_path, "--threads", "2"], log_dir=self.dir)
         self.clients = []
         test.addCleanup(self.stop)
+        # (a PROXY-header listener refuses the start-up's probe: not waited for)
         self.proc.start([p for p in (self.port, self.starttls_port, self.tls_port) if p])
+        if balanced:
+            wait_until("the balanced listener", lambda: "listener=balanced" in self.log())
         if wait_up:
             self.wait_backends_up()
 
