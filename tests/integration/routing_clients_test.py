@@ -5,7 +5,8 @@ instances.
 
 Every user exists on every backend, with a different message on each ("on backend
 A", "on backend B", ...): what a client fetched shows where it went, and the
-backend's own log ("Login: user=<...>") confirms it, absent from the others' logs.
+backend's own log ("Login: user=<...>") confirms it, absent from the others' logs;
+the proxy's session_end names the client, as in transparent mode.
 """
 import glob
 import imaplib
@@ -91,6 +92,14 @@ class RoutedClient:
                 self.assertNotIn(user, LOGIN_LINE.findall(backend.log()[before[index]:]),
                                  f"{user} also logged in on backend {LETTERS[index]}")
 
+    def assert_named(self, user, family):
+        """The proxy's session_end for the session on user's backend names the client
+        (identification works on routed sessions as on any other)."""
+        server = f"server=127.0.0.1:{BACKENDS[HOME[user]].port} "
+        wait_until(f"{user}'s session_end naming {family}", lambda: any(
+            server in line and f"client_family={family} " in line
+            for line in PROXY.log().splitlines() if "event=session_end" in line), timeout=10)
+
     @staticmethod
     def marks():
         return [len(b.log()) for b in BACKENDS]
@@ -111,6 +120,7 @@ class Mbsync(RoutedClient, unittest.TestCase):
         self.assertNotIn(b"on backend B", fetched)
         self.assertNotIn(b"on backend C", fetched)
         self.assert_landed_home("mbsync", before)
+        self.assert_named("mbsync", "mbsync")
 
 
 @unittest.skipIf(installed("fetchmail"), installed("fetchmail"))
@@ -136,6 +146,7 @@ class Fetchmail(RoutedClient, unittest.TestCase):
         self.assertNotIn(b"on backend A", delivered)
         self.assertNotIn(b"on backend C", delivered)
         self.assert_landed_home("fetchmail", before)
+        self.assert_named("fetchmail", "fetchmail")
 
 
 @unittest.skipIf(installed("neomutt", "tmux"), installed("neomutt", "tmux"))
@@ -171,6 +182,7 @@ class NeoMutt(RoutedClient, unittest.TestCase):
         self.assertNotIn("on backend A", screen)
         self.assertNotIn("on backend B", screen)
         self.assert_landed_home("neomutt", before)
+        self.assert_named("neomutt", "mutt")  # neomutt speaks mutt's IMAP
 
 
 if __name__ == "__main__":
