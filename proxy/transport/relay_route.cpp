@@ -1,0 +1,318 @@
+// Routing mode in the relay. Until a backend takes the login, the session's server
+// is the pre-login server (route::PreLoginServer): what the session forwards to the
+// server goes to it, its answers come back as the server's bytes. So the session
+// does everything it does in transparent mode (STARTTLS, LOGINDISABLED, capability
+// rewriting, the login penalty, identification, transcripts) without knowing that
+// nobody is behind it yet. A complete login is looked up, its backend connected and
+// the client's ID and login replayed there; from the last replayed step on the
+// backend is the session's server and its tagged answer reaches the client unchanged.
+// A NO sends the relay back to the pre-login server for the next try.
+#include "proxy/transport/relay.hpp"
+#include "proxy/transport/no_throw.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+
+#include "proxy/imap/abnf.hpp"
+#include "proxy/route/prelogin_server.hpp"
+#include "proxy/transport/router.hpp"
+#include "proxy/transport/server_lines.hpp"
+#include "proxy/transport/upstream.hpp"
+#include "proxy/util/log.hpp"
+
+namespace imapscope::transport {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+using Clock = std::chrono::steady_clock;
+
+// The proxy's tag for the client's ID replayed to the backend.
+constexpr std::string_view kReplayIdTag = "imapscope-cid";
+// What the pre-login server offers when nothing was configured or learnt yet: what
+// it can speak itself (Dovecot's pre-login list, less what needs the backend).
+constexpr std::string_view kDefaultCapabilities =
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN AUTH=LOGIN";
+// Auth-Wait beyond this is the service's mistake: the client is not held longer.
+constexpr std::chrono::seconds kMaxAuthWait{30};
+
+UpstreamTls upstream_tls(route::BackendTls tls) {
+  switch (tls) {
+    case route::BackendTls::Implicit: return UpstreamTls::Implicit;
+    case route::BackendTls::Starttls: return UpstreamTls::Starttls;
+    case route::BackendTls::None: break;
+  }
+  return UpstreamTls::None;
+}
+
+bool starts_with_ci(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && imap::iequals(s.substr(0, prefix.size()), prefix);
+}
+
+}  // namespace
+
+struct Relay::RouteState {
+  explicit RouteState(route::PreLoginSettings settings) : prelogin(std::make_unique<route::PreLoginServer>(std::move(settings))) {}
+  std::unique_ptr<route::PreLoginServer> prelogin;  // gone once a backend took the login
+  std::string unconsumed;  // what the session forwarded that the pre-login server hasn't taken
+  std::unique_ptr<ClientAddresses> client;  // named to each backend (PROXY header, ID)
+  std::string balancer_ip;                  // who sent a PROXY header, for the lookup
+  std::uint16_t balancer_port = 0;
+  bool lookup_running = false;
+  bool unavailable_answer = false;  // the last NO was the proxy's own (no penalty for it)
+  bool release_backend = false;     // the backend said NO: back to the pre-login server
+  bool counted = false;             // the backend pool counts this session
+  std::optional<route::Backend> backend;  // connected to (and, once counted, logged in)
+  std::string user;                       // the login name (kicks by user)
+};
+
+bool Relay::route_unavailable_answer() const { return route_ && route_->unavailable_answer; }
+
+void Relay::start_routing(std::string_view balancer_peer) {
+  const auto& routing = *listener_.routing;
+  std::string capabilities = routing.capabilities;
+  if (capabilities.empty() && routing.backends) capabilities = routing.backends->shared_capabilities();
+  if (capabilities.empty()) capabilities = kDefaultCapabilities;
+  route_ = std::make_unique<RouteState>(route::PreLoginSettings{std::move(capabilities)});
+  route_->client = std::move(client_addresses_);
+  if (!balancer_peer.empty()) {
+    const auto colon = balancer_peer.rfind(':');
+    route_->balancer_ip = std::string(util::address_of(std::string(balancer_peer)));
+    if (colon != std::string_view::npos) {
+      route_->balancer_port = static_cast<std::uint16_t>(std::atoi(std::string(balancer_peer.substr(colon + 1)).c_str()));
+    }
+  }
+  server_leg_.held = route_->prelogin->greeting();
+}
+
+bool Relay::route_prelogin() {
+  auto& r = *route_;
+  if (!r.prelogin || r.lookup_running || ending_) return false;
+  std::string& queue = session_->to_server();
+  r.unconsumed.append(queue);
+  queue.clear();
+  if (r.prelogin->closed()) {
+    // LOGOUT was answered: the session ends once the answer went through it.
+    if (server_leg_.held.empty()) end(CloseReason::PreLoginLogout);
+    return false;
+  }
+  std::string_view input = r.unconsumed;
+  const auto before = input.size();
+  std::string answers;
+  r.prelogin->feed(input, answers);
+  const bool moved = input.size() != before || !answers.empty();
+  r.unconsumed.erase(0, before - input.size());
+  server_leg_.held += answers;
+  if (r.prelogin->login_ready()) {
+    r.lookup_running = true;
+    ++pending_;
+    asio::co_spawn(client_.socket().get_executor(), route_login(), [this](std::exception_ptr error) {
+      --pending_;
+      route_->lookup_running = false;
+      if (error && !closing_) end_with_cause(CloseReason::ServerError, "exception", "routing failed");
+      update();
+    });
+  }
+  return moved;
+}
+
+asio::awaitable<void> Relay::route_login() {
+  auto& r = *route_;
+  const auto& routing = *listener_.routing;
+  auto login = r.prelogin->take_login();
+  r.user = login.user;
+  r.unavailable_answer = false;
+  route::LoginRequest request;
+  request.user = login.user;
+  request.secret = login.secret;
+  request.method = login.method;
+  request.attempt = r.prelogin->logins();
+  request.client_ip = r.client->source_ip;
+  request.client_host = "[UNAVAILABLE]";
+  request.client_tls = client_.is_tls();
+  request.balancer_ip = r.balancer_ip;
+  request.balancer_port = r.balancer_port;
+  auto result = co_await routing.router->lookup(request);
+  if (result.wait.count() > 0) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, std::min(result.wait, kMaxAuthWait));
+    co_await timer.async_wait(kNoThrow);
+  }
+  if (closing_ || ending_) co_return;
+  const std::string session_field = "session=" + std::to_string(id_);
+  auto refuse = [&](std::string line, bool unavailable) {
+    r.unavailable_answer = unavailable;
+    server_leg_.held += line;
+    r.prelogin->resume();
+  };
+  if (result.status == route::LookupStatus::Refused) {
+    refuse(route::refusal_line(login.tag, result.message), false);
+    co_return;
+  }
+  if (result.status == route::LookupStatus::Unavailable) {
+    util::log_line(util::LogLevel::Warning, "event=route_lookup_failed " + session_field +
+                                                " detail=" + util::log_quote(result.message));
+    refuse(route::unavailable_line(login.tag, "The login service is not available."), true);
+    co_return;
+  }
+  const auto& backend = result.route.backend;
+  const auto admission = routing.backends ? routing.backends->admit(backend) : route::Admission::Ok;
+  if (admission == route::Admission::Down || admission == route::Admission::Draining) {
+    util::log_line(util::LogLevel::Warning, "event=route_refused " + session_field + " backend=" + backend.name() +
+                                                " reason=" +
+                                                (admission == route::Admission::Down ? "backend_down" : "backend_draining"));
+    if (routing.telemetry) routing.telemetry->login_replayed("failed");
+    refuse(route::unavailable_line(login.tag, "The mail server is not available."), true);
+    co_return;
+  }
+
+  UpstreamSettings upstream_settings;
+  upstream_settings.addresses = {Endpoint{backend.host, backend.port}};
+  upstream_settings.tls = upstream_tls(backend.tls);
+  upstream_settings.verify = routing.verify;
+  upstream_settings.connect_timeout = routing.connect_timeout;
+  upstream_settings.forward_client = routing.forward_client;
+  auto* tls = upstream_settings.tls == UpstreamTls::None ? nullptr : routing.backend_tls;
+  auto upstream = co_await connect_upstream(upstream_settings, tls, listener_.timeouts, *r.client, id_);
+  if (closing_ || ending_) co_return;
+  if (!upstream.stream) {
+    util::log_line(util::LogLevel::Warning, "event=upstream_failed " + session_field + " backend=" + backend.name() +
+                                                " reason=" + std::string(session::close_reason_name(upstream.failure)) +
+                                                " detail=" + util::log_quote(upstream.error));
+    if (routing.telemetry) routing.telemetry->login_replayed("failed");
+    refuse(route::unavailable_line(login.tag, "The mail server is not available."), true);
+    co_return;
+  }
+  if (!upstream.notice.empty()) {
+    util::log_line(util::LogLevel::Warning, "event=upstream_notice " + session_field + " detail=" +
+                                                util::log_quote(upstream.notice));
+  }
+  // The backend's greeting is not the client's (it had the proxy's): what follows it is.
+  std::string replies = upstream.greeting;
+  const auto greeting_end = replies.find('\n');
+  replies.erase(0, greeting_end == std::string::npos ? replies.size() : greeting_end + 1);
+  const auto deadline = Clock::now() + listener_.timeouts.greeting;
+  auto& stream = *upstream.stream;
+  std::string failure;
+  if (!r.prelogin->client_id().empty()) {
+    const auto id = route::replay_id_command(kReplayIdTag, r.prelogin->client_id());
+    if (auto [ec, n] = co_await stream.write_all(id); ec) failure = "ID: " + ec.message();
+    if (failure.empty()) {
+      auto [ec, text, line_end] = co_await read_until_tagged(stream, replies, kReplayIdTag, deadline);
+      if (ec) failure = "ID: " + ec.message();
+      else replies.erase(0, line_end);  // the backend's * ID and OK were for the proxy
+    }
+  }
+  // The login: each step after the backend's "+"; the client had the pre-login
+  // server's. Untagged lines on the way go on to the session.
+  const route::MasterUser* master = routing.master ? &*routing.master : nullptr;
+  const auto steps = route::replay_steps(login, result.route, master);
+  std::string passed_on;
+  const std::string tag_prefix = login.tag + " ";
+  for (std::size_t i = 0; i < steps.size() && failure.empty(); ++i) {
+    if (auto [ec, n] = co_await stream.write_all(steps[i]); ec) {
+      failure = "login: " + ec.message();
+      break;
+    }
+    if (i + 1 == steps.size()) break;
+    bool continued = false;
+    while (!continued && failure.empty()) {
+      auto [ec, line_end] = co_await read_line(stream, replies, 0, deadline);
+      if (ec) {
+        failure = "login: " + ec.message();
+        break;
+      }
+      const std::string_view line = std::string_view(replies).substr(0, line_end);
+      if (starts_with_ci(line, "+")) {
+        replies.erase(0, line_end);
+        continued = true;
+      } else if (line.starts_with(tag_prefix)) {
+        break;  // answered before all steps went: the answer goes to the client as it is
+      } else {
+        passed_on.append(line);
+        replies.erase(0, line_end);
+      }
+    }
+    if (!continued) break;
+  }
+  if (closing_ || ending_) co_return;
+  if (!failure.empty()) {
+    util::log_line(util::LogLevel::Warning, "event=upstream_failed " + session_field + " backend=" + backend.name() +
+                                                " reason=login_replay detail=" + util::log_quote(failure));
+    if (routing.telemetry) routing.telemetry->login_replayed("failed");
+    refuse(route::unavailable_line(login.tag, "The mail server is not available."), true);
+    co_return;
+  }
+  util::log_line(util::LogLevel::Info, "event=routed " + session_field + " backend=" + backend.name() +
+                                           " source=" + (result.from_cache ? "cache" : "lookup"));
+  server_ = std::move(upstream.stream);
+  server_peer_ = upstream.peer;
+  r.backend = backend;
+  server_leg_.held += passed_on + replies;
+  // What the client sent after its login (pipelined) follows it to the backend.
+  session_->to_server().insert(0, r.unconsumed);
+  r.unconsumed.clear();
+}
+
+// The session saw the backend's answer to the replayed login (LoginGate).
+void Relay::route_login_answered(bool ok) {
+  auto& r = *route_;
+  if (!server_) return;  // the pre-login server's own NO: no backend involved
+  if (auto* telemetry = listener_.routing->telemetry) telemetry->login_replayed(ok ? "ok" : "no");
+  if (!ok) {
+    r.release_backend = true;
+    return;
+  }
+  if (listener_.routing->backends && r.backend) {
+    listener_.routing->backends->session_started(*r.backend);
+    r.counted = true;
+  }
+  r.prelogin.reset();  // never needed again: an idle routed session keeps none of it
+  r.unconsumed.clear();
+  std::string().swap(r.unconsumed);
+}
+
+// After the backend's NO has gone through: the next login is looked up afresh.
+void Relay::maybe_release_backend() {
+  auto& r = *route_;
+  if (!r.release_backend || !server_ || !session_->server_between_messages() || !server_leg_.held.empty() ||
+      unwritten(Side::Server) > 0 || server_leg_.has_compressed()) {
+    return;
+  }
+  r.release_backend = false;
+  server_->close();  // a pending wait ends with operation_aborted and touches only the leg's flags
+  server_.reset();
+  server_peer_.clear();
+  server_leg_.held.clear();
+  server_leg_.out.clear();
+  server_leg_.out_done = 0;
+  server_leg_.dead = false;
+  server_leg_.low_water = 1;
+  r.backend.reset();
+  r.prelogin->resume();
+}
+
+void Relay::leave_backend() {
+  if (!route_ || !route_->counted) return;
+  route_->counted = false;
+  listener_.routing->backends->session_ended(*route_->backend);
+}
+
+bool Relay::kick_matches(const route::KickRequest& request) const {
+  if (!route_ || !route_->backend || !route_->counted || closing_ || ending_) return false;
+  if (!request.user.empty() && !imap::iequals(request.user, route_->user)) return false;
+  if (!request.backend.empty() && request.backend != route_->backend->name()) return false;
+  return !request.user.empty() || !request.backend.empty();
+}
+
+void Relay::kick(std::string_view reason) {
+  if (!session_ || closing_ || ending_) return;
+  if (reason.empty()) reason = "Disconnected by the administrator";
+  std::string line = "* BYE [UNAVAILABLE] ";
+  for (char c : reason.substr(0, 200)) line += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
+  say_bye(line + "\r\n");
+  end(CloseReason::Kicked);
+  update();
+}
+
+}  // namespace imapscope::transport
