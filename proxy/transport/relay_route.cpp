@@ -61,6 +61,7 @@ struct Relay::RouteState {
   std::uint16_t balancer_port = 0;
   bool lookup_running = false;
   bool unavailable_answer = false;  // the last NO was the proxy's own (no penalty for it)
+  bool close_after_answer = false;  // the lookup refused for good: end after its NO
   bool release_backend = false;     // the backend said NO: back to the pre-login server
   bool counted = false;             // the backend pool counts this session
   std::optional<route::Backend> backend;  // connected to (and, once counted, logged in)
@@ -92,6 +93,11 @@ bool Relay::route_prelogin() {
   std::string& queue = session_->to_server();
   r.unconsumed.append(queue);
   queue.clear();
+  if (r.close_after_answer) {
+    // A refusal for good (no Auth-Wait): the connection ends once the NO is through.
+    if (server_leg_.held.empty()) end(CloseReason::LoginRefused);
+    return false;
+  }
   if (r.prelogin->closed()) {
     // LOGOUT was answered: the session ends once the answer went through it.
     if (server_leg_.held.empty()) end(CloseReason::PreLoginLogout);
@@ -146,6 +152,9 @@ asio::awaitable<void> Relay::route_login() {
     r.prelogin->resume();
   };
   if (result.status == route::LookupStatus::Refused) {
+    // As nginx: a refusal with Auth-Wait lets the client try again, one without ends
+    // the connection after the NO.
+    r.close_after_answer = result.wait.count() == 0;
     refuse(route::refusal_line(login.tag, result.message), false);
     co_return;
   }
