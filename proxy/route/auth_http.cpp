@@ -252,7 +252,6 @@ std::string auth_http_request(const AuthHttpTarget& target, const LoginRequest& 
   out += "Auth-Protocol: imap\r\n";
   out += "Auth-Login-Attempt: " + std::to_string(request.attempt) + "\r\n";
   out += "Client-IP: " + header_safe(request.client_ip) + "\r\n";
-  if (!request.client_host.empty()) out += "Client-Host: " + header_safe(request.client_host) + "\r\n";
   if (!request.balancer_ip.empty()) {
     out += "Proxy-Protocol-Addr: " + header_safe(request.balancer_ip) + "\r\n";
     out += "Proxy-Protocol-Port: " + std::to_string(request.balancer_port) + "\r\n";
