@@ -14,6 +14,10 @@
 // head and then keeps the connection open (nginx reads the head only, so such services
 // work with nginx) gets its answer taken as it stands when the deadline comes: slow, but
 // not a failure.
+//
+// A host name goes through the system resolver, whose getaddrinfo the deadline can't
+// interrupt (a hung DNS server holds the exchange until it gives up): routing.http is
+// best written with an IP address, as nginx's auth_http resolves it once at start-up.
 #pragma once
 
 #include <chrono>

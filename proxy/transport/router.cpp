@@ -142,7 +142,7 @@ asio::awaitable<route::LookupResult> Router::ask_service(const route::LoginReque
       co_return unavailable("the lookup service answered WAIT " + std::to_string(kMaxWaitRounds) + " times");
     }
     asio::steady_timer pause(executor, std::min(verdict.result.wait, kMaxWaitPause));
-    co_await pause.async_wait(kNoThrow);
+    if (auto [ec] = co_await pause.async_wait(kNoThrow); ec) co_return unavailable("the lookup was cancelled");
   }
 }
 
