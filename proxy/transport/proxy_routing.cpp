@@ -34,7 +34,7 @@ Proxy::~Proxy() = default;  // here, where Router and HealthChecker are complete
 
 void Proxy::set_up_routing() {
   const auto& r = settings_.routing;
-  if (!settings_.backends) settings_.backends = std::make_shared<route::Backends>();
+  if (!settings_.backends) settings_.backends = std::make_shared<route::Backends>(64, r.health.fall, r.health.rise);
   RouterSettings router;
   router.http_url = r.http_url;
   router.http_timeout = r.http_timeout;

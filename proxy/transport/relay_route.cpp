@@ -35,7 +35,7 @@ constexpr std::string_view kReplayIdTag = "imapscope-cid";
 constexpr std::string_view kDefaultCapabilities =
     "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN AUTH=LOGIN";
 // Auth-Wait beyond this is the service's mistake: the client is not held longer.
-constexpr std::chrono::seconds kMaxAuthWait{30};
+constexpr std::chrono::seconds kMaxRefusalWait{30};
 
 UpstreamTls upstream_tls(route::BackendTls tls) {
   switch (tls) {
@@ -57,8 +57,7 @@ struct Relay::RouteState {
   std::unique_ptr<route::PreLoginServer> prelogin;  // gone once a backend took the login
   std::string unconsumed;  // what the session forwarded that the pre-login server hasn't taken
   std::unique_ptr<ClientAddresses> client;  // named to each backend (PROXY header, ID)
-  std::string balancer_ip;                  // who sent a PROXY header, for the lookup
-  std::uint16_t balancer_port = 0;
+  bool via_proxy_header = false;  // the client's addresses came in a PROXY header
   bool lookup_running = false;
   bool unavailable_answer = false;  // the last NO was the proxy's own (no penalty for it)
   bool close_after_answer = false;  // the lookup refused for good: end after its NO
@@ -77,13 +76,8 @@ void Relay::start_routing(std::string_view balancer_peer) {
   if (capabilities.empty()) capabilities = kDefaultCapabilities;
   route_ = std::make_unique<RouteState>(route::PreLoginSettings{std::move(capabilities)});
   route_->client = std::move(client_addresses_);
-  if (!balancer_peer.empty()) {
-    const auto colon = balancer_peer.rfind(':');
-    route_->balancer_ip = std::string(util::address_of(std::string(balancer_peer)));
-    if (colon != std::string_view::npos) {
-      route_->balancer_port = static_cast<std::uint16_t>(std::atoi(std::string(balancer_peer.substr(colon + 1)).c_str()));
-    }
-  }
+  // nginx's Proxy-Protocol-* lines: the addresses the PROXY header named.
+  route_->via_proxy_header = !balancer_peer.empty();
   server_leg_.held = route_->prelogin->greeting();
 }
 
@@ -135,13 +129,16 @@ asio::awaitable<void> Relay::route_login() {
   request.method = login.method;
   request.attempt = r.prelogin->logins();
   request.client_ip = r.client->source_ip;
-  request.client_host = "[UNAVAILABLE]";
   request.client_tls = client_.is_tls();
-  request.balancer_ip = r.balancer_ip;
-  request.balancer_port = r.balancer_port;
+  if (r.via_proxy_header) {
+    request.proxy_protocol_ip = r.client->source_ip;
+    request.proxy_protocol_port = r.client->source_port;
+    request.proxy_protocol_server_ip = r.client->local_ip;
+    request.proxy_protocol_server_port = r.client->local_port;
+  }
   auto result = co_await routing.router->lookup(request);
   if (result.wait.count() > 0) {
-    asio::steady_timer timer(co_await asio::this_coro::executor, std::min(result.wait, kMaxAuthWait));
+    asio::steady_timer timer(co_await asio::this_coro::executor, std::min(result.wait, kMaxRefusalWait));
     co_await timer.async_wait(kNoThrow);
   }
   if (closing_ || ending_) co_return;
@@ -165,6 +162,7 @@ asio::awaitable<void> Relay::route_login() {
     co_return;
   }
   const auto& backend = result.route.backend;
+  if (routing.backends) routing.backends->add(backend, false);  // a lookup may name any: checked from now on
   const auto admission = routing.backends ? routing.backends->admit(backend) : route::Admission::Ok;
   if (admission == route::Admission::Down || admission == route::Admission::Draining) {
     util::log_line(util::LogLevel::Warning, "event=route_refused " + session_field + " backend=" + backend.name() +
