@@ -30,7 +30,8 @@ class HealthChecker {
   // must outlive the executor's event loop.
   HealthChecker(asio::any_io_executor executor, route::Backends& backends, route::HealthSettings settings,
                 std::shared_ptr<asio::ssl::context> upstream_tls, bool verify, route::RouteTelemetry* telemetry);
-  ~HealthChecker();  // stop()
+  // stop(); destroy it before the executor's io_context (stop() posts to it).
+  ~HealthChecker();
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;
 
