@@ -95,11 +95,16 @@ void PreLoginServer::feed(std::string_view& in, std::string& out) {
       if (literal_size_ == 0) input_ = Input::Discard;
       continue;
     }
-    const auto lf = in.find('\n');
+    // Bytes before scanned_ were searched by the last call: a line trickling in a byte
+    // at a time costs its length, not its square.
+    if (scanned_ > in.size()) scanned_ = 0;
+    const auto lf = in.find('\n', scanned_);
+    scanned_ = 0;
     if (input_ == Input::Discard) {
       const std::size_t take = lf == std::string_view::npos ? in.size() : lf;
       if (discard_literals_) {
-        discard_tail_.append(in.substr(0, take));
+        const std::string_view chunk = in.substr(0, take);
+        discard_tail_.append(chunk.substr(chunk.size() - std::min(chunk.size(), kTailKept)));
         if (discard_tail_.size() > kTailKept) discard_tail_.erase(0, discard_tail_.size() - kTailKept);
       }
       if (lf == std::string_view::npos) {
@@ -112,8 +117,11 @@ void PreLoginServer::feed(std::string_view& in, std::string& out) {
     }
     if (lf == std::string_view::npos) {
       // A line part may hold kMaxLine bytes, and a CR before its LF.
-      if (in.size() > kMaxLine + 1) on_line_too_long(in, out);
-      else return;
+      if (in.size() <= kMaxLine + 1) {
+        scanned_ = in.size();
+        return;
+      }
+      on_line_too_long(in, out);
       continue;
     }
     std::string_view line = in.substr(0, lf);

@@ -127,6 +127,7 @@ class PreLoginServer {
   Input input_ = Input::Command;
   std::string command_;                 // the bytes of the command so far (line breaks as CRLF)
   std::vector<std::size_t> step_ends_;  // where the client waited for our "+"
+  std::size_t scanned_ = 0;             // bytes of the partial line left in `in` with no LF
   std::uint64_t literal_size_ = 0;      // Literal: payload awaited; Skip: bytes left to skip
   std::string discard_tail_;            // Discard: the last bytes of the line (a LITERAL+ header?)
   bool discard_literals_ = false;       // Discard: a command's line (not a SASL response's)

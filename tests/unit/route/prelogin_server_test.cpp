@@ -316,6 +316,14 @@ TEST(PreLoginServer, OversizedLineIsDropped) {
   EXPECT_EQ(q.left.size(), PreLoginServer::kMaxLine);
 }
 
+TEST(PreLoginServer, OversizedSaslResponseEndsTheExchange) {
+  const std::string response(PreLoginServer::kMaxLine + 1, 'A');
+  const auto o = run_pieces({"s AUTHENTICATE PLAIN\r\n" + response + "{5+}\r\nb NOOP\r\n"});
+  EXPECT_EQ(o.answers, "+ \r\ns BAD Command line too long.\r\nb OK NOOP completed.\r\n");
+  const auto p = run_pieces({"s AUTHENTICATE PLAIN\r\n", response.substr(0, 70000), "{5+}\r\nb NOOP\r\n"});
+  EXPECT_EQ(p.answers, o.answers);
+}
+
 TEST(PreLoginServer, OversizedLineEndingInLiteralPlusSkipsThePayload) {
   const std::string line = "a LOGIN " + std::string(PreLoginServer::kMaxLine, 'x') + " {5+}\r\nab\r\nc rest\r\n";
   const auto o = run_pieces({line + "b NOOP\r\n"});
