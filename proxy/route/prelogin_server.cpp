@@ -16,8 +16,9 @@ namespace {
 // Pre-login commands take flat lists (ID) at most.
 constexpr unsigned kMaxListDepth = 4;
 constexpr std::size_t kMaxTagLength = 256;
-// Enough of a dropped line's end to recognise a literal header ("~{" 20 digits "+}").
-constexpr std::size_t kTailKept = 32;
+// Enough of a dropped line's end to recognise a literal header ("~{" 20 digits "+}",
+// and sizes past 64 bits, which can't be skipped).
+constexpr std::size_t kTailKept = 64;
 
 constexpr std::string_view kLiteralContinuation = "+ Ready for literal data.\r\n";
 constexpr std::string_view kUntaggedBad = "* BAD Error in IMAP command received by server.\r\n";
@@ -168,18 +169,21 @@ void PreLoginServer::on_line_too_long(std::string_view start, std::string& out) 
 void PreLoginServer::drop_command(std::string_view part, std::string_view text, std::string& out) {
   tagged(out, current_tag(part), text);
   reset_command();
-  discard_tail_.assign(part.substr(part.size() - std::min(part.size(), kTailKept)));
-  discard_literals_ = true;
-  on_discarded_line(out);
+  after_dropped_line(part, true, out);
+}
+
+void PreLoginServer::on_discarded_line(std::string& out) {
+  std::string_view end = discard_tail_;
+  if (!end.empty() && end.back() == '\r') end.remove_suffix(1);
+  after_dropped_line(end, discard_literals_, out);
+  discard_tail_.clear();
 }
 
 // The end of a dropped command's line: a synchronising literal it announces won't come
 // (the client has our BAD instead of "+"), a LITERAL+ comes and is skipped, and the
 // line after it belongs to the dropped command too.
-void PreLoginServer::on_discarded_line(std::string& out) {
-  if (!discard_tail_.empty() && discard_tail_.back() == '\r') discard_tail_.pop_back();
-  const auto literal = discard_literals_ ? imap::parse_trailing_literal(discard_tail_) : std::nullopt;
-  discard_tail_.clear();
+void PreLoginServer::after_dropped_line(std::string_view line_end, bool command_line, std::string& out) {
+  const auto literal = command_line ? imap::parse_trailing_literal(line_end) : std::nullopt;
   input_ = Input::Command;
   if (!literal || literal->header.synchronizing) return;
   if (literal->header.size_overflow) {
@@ -190,6 +194,7 @@ void PreLoginServer::on_discarded_line(std::string& out) {
   }
   literal_size_ = literal->header.size;
   input_ = Input::Skip;
+  discard_literals_ = true;  // the rest of the command line after the payload follows
 }
 
 void PreLoginServer::on_command_line(std::string_view part, std::string& out) {

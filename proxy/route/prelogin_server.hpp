@@ -87,8 +87,9 @@ class PreLoginServer {
   // counted (the stream can't be followed): nothing more is taken.
   bool closed() const { return closed_; }
 
-  // The last ID's parameter list as the client sent it: "(...)" (literals included, as
-  // "{n}\r\n..." ) or "NIL"; empty when the client sent no ID. See replay_id_command().
+  // The last ID's parameter list as the client sent it: "(...)" (a literal in it as
+  // sent: "{n}" CRLF and its bytes) or "NIL"; empty when the client sent no valid ID.
+  // replay_id_command() reads it.
   const std::string& client_id() const { return client_id_; }
   // Logins seen so far, the one waiting included (nginx's Auth-Login-Attempt).
   unsigned logins() const { return logins_; }
@@ -108,8 +109,9 @@ class PreLoginServer {
   void on_command_line(std::string_view part, std::string& out);
   void on_sasl_line(std::string_view line, std::string& out);
   void on_discarded_line(std::string& out);
+  void after_dropped_line(std::string_view line_end, bool command_line, std::string& out);
   void on_line_too_long(std::string_view start, std::string& out);
-  void drop_command(std::string_view start, std::string_view text, std::string& out);
+  void drop_command(std::string_view part, std::string_view text, std::string& out);
   void execute(std::string& out);
   void answer_id(const std::string& tag, std::span<const imap::Token> args, std::string& out);
   void answer_login(const std::string& tag, std::span<const imap::Token> args, std::string& out);

@@ -347,6 +347,9 @@ TEST(PreLoginServer, OversizedLiteralIsRefused) {
   o = run("a LOGIN {99999999999999999999999+}\r\nb NOOP\r\n");
   EXPECT_EQ(o.answers, "a BAD Literal too big.\r\n* BYE Literal too big.\r\n");
   EXPECT_TRUE(o.closed);
+  o = run("a LOGIN {" + std::string(50, '9') + "+}\r\nb NOOP\r\n");
+  EXPECT_EQ(o.answers, "a BAD Literal too big.\r\n* BYE Literal too big.\r\n");
+  EXPECT_TRUE(o.closed);
 }
 
 TEST(PreLoginServer, WaitsAfterALoginUntilResumed) {
