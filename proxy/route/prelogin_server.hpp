@@ -79,7 +79,7 @@ class PreLoginServer {
 
   // A complete login waits to be taken.
   bool login_ready() const { return login_.has_value(); }
-  // The login (once; precondition login_ready()). Input stays stopped until resume().
+  // The login, once (an empty one when none is ready). Input stays stopped until resume().
   LoginAttempt take_login();
   // The login was refused (by the lookup or the backend): take commands again.
   void resume();
