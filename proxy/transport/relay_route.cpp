@@ -214,6 +214,7 @@ asio::awaitable<void> Relay::route_login() {
   // server's. Untagged lines on the way go on to the session.
   const route::MasterUser* master = routing.master ? &*routing.master : nullptr;
   const auto steps = route::replay_steps(login, result.route, master);
+  if (steps.empty()) failure = "the route asks for a master login and no routing.master_user is set";
   std::string passed_on;
   const std::string tag_prefix = login.tag + " ";
   for (std::size_t i = 0; i < steps.size() && failure.empty(); ++i) {
