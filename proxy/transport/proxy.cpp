@@ -15,8 +15,10 @@
 #include <stdexcept>
 #include <thread>
 
+#include "proxy/transport/health_check.hpp"
 #include "proxy/transport/listen_address.hpp"
 #include "proxy/transport/listener_setup.hpp"
+#include "proxy/transport/router.hpp"
 #include "proxy/transport/service_notify.hpp"
 #include "proxy/util/log.hpp"
 
@@ -121,6 +123,8 @@ Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
   guard_ = std::make_unique<guard::Guard>(resolve_guard(settings_.guard));
   for (auto& runtime : runtimes_) runtime->guard = guard_.get();
 }
+
+Proxy::~Proxy() = default;
 
 asio::awaitable<void> Proxy::accept_loop(asio::ip::tcp::acceptor& acceptor, const ListenerRuntime& runtime, Loop& loop) {
   asio::steady_timer backoff(loop.io);

@@ -78,9 +78,10 @@ class Proxy {
   std::unique_ptr<Router> router_;
   std::shared_ptr<asio::ssl::context> backend_tls_;
   std::unique_ptr<RoutingRuntime> routing_;
-  std::unique_ptr<HealthChecker> health_;
   std::vector<std::unique_ptr<ListenerRuntime>> runtimes_;
   std::vector<std::unique_ptr<Loop>> loops_;
+  // Runs on the first loop: destroyed before the loops (declared after them).
+  std::unique_ptr<HealthChecker> health_;
   std::vector<asio::ip::tcp::endpoint> bound_;
   std::atomic<std::size_t> active_{0};
   std::atomic<std::uint64_t> next_id_{1};

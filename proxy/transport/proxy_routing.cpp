@@ -30,8 +30,6 @@ constexpr auto kKickCountWait = std::chrono::seconds(5);
 
 }  // namespace
 
-Proxy::~Proxy() = default;  // here, where Router and HealthChecker are complete
-
 void Proxy::set_up_routing() {
   const auto& r = settings_.routing;
   if (!settings_.backends) settings_.backends = std::make_shared<route::Backends>(64, r.health.fall, r.health.rise);

@@ -10,6 +10,7 @@
 #include <asio/this_coro.hpp>
 
 #include "proxy/transport/leg_failure.hpp"
+#include "proxy/transport/relay_route_state.hpp"
 #include "proxy/transport/upstream.hpp"
 #include "proxy/util/log.hpp"
 

@@ -16,7 +16,7 @@
 #include <asio/this_coro.hpp>
 
 #include "proxy/imap/abnf.hpp"
-#include "proxy/route/prelogin_server.hpp"
+#include "proxy/transport/relay_route_state.hpp"
 #include "proxy/transport/router.hpp"
 #include "proxy/transport/server_lines.hpp"
 #include "proxy/transport/upstream.hpp"
@@ -52,20 +52,6 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
 
 }  // namespace
 
-struct Relay::RouteState {
-  explicit RouteState(route::PreLoginSettings settings) : prelogin(std::make_unique<route::PreLoginServer>(std::move(settings))) {}
-  std::unique_ptr<route::PreLoginServer> prelogin;  // gone once a backend took the login
-  std::string unconsumed;  // what the session forwarded that the pre-login server hasn't taken
-  std::unique_ptr<ClientAddresses> client;  // named to each backend (PROXY header, ID)
-  bool via_proxy_header = false;  // the client's addresses came in a PROXY header
-  bool lookup_running = false;
-  bool unavailable_answer = false;  // the last NO was the proxy's own (no penalty for it)
-  bool close_after_answer = false;  // the lookup refused for good: end after its NO
-  bool release_backend = false;     // the backend said NO: back to the pre-login server
-  bool counted = false;             // the backend pool counts this session
-  std::optional<route::Backend> backend;  // connected to (and, once counted, logged in)
-  std::string user;                       // the login name (kicks by user)
-};
 
 bool Relay::route_unavailable_answer() const { return route_ && route_->unavailable_answer; }
 
