@@ -53,23 +53,24 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
 }  // namespace
 
 
-bool Relay::route_unavailable_answer() const { return route_ && route_->unavailable_answer; }
+bool Relay::route_unavailable_answer() const { return route_ && route_->pre && route_->pre->unavailable_answer; }
 
 void Relay::start_routing(std::string_view balancer_peer) {
   const auto& routing = *listener_.routing;
   std::string capabilities = routing.capabilities;
   if (capabilities.empty() && routing.backends) capabilities = routing.backends->shared_capabilities();
   if (capabilities.empty()) capabilities = kDefaultCapabilities;
-  route_ = std::make_unique<RouteState>(route::PreLoginSettings{std::move(capabilities)});
-  route_->client = std::move(client_addresses_);
+  route_ = std::make_unique<RouteState>();
+  auto& pre = *(route_->pre = std::make_unique<RouteState::PreLogin>(route::PreLoginSettings{std::move(capabilities)}));
+  pre.client = std::move(client_addresses_);
   // nginx's Proxy-Protocol-* lines: the addresses the PROXY header named.
-  route_->via_proxy_header = !balancer_peer.empty();
-  server_leg_.held = route_->prelogin->greeting();
+  pre.via_proxy_header = !balancer_peer.empty();
+  server_leg_.held = pre.server.greeting();
 }
 
 bool Relay::route_prelogin() {
-  auto& r = *route_;
-  if (!r.prelogin || r.lookup_running || ending_) return false;
+  if (!route_->pre || route_->pre->lookup_running || ending_) return false;
+  auto& r = *route_->pre;
   std::string& queue = session_->to_server();
   r.unconsumed.append(queue);
   queue.clear();
@@ -78,7 +79,7 @@ bool Relay::route_prelogin() {
     if (server_leg_.held.empty()) end(CloseReason::LoginRefused);
     return false;
   }
-  if (r.prelogin->closed()) {
+  if (r.server.closed()) {
     // LOGOUT was answered: the session ends once the answer went through it.
     if (server_leg_.held.empty()) end(CloseReason::PreLoginLogout);
     return false;
@@ -86,16 +87,16 @@ bool Relay::route_prelogin() {
   std::string_view input = r.unconsumed;
   const auto before = input.size();
   std::string answers;
-  r.prelogin->feed(input, answers);
+  r.server.feed(input, answers);
   const bool moved = input.size() != before || !answers.empty();
   r.unconsumed.erase(0, before - input.size());
   server_leg_.held += answers;
-  if (r.prelogin->login_ready()) {
+  if (r.server.login_ready()) {
     r.lookup_running = true;
     ++pending_;
     asio::co_spawn(client_.socket().get_executor(), route_login(), [this](std::exception_ptr error) {
       --pending_;
-      route_->lookup_running = false;
+      if (route_->pre) route_->pre->lookup_running = false;
       if (error && !closing_) end_with_cause(CloseReason::ServerError, "exception", "routing failed");
       update();
     });
@@ -104,16 +105,16 @@ bool Relay::route_prelogin() {
 }
 
 asio::awaitable<void> Relay::route_login() {
-  auto& r = *route_;
+  auto& r = *route_->pre;
   const auto& routing = *listener_.routing;
-  auto login = r.prelogin->take_login();
-  r.user = login.user;
+  auto login = r.server.take_login();
+  route_->user = login.user;
   r.unavailable_answer = false;
   route::LoginRequest request;
   request.user = login.user;
   request.secret = login.secret;
   request.method = login.method;
-  request.attempt = r.prelogin->logins();
+  request.attempt = r.server.logins();
   request.client_ip = r.client->source_ip;
   request.client_tls = client_.is_tls();
   if (r.via_proxy_header) {
@@ -132,7 +133,7 @@ asio::awaitable<void> Relay::route_login() {
   auto refuse = [&](std::string line, bool unavailable) {
     r.unavailable_answer = unavailable;
     server_leg_.held += line;
-    r.prelogin->resume();
+    r.server.resume();
   };
   if (result.status == route::LookupStatus::Refused) {
     // As nginx: a refusal with Auth-Wait lets the client try again, one without ends
@@ -187,8 +188,8 @@ asio::awaitable<void> Relay::route_login() {
   const auto deadline = Clock::now() + listener_.timeouts.greeting;
   auto& stream = *upstream.stream;
   std::string failure;
-  if (!r.prelogin->client_id().empty()) {
-    const auto id = route::replay_id_command(kReplayIdTag, r.prelogin->client_id());
+  if (!r.server.client_id().empty()) {
+    const auto id = route::replay_id_command(kReplayIdTag, r.server.client_id());
     if (auto [ec, n] = co_await stream.write_all(id); ec) failure = "ID: " + ec.message();
     if (failure.empty()) {
       auto [ec, text, line_end] = co_await read_until_tagged(stream, replies, kReplayIdTag, deadline);
@@ -241,7 +242,7 @@ asio::awaitable<void> Relay::route_login() {
                                            " source=" + (result.from_cache ? "cache" : "lookup"));
   server_ = std::move(upstream.stream);
   server_peer_ = upstream.peer;
-  r.backend = backend;
+  route_->backend = backend;
   server_leg_.held += passed_on + replies;
   // What the client sent after its login (pipelined) follows it to the backend.
   session_->to_server().insert(0, r.unconsumed);
@@ -251,29 +252,27 @@ asio::awaitable<void> Relay::route_login() {
 // The session saw the backend's answer to the replayed login (LoginGate).
 void Relay::route_login_answered(bool ok) {
   auto& r = *route_;
-  if (!server_) return;  // the pre-login server's own NO: no backend involved
+  if (!server_ || !r.pre) return;  // the pre-login server's own NO: no backend involved
   if (auto* telemetry = listener_.routing->telemetry) telemetry->login_replayed(ok ? "ok" : "no");
   if (!ok) {
-    r.release_backend = true;
+    r.pre->release_backend = true;
     return;
   }
   if (listener_.routing->backends && r.backend) {
     listener_.routing->backends->session_started(*r.backend);
     r.counted = true;
   }
-  r.prelogin.reset();  // never needed again: an idle routed session keeps none of it
-  r.unconsumed.clear();
-  std::string().swap(r.unconsumed);
+  r.pre.reset();  // never needed again: an idle routed session keeps none of it
 }
 
 // After the backend's NO has gone through: the next login is looked up afresh.
 void Relay::maybe_release_backend() {
   auto& r = *route_;
-  if (!r.release_backend || !server_ || !session_->server_between_messages() || !server_leg_.held.empty() ||
-      unwritten(Side::Server) > 0 || server_leg_.has_compressed()) {
+  if (!r.pre || !r.pre->release_backend || !server_ || !session_->server_between_messages() ||
+      !server_leg_.held.empty() || unwritten(Side::Server) > 0 || server_leg_.has_compressed()) {
     return;
   }
-  r.release_backend = false;
+  r.pre->release_backend = false;
   server_->close();  // a pending wait ends with operation_aborted and touches only the leg's flags
   server_.reset();
   server_peer_.clear();
@@ -283,7 +282,7 @@ void Relay::maybe_release_backend() {
   server_leg_.dead = false;
   server_leg_.low_water = 1;
   r.backend.reset();
-  r.prelogin->resume();
+  r.pre->server.resume();
 }
 
 void Relay::leave_backend() {

@@ -15,18 +15,23 @@
 namespace imapscope::transport {
 
 struct Relay::RouteState {
-  explicit RouteState(route::PreLoginSettings settings) : prelogin(std::make_unique<route::PreLoginServer>(std::move(settings))) {}
-  std::unique_ptr<route::PreLoginServer> prelogin;  // gone once a backend took the login
-  std::string unconsumed;  // what the session forwarded that the pre-login server hasn't taken
-  std::unique_ptr<ClientAddresses> client;  // named to each backend (PROXY header, ID)
-  bool via_proxy_header = false;  // the client's addresses came in a PROXY header
-  bool lookup_running = false;
-  bool unavailable_answer = false;  // the last NO was the proxy's own (no penalty for it)
-  bool close_after_answer = false;  // the lookup refused for good: end after its NO
-  bool release_backend = false;     // the backend said NO: back to the pre-login server
-  bool counted = false;             // the backend pool counts this session
+  // Until a backend took the login; then freed, so that an idle routed session keeps
+  // no more than its backend and user.
+  struct PreLogin {
+    explicit PreLogin(route::PreLoginSettings settings) : server(std::move(settings)) {}
+    route::PreLoginServer server;
+    std::string unconsumed;  // what the session forwarded that the server hasn't taken
+    std::unique_ptr<ClientAddresses> client;  // named to each backend (PROXY header, ID)
+    bool via_proxy_header = false;    // the client's addresses came in a PROXY header
+    bool lookup_running = false;
+    bool unavailable_answer = false;  // the last NO was the proxy's own (no penalty for it)
+    bool close_after_answer = false;  // the lookup refused for good: end after its NO
+    bool release_backend = false;     // the backend said NO: back to the pre-login server
+  };
+  std::unique_ptr<PreLogin> pre;
   std::optional<route::Backend> backend;  // connected to (and, once counted, logged in)
   std::string user;                       // the login name (kicks by user)
+  bool counted = false;                   // the backend pool counts this session
 };
 
 }  // namespace imapscope::transport
