@@ -161,7 +161,6 @@ transport::ListenerSettings read_listener(Reader r, std::size_t index, const tra
     if (l.proxy_trusted.empty()) proxy.fail("trusted", "needs the balancers' addresses or CIDR blocks");
     proxy.reject_unknown();
   }
-  if (!r.has("upstream")) r.fail("upstream", "is required");
   if (r.has("upstream")) l.upstream = read_upstream(r.object("upstream"));  // none: routing mode
   // The proxy's own COMPRESS towards the server comes first after login and would
   // leave nothing to pass through.
