@@ -143,8 +143,8 @@ asio::awaitable<void> Relay::route_login() {
     co_return;
   }
   if (result.status == route::LookupStatus::Unavailable) {
-    util::log_line(util::LogLevel::Warning, "event=route_lookup_failed " + session_field +
-                                                " detail=" + util::log_quote(result.message));
+    // The Router logged why (event=route_lookup_failed); this line says which session.
+    util::log_line(util::LogLevel::Info, "event=route_refused " + session_field + " reason=lookup_unavailable");
     refuse(route::unavailable_line(login.tag, "The login service is not available."), true);
     co_return;
   }
