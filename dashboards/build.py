@@ -23,6 +23,11 @@ def panel(title, description, targets, unit="short", kind="timeseries", stack=Fa
             "stack": stack}
 
 
+def row(title):
+    """A row header: the panels after it, up to the next row, are its own."""
+    return {"title": title, "kind": "row"}
+
+
 OVERVIEW = ("imapscope-overview", "imapscope: overview", [
     panel("Sessions open", "Sessions open now, per listener and TLS mode.",
           [q(f'sum by (listener, tls) (imapscope_sessions_active{{{SEL}}})', "{{listener}} {{tls}}")]),
@@ -128,18 +133,46 @@ HEALTH = ("imapscope-health", "imapscope: health", [
     panel("Session length p50", "How long sessions last (IDLE clients stay for hours).",
           [q(f'histogram_quantile(0.5, sum by (le) (rate(imapscope_session_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))', "p50")],
           unit="s"),
+    # Routing mode (a route map or lookup service): its series exist only there.
+    row("Backends"),
+    panel("Sessions per backend", "Sessions relayed to each backend now (\"other\": backends past the bound of "
+          "64 learnt from lookups).",
+          [q(f'sum by (backend) (imapscope_backend_sessions{{{SEL}}})', "{{backend}}")], stack=True),
+    panel("Backends up and drained", "1 while a backend's health checks pass; 1 while an operator drains it "
+          "(no new sessions there, running ones go on).",
+          [q(f'max by (backend) (imapscope_backend_up{{{SEL}}})', "{{backend}} up"),
+           q(f'max by (backend) (imapscope_backend_draining{{{SEL}}})', "{{backend}} draining")]),
+    panel("Route lookups /s", "Lookups by source (map, http, cache) and result: refused is the lookup's NO, "
+          "unavailable a lookup service down, slow or answering garbage (clients get NO [UNAVAILABLE]).",
+          [q(f'sum by (source, result) (rate(imapscope_route_lookups_total{{{SEL}}}[$__rate_interval]))', "{{source}} {{result}}")],
+          unit="ops"),
+    panel("Lookup latency p50 / p99", "How long lookups take, by source (the cache answers in microseconds, the "
+          "lookup service in milliseconds).",
+          [q(f'histogram_quantile(0.5, sum by (le, source) (rate(imapscope_route_lookup_seconds_bucket{{{SEL}}}[$__rate_interval])))', "p50 {{source}}"),
+           q(f'histogram_quantile(0.99, sum by (le, source) (rate(imapscope_route_lookup_seconds_bucket{{{SEL}}}[$__rate_interval])))', "p99 {{source}}")],
+          unit="s"),
+    panel("Replayed logins /s", "Logins replayed to the backend, by result: ok, no (the backend's NO: a wrong "
+          "password), failed (no backend reached, or the replay broke off).",
+          [q(f'sum by (result) (rate(imapscope_route_logins_total{{{SEL}}}[$__rate_interval]))', "{{result}}")],
+          unit="ops", stack=True),
+    panel("Health checks /s", "Health checks by backend and result: failed checks take a backend out after "
+          "the configured count (fall).",
+          [q(f'sum by (backend, result) (rate(imapscope_backend_checks_total{{{SEL}}}[$__rate_interval]))', "{{backend}} {{result}}")],
+          unit="ops"),
 ])
 
 
-def grafana_panel(p, index):
-    width, height = 12, 8
+WIDTH, HEIGHT = 12, 8
+
+
+def grafana_panel(p, index, position):
     panel_json = {
         "id": index + 1,
         "type": "bargauge" if p["kind"] == "bargauge" else "timeseries",
         "title": p["title"],
         "description": p["description"],
         "datasource": {"type": "prometheus", "uid": "${datasource}"},
-        "gridPos": {"h": height, "w": width, "x": (index % 2) * width, "y": (index // 2) * height},
+        "gridPos": {"h": HEIGHT, "w": WIDTH, **position},
         "fieldConfig": {"defaults": {"unit": p["unit"]}, "overrides": []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}},
         "targets": [dict(t, refId=chr(ord("A") + i), datasource={"type": "prometheus", "uid": "${datasource}"})
@@ -171,8 +204,24 @@ def dashboard(uid, title, panels):
              "definition": "label_values(imapscope_sessions_total, instance)",
              "refresh": 2, "multi": True, "includeAll": True, "allValue": ".*", "current": {}, "hide": 0},
         ]},
-        "panels": [grafana_panel(p, i) for i, p in enumerate(panels)],
+        "panels": grafana_panels(panels),
     }
+
+
+def grafana_panels(panels):
+    """Two panels a line; a row header takes a line of its own and starts a new one."""
+    out, y, column = [], 0, 0
+    for index, p in enumerate(panels):
+        if p["kind"] == "row":
+            y += HEIGHT if column else 0
+            out.append({"id": index + 1, "type": "row", "title": p["title"], "collapsed": False,
+                        "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
+            y, column = y + 1, 0
+            continue
+        out.append(grafana_panel(p, index, {"x": column * WIDTH, "y": y}))
+        column = (column + 1) % 2
+        y += HEIGHT if column == 0 else 0
+    return out
 
 
 def rendered():

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The embedded demo: a private Dovecot on loopback with demo users and a seeded
 mailbox, a self-signed certificate, and imapscope in front of it. Ctrl-C stops
-everything that was started here."""
+everything that was started here.
+
+With --routing: two Dovecots, and imapscope in routing mode with a map that sends
+alice to the first and bob to the second (docs/routing.md)."""
 import imaplib
 import os
 import signal
@@ -36,12 +39,21 @@ def seed(dovecot):
 
 
 def main():
+    routing = "--routing" in sys.argv[1:]
     dovecot = Dovecot().start()
     seed(dovecot)
+    second = Dovecot(certs=dovecot.certs).start() if routing else None
+    if routing:
+        route_map = os.path.join(dovecot.dir, "routes.map")
+        with open(route_map, "w") as f:
+            f.write(f"# user   backend\nalice    127.0.0.1:{dovecot.port}\nbob      127.0.0.1:{second.port}\n")
+        upstream = ["--route-map", route_map]
+    else:
+        upstream = ["--upstream", f"127.0.0.1:{dovecot.port}"]
     plain, tls = port_or_free(1143), port_or_free(1993)
     proxy = Imapscope(["--listen", f"127.0.0.1:{plain}", "--listen-tls", f"127.0.0.1:{tls}",
                        "--tls-cert", dovecot.certs["cert"], "--tls-key", dovecot.certs["key"],
-                       "--upstream", f"127.0.0.1:{dovecot.port}",
+                       *upstream,
                        "--rules", os.path.join(ROOT, "rules", "quirks"),
                        "--transcripts", os.path.join(dovecot.dir, "transcripts"),
                        "--admin", f"127.0.0.1:{port_or_free(9143)}"]).start([plain, tls])
@@ -49,8 +61,15 @@ def main():
     token = proxy.admin_token()  # made owner-only in the state folder at first start
     token_file = os.path.join(proxy.state_dir, "admin-token")
     ca = dovecot.certs["ca"]
+    if routing:
+        where = (f"in routing mode: alice goes to the Dovecot on 127.0.0.1:{dovecot.port}, bob to the one on\n"
+                 f"127.0.0.1:{second.port} (map: {route_map}; kill -HUP {proxy.proc.pid} reloads it;\n"
+                 f"backends: curl -H \"Authorization: Bearer $(cat {os.path.join(proxy.state_dir, 'admin-token')})\" "
+                 f"http://{proxy.args[proxy.args.index('--admin') + 1]}/api/backends)")
+    else:
+        where = f"in front of a private Dovecot (127.0.0.1:{dovecot.port})"
     print(f"""
-imapscope is running in front of a private Dovecot (127.0.0.1:{dovecot.port}).
+imapscope is running {where}.
 
   plain + STARTTLS : 127.0.0.1:{plain}   (LOGIN in clear is refused: STARTTLS first)
   implicit TLS     : 127.0.0.1:{tls}      (test CA: {ca})
@@ -85,6 +104,8 @@ Ctrl-C stops imapscope and Dovecot.
     finally:
         proxy.stop()
         dovecot.stop()
+        if second:
+            second.stop()
         print("stopped imapscope and Dovecot")
 
 

@@ -92,6 +92,8 @@ HttpResponse AdminApi::handle(const HttpRequest& request) {
     if (!get) return HttpResponse::error(405, "GET only");
     return findings();
   }
+  if (consume(path, "/api/backends")) return backends(request, path);
+  if (path == "/api/kick") return kick(request);
   if (!inspector_) return HttpResponse::error(404, "not found");
   if (consume(path, "/api/captures")) return captures(request, path);
   if (!consume(path, "/api/sessions")) return HttpResponse::error(404, "not found");

@@ -22,6 +22,7 @@ section{min-width:0;overflow:auto}
 #conversation{font:12px ui-monospace,monospace;white-space:pre-wrap;overflow-wrap:anywhere;overflow:auto;max-height:80vh;border:1px solid #ccc;padding:4px}
 .C{color:#036}.S{color:#063}.P{color:#a50}.note{color:#777;font-style:italic}.finding{color:#b00;font-weight:bold}.status{font-size:12px}
 form{display:inline-flex;gap:4px} input{font:inherit;width:9em}
+.down{color:#b00;font-weight:bold}.draining{color:#a50}.up{color:#063}
 </style></head><body>
 <header><h1>imapscope</h1><span id="status" class="status">connecting…</span></header>
 <main>
@@ -29,6 +30,10 @@ form{display:inline-flex;gap:4px} input{font:inherit;width:9em}
 <h2>Sessions <small id="count"></small></h2>
 <table id="sessions"><thead><tr><th>id</th><th>client address</th><th>user</th><th>client</th><th>state</th>
 <th>mailbox</th><th>last command</th><th>cmds</th><th>bytes in/out</th><th>age</th><th>capture</th></tr></thead><tbody></tbody></table>
+<div id="backends-section" hidden>
+<h2>Backends <small>routing mode: health checks, drain, kick</small></h2>
+<table id="backends"><thead><tr><th>backend</th><th>state</th><th>sessions</th><th>last check</th><th>last error</th><th></th></tr></thead><tbody></tbody></table>
+</div>
 <h2>Captures</h2>
 <form id="capture"><input name="user" placeholder="user"><input name="client" placeholder="client family">
 <input name="address" placeholder="address/CIDR"><input name="duration_s" placeholder="seconds" value="600">
@@ -77,6 +82,7 @@ async function refresh() {
     document.getElementById("count").textContent = data.sessions.length + " active, " + data.recent.length + " recently closed";
     status("live, " + new Date().toLocaleTimeString());
     if (chosen !== null && !tail && finished !== chosen) choose(chosen);
+    refreshBackends();
     refreshCaptures();
     refreshFindings();
   } catch (e) { status("no answer: " + e); }
@@ -109,6 +115,47 @@ async function refreshCaptures() {
     const button = document.createElement("button"); button.textContent = "stop";
     button.addEventListener("click", async () => { await fetch("/api/captures/" + c.id, {method: "DELETE", headers: json}); refresh(); });
     cell(tr, "").appendChild(button);
+    return tr;
+  }));
+}
+
+// Routing mode only: a 404 (transparent mode) hides the section for good.
+let backendsAbsent = false;
+async function post(path, body) {
+  const r = await fetch(path, {method: "POST", headers: json, body: JSON.stringify(body)});
+  if (!r.ok) status(path + " refused: " + ((await r.json().catch(() => ({}))).error || r.status));
+  return r;
+}
+
+function button(text, action) {
+  const b = document.createElement("button"); b.textContent = text;
+  b.addEventListener("click", async () => { await action(); refresh(); });
+  return b;
+}
+
+async function refreshBackends() {
+  if (backendsAbsent) return;
+  const r = await fetch("/api/backends");
+  const section = document.getElementById("backends-section");
+  if (r.status === 404) { backendsAbsent = true; section.hidden = true; return; }
+  if (!r.ok) return;
+  const data = await r.json();
+  section.hidden = false;
+  document.querySelector("#backends tbody").replaceChildren(...data.backends.map(b => {
+    const tr = document.createElement("tr");
+    cell(tr, b.name); cell(tr, b.state).className = b.state; cell(tr, b.sessions);
+    cell(tr, b.last_check ? new Date(b.last_check).toLocaleTimeString() : "not yet");
+    cell(tr, b.last_error || "").style.whiteSpace = "normal";
+    const actions = cell(tr, "");
+    const draining = b.state === "draining";
+    actions.appendChild(button(draining ? "undrain" : "drain",
+                               () => post("/api/backends/" + (draining ? "undrain" : "drain"), {backend: b.name})));
+    actions.appendChild(button("kick all", async () => {
+      if (confirm("End the " + b.sessions + " sessions on " + b.name + " (each with a BYE, spread over time)?")) {
+        const k = await post("/api/kick", {backend: b.name});
+        if (k.ok) status("kicking " + (await k.json()).kicked + " sessions on " + b.name);
+      }
+    }));
     return tr;
   }));
 }

@@ -43,7 +43,8 @@ std::string admin_token(const Config& config) {
 
 AdminServers start_admin_servers(const Config& config, std::shared_ptr<observe::Metrics> metrics,
                                  std::shared_ptr<inspect::Inspector> inspector,
-                                 std::shared_ptr<diagnose::Diagnostics> diagnostics, std::function<bool()> ready) {
+                                 std::shared_ptr<diagnose::Diagnostics> diagnostics, std::function<bool()> ready,
+                                 AdminRouting routing) {
   AdminServers out;
   if (!config.admin_enabled && !config.metrics) return out;
   const auto limits = http_limits(config.admin_limits);
@@ -51,6 +52,7 @@ AdminServers start_admin_servers(const Config& config, std::shared_ptr<observe::
   auto api = std::make_shared<AdminApi>(metrics, inspector, diagnostics,
                                         AdminAccess(token, config.admin, config.admin_hosts));
   api->set_readiness(std::move(ready));
+  api->set_routing(std::move(routing));
   if (config.admin_enabled) {
     const auto address = config.admin.to_string();
     out.admin = listen(config.admin, [api](const transport::HttpRequest& r) { return api->handle(r); }, limits,

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 
+#include "proxy/app/admin_api.hpp"
 #include "proxy/app/config.hpp"
 #include "proxy/diagnose/diagnostics.hpp"
 #include "proxy/inspect/inspector.hpp"
@@ -18,9 +19,11 @@ struct AdminServers {
   std::unique_ptr<transport::HttpServer> metrics;  // when "metrics" / --metrics is set
 };
 
-// `ready` answers /readyz. Call after the state folder is checked (the token lives there).
+// `ready` answers /readyz; `routing`: routing mode's operations (empty in transparent
+// mode). Call after the state folder is checked (the token lives there).
 AdminServers start_admin_servers(const Config& config, std::shared_ptr<observe::Metrics> metrics,
                                  std::shared_ptr<inspect::Inspector> inspector,
-                                 std::shared_ptr<diagnose::Diagnostics> diagnostics, std::function<bool()> ready);
+                                 std::shared_ptr<diagnose::Diagnostics> diagnostics, std::function<bool()> ready,
+                                 AdminRouting routing = {});
 
 }  // namespace imapscope::app

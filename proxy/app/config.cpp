@@ -1,4 +1,5 @@
 #include "proxy/app/config.hpp"
+#include "proxy/app/config_routing.hpp"
 
 #include <algorithm>
 #include <fstream>
@@ -160,8 +161,7 @@ transport::ListenerSettings read_listener(Reader r, std::size_t index, const tra
     if (l.proxy_trusted.empty()) proxy.fail("trusted", "needs the balancers' addresses or CIDR blocks");
     proxy.reject_unknown();
   }
-  if (!r.has("upstream")) r.fail("upstream", "is required");
-  l.upstream = read_upstream(r.object("upstream"));
+  if (r.has("upstream")) l.upstream = read_upstream(r.object("upstream"));  // none: routing mode
   // The proxy's own COMPRESS towards the server comes first after login and would
   // leave nothing to pass through.
   if (l.compress == transport::ClientCompress::PassThrough && l.upstream.compress) {
@@ -341,6 +341,7 @@ Config load_config_file(const std::string& path) {
   if (root.has("transcripts")) read_transcripts(root.object("transcripts"), config.inspector);
   read_live(root.object("live"), config.inspector);
   read_diagnostics(root.object("diagnostics"), config.diagnostics);
+  if (root.has("routing")) read_routing(root.object("routing"), config.proxy.routing);
 
   auto timeouts = root.object("timeouts");
   auto& t = config.proxy.timeouts;
@@ -417,6 +418,8 @@ Flags parse_flags(const std::vector<std::string>& args) {
     if (a == "--config") f.config_file = value();
     else if (a == "--listen") f.listen.push_back(value());
     else if (a == "--listen-tls") f.listen_tls.push_back(value());
+    else if (a == "--route-map") f.route_map = value();
+    else if (a == "--route-http") f.route_http = value();
     else if (a == "--tls-cert") f.tls_cert.push_back(value());
     else if (a == "--tls-key") f.tls_key.push_back(value());
     else if (a == "--tls-min-version") f.tls_min_version = value();
@@ -550,6 +553,13 @@ Config build_config(const Flags& f) {
     config.proxy.rules->load_or_throw();  // a bad rule file at start-up ends the program
   }
 
+  auto& routing = config.proxy.routing;
+  if (!f.route_map.empty()) routing.map_file = f.route_map;
+  if (!f.route_http.empty()) {
+    if (f.route_http.rfind("http://", 0) != 0) throw ConfigError("flag --route-http: \"" + f.route_http + "\" is not an http:// URL");
+    routing.http_url = f.route_http;
+  }
+
   // Upstream from flags, over the config's (the first listener's) upstream.
   transport::UpstreamSettings upstream;
   if (!config.proxy.listeners.empty()) upstream = config.proxy.listeners.front().upstream;
@@ -614,7 +624,13 @@ Config build_config(const Flags& f) {
   if (config.proxy.listeners.empty()) throw ConfigError("nothing to listen on: give --listen/--listen-tls or --config");
   apply_tls_flags(f, config.proxy.listeners);
   for (const auto& l : config.proxy.listeners) {
-    if (l.upstream.addresses.empty()) throw ConfigError("listener " + l.name + ": no upstream (give --upstream HOST:PORT)");
+    if (routing.enabled() && !l.upstream.addresses.empty()) {
+      throw ConfigError("listener " + l.name + ": an upstream and routing exclude each other (routing picks each"
+                        " user's backend): drop --upstream or the listener's \"upstream\"");
+    }
+    if (!routing.enabled() && l.upstream.addresses.empty()) {
+      throw ConfigError("listener " + l.name + ": no upstream (give --upstream HOST:PORT, or --route-map / --route-http)");
+    }
     if (l.implicit_tls && l.certificates.empty()) {
       throw ConfigError("listener " + l.name + ": implicit TLS needs --tls-cert and --tls-key");
     }
@@ -671,6 +687,11 @@ Flags (over the config file):
   --upstream-forward-client MODE
                              tell the server the client's address: proxy-v1, proxy-v2
                              (PROXY protocol header), id (Dovecot's ID forwarding), none
+  --route-map FILE           routing mode: each user to the backend this map names (user,
+                             @domain, glob, * default; docs/configuration.md "Routing"); SIGHUP
+                             reloads it. No --upstream then
+  --route-http URL           routing mode: ask this nginx auth_http-compatible service (http://)
+                             where each login goes; with --route-map, for users the map lacks
   --proxy-protocol-from CIDR listeners require a PROXY protocol header (v1 or v2) and take
                              it only from this network (repeatable); others are refused
   --admin HOST:PORT          metrics (/metrics), admin API (/api/...) and the live

@@ -68,6 +68,7 @@ struct Flags {
   std::string upstream_ca, upstream_forward, admin, admin_token_file, log_level, log_format, clients, rules,
       transcripts, diagnostics_state, state_dir, user, group, metrics;
   std::string plaintext_login;  // refuse, loopback, allow; empty: the config's (default refuse)
+  std::string route_map, route_http;  // routing mode's sources; empty: the config's
   bool upstream_tls = false, upstream_starttls = false, upstream_insecure = false,
        upstream_compress = false, no_diagnostics = false;
   transport::ClientCompress compress = transport::ClientCompress::Off;

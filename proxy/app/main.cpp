@@ -21,9 +21,11 @@
 #include "proxy/inspect/inspector.hpp"
 #include "proxy/observe/fanout.hpp"
 #include "proxy/observe/metrics.hpp"
+#include "proxy/observe/route_metrics.hpp"
 #include "proxy/replay/conversation.hpp"
 #include "proxy/transport/listener_setup.hpp"
 #include "proxy/transport/proxy.hpp"
+#include "proxy/transport/router.hpp"
 #include "proxy/util/log.hpp"
 #include "proxy/util/private_files.hpp"
 
@@ -167,6 +169,9 @@ int main(int argc, char** argv) {
       // What start-up loads before binding (certificates, keys, CA files, addresses),
       // by the same code: what passes here starts, ports in use aside.
       for (const auto& listener : config.proxy.listeners) (void)imapscope::transport::prepare_listener(listener);
+      if (!config.proxy.routing.map_file.empty()) {
+        (void)imapscope::transport::load_route_map(config.proxy.routing.map_file, config.proxy.routing.backend_tls);
+      }
       print_summary(config);
       std::printf("config OK\n");
       return 0;
@@ -215,6 +220,19 @@ int main(int argc, char** argv) {
     } else if (!watchers.empty()) {
       settings.telemetry = std::make_shared<imapscope::observe::FanoutTelemetry>(std::move(watchers));
     }
+    // Routing mode: the backend pool is made here, so that the admin API can show and
+    // drain it before the proxy runs; its metrics must be in place before the first scrape.
+    imapscope::app::AdminRouting admin_routing;
+    if (settings.routing.enabled()) {
+      const auto& health = settings.routing.health;
+      settings.backends = std::make_shared<imapscope::route::Backends>(64, health.fall, health.rise);
+      if (metrics) {
+        auto route_metrics = std::make_shared<imapscope::observe::RouteMetrics>(settings.backends);
+        metrics->add_collector(route_metrics);
+        settings.route_telemetry = route_metrics;
+      }
+      admin_routing.backends = settings.backends;
+    }
     // The diagnostics wrap the others: their findings go to the same observers.
     std::shared_ptr<imapscope::diagnose::Diagnostics> diagnostics;
     if (config.diagnostics.enabled) {
@@ -232,10 +250,19 @@ int main(int argc, char** argv) {
         return proxy ? proxy->tls_status() : std::vector<imapscope::transport::ListenerTlsStatus>{};
       });
     }
-    auto admin = imapscope::app::start_admin_servers(config, metrics, inspector, diagnostics, [&running] {
-      const auto* proxy = running.load();
-      return proxy != nullptr && !proxy->draining();
-    });
+    if (admin_routing.backends) {
+      admin_routing.kick = [&running](const imapscope::route::KickRequest& request) -> std::size_t {
+        const auto* proxy = running.load();
+        return proxy ? proxy->kick(request) : 0;
+      };
+    }
+    auto admin = imapscope::app::start_admin_servers(
+        config, metrics, inspector, diagnostics,
+        [&running] {
+          const auto* proxy = running.load();
+          return proxy != nullptr && !proxy->draining();
+        },
+        admin_routing);
     std::unique_ptr<imapscope::transport::Proxy> bound;
     try {
       bound = std::make_unique<imapscope::transport::Proxy>(settings);  // binds, loads the keys

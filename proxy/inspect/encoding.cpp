@@ -5,29 +5,15 @@
 
 #include <algorithm>
 
+#include "proxy/util/base64.hpp"
+
 namespace imapscope::inspect {
 
-std::string base64_encode(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
+std::string base64_encode(std::string_view bytes) { return util::base64_encode(bytes); }
 
 std::optional<std::string> base64_decode(std::string_view text) {
-  if (text.empty() || text == "=") return std::string();
-  if (text.size() % 4 != 0) return std::nullopt;
-  std::string out(text.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
-  if (n < 0) return std::nullopt;
-  std::size_t size = static_cast<std::size_t>(n);
-  // EVP_DecodeBlock counts the padding as zero bytes.
-  if (text.back() == '=') --size;
-  if (text[text.size() - 2] == '=') --size;
-  out.resize(size);
-  return out;
+  if (text == "=") return std::string();  // SASL-IR's empty initial response (RFC 4959)
+  return util::base64_decode(text);
 }
 
 std::string hex(const unsigned char* bytes, std::size_t size) {

@@ -9,6 +9,7 @@
 
 namespace imapscope::inspect {
 
+// util/base64.hpp's, strict: only canonical base64 decodes.
 std::string base64_encode(std::string_view bytes);
 // "" and "=" (SASL's empty answer) decode to ""; nullopt when text isn't base64.
 std::optional<std::string> base64_decode(std::string_view text);

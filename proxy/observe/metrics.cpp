@@ -97,7 +97,7 @@ void Metrics::add_known_series() {
   for (auto verb : {imap::Verb::Capability, imap::Verb::Login, imap::Verb::Authenticate, imap::Verb::Logout}) {
     command_histogram(command_index(verb, false), unknown);
   }
-  for (std::uint8_t r = 0; r <= static_cast<std::uint8_t>(session::CloseReason::Shutdown); ++r) {
+  for (std::uint8_t r = 0; r <= static_cast<std::uint8_t>(session::CloseReason::PreLoginLogout); ++r) {
     sessions_closed_.Add({{"reason", std::string(session::close_reason_name(static_cast<session::CloseReason>(r)))}});
   }
   for (bool from_client : {true, false}) {

@@ -30,10 +30,14 @@ struct LoginRequest {
   std::string method;    // Auth-Method: "plain", "login", "xoauth2", "oauthbearer"
   unsigned attempt = 1;  // Auth-Login-Attempt: 1 for a connection's first login
   std::string client_ip;    // Client-IP: the real client (after a PROXY header)
-  std::string client_host;  // Client-Host: "[UNAVAILABLE]" when not resolved (nginx's word)
   bool client_tls = false;  // Auth-SSL: the client's leg is TLS
-  std::string balancer_ip;  // Proxy-Protocol-Addr / -Port: who sent a PROXY header
-  std::uint16_t balancer_port = 0;
+  // A PROXY header's source and destination, as nginx names them: Proxy-Protocol-Addr
+  // / -Port (the client it names) and Proxy-Protocol-Server-Addr / -Port (the address
+  // the client connected to at the balancer). Empty: no header.
+  std::string proxy_protocol_ip;
+  std::uint16_t proxy_protocol_port = 0;
+  std::string proxy_protocol_server_ip;
+  std::uint16_t proxy_protocol_server_port = 0;
 };
 
 // Where the session goes, and as whom.

@@ -21,6 +21,9 @@ enum class CloseReason : std::uint8_t {
   ProtocolError,        // the client stream can no longer be delimited (fatal decode error)
   Shutdown,             // imapscope is stopping and the drain grace period ended
   Evicted,              // not logged in yet when the pre-login sessions were full: the oldest made room
+  Kicked,               // routing mode: the administrator disconnected it (a user's, a backend's)
+  LoginRefused,         // routing mode: the lookup refused the login for good (nginx closes then too)
+  PreLoginLogout,       // routing mode: the client logged out before any backend took its login
 };
 
 // What made a session end, where a system or TLS error did (the *_error reasons) or
@@ -48,6 +51,9 @@ constexpr std::string_view close_reason_name(CloseReason r) {
     case CloseReason::ProtocolError: return "protocol_error";
     case CloseReason::Shutdown: return "shutdown";
     case CloseReason::Evicted: return "prelogin_evicted";
+    case CloseReason::Kicked: return "kicked";
+    case CloseReason::LoginRefused: return "login_refused";
+    case CloseReason::PreLoginLogout: return "prelogin_logout";
   }
   return "unknown";
 }

@@ -15,8 +15,10 @@
 #include <stdexcept>
 #include <thread>
 
+#include "proxy/transport/health_check.hpp"
 #include "proxy/transport/listen_address.hpp"
 #include "proxy/transport/listener_setup.hpp"
+#include "proxy/transport/router.hpp"
 #include "proxy/transport/service_notify.hpp"
 #include "proxy/util/log.hpp"
 
@@ -63,8 +65,10 @@ Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
     loops_.back()->registry.active = &active_;
   }
 
+  if (settings_.routing.enabled()) set_up_routing();
   for (const auto& listener : settings_.listeners) {
     auto runtime = std::make_unique<ListenerRuntime>();
+    runtime->routing = routing_.get();
     runtime->settings = listener;
     runtime->timeouts = settings_.timeouts;
     runtime->client_limits = settings_.client_limits;
@@ -106,7 +110,9 @@ Proxy::Proxy(const ProxySettings& settings) : settings_(settings) {
                    "event=listening listener=" + listener.name + " address=" + endpoint.address().to_string() + ":" +
                        std::to_string(endpoint.port()) + " tls=" +
                        (listener.implicit_tls ? "implicit" : runtime->client_tls ? "starttls" : "none") +
-                       " upstream=" + (listener.upstream.addresses.empty() ? "" : listener.upstream.addresses[0].to_string()) +
+                       " upstream=" + (routing_ ? std::string("routed")
+                                       : listener.upstream.addresses.empty() ? ""
+                                                                              : listener.upstream.addresses[0].to_string()) +
                        " upstream_tls=" +
                        (listener.upstream.tls == UpstreamTls::Implicit ? "implicit"
                         : listener.upstream.tls == UpstreamTls::Starttls ? "starttls"
@@ -211,10 +217,12 @@ asio::awaitable<void> Proxy::handle_signals() {
     notify_reloading();
     reload_rules();
     reload_certificates();
+    reload_routes();
     notify_ready();
   }
   draining_ = true;
   notify_stopping();
+  if (health_) health_->stop();
   util::log_line(util::LogLevel::Info, "event=drain signal=" + std::to_string(signal) + " sessions=" +
                                            std::to_string(active_.load()) + " grace_ms=" +
                                            std::to_string(settings_.timeouts.shutdown_grace.count()));
@@ -291,6 +299,7 @@ int Proxy::run() {
     }
     asio::co_spawn(loop.io, sweep_idle(loop), asio::detached);
   }
+  start_health_checks();
   asio::co_spawn(loops_.front()->io, handle_signals(), asio::detached);
   asio::co_spawn(loops_.front()->io, report_refusals(), asio::detached);
   // Posted after the accept loops: it runs once they wait on their sockets.

@@ -17,6 +17,9 @@
 
 namespace imapscope::transport {
 
+class Router;
+class HealthChecker;
+
 // A listener's certificates as the metrics show them.
 struct ListenerTlsStatus {
   std::string listener;
@@ -41,6 +44,9 @@ class Proxy {
   std::size_t active_sessions() const { return active_.load(std::memory_order_relaxed); }
   // The listeners with TLS on the client leg. Any thread.
   std::vector<ListenerTlsStatus> tls_status() const;
+  // Routing mode: ends the sessions a kick names, each with a BYE at a random moment
+  // within the spread; returns how many. Any thread (it waits for the loops' count).
+  std::size_t kick(const route::KickRequest& request) const;
 
  private:
   struct Loop {
@@ -55,14 +61,27 @@ class Proxy {
   asio::awaitable<void> handle_signals();
   void reload_rules();  // SIGHUP
   void reload_certificates();  // SIGHUP too: every listener's certificates and keys
+  // Routing mode (proxy_routing.cpp).
+  void set_up_routing();
+  void reload_routes();  // SIGHUP too: the map file
+  void start_health_checks();
+  asio::awaitable<void> kick_on_loop(Loop& loop,
+                                     std::vector<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> due,
+                                     std::string reason) const;
   asio::awaitable<void> sweep_idle(Loop& loop);
   asio::awaitable<void> report_refusals();  // the refusal log's sums, once their interval is over
 
   ProxySettings settings_;
   // Shared by every loop; declared before them, so it outlives their relays.
   std::unique_ptr<guard::Guard> guard_;
+  // Routing mode; all null in transparent mode. Before the loops: their relays use them.
+  std::unique_ptr<Router> router_;
+  std::shared_ptr<asio::ssl::context> backend_tls_;
+  std::unique_ptr<RoutingRuntime> routing_;
   std::vector<std::unique_ptr<ListenerRuntime>> runtimes_;
   std::vector<std::unique_ptr<Loop>> loops_;
+  // Runs on the first loop: destroyed before the loops (declared after them).
+  std::unique_ptr<HealthChecker> health_;
   std::vector<asio::ip::tcp::endpoint> bound_;
   std::atomic<std::size_t> active_{0};
   std::atomic<std::uint64_t> next_id_{1};

@@ -10,6 +10,7 @@
 #include <asio/this_coro.hpp>
 
 #include "proxy/transport/leg_failure.hpp"
+#include "proxy/transport/relay_route_state.hpp"
 #include "proxy/transport/upstream.hpp"
 #include "proxy/util/log.hpp"
 
@@ -58,7 +59,10 @@ Relay::Relay(asio::ip::tcp::socket client, const ListenerRuntime& listener, std:
       client_peer_(client_addresses_->source()),
       client_(std::move(client)) {}
 
-Relay::~Relay() { leave_guard(); }
+Relay::~Relay() {
+  leave_guard();
+  leave_backend();
+}
 
 void Relay::launch(asio::ip::tcp::socket client, const ListenerRuntime& listener, std::uint64_t id,
                    RelayRegistry& registry) {
@@ -182,6 +186,11 @@ asio::awaitable<bool> Relay::set_up() {
   const bool plaintext_login_trusted =
       listener_.settings.plaintext_login == PlaintextLogin::Allow ||
       (listener_.settings.plaintext_login == PlaintextLogin::Loopback && client_addresses_->source_is_loopback());
+  if (listener_.routing) {
+    start_routing(balancer_peer);
+    start_session(plaintext_login_trusted, false);
+    co_return true;
+  }
   const auto connect_started = Clock::now();
   auto upstream = co_await connect_upstream(listener_.settings.upstream, listener_.upstream_tls.get(), listener_.timeouts,
                                             *client_addresses_, id_);
@@ -215,6 +224,12 @@ asio::awaitable<bool> Relay::set_up() {
                                                 util::log_quote(upstream.notice));
   }
 
+  start_session(plaintext_login_trusted, upstream.did_starttls);
+  server_leg_.held = std::move(upstream.greeting);
+  co_return true;
+}
+
+void Relay::start_session(bool plaintext_login_trusted, bool hide_greeting_capabilities) {
   session::SessionSettings settings;
   settings.client_limits = &listener_.client_limits;  // the listener outlives its relays
   settings.server_limits = &listener_.server_limits;
@@ -223,15 +238,13 @@ asio::awaitable<bool> Relay::set_up() {
   settings.client_leg.login_disabled_until_tls = settings.client_leg.starttls_available && !plaintext_login_trusted;
   settings.client_leg.compress_offered = listener_.settings.compress != ClientCompress::Off;
   settings.client_leg.compress_pass_through = listener_.settings.compress == ClientCompress::PassThrough;
-  settings.compress_upstream = listener_.settings.upstream.compress;
-  settings.hide_greeting_capabilities = upstream.did_starttls;
+  settings.compress_upstream = !listener_.routing && listener_.settings.upstream.compress;
+  settings.hide_greeting_capabilities = hide_greeting_capabilities;
   settings.signatures = listener_.signatures;
   settings.rules = listener_.rules;
-  if (listener_.guard) settings.login_gate = this;
+  if (listener_.guard || listener_.routing) settings.login_gate = this;
   session_.emplace(settings);
   session_->set_observer(observer_.get());
-  server_leg_.held = std::move(upstream.greeting);
-  co_return true;
 }
 
 void Relay::begin(std::exception_ptr error, bool started) {
@@ -278,6 +291,7 @@ void Relay::update() {
     bool moved = feed_held();
     flush(Side::Client);
     flush(Side::Server);
+    if (route_ && !server_) moved = route_prelogin() || moved;
     maybe_start_client_tls();
     moved = pump(Side::Client) || moved;
     moved = pump(Side::Server) || moved;
@@ -287,6 +301,7 @@ void Relay::update() {
       break;
     }
   }
+  if (route_ && server_) maybe_release_backend();
   if (prelogin_ && session_->state().protocol_state() != imap::ProtocolState::NotAuthenticated) {
     prelogin_ = false;  // logged in (or PREAUTH, or LOGOUT): no longer counts before login
     listener_.guard->admissions().logged_in(id_);
@@ -349,13 +364,15 @@ void Relay::log_rule_hits() {
 
 std::size_t Relay::unwritten(Side side) {
   const Leg& l = leg(side);
+  // Routing mode before a backend: the pre-login server's input is what waits.
+  if (side == Side::Server && !server_) return queue_for(side).size();
   return l.out.size() - l.out_done + queue_for(side).size() + stream(side).unsent_bytes();
 }
 
 bool Relay::may_read(Side side) {
   const Leg& l = leg(side);
   if (ending_ || l.read_waiting || !l.held.empty() || l.has_compressed()) return false;
-  if (side == Side::Server) return unwritten(Side::Client) < kHighWater;
+  if (side == Side::Server) return server_ && unwritten(Side::Client) < kHighWater;
   return !client_tls_in_progress_ && !session_->client_tls_requested() && !session_->client_compress_requested() &&
          unwritten(Side::Server) < kHighWater;
 }
@@ -489,6 +506,7 @@ bool Relay::feed_held() {
 }
 
 void Relay::flush(Side side) {
+  if (side == Side::Server && !server_) return;  // routing mode: the pre-login server takes it (route_prelogin)
   Leg& l = leg(side);
   if (l.dead || l.write_waiting || (side == Side::Client && client_tls_in_progress_)) return;
   std::string& queue = queue_for(side);
@@ -526,6 +544,7 @@ void Relay::flush(Side side) {
 
 bool Relay::written(Side side) {
   if (leg(side).dead || (side == Side::Client && client_tls_in_progress_)) return true;
+  if (side == Side::Server && !server_) return true;  // nothing is written to the pre-login server
   return unwritten(side) == 0;
 }
 
@@ -698,7 +717,7 @@ void Relay::end(CloseReason reason) {
     leg(side).out_done = 0;
   }
   client_.stop_reading();
-  server_->stop_reading();
+  if (server_) server_->stop_reading();
 }
 
 void Relay::finish_ending() {
@@ -722,7 +741,7 @@ void Relay::finish_ending() {
 void Relay::close_legs() {
   closing_ = true;
   client_.close();
-  server_->close();
+  if (server_) server_->close();
   if (final_flush_) final_flush_->cancel();
   for (auto& timer : delays_) {
     if (timer) timer->cancel();
@@ -733,6 +752,7 @@ void Relay::maybe_finish() {
   if (!closing_ || pending_ > 0 || finished_) return;
   finished_ = true;
   leave_guard();  // its place is free from now on, as its log line says
+  leave_backend();
   if (session_) log_end();
   if (observer_) {
     observer_->session_closed(ending_.value_or(CloseReason::ClientClosed),
@@ -790,7 +810,7 @@ void Relay::log_end() const {
                      (end_cause_ && !end_cause_->cause.empty() ? " cause=" + std::string(end_cause_->cause) : "") +
                      (end_cause_ && !end_cause_->detail.empty() ? " cause_detail=" + util::log_quote(end_cause_->detail) : "") +
                      " duration_ms=" + std::to_string(duration) + " client=" + client_peer_ + " server=" + server_peer_ +
-                     " client_tls=" + client_.tls_version() + " server_tls=" + server_->tls_version() +
+                     " client_tls=" + client_.tls_version() + " server_tls=" + (server_ ? server_->tls_version() : std::string("none")) +
                      " client_compress=" + compress_mode(client_leg_) + " server_compress=" + compress_mode(server_leg_) +
                      " bytes_from_client=" + std::to_string(bytes_from_client_) +
                      " bytes_from_server=" + std::to_string(bytes_from_server_) +

@@ -29,6 +29,7 @@
 #include "proxy/guard/guard.hpp"
 #include "proxy/session/session.hpp"
 #include "proxy/transport/client_address.hpp"
+#include "proxy/transport/routing.hpp"
 #include "proxy/transport/server_tls.hpp"
 #include "proxy/transport/settings.hpp"
 #include "proxy/transport/stream.hpp"
@@ -48,6 +49,9 @@ struct ListenerRuntime {
   std::string tls_mode;                              // "implicit", "starttls" or "none" (a metric label)
   std::shared_ptr<ServerTls> client_tls;             // our certificates; null: no TLS on the client leg
   std::shared_ptr<asio::ssl::context> upstream_tls;  // null: plain upstream
+  // Routing mode: each login is looked up and goes to its backend (settings.upstream
+  // is not used); null: transparent mode.
+  const RoutingRuntime* routing = nullptr;
 };
 
 class Relay;
@@ -77,6 +81,11 @@ class Relay final : private session::LoginGate {
   // Ends the session when a timeout ran out: idle (neither side sent anything),
   // login (not authenticated yet) or server response (the server owes an answer).
   void check_timeouts(std::chrono::steady_clock::time_point now);
+  // Routing mode: whether a kick names this session (its user or its backend), and
+  // the kick itself: "* BYE [UNAVAILABLE] reason" at the next message boundary.
+  bool kick_matches(const route::KickRequest& request) const;
+  void kick(std::string_view reason);
+  std::uint64_t id() const { return id_; }
 
  private:
   class EvictHandle;
@@ -92,6 +101,17 @@ class Relay final : private session::LoginGate {
   std::uint64_t fold_credentials(std::uint64_t so_far, std::string_view piece) const override;
   void login_failed(std::uint64_t credentials) override;
   void login_succeeded() override;
+
+  // Routing mode (relay_route.cpp): the pre-login server stands in for the server
+  // until a backend took the login.
+  struct RouteState;
+  void start_routing(std::string_view balancer_peer);
+  bool route_prelogin();  // the pre-login server's turn; true if anything moved
+  asio::awaitable<void> route_login();  // lookup, backend, replay
+  void route_login_answered(bool ok);
+  void maybe_release_backend();
+  void leave_backend();  // the backend pool counts this session no more
+  bool route_unavailable_answer() const;
 
   using CloseReason = session::CloseReason;
   enum class Side : std::uint8_t { Client, Server };
@@ -123,6 +143,7 @@ class Relay final : private session::LoginGate {
 
   asio::awaitable<bool> set_up();  // PROXY header, client TLS, upstream; false: the session is over
   asio::awaitable<bool> receive_proxy_header();  // false: the connection is refused
+  void start_session(bool plaintext_login_trusted, bool hide_greeting_capabilities);
   void start_telemetry();
   asio::awaitable<bool> client_handshake();
   void begin(std::exception_ptr error, bool started);
@@ -207,6 +228,7 @@ class Relay final : private session::LoginGate {
     std::string detail;      // the system's or OpenSSL's words
   };
   std::unique_ptr<EndCause> end_cause_;
+  std::unique_ptr<RouteState> route_;  // routing mode only
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
   std::chrono::steady_clock::time_point last_server_read_;

@@ -108,6 +108,7 @@ void Relay::evict() {
 }
 
 std::chrono::milliseconds Relay::login_delay() {
+  if (!listener_.guard) return std::chrono::milliseconds{0};  // routing without a guard
   const auto wait = listener_.guard->penalty().delay(address_key_, Clock::now());
   if (wait.count() > 0 && listener_.telemetry) {
     listener_.telemetry->login_penalty(std::chrono::duration<double>(wait).count());
@@ -116,10 +117,17 @@ std::chrono::milliseconds Relay::login_delay() {
 }
 
 std::uint64_t Relay::fold_credentials(std::uint64_t so_far, std::string_view piece) const {
+  if (!listener_.guard) return 0;
   return listener_.guard->digest().fold(so_far, piece);
 }
 
 void Relay::login_failed(std::uint64_t credentials) {
+  if (route_) {
+    route_login_answered(false);
+    // The proxy's own NO when no backend could be had is no wrong password.
+    if (route_unavailable_answer()) return;
+  }
+  if (!listener_.guard) return;
   const auto failure = listener_.guard->penalty().failed(address_key_, credentials, Clock::now());
   if (listener_.telemetry) listener_.telemetry->login_failed(failure.repeated);
   // One line per failure, for fail2ban (dist/fail2ban/filter.d/imapscope.conf): the
@@ -135,6 +143,9 @@ void Relay::login_failed(std::uint64_t credentials) {
                      " next_delay_ms=" + std::to_string(failure.next_delay.count()));
 }
 
-void Relay::login_succeeded() { listener_.guard->penalty().succeeded(address_key_); }
+void Relay::login_succeeded() {
+  if (route_) route_login_answered(true);
+  if (listener_.guard) listener_.guard->penalty().succeeded(address_key_);
+}
 
 }  // namespace imapscope::transport

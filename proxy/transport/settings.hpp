@@ -16,6 +16,8 @@
 
 #include "proxy/guard/guard.hpp"
 #include "proxy/imap/limits.hpp"
+#include "proxy/route/backends.hpp"
+#include "proxy/route/telemetry.hpp"
 #include "proxy/util/cidr.hpp"
 
 namespace imapscope::transport {
@@ -128,6 +130,26 @@ struct Timeouts {
   std::chrono::milliseconds shutdown_grace{10'000};
 };
 
+// Routing mode ("routing", --route-map, --route-http): every login is looked up and
+// goes to the backend named for it; the listeners' upstreams are not used.
+struct RoutingSettings {
+  std::string http_url;  // an nginx auth_http-compatible service
+  std::chrono::milliseconds http_timeout{5'000};
+  std::string map_file;
+  std::chrono::seconds cache_hit{300};  // answers kept: routes for minutes,
+  std::chrono::seconds cache_miss{10};  // refusals for seconds
+  std::string capabilities;             // the pre-login list; empty: what the backends share
+  route::BackendTls backend_tls = route::BackendTls::None;  // for backends named without one
+  std::string upstream_ca;              // empty: the system store
+  bool verify = true;
+  ClientForwarding forward_client = ClientForwarding::None;
+  std::string master_user, master_password;  // for routes asking for a master login
+  std::vector<route::Backend> backends;      // health-checked from the start (the map's are too)
+  route::HealthSettings health;
+  std::chrono::milliseconds kick_spread{10'000};  // a kick's BYEs spread over this
+  bool enabled() const { return !http_url.empty() || !map_file.empty(); }
+};
+
 struct ProxySettings {
   std::vector<ListenerSettings> listeners;
   Timeouts timeouts;
@@ -144,6 +166,11 @@ struct ProxySettings {
   std::shared_ptr<policy::RuleStore> rules;
   // Who is told about sessions, bytes, TLS (the metrics); null: nobody.
   std::shared_ptr<session::Telemetry> telemetry;
+  RoutingSettings routing;
+  // Routing mode: the backend pool (the admin API shows and drains it; made by the
+  // app so that it can) and who is told about lookups and backends; null: nobody.
+  std::shared_ptr<route::Backends> backends;
+  std::shared_ptr<route::RouteTelemetry> route_telemetry;
 };
 
 }  // namespace imapscope::transport

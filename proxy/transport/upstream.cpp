@@ -10,6 +10,7 @@
 
 #include "proxy/imap/abnf.hpp"
 #include "proxy/transport/proxy_protocol.hpp"
+#include "proxy/transport/server_lines.hpp"
 #include "proxy/transport/upstream_resolver.hpp"
 
 namespace imapscope::transport {
@@ -17,7 +18,6 @@ namespace {
 
 using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
-constexpr std::size_t kMaxGreeting = 64 * 1024;
 // The proxy's own tag for its STARTTLS towards the server.
 constexpr std::string_view kStarttlsTag = "imapscope-tls";
 // ... and for the ID that forwards the client's address.
@@ -25,27 +25,6 @@ constexpr std::string_view kIdTag = "imapscope-id";
 
 bool starts_with_ci(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && imap::iequals(s.substr(0, prefix.size()), prefix);
-}
-
-// Reads until buffer holds a line end after from; returns where that line ends (after LF).
-asio::awaitable<std::pair<asio::error_code, std::size_t>> read_line(Stream& stream, std::string& buffer,
-                                                                     std::size_t from, Clock::time_point deadline) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
-  for (;;) {
-    const auto lf = buffer.find('\n', from);
-    if (lf != std::string::npos) co_return std::pair{asio::error_code{}, lf + 1};
-    if (buffer.size() > kMaxGreeting) co_return std::pair{asio::error_code(asio::error::message_size), std::size_t{0}};
-    // The bytes are appended inside the racing coroutine: a read's view is valid only
-    // until its reader suspends, and "||" completes only after the timer's cancellation.
-    auto read_into_buffer = [&]() -> asio::awaitable<asio::error_code> {
-      auto [ec, data] = co_await stream.read();
-      buffer.append(data);
-      co_return ec;
-    };
-    auto result = co_await (read_into_buffer() || timer.async_wait(kNoThrow));
-    if (result.index() == 1) co_return std::pair{asio::error_code(asio::error::timed_out), std::size_t{0}};
-    if (auto ec = std::get<0>(result)) co_return std::pair{ec, std::size_t{0}};
-  }
 }
 
 asio::awaitable<asio::error_code> tls_handshake(Stream& stream, asio::ssl::context& ctx, const std::string& name,
@@ -63,21 +42,6 @@ UpstreamConnection failed(UpstreamConnection out, session::CloseReason reason, s
   return out;
 }
 
-// Reads server lines after `from` until the one tagged `tag`; returns where that line
-// starts and ends.
-asio::awaitable<std::tuple<asio::error_code, std::size_t, std::size_t>> read_until_tagged(
-    Stream& stream, std::string& replies, std::string_view tag, Clock::time_point deadline) {
-  std::size_t line_start = 0;
-  for (;;) {
-    auto [ec, line_end] = co_await read_line(stream, replies, line_start, deadline);
-    if (ec) co_return std::tuple{ec, std::size_t{0}, std::size_t{0}};
-    const std::string_view line = std::string_view(replies).substr(line_start, line_end - line_start);
-    if (line.size() > tag.size() && line.substr(0, tag.size()) == tag && line[tag.size()] == ' ') {
-      co_return std::tuple{asio::error_code{}, line_start + tag.size() + 1, line_end};
-    }
-    line_start = line_end;  // untagged lines (a CAPABILITY, the server's * ID) are the proxy's own
-  }
-}
 
 // The proxy's own STARTTLS after the greeting; nothing the client sees.
 asio::awaitable<std::string> upstream_starttls(Stream& stream, const std::string& greeting,

@@ -378,6 +378,8 @@ class Browser(unittest.TestCase):
         self.assertEqual(self.driver.execute_script("return document.cookie"), "")
         rows = wait_until("alice's row on the page", lambda: {k: v for k, v in self.rows().items() if "alice" in v})
         session_id, text = next(iter(rows.items()))
+        # Transparent mode: no backends to show (/api/backends answers 404).
+        self.assertTrue(self.driver.execute_script("return document.getElementById('backends-section').hidden"))
         self.assertIn("selected", text)
         self.assertIn("INBOX", text)
         self.assertIn("python_imaplib", text)

@@ -25,6 +25,37 @@ from prometheus_fixture import Prometheus, http_json  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 DASHBOARDS = os.path.join(ROOT, "dashboards")
+# The dashboards' row of routing mode: its series exist only when the proxy routes.
+ROUTING_ROWS = {"Backends"}
+
+
+def panel_queries(routing):
+    """(dashboard, title, expr) of every panel in the routing rows (routing) or outside them."""
+    for path in sorted(glob.glob(os.path.join(DASHBOARDS, "grafana", "dashboards", "*.json"))):
+        with open(path) as f:
+            dashboard = json.load(f)
+        row = None
+        for panel in dashboard["panels"]:
+            if panel["type"] == "row":
+                row = panel["title"]
+                continue
+            if (row in ROUTING_ROWS) != routing:
+                continue
+            for target in panel["targets"]:
+                yield os.path.basename(path), panel["title"], target["expr"]
+
+
+def panels_without_series(prometheus, routing=False):
+    """(failed, empty): the panel queries Prometheus refused, and those with no series."""
+    empty, failed = [], []
+    for dashboard, title, expr in panel_queries(routing):
+        concrete = expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
+        answer = prometheus.query(concrete)
+        if answer.get("status") != "success":
+            failed.append(f"{dashboard} / {title}: {answer}")
+        elif not answer["data"]["result"]:
+            empty.append(f"{dashboard} / {title}: {concrete}")
+    return failed, empty
 class Dashboards(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -100,29 +131,10 @@ class Dashboards(unittest.TestCase):
         # A rule reload (SIGHUP).
         self.proxy.proc.send_signal(signal.SIGHUP)
 
-    def panel_queries(self):
-        for path in sorted(glob.glob(os.path.join(DASHBOARDS, "grafana", "dashboards", "*.json"))):
-            with open(path) as f:
-                dashboard = json.load(f)
-            for panel in dashboard["panels"]:
-                for target in panel["targets"]:
-                    yield os.path.basename(path), panel["title"], target["expr"]
-
-    def panels_without_series(self):
-        """(failed, empty): the panel queries Prometheus refused, and those with no series."""
-        empty, failed = [], []
-        for dashboard, title, expr in self.panel_queries():
-            concrete = expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
-            answer = self.prometheus.query(concrete)
-            if answer.get("status") != "success":
-                failed.append(f"{dashboard} / {title}: {answer}")
-            elif not answer["data"]["result"]:
-                empty.append(f"{dashboard} / {title}: {concrete}")
-        return failed, empty
 
     def test_every_panel_query_returns_series(self):
         subprocess.run([sys.executable, os.path.join(DASHBOARDS, "build.py"), "--check"], check=True)
-        self.assertGreater(len(list(self.panel_queries())), 25)
+        self.assertGreater(len(list(panel_queries(routing=False))), 25)
         # Right after start, before any session: every family is there, at 0 where
         # its label values are known in advance (a rate needs two scrapes).
         for family in ("imapscope_protocol_errors_total", "imapscope_findings_total",
@@ -134,7 +146,7 @@ class Dashboards(unittest.TestCase):
             self.assertEqual([float(r["value"][1]) for r in answer], [0.0], family)
         deadline = time.monotonic() + 30
         while True:
-            failed, empty = self.panels_without_series()
+            failed, empty = panels_without_series(self.prometheus)
             if (not failed and not empty) or time.monotonic() > deadline:
                 break
             time.sleep(1)
@@ -153,7 +165,7 @@ class Dashboards(unittest.TestCase):
                 break
             time.sleep(0.5)
         time.sleep(3)
-        failed, empty = self.panels_without_series()
+        failed, empty = panels_without_series(self.prometheus)
         self.assertEqual(failed, [])
         self.assertEqual(empty, [], "panels without series")
         # The instance variable's query.
@@ -169,6 +181,78 @@ class Dashboards(unittest.TestCase):
         self.assertGreaterEqual(value('sum(imapscope_rule_hits_total{rule="idle-keepalive-drop-k9"})'), 1)
         self.assertGreaterEqual(value('sum(imapscope_authentications_total{mechanism="plain",result="ok"})'), 1)
         self.assertEqual(value("sum(imapscope_sessions_active)"), 0)
+
+
+class Routing(unittest.TestCase):
+    """The Backends row in routing mode (a route map naming one Dovecot): its panels
+    answer from start-up, and the figures follow logins, a wrong password and a drain."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dovecot = Dovecot().start()
+        cls.port = free_port()
+        cls.backend = f"127.0.0.1:{cls.dovecot.port}"
+        cls.map = os.path.join(cls.dovecot.dir, "routes.map")
+        with open(cls.map, "w") as f:
+            f.write(f"*    {cls.backend}\n")
+        cls.proxy = Imapscope(["--listen", f"127.0.0.1:{cls.port}", "--route-map", cls.map]).start([cls.port])
+        cls.prometheus = Prometheus(f"127.0.0.1:{cls.proxy.admin_port}")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.prometheus.stop()
+        cls.proxy.stop()
+        cls.dovecot.stop()
+
+    def value(self, expr):
+        result = self.prometheus.query(expr)["data"]["result"]
+        return float(result[0]["value"][1]) if result else None
+
+    def wait_for(self, expr, expected):
+        deadline = time.monotonic() + 30
+        while self.value(expr) != expected and time.monotonic() < deadline:
+            time.sleep(0.5)
+        self.assertEqual(self.value(expr), expected, expr)
+
+    def test_backends_row(self):
+        self.assertGreaterEqual(len(list(panel_queries(routing=True))), 6)
+        # Before any session: every panel of the row has series (at 0).
+        deadline = time.monotonic() + 30
+        while True:
+            failed, empty = panels_without_series(self.prometheus, routing=True)
+            if (not failed and not empty) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        self.assertEqual(failed, [])
+        self.assertEqual(empty, [], "Backends panels without series before any traffic")
+        backend = f'backend="{self.backend}"'
+        self.wait_for(f"imapscope_backend_up{{{backend}}}", 1.0)  # the first health check passed
+
+        alice = imaplib.IMAP4("127.0.0.1", self.port)
+        alice.login("alice", USERS["alice"])
+        alice.select("INBOX")
+        self.wait_for(f"imapscope_backend_sessions{{{backend}}}", 1.0)
+        wrong = imaplib.IMAP4("127.0.0.1", self.port)
+        with self.assertRaises(imaplib.IMAP4.error):
+            wrong.login("alice", "not her password")
+        wrong.logout()
+        alice.logout()
+        self.wait_for(f"imapscope_backend_sessions{{{backend}}}", 0.0)
+        self.wait_for('imapscope_route_logins_total{result="ok"}', 1.0)
+        self.wait_for('imapscope_route_logins_total{result="no"}', 1.0)
+        self.assertGreaterEqual(self.value('sum(imapscope_route_lookups_total{result="routed"})'), 2)
+        self.assertGreaterEqual(self.value(f'imapscope_backend_checks_total{{{backend},result="ok"}}'), 1)
+
+        status, body = self.proxy.admin("POST", "/api/backends/drain", {"backend": self.backend})
+        self.assertEqual((status, body), (200, {"backend": self.backend, "state": "draining"}))
+        self.wait_for(f"imapscope_backend_draining{{{backend}}}", 1.0)
+        status, _ = self.proxy.admin("POST", "/api/backends/undrain", {"backend": self.backend})
+        self.assertEqual(status, 200)
+        self.wait_for(f"imapscope_backend_draining{{{backend}}}", 0.0)
+        time.sleep(3)
+        failed, empty = panels_without_series(self.prometheus, routing=True)
+        self.assertEqual(failed, [])
+        self.assertEqual(empty, [], "Backends panels without series")
 
 
 class Promtool(unittest.TestCase):

@@ -130,7 +130,7 @@ TEST(Metrics, KnownLabelValuesAreExportedAtZeroFromTheStart) {
            {"imapscope_sessions_active", 1},
            {"imapscope_sessions_total", 1},
            {"imapscope_session_duration_seconds", 1},
-           {"imapscope_sessions_closed_total", 13},  // every close reason
+           {"imapscope_sessions_closed_total", 17},  // every close reason
            {"imapscope_protocol_errors_total", 12},  // 2 directions x 6 kinds
            {"imapscope_authentications_total", 16 * 4},
            {"imapscope_tls_sessions_total", 2 * 5},
