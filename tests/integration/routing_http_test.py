@@ -244,7 +244,8 @@ class HttpRouting(unittest.TestCase):
         service = self.service()
         url = service.url
         service.stop()  # nothing listens on its port now
-        proxy = Routing(self, http=url)
+        # With the cache on: an answer that could not be had is never cached.
+        proxy = Routing(self, http=url, routing={"cache_hit_s": 300, "cache_miss_s": 10})
         c = proxy.raw()
         took, answer = timed(c.command, "d1", f"LOGIN alice {USERS['alice']}")
         unavailable(self, answer, "d1", NO_LOGIN_SERVICE)
@@ -252,10 +253,21 @@ class HttpRouting(unittest.TestCase):
         self.assertEqual(c.command("d2", "NOOP"), b"d2 OK NOOP completed.\r\n")
         self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="unavailable"'), 1)
         self.assertNotIn(USERS["alice"], proxy.log())
-        # Back up on the same port: the next login works.
+        # Back up on the same port: the next login (the same credentials) works at once.
         service.start(int(url.split(":")[2].split("/")[0]))
         service.route("alice", ok("127.0.0.1", A.port))
         self.assertRegex(last_line(c.command("d3", f"LOGIN alice {USERS['alice']}")), rb"^d3 OK ")
+
+    def test_capabilities_setting_overrides_the_learnt_list(self):
+        service = self.service()
+        service.route("alice", ok("127.0.0.1", A.port))
+        proxy = self.routing(service, routing={"capabilities": "IMAP4rev1 ID AUTH=PLAIN"})
+        c = proxy.raw()
+        self.assertEqual(c.greeting, b"* OK [CAPABILITY IMAP4rev1 ID AUTH=PLAIN] IMAP proxy ready.\r\n")
+        self.assertTrue(c.command("c1", "CAPABILITY").startswith(b"* CAPABILITY IMAP4rev1 ID AUTH=PLAIN\r\n"))
+        # After login, the backend's own list all the same.
+        self.assertRegex(last_line(c.command("l1", f"LOGIN alice {USERS['alice']}")),
+                         rb"^l1 OK \[CAPABILITY IMAP4rev1 [^\]]*\bMOVE\b")
 
     def test_service_slow(self):
         service = self.service()
