@@ -558,6 +558,11 @@ class Operations(unittest.TestCase):
         alice = [login_answer(proxy, "alice")[0] for _ in range(2)]
         bob, _ = login_answer(proxy, "bob")
         carol, _ = login_answer(proxy, "carol")
+        not_logged_in = proxy.raw()
+        # One of alice's sessions waits in IDLE, as a mail client mostly does.
+        alice[0].command("i0", "SELECT INBOX")
+        alice[0].send(b"i1 IDLE\r\n")
+        self.assertTrue(alice[0].read_line().startswith(b"+ "))
         status, body = proxy.proc.admin("POST", "/api/kick", {"user": "alice", "reason": "Moving your mailbox",
                                                                "spread_ms": 0})
         self.assertEqual((status, body), (200, {"kicked": 2}))
@@ -565,8 +570,10 @@ class Operations(unittest.TestCase):
             got = c.read_for(5)
             self.assertIn(b"* BYE [UNAVAILABLE] Moving your mailbox\r\n", got)
             self.assertEqual(c.sock.recv(100), b"")  # closed after the BYE
-        # Others untouched.
+        wait_until("alice's imap processes on A gone", lambda: A.imap_pids("alice") == [])
+        # Others untouched, and a session not logged in is nobody's.
         self.assertTrue(bob.command("b2", "NOOP").startswith(b"b2 OK"))
+        self.assertEqual(not_logged_in.command("n1", "NOOP"), b"n1 OK NOOP completed.\r\n")
         status, body = proxy.proc.admin("POST", "/api/kick", {"backend": name(B), "spread_ms": 0})
         self.assertEqual((status, body), (200, {"kicked": 2}))
         for c in (bob, carol):
@@ -576,6 +583,45 @@ class Operations(unittest.TestCase):
         self.assertEqual((status, body), (200, {"kicked": 0}))
         status, _ = proxy.proc.admin("POST", "/api/kick", {"user": "alice"}, token=False)
         self.assertEqual(status, 401)
+
+    def test_kick_waits_for_a_message_boundary(self):
+        # A FETCH of 16 MB (more than the sockets' buffers hold) in flight when the kick
+        # comes: the client gets the whole literal it was promised, then the BYE; never
+        # a message cut short, nor a BYE inside it.
+        big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 16000
+        seed = imaplib.IMAP4("127.0.0.1", A.port, timeout=20)
+        seed.login("dave", ALL_USERS["dave"])
+        seed.append("INBOX", None, None, big)
+        seed.logout()
+        proxy = Routing(self, [("dave", A)])
+        # A small receive buffer (set before connecting, so the window stays small): the
+        # proxy can't have passed the whole message on when the kick comes.
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.settimeout(20)
+        s.connect(("127.0.0.1", proxy.port))
+        c = RawClient(s)
+        proxy.clients.append(c)
+        self.assertRegex(last_line(c.command("l1", f"LOGIN dave {ALL_USERS['dave']}")), rb"^l1 OK ")
+        self.assertTrue(c.command("s1", "SELECT INBOX").splitlines()[-1].startswith(b"s1 OK"))
+        c.send(b"f1 FETCH 1 BODY.PEEK[]\r\n")
+        data = c.sock.recv(4096)
+        status, body = proxy.proc.admin("POST", "/api/kick", {"user": "dave", "spread_ms": 0})
+        self.assertEqual((status, body), (200, {"kicked": 1}))
+        c.sock.settimeout(20)
+        while True:
+            chunk = c.sock.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+        head = re.search(rb"FETCH \(BODY\[\] \{(\d+)\}\r\n", data)
+        self.assertIsNotNone(head, data[:200])
+        start = head.end()
+        self.assertEqual(int(head.group(1)), len(big))
+        self.assertEqual(data[start:start + len(big)], big)
+        bye = data.find(b"* BYE [UNAVAILABLE] Disconnected by the administrator\r\n")
+        self.assertGreater(bye, start + len(big))
+        self.assertIn(data[bye - 2:bye], (b"\r\n",))
 
     def test_kick_spread(self):
         proxy = Routing(self, [("alice", A)])
