@@ -13,7 +13,8 @@ every log ended before it (Marks) and looks only at what came after.
   client; the pre-login answers; ID passed on; the backend's NO unchanged; the
   post-login capabilities the backend's; STARTTLS and implicit TLS listeners; a
   backend that is down; the flags alone; the login penalty before any backend.
-- Reload: SIGHUP with a changed map and with a broken one.
+- Reload: SIGHUP with a changed map and with a broken one; SIGTERM ends routed and
+  pre-login sessions with a BYE.
 - Operations: the admin API's backends, drain, undrain and kick; the metrics; routed
   sessions in the live view, the rules and the transcripts.
 
@@ -502,6 +503,23 @@ class Reload(unittest.TestCase):
             self.assertRegex(last_line(login_answer(proxy, user)[1]), rb"^l1 OK ")
         marks.assert_landed(self, "alice", A)  # the old map, not the broken one's alice -> C
         marks.assert_landed(self, "bob", B)
+
+
+    def test_sigterm_ends_routed_and_prelogin_sessions_with_bye(self):
+        proxy = Routing(self, [("alice", A)], config={"timeouts": {"shutdown_grace_ms": 1000,
+                                                                   "server_response_ms": 10000}})
+        routed, _ = login_answer(proxy, "alice")
+        routed.command("s1", "SELECT INBOX")
+        routed.send(b"i1 IDLE\r\n")
+        self.assertTrue(routed.read_line().startswith(b"+ "))
+        waiting = proxy.raw()  # still in the pre-login phase
+        started = time.monotonic()
+        proxy.proc.proc.send_signal(signal.SIGTERM)
+        for c in (routed, waiting):
+            self.assertIn(b"* BYE", c.read_for(10))
+        self.assertEqual(proxy.proc.proc.wait(timeout=20), 0)
+        self.assertLess(time.monotonic() - started, 15)
+        wait_until("alice's imap process on A gone", lambda: A.imap_pids("alice") == [])
 
 
 # ------------------------------------------------------------------------ operations
