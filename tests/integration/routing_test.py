@@ -8,15 +8,18 @@ Where a session went is read where it can't be faked: the backend's own log, who
 imap-login writes "Login: user=<...>" for each login it took. Each test notes where
 every log ended before it (Marks) and looks only at what came after.
 
-- MapRouting: users, domains, the default and refusals of a map file; LOGIN,
+- MapRouting: users, domains, globs, the default and refusals of a map file; LOGIN,
   AUTHENTICATE PLAIN (with and without SASL-IR) and LOGIN from imaplib and a raw
   client; the pre-login answers; ID passed on; the backend's NO unchanged; the
-  post-login capabilities the backend's; STARTTLS and implicit TLS listeners; a
-  backend that is down; the flags alone; the login penalty before any backend.
+  post-login capabilities the backend's; user= and master logins (a wrong password
+  never gets in); STARTTLS and implicit TLS listeners; backends over TLS and
+  STARTTLS, verified; the client's address forwarded; a backend that is down or
+  stops; the flags alone; the login penalty before any backend.
 - Reload: SIGHUP with a changed map and with a broken one; SIGTERM ends routed and
   pre-login sessions with a BYE.
-- Operations: the admin API's backends, drain, undrain and kick; the metrics; routed
-  sessions in the live view, the rules and the transcripts.
+- Operations: the admin API's backends, drain, undrain and kick (by user, by backend,
+  spread, at a message boundary); the metrics; routed sessions in the live view, the
+  rules and the transcripts.
 
 Each test starts its own imapscope (its own cache, penalty and metrics); every process
 is stopped by its pid and every folder removed (imap_fixtures).
