@@ -87,6 +87,9 @@ GARBAGE = {
     # (Auth-Server and Auth-Port without Auth-Status is no garbage: nginx takes it as OK.)
     "empty_200": Garbage(b"HTTP/1.0 200 OK\r\n\r\n"),
     "ok_without_server": Garbage(b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\n\r\n"),
+    # nginx takes Auth-Server as an IP address only (it resolves nothing there).
+    "server_not_an_address": Garbage(b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: mail.example.org\r\n"
+                                     b"Auth-Port: 143\r\n\r\n"),
     "bad_port": Garbage(b"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\n"
                         b"Auth-Port: 99999999\r\n\r\n"),
     "truncated": Garbage(b"HTTP/1.0 200 OK\r\nAuth-Sta"),
