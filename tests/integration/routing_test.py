@@ -15,6 +15,8 @@ every log ended before it (Marks) and looks only at what came after.
   never gets in); STARTTLS and implicit TLS listeners; backends over TLS and
   STARTTLS, verified; the client's address forwarded; a backend that is down or
   stops; the flags alone; the login penalty before any backend.
+- Health: a backend that never greets or is no IMAP server is down (and a login to it
+  answered, never a hang); the health check's test login.
 - Reload: SIGHUP with a changed map and with a broken one; SIGTERM ends routed and
   pre-login sessions with a BYE.
 - Operations: the admin API's backends, drain, undrain and kick (by user, by backend,
@@ -34,12 +36,14 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from imap_fixtures import USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary, temp_dir, wait_until  # noqa: E402
+from imap_fixtures import (USERS, Dovecot, Imapscope, RawClient, free_port, imapscope_binary, temp_dir,  # noqa: E402
+                           wait_until)
 from auth_http_service import AuthHttpService, ok  # noqa: E402
 from routing_fixtures import (ALL_USERS, BACKENDS, CERTS, DOVECOT_NO, LOGIN_LINE, MASTER, NO_MAIL_SERVER,  # noqa: E402
                               PRELOGIN_CAPABILITY_OK, Marks, Routing, b64, closed, last_line, login_answer, map_text,
@@ -465,6 +469,87 @@ class MapRouting(unittest.TestCase):
         self.assertGreaterEqual(took, 1.8)
         self.assertLess(took, 4.5)
         self.assertEqual(proxy.metric("imapscope_login_failures_total", 'credentials="new"'), 2)
+
+
+# ------------------------------------------------------------------------ health
+
+class SilentServer:
+    """A TCP port that accepts and then says nothing (or greeting, if given): a mail
+    server that hangs, or one that isn't IMAP. Stopped by the test."""
+
+    def __init__(self, test, greeting=b""):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.greeting = greeting
+        self.accepted = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+        test.addCleanup(self.stop)
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+            if self.greeting:
+                conn.sendall(self.greeting)
+
+    def stop(self):
+        self.listener.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+class Health(unittest.TestCase):
+
+    def test_a_backend_that_never_greets_is_down_and_never_a_hang(self):
+        silent = SilentServer(self)
+        proxy = Routing(self, [("alice", silent.port), ("bob", B)], wait_up=False)
+        # Before any check has told: the login's own connection waits for the greeting,
+        # bounded, and the client hears why.
+        start = time.monotonic()
+        try:
+            c, answer = login_answer(proxy, "alice")
+        except ConnectionError:
+            self.fail(f"the connection was closed after {time.monotonic() - start:.1f}s without an answer")
+        unavailable(self, answer, "l1", NO_MAIL_SERVER)
+        self.assertLess(time.monotonic() - start, 15)
+        wait_until("the silent backend down", lambda: proxy.backends()[f"127.0.0.1:{silent.port}"]["state"] == "down")
+        self.assertTrue(proxy.backends()[f"127.0.0.1:{silent.port}"]["last_error"])
+        took, (c, answer) = timed(login_answer, proxy, "alice")
+        unavailable(self, answer, "l1", NO_MAIL_SERVER)
+        self.assertLess(took, 2)
+        self.assertRegex(last_line(login_answer(proxy, "bob")[1]), rb"^l1 OK ")
+        self.assertGreaterEqual(proxy.metric("imapscope_backend_checks_total",
+                                             f'backend="127.0.0.1:{silent.port}",result="failed"'), 1)
+
+    def test_a_backend_that_is_not_imap_is_down(self):
+        other = SilentServer(self, greeting=b"220 smtp.example.org ESMTP ready\r\n")
+        proxy = Routing(self, [("alice", other.port)], wait_up=False)
+        wait_until("the SMTP server down", lambda: proxy.backends()[f"127.0.0.1:{other.port}"]["state"] == "down")
+        unavailable(self, login_answer(proxy, "alice")[1], "l1", NO_MAIL_SERVER)
+
+    def test_health_check_with_a_test_login(self):
+        secrets = temp_dir(prefix="imapscope-routing-health-")
+        good, bad = os.path.join(secrets, "good"), os.path.join(secrets, "bad")
+        for path, password in ((good, USERS["bob"]), (bad, "not-bobs-password")):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
+        health = {"interval_ms": 500, "timeout_ms": 2000, "fall": 1, "rise": 1, "login_user": "bob"}
+        marks = Marks()
+        proxy = Routing(self, [("alice", A)], routing={"health": dict(health, login_password_file=good)})
+        wait_until("bob's test login on A", lambda: "bob" in marks.logins(A), timeout=10)
+        self.assertRegex(last_line(login_answer(proxy, "alice")[1]), rb"^l1 OK ")
+        failing = Routing(self, [("alice", A)], routing={"health": dict(health, login_password_file=bad)},
+                          wait_up=False)
+        wait_until("A down for the failing test login", lambda: failing.backends()[name(A)]["state"] == "down")
+        unavailable(self, login_answer(failing, "alice")[1], "l1", NO_MAIL_SERVER)
+        for log in (proxy.log(), failing.log()):
+            self.assertNotIn(USERS["bob"], log)
+            self.assertNotIn("not-bobs-password", log)
 
 
 # ------------------------------------------------------------------------ reload
