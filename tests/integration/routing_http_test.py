@@ -13,6 +13,7 @@ import imaplib
 import os
 import ssl
 import sys
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -171,6 +172,22 @@ class HttpRouting(unittest.TestCase):
         took, answer = timed(c.command, "w2", f"LOGIN bob {USERS['bob']}")
         self.assertRegex(last_line(answer), rb"^w2 OK ")
         self.assertEqual([r.header("Auth-Login-Attempt") for r in service.requests], ["1", "2"])
+
+    def test_login_penalty_holds_the_login_before_the_lookup(self):
+        service = self.service()
+        # With Auth-Wait the connection goes on after the NO (0 would close it, as nginx does).
+        service.invalid = error(INVALID_LOGIN, wait=1)
+        service.route("alice", ok("127.0.0.1", A.port))
+        proxy = self.routing(service, config={"login_penalty": {"enabled": True}})
+        c = proxy.raw()
+        self.assertEqual(c.command("p1", "LOGIN alice wrong-one"), f"p1 NO {INVALID_LOGIN}\r\n".encode())
+        sent = time.monotonic()
+        took, answer = timed(c.command, "p2", "LOGIN alice wrong-two")
+        self.assertEqual(answer, f"p2 NO {INVALID_LOGIN}\r\n".encode())
+        # The service heard of the second attempt only after the penalty's 2 s.
+        self.assertEqual(len(service.requests), 2)
+        self.assertGreaterEqual(service.requests[1].at - sent, 1.8)
+        self.assertLess(took, 2 + 1 + 2.5)  # the penalty, the Auth-Wait, a margin
 
     def test_wait_status_asks_again(self):
         service = self.service()

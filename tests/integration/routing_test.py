@@ -449,6 +449,14 @@ class MapRouting(unittest.TestCase):
                               capture_output=True, text=True, timeout=60)
         self.assertNotEqual(both.returncode, 0)
         self.assertRegex(both.stderr, r"(?i)upstream")
+        # --check-config reads the map too.
+        config = os.path.join(work, "imapscope.json")
+        with open(config, "w") as f:
+            json.dump({"routing": {"map": routes}, "listeners": [{"listen": f"127.0.0.1:{free_port()}"}]}, f)
+        checked = subprocess.run([imapscope_binary(), "--check-config", config], capture_output=True, text=True,
+                                 timeout=60)
+        self.assertEqual(checked.returncode, 0, checked.stderr)
+        self.assertIn("config OK", checked.stdout)
         # A broken map at start: refused with file and line.
         with open(routes, "a") as f:
             f.write("bob 127.0.0.1:notaport\n")
@@ -457,6 +465,10 @@ class MapRouting(unittest.TestCase):
                                 capture_output=True, text=True, timeout=60)
         self.assertNotEqual(broken.returncode, 0)
         self.assertIn(f"{routes}:4:", broken.stderr)
+        checked = subprocess.run([imapscope_binary(), "--check-config", config], capture_output=True, text=True,
+                                 timeout=60)
+        self.assertEqual(checked.returncode, 2)
+        self.assertIn(f"{routes}:4:", checked.stderr)
 
     def test_login_penalty_applies_before_any_backend(self):
         proxy = Routing(self, [("alice", A)], config={"login_penalty": {"enabled": True}})

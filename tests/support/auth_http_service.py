@@ -25,6 +25,7 @@ nothing here logs.
 """
 import json
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -102,6 +103,7 @@ class Request:
     def __init__(self, method, path, version, headers):
         self.method, self.path, self.version = method, path, version
         self.headers = headers
+        self.at = time.monotonic()  # when it came (time.monotonic())
 
     def header(self, name):
         """The first value of a header (names case-insensitive), None if absent."""
