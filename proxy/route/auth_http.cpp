@@ -258,7 +258,11 @@ std::string auth_http_request(const AuthHttpTarget& target, const LoginRequest& 
     out += "Proxy-Protocol-Server-Addr: " + header_safe(request.proxy_protocol_server_ip) + "\r\n";
     out += "Proxy-Protocol-Server-Port: " + std::to_string(request.proxy_protocol_server_port) + "\r\n";
   }
-  if (request.client_tls) out += "Auth-SSL: on\r\n";
+  if (request.client_tls) {
+    out += "Auth-SSL: on\r\n";
+    if (!request.tls_protocol.empty()) out += "Auth-SSL-Protocol: " + header_safe(request.tls_protocol) + "\r\n";
+    if (!request.tls_cipher.empty()) out += "Auth-SSL-Cipher: " + header_safe(request.tls_cipher) + "\r\n";
+  }
   out += "\r\n";
   return out;
 }

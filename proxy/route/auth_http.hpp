@@ -88,8 +88,8 @@ struct HttpAnswer {
 std::string auth_http_escape(std::string_view text);
 
 // The request bytes for one login, exactly as nginx would send them, except for what
-// a LoginRequest does not carry: Auth-SSL-Protocol/-Cipher and the certificate lines
-// (client certificates are not asked for). The Proxy-Protocol lines are the PROXY
+// a LoginRequest does not carry: the client certificate's lines (client certificates
+// are not asked for). The Proxy-Protocol lines are the PROXY
 // header's source (the client) and destination. No Client-Host: nginx sends none for IMAP.
 std::string auth_http_request(const AuthHttpTarget& target, const LoginRequest& request);
 

@@ -31,6 +31,8 @@ struct LoginRequest {
   unsigned attempt = 1;  // Auth-Login-Attempt: 1 for a connection's first login
   std::string client_ip;    // Client-IP: the real client (after a PROXY header)
   bool client_tls = false;  // Auth-SSL: the client's leg is TLS
+  std::string tls_protocol;  // Auth-SSL-Protocol: "TLSv1.3" (with client_tls)
+  std::string tls_cipher;    // Auth-SSL-Cipher: OpenSSL's name of the cipher
   // A PROXY header's source and destination, as nginx names them: Proxy-Protocol-Addr
   // / -Port (the client it names) and Proxy-Protocol-Server-Addr / -Port (the address
   // the client connected to at the balancer). Empty: no header.

@@ -224,14 +224,17 @@ RouteMap RouteMap::parse(std::string_view text, const std::string& file, Backend
           } else if (option.text == "plain") {
             set_tls(option, BackendTls::None);
           } else if (option.text == "master") {
-            if (target.master) throw LineError(option.column, "master is given twice");
-            target.master = true;
+            // A master login takes the master's password, not the client's, and a map
+            // has no password to check the client's against: anyone would get in.
+            throw LineError(option.column,
+                            "master: a map can't check the client's password, so a master login would let any"
+                            " password in; let an auth_http service that checks it answer with one");
           } else if (option.text.rfind("user=", 0) == 0) {
             if (target.login_user) throw LineError(option.column, "user= is given twice");
             if (option.text.size() == 5) throw LineError(option.column, "user= needs a name");
             target.login_user = option.text.substr(5);
           } else {
-            throw LineError(option.column, "unknown option \"" + option.text + "\" (tls, starttls, plain, user=NAME, master)");
+            throw LineError(option.column, "unknown option \"" + option.text + "\" (tls, starttls, plain, user=NAME)");
           }
         }
         Backend backend;
@@ -286,11 +289,10 @@ LookupResult RouteMap::answer(const Target& target) const {
   result.status = LookupStatus::Routed;
   result.route.backend = backends_[target.index];
   result.route.login_user = target.login_user;
-  result.route.master = target.master;
   return result;
 }
 
-LookupResult RouteMap::lookup(std::string_view user) const {
+std::optional<LookupResult> RouteMap::find(std::string_view user) const {
   const std::string key = lower(user);
   if (const auto it = users_.find(key); it != users_.end()) return answer(it->second);
   if (const auto at = key.rfind('@'); at != std::string::npos) {
@@ -300,9 +302,16 @@ LookupResult RouteMap::lookup(std::string_view user) const {
     if (glob_matches(glob.pattern, key)) return answer(glob.target);
   }
   if (default_) return answer(*default_);
+  return std::nullopt;
+}
+
+LookupResult RouteMap::lookup(std::string_view user) const {
+  if (auto found = find(user)) return std::move(*found);
+  // As an auth service or Dovecot's passdb answers a user it doesn't know: a refusal,
+  // not [UNAVAILABLE] (which tells the client to come back later).
   LookupResult none;
-  none.status = LookupStatus::Unavailable;
-  none.message = "no route for this user";
+  none.status = LookupStatus::Refused;
+  none.message = "[AUTHENTICATIONFAILED] Authentication failed.";
   return none;
 }
 

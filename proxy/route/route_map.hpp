@@ -5,7 +5,7 @@
 //   bob                  127.0.0.1:2143       starttls
 //   @example.org         10.0.0.5:993         tls
 //   *@*.example.net      10.0.0.6:143
-//   carol                127.0.0.1:2143       user=carol.archive master
+//   carol                127.0.0.1:2143       user=carol.archive
 //   dave                 -  "Mailbox moved, use imap.example.com"
 //   *                    127.0.0.1:1143       # the default
 //
@@ -18,7 +18,8 @@
 // 143, 993 with `tls`); `-` refuses the login with the quoted text after it (a
 // default text without one). Options: `tls`, `starttls`, `plain` (the backend's
 // connection; without one, the default_tls given to parse), `user=NAME` (log in there
-// as NAME), `master` (a master login, see Route).
+// as NAME; the client's own password goes with it). `master` is refused: a map
+// can't check the client's password, and a master login would let any password in.
 //
 // Lookups by name and domain are hash lookups, so maps of a million users load and
 // answer quickly; globs are tried one after another (keep them few).
@@ -43,9 +44,12 @@ class RouteMap {
   static RouteMap parse(std::string_view text, const std::string& file, BackendTls default_tls);
 
   // Routed (the entry's backend and options), Refused (a `-` entry's text), or
-  // Unavailable "no route for this user" when no pattern matches and there is no
+  // Refused "[AUTHENTICATIONFAILED] ..." when no pattern matches and there is no
   // default. Thread-safe (const).
   LookupResult lookup(std::string_view user) const;
+  // The entry that matches, if any (a map that shares users with an auth_http service
+  // leaves those it has no entry for to it).
+  std::optional<LookupResult> find(std::string_view user) const;
 
   // Every backend the map names, each once (by name(), the first entry's TLS), in file
   // order: the health checks start with these.
@@ -58,7 +62,6 @@ class RouteMap {
     bool refused = false;
     std::uint32_t index = 0;  // into backends_ or refusals_
     std::optional<std::string> login_user;
-    bool master = false;
     std::uint32_t line = 0;  // where it was written (for "duplicate pattern")
   };
   struct Glob {

@@ -138,6 +138,8 @@ void Relay::check_timeouts(Clock::time_point now) {
 }
 
 bool Relay::server_owes_answer() {
+  // Routing mode before a backend: the lookup and the backend's connection are bounded themselves.
+  if (!server_) return false;
   const auto& state = session_->state();
   if (state.pending().empty() || session_->commands_held()) return false;
   // The client's turn: a literal's payload, DONE, a SASL response.
@@ -301,7 +303,10 @@ void Relay::update() {
       break;
     }
   }
-  if (route_ && server_) maybe_release_backend();
+  if (route_ && server_) {
+    maybe_release_backend();
+    maybe_kick();
+  }
   if (prelogin_ && session_->state().protocol_state() != imap::ProtocolState::NotAuthenticated) {
     prelogin_ = false;  // logged in (or PREAUTH, or LOGOUT): no longer counts before login
     listener_.guard->admissions().logged_in(id_);

@@ -110,6 +110,7 @@ class Relay final : private session::LoginGate {
   asio::awaitable<void> route_login();  // lookup, backend, replay
   void route_login_answered(bool ok);
   void maybe_release_backend();
+  void maybe_kick();
   void leave_backend();  // the backend pool counts this session no more
   bool route_unavailable_answer() const;
 

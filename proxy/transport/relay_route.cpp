@@ -117,6 +117,10 @@ asio::awaitable<void> Relay::route_login() {
   request.attempt = r.server.logins();
   request.client_ip = r.client->source_ip;
   request.client_tls = client_.is_tls();
+  if (request.client_tls) {
+    request.tls_protocol = client_.tls_version();
+    request.tls_cipher = client_.tls_cipher();
+  }
   if (r.via_proxy_header) {
     request.proxy_protocol_ip = r.client->source_ip;
     request.proxy_protocol_port = r.client->source_port;
@@ -167,7 +171,11 @@ asio::awaitable<void> Relay::route_login() {
   upstream_settings.connect_timeout = routing.connect_timeout;
   upstream_settings.forward_client = routing.forward_client;
   auto* tls = upstream_settings.tls == UpstreamTls::None ? nullptr : routing.backend_tls;
-  auto upstream = co_await connect_upstream(upstream_settings, tls, listener_.timeouts, *r.client, id_);
+  // A backend that takes the connection and never greets must not hold the login
+  // longer than one that refuses it.
+  auto timeouts = listener_.timeouts;
+  timeouts.greeting = std::min(timeouts.greeting, routing.connect_timeout);
+  auto upstream = co_await connect_upstream(upstream_settings, tls, timeouts, *r.client, id_);
   if (closing_ || ending_) co_return;
   if (!upstream.stream) {
     util::log_line(util::LogLevel::Warning, "event=upstream_failed " + session_field + " backend=" + backend.name() +
@@ -185,7 +193,7 @@ asio::awaitable<void> Relay::route_login() {
   std::string replies = upstream.greeting;
   const auto greeting_end = replies.find('\n');
   replies.erase(0, greeting_end == std::string::npos ? replies.size() : greeting_end + 1);
-  const auto deadline = Clock::now() + listener_.timeouts.greeting;
+  const auto deadline = Clock::now() + timeouts.greeting;
   auto& stream = *upstream.stream;
   std::string failure;
   if (!r.server.client_id().empty()) {
@@ -299,13 +307,18 @@ bool Relay::kick_matches(const route::KickRequest& request) const {
 }
 
 void Relay::kick(std::string_view reason) {
-  if (!session_ || closing_ || ending_) return;
+  if (!session_ || !route_ || closing_ || ending_ || route_->kick_bye) return;
   if (reason.empty()) reason = "Disconnected by the administrator";
   std::string line = "* BYE [UNAVAILABLE] ";
   for (char c : reason.substr(0, 200)) line += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
-  say_bye(line + "\r\n");
+  route_->kick_bye = std::make_unique<std::string>(line + "\r\n");
+  update();  // maybe_kick(): now, or once the server's message in flight is through
+}
+
+void Relay::maybe_kick() {
+  if (!route_->kick_bye || ending_ || !session_->server_between_messages() || !server_leg_.held.empty()) return;
+  say_bye(*route_->kick_bye);
   end(CloseReason::Kicked);
-  update();
 }
 
 }  // namespace imapscope::transport

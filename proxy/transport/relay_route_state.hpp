@@ -32,6 +32,9 @@ struct Relay::RouteState {
   std::optional<route::Backend> backend;  // connected to (and, once counted, logged in)
   std::string user;                       // the login name (kicks by user)
   bool counted = false;                   // the backend pool counts this session
+  // A kick's BYE, waiting for the end of the server's message in flight (a FETCH
+  // literal is never cut); made by the kick only.
+  std::unique_ptr<std::string> kick_bye;
 };
 
 }  // namespace imapscope::transport

@@ -97,8 +97,9 @@ asio::awaitable<route::LookupResult> Router::lookup(const route::LoginRequest& r
   const auto started = Clock::now();
   try {
     if (const auto map = current_map()) {
-      auto result = map->lookup(request.user);
-      if (result.status != route::LookupStatus::Unavailable || !url_) {
+      // Users the map has no entry for go to the service when there is one.
+      if (auto found = map->find(request.user); found || !url_) {
+        auto result = found ? std::move(*found) : map->lookup(request.user);
         report("map", result, started);
         co_return result;
       }

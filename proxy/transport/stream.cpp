@@ -288,6 +288,11 @@ asio::awaitable<asio::error_code> Stream::connect_tls(SSL_CTX* ctx, const std::s
 
 std::string Stream::tls_version() const { return ssl_ ? SSL_get_version(ssl_) : "none"; }
 
+std::string Stream::tls_cipher() const {
+  const char* name = ssl_ ? SSL_get_cipher_name(ssl_) : nullptr;
+  return name ? name : "";
+}
+
 bool Stream::tls_resumed() const { return ssl_ != nullptr && SSL_session_reused(ssl_) == 1; }
 
 std::string Stream::tls_verify_error() const {

@@ -75,6 +75,7 @@ class Stream {
 
   bool is_tls() const { return ssl_ != nullptr; }
   std::string tls_version() const;       // "TLSv1.3", or "none"
+  std::string tls_cipher() const;        // OpenSSL's name ("TLS_AES_256_GCM_SHA384"), or ""
   bool tls_resumed() const;              // the handshake resumed an earlier TLS session
   std::string tls_verify_error() const;  // why the peer's certificate was refused, or empty
   asio::ip::tcp::socket& socket() { return socket_; }

@@ -58,6 +58,8 @@ TEST(AuthHttpRequest, OnlyControlsSpaceAndPercentAreEscaped) {
   request.method = "login";  // AUTHENTICATE LOGIN: "plain" to nginx too
   request.attempt = 3;
   request.client_tls = true;
+  request.tls_protocol = "TLSv1.2";
+  request.tls_cipher = "ECDHE-RSA-AES256-GCM-SHA384";
   request.proxy_protocol_ip = "198.51.100.1";
   request.proxy_protocol_port = 40000;
   request.proxy_protocol_server_ip = "203.0.113.5";
@@ -76,6 +78,8 @@ TEST(AuthHttpRequest, OnlyControlsSpaceAndPercentAreEscaped) {
             "Proxy-Protocol-Server-Addr: 203.0.113.5\r\n"
             "Proxy-Protocol-Server-Port: 993\r\n"
             "Auth-SSL: on\r\n"
+            "Auth-SSL-Protocol: TLSv1.2\r\n"
+            "Auth-SSL-Cipher: ECDHE-RSA-AES256-GCM-SHA384\r\n"
             "\r\n");
 }
 

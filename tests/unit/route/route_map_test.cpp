@@ -17,7 +17,7 @@ bob                  127.0.0.1:2143       starttls
 @example.org         10.0.0.5:993         tls
 *@*.example.net      10.0.0.6:143
 *                    127.0.0.1:1143                 # the default
-carol                127.0.0.1:2143       user=carol.archive master
+carol                127.0.0.1:2143       user=carol.archive
 dave                 -  "Mailbox moved, use imap.example.com"   # refused, text to the client
 )";
 
@@ -46,7 +46,7 @@ TEST(RouteMap, TheSpecExampleRoutesEachKindOfPattern) {
   EXPECT_EQ(map.lookup("x@sub.example.org").route.backend.port, 1143);     // @domain: that domain only
   const auto carol = map.lookup("CAROL");
   EXPECT_EQ(carol.route.login_user, "carol.archive");
-  EXPECT_TRUE(carol.route.master);
+  EXPECT_FALSE(carol.route.master);
   const auto dave = map.lookup("dave");
   EXPECT_EQ(dave.status, LookupStatus::Refused);
   EXPECT_EQ(dave.message, "Mailbox moved, use imap.example.com");
@@ -68,8 +68,8 @@ TEST(RouteMap, PrecedenceIsExactThenDomainThenGlobsInOrderThenDefault) {
   EXPECT_EQ(globs.lookup("amy@x.org").route.backend.host, "10.0.0.3");  // the first glob in the file
   EXPECT_EQ(globs.lookup("bo@x.org").route.backend.host, "10.0.0.4");
   const auto none = globs.lookup("bo@y.org");
-  EXPECT_EQ(none.status, LookupStatus::Unavailable);
-  EXPECT_EQ(none.message, "no route for this user");
+  EXPECT_EQ(none.status, LookupStatus::Refused);  // as a passdb refuses a user it doesn't know
+  EXPECT_EQ(none.message, "[AUTHENTICATIONFAILED] Authentication failed.");
 }
 
 TEST(RouteMap, BackendsAreListedOnceInFileOrder) {
@@ -103,7 +103,10 @@ TEST(RouteMap, MistakesNameFileLineAndColumn) {
   EXPECT_EQ(error_of("a 10.0.0.1:143\n\nA   10.0.0.2:143\n"), "m.map:3:1: duplicate pattern \"A\" (first on line 1)");
   EXPECT_EQ(error_of("a 10.0.0.1:70000\n"), "m.map:1:12: bad port \"70000\" (1 to 65535)");
   EXPECT_EQ(error_of("# c\na   10.0.0.1:0\n"), "m.map:2:14: bad port \"0\" (1 to 65535)");
-  EXPECT_EQ(error_of("a 10.0.0.1:143 tsl\n"), "m.map:1:16: unknown option \"tsl\" (tls, starttls, plain, user=NAME, master)");
+  EXPECT_EQ(error_of("a 10.0.0.1:143 tsl\n"), "m.map:1:16: unknown option \"tsl\" (tls, starttls, plain, user=NAME)");
+  // No password to check the client's against: a master login would let anyone in.
+  EXPECT_NE(error_of("a 10.0.0.1:143 master\n").find("m.map:1:16: master: a map can't check the client's password"),
+            std::string::npos);
   EXPECT_EQ(error_of("a 10.0.0.1:143 tls starttls\n"), "m.map:1:20: a second TLS option (tls, starttls, plain: one at most)");
   EXPECT_EQ(error_of("alice\n"), "m.map:1:6: a backend (host:port, or - to refuse) must follow the pattern");
   EXPECT_EQ(error_of("a - \"open\n"), "m.map:1:5: the quoted text does not end (a \" is missing)");
