@@ -20,6 +20,7 @@ struct Field {
 
 // What is wrong on the line being read, and where (fail() adds the file and line).
 struct LineError {
+  LineError(std::size_t c, std::string r) : column(c), reason(std::move(r)) {}  // clang 14: no T(a, b) for aggregates
   std::size_t column;
   std::string reason;
 };

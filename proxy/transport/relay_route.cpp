@@ -52,7 +52,6 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
 
 }  // namespace
 
-
 bool Relay::route_unavailable_answer() const { return route_ && route_->pre && route_->pre->unavailable_answer; }
 
 void Relay::start_routing(std::string_view balancer_peer) {
