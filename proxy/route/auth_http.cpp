@@ -1,5 +1,7 @@
 #include "proxy/route/auth_http.hpp"
 
+#include "proxy/imap/abnf.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include "proxy/util/cidr.hpp"
@@ -11,15 +13,6 @@ namespace {
 constexpr std::string_view kDefaultRefusal = "Authentication failed.";
 constexpr std::string_view kDefaultNologin = "Login disabled.";
 constexpr std::size_t kMaxQuoted = 100;  // of a service's value in an Unavailable reason
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 // Values nginx copies unescaped (addresses, names it made itself) can't break the
 // request's lines here either: control characters are dropped.
@@ -75,7 +68,7 @@ AuthHttpVerdict parse_headers(const HttpAnswer& answer, BackendTls default_tls) 
   bool wait = false;
   std::optional<std::string> error;
   for (const auto& [name, value] : answer.headers) {
-    if (!iequals(name, "Auth-Status")) continue;
+    if (!imap::iequals(name, "Auth-Status")) continue;
     if (value == "OK") continue;
     if (value == "WAIT") {
       wait = true;
@@ -121,10 +114,10 @@ std::optional<bool> flag(const nlohmann::json& value) {
   if (!value.is_string()) return std::nullopt;
   const auto text = value.get<std::string>();
   for (const auto* yes : {"", "yes", "y", "true", "1", "any-cert"}) {
-    if (iequals(text, yes)) return true;
+    if (imap::iequals(text, yes)) return true;
   }
   for (const auto* no : {"no", "n", "false", "0"}) {
-    if (iequals(text, no)) return false;
+    if (imap::iequals(text, no)) return false;
   }
   return std::nullopt;
 }
@@ -198,21 +191,21 @@ bool is_json(const HttpAnswer& answer) {
   std::string type = answer.header("Content-Type");
   type = type.substr(0, type.find(';'));
   while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.pop_back();
-  return iequals(type, "application/json");
+  return imap::iequals(type, "application/json");
 }
 
 }  // namespace
 
 std::string HttpAnswer::header(std::string_view name) const {
   for (auto it = headers.rbegin(); it != headers.rend(); ++it) {
-    if (iequals(it->first, name)) return it->second;
+    if (imap::iequals(it->first, name)) return it->second;
   }
   return {};
 }
 
 bool HttpAnswer::has_header(std::string_view name) const {
   for (const auto& header : headers) {
-    if (iequals(header.first, name)) return true;
+    if (imap::iequals(header.first, name)) return true;
   }
   return false;
 }

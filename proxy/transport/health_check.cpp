@@ -12,6 +12,7 @@
 
 #include "proxy/imap/abnf.hpp"
 #include "proxy/transport/no_throw.hpp"
+#include "proxy/transport/routing.hpp"
 #include "proxy/transport/upstream.hpp"
 #include "proxy/util/log.hpp"
 
@@ -70,15 +71,6 @@ asio::awaitable<Tagged> read_tagged(Stream& stream, std::string& buffer, std::st
     buffer.append(data);
     pending = ec;
   }
-}
-
-UpstreamTls upstream_tls(route::BackendTls tls) {
-  switch (tls) {
-    case route::BackendTls::Implicit: return UpstreamTls::Implicit;
-    case route::BackendTls::Starttls: return UpstreamTls::Starttls;
-    case route::BackendTls::None: break;
-  }
-  return UpstreamTls::None;
 }
 
 // The check's steps; check_backend bounds them as a whole.

@@ -1,5 +1,8 @@
 #include "proxy/transport/http_client.hpp"
 
+#include "proxy/imap/abnf.hpp"
+#include "proxy/transport/http_request.hpp"
+
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
@@ -18,31 +21,10 @@ constexpr std::size_t kMaxHead = 64 * 1024;
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-// tchar (RFC 9110, 5.6.2).
-bool is_tchar(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c)) return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-
 // field-value characters (RFC 9110, 5.5): visible ASCII, obs-text, SP and HTAB.
 bool is_field_char(char c) {
   const auto u = static_cast<unsigned char>(c);
   return u == ' ' || u == '\t' || (u >= 0x21 && u != 0x7f);
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
 }
 
 // The next line of head from pos (CRLF or a bare LF ends it); advances pos.
@@ -84,7 +66,7 @@ bool take_head(Progress& progress, HttpClientResult& result) {
   }
   std::size_t lengths = 0;
   for (const auto& [name, value] : parsed->headers) {
-    if (!iequals(name, "Content-Length")) continue;
+    if (!imap::iequals(name, "Content-Length")) continue;
     const auto length = util::parse_unsigned(value);
     if (++lengths > 1 || !length || *length > (std::uint64_t{1} << 40)) {
       fail(result, HttpClientError::Malformed, "a bad or repeated Content-Length");
@@ -237,7 +219,7 @@ std::optional<route::HttpAnswer> parse_answer_head(std::string_view head, std::s
       return std::nullopt;
     }
     for (const char c : field.substr(0, colon)) {
-      if (!is_tchar(c)) {
+      if (!is_http_token_char(c)) {
         error = "a header name that is not a token";
         return std::nullopt;
       }
@@ -288,7 +270,7 @@ std::string HttpUrl::host_header() const { return host.find(':') != std::string:
 
 std::optional<HttpUrl> parse_http_url(std::string_view url, std::string& error) {
   constexpr std::string_view kScheme = "http://";
-  if (url.size() < kScheme.size() || !iequals(url.substr(0, kScheme.size()), kScheme)) {
+  if (url.size() < kScheme.size() || !imap::iequals(url.substr(0, kScheme.size()), kScheme)) {
     error = "only http:// URLs are supported";
     return std::nullopt;
   }

@@ -8,8 +8,9 @@ namespace {
 bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-// tchar (RFC 9110, 5.6.2): the characters of methods and field names.
-bool is_tchar(char c) {
+}  // namespace
+
+bool is_http_token_char(char c) {
   if (is_alpha(c) || is_digit(c)) return true;
   switch (c) {
     case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
@@ -19,6 +20,8 @@ bool is_tchar(char c) {
       return false;
   }
 }
+
+namespace {
 
 // pchar without pct-encoded (RFC 3986, 3.3), plus "/" and "?" as the path and query allow.
 bool is_target_char(char c) {
@@ -149,7 +152,7 @@ ParsedHead parse_http_head(std::string_view head) {
   const auto version = line.substr(sp2 + 1);
   if (method.empty()) return refuse("no method");
   for (const char c : method) {
-    if (!is_tchar(c)) return refuse("the method is not a token");
+    if (!is_http_token_char(c)) return refuse("the method is not a token");
   }
   if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || !is_digit(version[5]) || version[6] != '.' ||
       !is_digit(version[7])) {
@@ -176,7 +179,7 @@ ParsedHead parse_http_head(std::string_view head) {
     const auto name = field.substr(0, colon);
     for (const char c : name) {
       if (c == ' ' || c == '\t') return refuse("whitespace between a header name and its colon");
-      if (!is_tchar(c)) return refuse("a header name that is not a token");
+      if (!is_http_token_char(c)) return refuse("a header name that is not a token");
     }
     auto value = field.substr(colon + 1);
     for (const char c : value) {

@@ -33,6 +33,10 @@ struct HeadScan {
 };
 HeadScan scan_http_head(std::string_view data);
 
+// tchar (RFC 9110, 5.6.2): the characters of methods and field names (requests and
+// the lookup service's answers alike).
+bool is_http_token_char(char c);
+
 // A head parsed, or the status and reason to refuse it with (400 for anything outside
 // the grammar; 501 for Transfer-Encoding; 505 for an HTTP version other than 1.x).
 struct ParsedHead {

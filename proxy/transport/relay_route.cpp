@@ -18,6 +18,7 @@
 #include "proxy/imap/abnf.hpp"
 #include "proxy/transport/relay_route_state.hpp"
 #include "proxy/transport/router.hpp"
+#include "proxy/transport/routing.hpp"
 #include "proxy/transport/server_lines.hpp"
 #include "proxy/transport/upstream.hpp"
 #include "proxy/util/log.hpp"
@@ -36,15 +37,6 @@ constexpr std::string_view kDefaultCapabilities =
     "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN AUTH=LOGIN";
 // Auth-Wait beyond this is the service's mistake: the client is not held longer.
 constexpr std::chrono::seconds kMaxRefusalWait{30};
-
-UpstreamTls upstream_tls(route::BackendTls tls) {
-  switch (tls) {
-    case route::BackendTls::Implicit: return UpstreamTls::Implicit;
-    case route::BackendTls::Starttls: return UpstreamTls::Starttls;
-    case route::BackendTls::None: break;
-  }
-  return UpstreamTls::None;
-}
 
 bool starts_with_ci(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && imap::iequals(s.substr(0, prefix.size()), prefix);

@@ -18,6 +18,16 @@ namespace imapscope::transport {
 
 class Router;
 
+// How a backend is reached, in the upstream connection's terms.
+inline UpstreamTls upstream_tls(route::BackendTls tls) {
+  switch (tls) {
+    case route::BackendTls::Implicit: return UpstreamTls::Implicit;
+    case route::BackendTls::Starttls: return UpstreamTls::Starttls;
+    case route::BackendTls::None: break;
+  }
+  return UpstreamTls::None;
+}
+
 struct RoutingRuntime {
   Router* router = nullptr;
   route::Backends* backends = nullptr;
