@@ -29,6 +29,7 @@ import http.server
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -152,6 +153,46 @@ def load_average():
         return [float(x) for x in f.read().split()[:3]]
 
 
+def busy_seconds():
+    """CPU time the whole machine spent busy (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root_pids):
+    """CPU time of these processes and all their descendants still running."""
+    parent, cpu = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in cpu:
+        p = pid
+        while p > 1 and p not in root_pids:
+            p = parent.get(p, 0)
+        if p in root_pids:
+            total += cpu[pid]
+    return total
+
+
+def own_cpu_seconds(dovecots, proxies):
+    """What this benchmark spends: itself (the auth_http service), its finished loadgen
+    runs, the Dovecots and the proxies, all their processes."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+            + tree_cpu_seconds({d.proc.pid for d in dovecots} | {p.proc.pid for p in proxies.values()}))
+
+
 def route_counters(proxy):
     def m(name, label):
         return metric_sum(proxy.admin_port, name, label)
@@ -207,19 +248,23 @@ def run_setup(setup, args, binary, log):
                 counters0 = route_counters(p)
                 cpu0 = proc_stat(p.proc.pid)
                 asked0 = auth.requests
+                busy0, own0 = busy_seconds(), own_cpu_seconds(dovecots, proxies)
                 outcome = churn(p, args, tls, dovecots[0].certs["ca"])
                 cpu = proc_stat(p.proc.pid) - cpu0
+                # Everyone else's CPU meanwhile (this machine is shared), in cores.
+                others = (busy_seconds() - busy0) - (own_cpu_seconds(dovecots, proxies) - own0)
                 counters = {k: v - counters0[k] for k, v in route_counters(p).items()}
                 run = {"round": r, "mode": mode, "loadavg_before": loadavg, "sessions": outcome["sessions"],
                        "failures": outcome["failures"], "per_second": outcome["per_second"],
                        "seconds": outcome["seconds"], "latency_us": outcome["latency_us"],
                        "proxy_cpu_s": round(cpu, 3),
                        "proxy_cpu_ms_per_login": round(1000 * cpu / max(1, outcome["sessions"]), 3),
+                       "others_cores": round(max(0.0, others) / outcome["seconds"], 2),
                        "auth_http_requests": auth.requests - asked0, "counters": counters}
                 result["runs"].append(run)
                 log(f"{setup} round {r} {mode:12s} {run['per_second']:7.1f} sessions/s  "
                     f"{run['proxy_cpu_ms_per_login']:.3f} proxy CPU-ms/login  failures {run['failures']}  "
-                    f"load {loadavg[0]:.2f}  auth_http asked {run['auth_http_requests']}  {counters}")
+                    f"load {loadavg[0]:.2f}  others {run['others_cores']:.2f} cores  auth_http asked {run['auth_http_requests']}  {counters}")
             order = order[1:] + order[:1]
         result["alive"] = {mode: p.proc.poll() is None for mode, p in proxies.items()}
         # Where the logins went, and that the backend leg had TLS when it should: each Dovecot's log.
