@@ -2,7 +2,7 @@
 """The proof under load: thousands of idle TLS sessions, an active workload beside
 them, and connection churn, through imapscope to a real Dovecot on loopback.
 
-    python3 tests/load/load_run.py [--idle 10000] [--hold 600] [--json FILE]
+    python3 tests/load/load_run.py [--idle 10000] [--hold 600] [--backends 3] [--json FILE]
 
 Phases, each bounded in count and time:
 
@@ -230,7 +230,6 @@ def run(args, log=print):
         for d in dovecots:
             d.stop()
         raise
-    dovecot = dovecots[0]
     port = proxy.ports
     ca = certs["ca"]
     results = {"idle": args.idle, "active": args.active, "hold_s": args.hold, "binary": binary,
