@@ -2,7 +2,7 @@
 """The proof under load: thousands of idle TLS sessions, an active workload beside
 them, and connection churn, through imapscope to a real Dovecot on loopback.
 
-    python3 tests/load/load_run.py [--idle 10000] [--hold 600] [--json FILE]
+    python3 tests/load/load_run.py [--idle 10000] [--hold 600] [--backends 3] [--json FILE]
 
 Phases, each bounded in count and time:
 
@@ -25,8 +25,15 @@ Dovecot gets load_limits() from the test fixture; the descriptor limit is raised
 for every process started here (they inherit it). Only processes started here are
 stopped, by pid. Results: a summary on stdout and, with --json, the raw figures.
 tests/integration/load_test.py runs the same phases with small numbers in CI.
+
+With --backends N (N > 1) the same phases run through routing mode (issue 22): N
+Dovecot instances, each with every user, and a route map (docs/routing.md) sending
+user i of each kind to backend i mod N over TLS; the proxies get --config with
+"routing" instead of --upstream. Each backend's share of the logins is counted in
+its own log, and mail for an idle user is delivered to its own backend.
 """
 import argparse
+import collections
 import imaplib
 import json
 import os
@@ -116,20 +123,51 @@ class Loadgen:
         stop_process(self.proc)
 
 
+def transparent_args(dovecot):
+    """Transparent mode: every session to the one Dovecot, TLS on the upstream leg."""
+    return ["--upstream", f"localhost:{dovecot.tls_port}", "--upstream-tls", "--upstream-ca", dovecot.certs["ca"]]
+
+
+def backend_index(user):
+    """User i of each kind (load7, active7) lives on backend i mod N."""
+    return int(re.search(r"(\d+)$", user).group(1))
+
+
+def routing_args(backends, users, folder):
+    """Routing mode: a route map with an entry per user, TLS to each backend verified
+    with the test CA (routing.upstream_ca is a config key, there is no flag for it)."""
+    map_path = os.path.join(folder, "routes.map")
+    with open(map_path, "w") as f:
+        f.write("# user  backend  options: user i on backend i mod N\n")
+        for user in users:
+            backend = backends[backend_index(user) % len(backends)]
+            f.write(f"{user}  127.0.0.1:{backend.tls_port}  tls\n")
+    config_path = os.path.join(folder, "routing.json")
+    with open(config_path, "w") as f:
+        # The listeners come from the flags (a config file must list some: none here).
+        json.dump({"listeners": [], "routing": {"map": map_path, "upstream_ca": backends[0].certs["ca"]}}, f)
+    return ["--config", config_path]
+
+
+def logins_in_log(dovecot):
+    """Successful logins in a Dovecot's log, by user."""
+    return collections.Counter(re.findall(r"imap-login: (?:Info: )?Login: user=<([^>]*)>", dovecot.log()))
+
+
 class Proxies:
     """imapscope processes on ports of their own, each with --threads loops. Under this
     machine's descriptor limit (20,000, not raisable without CAP_SYS_RESOURCE) one
-    process holds at most ~9,990 sessions with two sockets each."""
+    process holds at most ~9,990 sessions with two sockets each. upstream_args: the
+    flags that say where sessions go (transparent_args or routing_args)."""
 
-    def __init__(self, count, binary, dovecot, threads):
+    def __init__(self, count, binary, certs, upstream_args, threads):
         self.procs = []
         try:
             for _ in range(count):
                 port = free_port()
-                self.procs.append(Imapscope(["--listen-tls", f"127.0.0.1:{port}", "--tls-cert", dovecot.certs["cert"],
-                                             "--tls-key", dovecot.certs["key"], "--upstream",
-                                             f"localhost:{dovecot.tls_port}", "--upstream-tls", "--upstream-ca",
-                                             dovecot.certs["ca"], "--threads", str(threads), "--log-level", "warning"],
+                self.procs.append(Imapscope(["--listen-tls", f"127.0.0.1:{port}", "--tls-cert", certs["cert"],
+                                             "--tls-key", certs["key"]] + upstream_args +
+                                            ["--threads", str(threads), "--log-level", "warning"],
                                             binary=binary).start([port]))
                 self.procs[-1].port = port
         except BaseException:
@@ -157,9 +195,10 @@ class Proxies:
             p.stop()
 
 
-def deliver_round(dovecot, idle_users, round_no):
-    """One message into each idle user's INBOX, straight to Dovecot's plain port."""
+def deliver_round(dovecots, idle_users, round_no):
+    """One message into each idle user's INBOX, straight to its Dovecot's plain port."""
     for user, password in idle_users.items():
+        dovecot = dovecots[backend_index(user) % len(dovecots)]
         c = imaplib.IMAP4("127.0.0.1", dovecot.port, timeout=60)
         c.login(user, password)
         c.append("INBOX", None, None, b"Subject: round %d for %s\r\n\r\nnew mail\r\n" % (round_no, user.encode()))
@@ -172,20 +211,31 @@ def run(args, log=print):
     active_users = users("active", args.active)
     # Found before anything starts: a missing binary must not leave a Dovecot behind.
     binary = args.imapscope or release_binary() or imapscope_binary()
-    dovecot = Dovecot(users={**idle_users, **active_users},
-                      extra_config=load_limits(args.idle + 2 * args.active + 100)).start()
-    # Two descriptors a session, plus a margin under the limit of 20,000 each.
-    count = args.proxies or -(-2 * (args.idle + 2 * args.active + 200) // 18000)
+    backends = max(1, getattr(args, "backends", 1))
+    folder = temp_dir(prefix="imapscope-load-")
+    # Each backend sized for its share (every one holds every user; the map says who goes where).
+    limits = load_limits(-(-args.idle // backends) + 2 * args.active + 100)
+    dovecots = []
     try:
-        proxy = Proxies(count, binary, dovecot, args.threads)
+        for _ in range(backends):
+            dovecots.append(Dovecot(certs=dovecots[0].certs if dovecots else None,
+                                    users={**idle_users, **active_users}, extra_config=limits).start())
+        certs = dovecots[0].certs
+        upstream = (routing_args(dovecots, list(idle_users) + list(active_users), folder) if backends > 1
+                    else transparent_args(dovecots[0]))
+        # Two descriptors a session, plus a margin under the limit of 20,000 each.
+        count = args.proxies or -(-2 * (args.idle + 2 * args.active + 200) // 18000)
+        proxy = Proxies(count, binary, certs, upstream, args.threads)
     except BaseException:
-        dovecot.stop()
+        for d in dovecots:
+            d.stop()
         raise
     port = proxy.ports
-    ca = dovecot.certs["ca"]
+    ca = certs["ca"]
     results = {"idle": args.idle, "active": args.active, "hold_s": args.hold, "binary": binary,
-               "threads": args.threads, "proxies": count}
-    stop_file = os.path.join(temp_dir(prefix="imapscope-load-"), "stop")
+               "threads": args.threads, "proxies": count, "backends": backends,
+               "mode": "routing (map)" if backends > 1 else "transparent"}
+    stop_file = os.path.join(folder, "stop")
     try:
         active_args = ["--sessions", str(args.active), "--users", str(args.active), "--user-format", "active{}",
                        "--rate", str(args.rate), "--status", "30"]
@@ -209,7 +259,10 @@ def run(args, log=print):
         rss_idle = proxy.rss_kib()
         results["rss_kib"] = {"before": rss_before, "with_idle": rss_idle}
         results["kib_per_idle_session"] = round((rss_idle - rss_before) / max(1, ready["open"]), 2)
+        results["bytes_per_idle_session"] = round(1024 * (rss_idle - rss_before) / max(1, ready["open"]))
         results["fds"] = {"before": fds_before, "with_idle": proxy.fds()}
+        if backends > 1:
+            results["backend_sessions_with_idle"] = proxy.metric("imapscope_backend_sessions", "")
         log(f"  {ready['open']} open in {ready['seconds']} s; "
             f"{results['kib_per_idle_session']} KiB per idle session")
         log(f"  holding them {args.hold:.0f} s with {args.active} active sessions beside them")
@@ -224,7 +277,7 @@ def run(args, log=print):
             if time.monotonic() >= next_round and time.monotonic() - hold_started < args.hold - 5:
                 rounds += 1
                 round_start = time.monotonic() - hold_started
-                deliver_round(dovecot, idle_users, rounds)
+                deliver_round(dovecots, idle_users, rounds)
                 deliveries.append((round_start, time.monotonic() - hold_started))
                 next_round += args.deliver_every
         results["active_beside_idle"] = beside.wait_for("result", 600)
@@ -273,9 +326,17 @@ def run(args, log=print):
                 f"{outcome['proxy_cpu_ms_per_session']} proxy CPU-ms per session, "
                 f"proxy handshakes {outcome['proxy_handshakes']}")
         results["proxy_alive"] = proxy.alive()
+        # Where the logins went: each backend's own log (the deliveries' logins are
+        # straight to Dovecot, 200 a round, and counted too).
+        results["logins_per_backend"] = [sum(logins_in_log(d).values()) for d in dovecots]
+        if backends > 1:
+            misplaced = sum(n for i, d in enumerate(dovecots) for user, n in logins_in_log(d).items()
+                            if backend_index(user) % backends != i)
+            results["logins_on_the_wrong_backend"] = misplaced
     finally:
         proxy.stop()
-        dovecot.stop()
+        for d in dovecots:
+            d.stop()
     return results
 
 
@@ -302,7 +363,9 @@ def split_windows(active, deliveries, settle=5.0):
 
 def summary(r):
     idle = r["idle_result"]
-    lines = [f"idle sessions: {idle['opened']} of {r['idle']} opened in {idle['open_seconds']} s, "
+    lines = [f"mode: {r.get('mode', 'transparent')}, {r.get('backends', 1)} backend(s); "
+             f"logins per backend {r.get('logins_per_backend')}",
+             f"idle sessions: {idle['opened']} of {r['idle']} opened in {idle['open_seconds']} s, "
              f"lost {idle['lost']}, notifications per session {idle['notified_min']}..{idle['notified_max']} "
              f"of {r['delivery_rounds']} rounds",
              f"memory: {r['kib_per_idle_session']} KiB per idle session (RSS {r['rss_kib']})",
@@ -330,6 +393,8 @@ def main():
     p.add_argument("--threads", type=int, default=2, help="event loops per imapscope process")
     p.add_argument("--proxies", type=int, default=0,
                    help="imapscope processes (default: as many as the descriptor limit needs)")
+    p.add_argument("--backends", type=int, default=1,
+                   help="Dovecot instances; more than 1: routing mode, a route map spreading the users over them")
     p.add_argument("--imapscope", help="binary (default: build/release, else the test build)")
     p.add_argument("--json", help="write the raw results here")
     args = p.parse_args()
