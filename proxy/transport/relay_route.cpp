@@ -166,7 +166,16 @@ asio::awaitable<void> Relay::route_login() {
   // longer than one that refuses it.
   auto timeouts = listener_.timeouts;
   timeouts.greeting = std::min(timeouts.greeting, routing.connect_timeout);
+  const auto connect_started = Clock::now();
   auto upstream = co_await connect_upstream(upstream_settings, tls, timeouts, *r.client, id_);
+  if (auto* telemetry = listener_.telemetry) {  // as in transparent mode: connects, their time, TLS
+    telemetry->upstream_connected(upstream.stream != nullptr,
+                                  std::chrono::duration<double>(Clock::now() - connect_started).count());
+    if (tls && (upstream.stream || upstream.failure == CloseReason::UpstreamTlsFailed)) {
+      telemetry->tls_handshake(false, upstream.stream != nullptr, upstream.stream ? upstream.stream->tls_version() : "",
+                               upstream.stream && upstream.stream->tls_resumed());
+    }
+  }
   if (closing_ || ending_) co_return;
   if (!upstream.stream) {
     util::log_line(util::LogLevel::Warning, "event=upstream_failed " + session_field + " backend=" + backend.name() +

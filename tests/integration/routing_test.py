@@ -777,6 +777,8 @@ class Operations(unittest.TestCase):
         self.assertEqual(proxy.metric("imapscope_route_logins_total", 'result="ok"'), 2)
         self.assertEqual(proxy.metric("imapscope_route_logins_total", 'result="no"'), 1)
         self.assertEqual(proxy.metric("imapscope_route_lookups_total", 'source="http",result="routed"'), 1)
+        # Backend connections count as upstream connections, as in transparent mode.
+        self.assertGreaterEqual(proxy.metric("imapscope_upstream_connects_total", 'result="ok"'), 3)
         self.assertNotIn(USERS["alice"], text)
 
     def test_live_view_rules_and_transcripts_see_routed_sessions(self):
