@@ -14,7 +14,7 @@ every log ended before it (Marks) and looks only at what came after.
   post-login capabilities the backend's; user= logins; a map asking for a master login refused (a wrong password
   never gets in); STARTTLS and implicit TLS listeners; backends over TLS and
   STARTTLS, verified; the client's address forwarded; a backend that is down or
-  stops; the flags alone; the login penalty before any backend.
+  stops and comes back (the health checks see it up again); the flags alone; the login penalty before any backend.
 - Health: a backend that never greets or is no IMAP server is down (and a login to it
   answered, never a hang); the health check's test login.
 - Reload: SIGHUP with a changed map and with a broken one; SIGTERM ends routed and
@@ -389,12 +389,18 @@ class MapRouting(unittest.TestCase):
         wait_until("the spare up", lambda: proxy.backends().get(name(spare), {}).get("state") == "up")
         c, answer = login_answer(proxy, "alice")
         self.assertRegex(last_line(answer), rb"^l1 OK ")
-        spare.stop()
+        spare.stop(remove=False)
         # The running session ends with its server; new logins are refused cleanly
         # (at once or when the connection is refused).
         took, (other, answer) = timed(login_answer, proxy, "alice")
         unavailable(self, answer, "l1", NO_MAIL_SERVER)
         self.assertLess(took, 5)
+        # Back again: the health checks see it up (rise) and logins go there once more.
+        wait_until("the spare down", lambda: proxy.backends()[name(spare)]["state"] == "down")
+        spare.start()
+        wait_until("the spare up again", lambda: proxy.backends()[name(spare)]["state"] == "up")
+        c, answer = login_answer(proxy, "alice")
+        self.assertRegex(last_line(answer), rb"^l1 OK ")
 
     def test_starttls_and_implicit_tls_listeners(self):
         proxy = Routing(self, [("alice", A), ("bob", B)], tls=True)

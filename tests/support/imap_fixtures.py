@@ -240,9 +240,11 @@ service stats {{
         wait_for_port(self.tls_port, proc=self.proc)
         return self
 
-    def stop(self):
+    def stop(self, remove=True):
+        """remove=False keeps its folder, so that start() brings the same server back."""
         stop_process(self.proc)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def log(self):
         try:
