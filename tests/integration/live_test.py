@@ -2,7 +2,8 @@
 sessions, and the admin API read over HTTP: the live session table, one session's
 events and its server-sent-event tail, on-demand captures (by user, mid-session,
 stopped), the token (made at first start, or a configured file), and the live page
-driven by a real headless Chromium (logging in through the cookie).
+driven by a real headless Chromium (logging in through the cookie; in routing mode
+its Backends section, drained, undrained and kicked from its buttons).
 Everything on 127.0.0.1."""
 import http.client
 import imaplib
@@ -34,7 +35,7 @@ def tearDownModule():
 class Proxy:
     """imapscope with transcripts written only for captures, user names in clear."""
 
-    def __init__(self, test, extra_config=None, token=None, state_args=None):
+    def __init__(self, test, extra_config=None, token=None, state_args=None, routing=None):
         self.dir = temp_dir(prefix="imapscope-live-")
         os.chmod(self.dir, 0o755)
         test.addCleanup(shutil.rmtree, self.dir, True)
@@ -50,6 +51,9 @@ class Proxy:
             with os.fdopen(fd, "w") as f:
                 f.write(token + "\n")
             config["admin_token_file"] = os.path.join(self.dir, "token")
+        if routing:  # routing mode: no upstream, each login to the backend the routing names
+            del config["listeners"][0]["upstream"]
+            config["routing"] = routing
         config.update(extra_config or {})
         config = {k: v for k, v in config.items() if v is not None}
         path = os.path.join(self.dir, "config.json")
@@ -433,6 +437,63 @@ class Browser(unittest.TestCase):
         wait_until("bob's row on the page", lambda: any("bob" in v for v in self.rows().values()))
         self.assertEqual(self.driver.current_url, proxy.admin + "/")
         bob.logout()
+
+
+    def alert(self):
+        from selenium.common.exceptions import NoAlertPresentException
+        try:
+            return self.driver.switch_to.alert.text
+        except NoAlertPresentException:
+            return None
+
+    def test_backends_listed_drained_and_kicked_from_the_page(self):
+        # Routing mode: the Backends section, its drain, undrain and kick buttons.
+        from selenium.webdriver.common.by import By
+        routes = os.path.join(temp_dir(prefix="imapscope-live-routes-"), "routes.map")
+        backend = f"127.0.0.1:{DOVECOT.port}"
+        with open(routes, "w") as f:
+            f.write(f"* {backend}\n")
+        proxy = Proxy(self, routing={"map": routes, "kick_spread_ms": 0,
+                                     "health": {"interval_ms": 500, "timeout_ms": 2000}})
+        alice = login(proxy.port, "alice")
+        self.driver.get(proxy.admin + "/?token=" + proxy.proxy.admin_token())
+        wait_until("the page at /", lambda: self.driver.current_url == proxy.admin + "/")
+
+        def row():
+            return self.driver.execute_script(
+                "const tr = document.querySelector('#backends tbody tr');"
+                "return document.getElementById('backends-section').hidden || !tr ? '' : tr.innerText")
+
+        def click(label):
+            # Found and clicked in one script run (the table is redrawn every second); the
+            # click a moment later, so that a confirm() it opens doesn't cut this script's answer.
+            clicked = self.driver.execute_script(
+                "const b = [...document.querySelectorAll('#backends tbody button')]"
+                ".find(b => b.textContent === arguments[0]); if (b) setTimeout(() => b.click(), 200); return !!b", label)
+            self.assertTrue(clicked, f"no {label} button in {row()!r}")
+
+        text = wait_until("the backend up with alice's session", lambda: (lambda t: t if backend in t and "up" in t
+                                                                            and "\t1\t" in t else "")(row()))
+        self.assertIn("drain", text)
+        click("drain")
+        wait_until("drained", lambda: proxy.get("/api/backends")["backends"][0]["state"] == "draining")
+        wait_until("the page says draining", lambda: "draining" in row())
+        self.assertEqual(alice.noop()[0], "OK")  # running sessions go on
+        bob = imaplib.IMAP4("127.0.0.1", proxy.port)
+        self.addCleanup(bob.shutdown)
+        with self.assertRaises(imaplib.IMAP4.error) as refused:
+            bob.login("bob", USERS["bob"])  # no new ones
+        self.assertIn("UNAVAILABLE", str(refused.exception))
+        click("undrain")
+        wait_until("undrained", lambda: proxy.get("/api/backends")["backends"][0]["state"] == "up")
+        wait_until("the page says up", lambda: "up" in row() and "undrain" not in row())
+        click("kick all")
+        wait_until("the kick's question", lambda: self.alert())
+        self.driver.switch_to.alert.accept()  # "End the 1 sessions on ...?"
+        wait_until("alice kicked", lambda: proxy.get("/api/backends")["backends"][0]["sessions"] == 0)
+        with self.assertRaises((imaplib.IMAP4.abort, OSError)):
+            alice.noop()
+        alice.shutdown()
 
 
 if __name__ == "__main__":
