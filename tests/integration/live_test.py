@@ -373,7 +373,9 @@ class Browser(unittest.TestCase):
         form.find_element(By.TAG_NAME, "button").click()
         # "/?token=..." answered with the cookie and a redirect to "/": the token leaves
         # the address bar, and no script of the page can read the cookie.
-        wait_until("the page at /", lambda: self.driver.current_url == proxy.admin + "/")
+        # The address was "/" before the form went too: the cookie says the answer came.
+        wait_until("the page at / with its cookie",
+                   lambda: self.driver.current_url == proxy.admin + "/" and self.driver.get_cookies())
         cookies = self.driver.get_cookies()
         self.assertEqual(len(cookies), 1, cookies)
         self.assertTrue(cookies[0]["httpOnly"], cookies)
