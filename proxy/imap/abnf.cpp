@@ -10,6 +10,19 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+std::optional<std::string> quoted(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 2);
+  out += '"';
+  for (const char c : text) {
+    if (c == '\r' || c == '\n' || c == '\0') return std::nullopt;
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
 std::string ascii_upper(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = ascii_upper(c);

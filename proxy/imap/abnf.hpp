@@ -61,6 +61,10 @@ std::string ascii_upper(std::string_view s);
 std::string ascii_lower(std::string_view s);
 bool iequals(std::string_view a, std::string_view b);
 
+// text as a quoted string (RFC 9051 §9): quotes around, " and \ escaped; nothing for
+// text a quoted string can't carry (CR, LF, NUL).
+std::optional<std::string> quoted(std::string_view text);
+
 // number = 1*DIGIT ; unsigned 32-bit (RFC 9051 §9). Parses a whole view or fails.
 std::optional<std::uint32_t> parse_number(std::string_view s);
 std::optional<std::uint64_t> parse_number64(std::string_view s);

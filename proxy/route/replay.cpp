@@ -1,5 +1,6 @@
 #include "proxy/route/replay.hpp"
 
+#include <algorithm>
 #include <array>
 
 #include "proxy/imap/abnf.hpp"
@@ -46,24 +47,10 @@ std::string tagged_line(std::string_view tag, std::string_view text) {
 }  // namespace
 
 std::string imap_string(std::string_view value) {
-  bool quotable = true;
-  for (const char c : value) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u == 0 || c == '\r' || c == '\n' || u >= 0x80) quotable = false;
-  }
-  std::string out;
-  if (!quotable) {
-    out.append("{").append(std::to_string(value.size())).append("+}\r\n").append(value);
-    return out;
-  }
-  out.reserve(value.size() + 2);
-  out += '"';
-  for (const char c : value) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  out += '"';
-  return out;
+  // 8-bit text goes as a literal too: quoted strings are 7-bit (RFC 9051 §9).
+  const bool seven_bit = std::none_of(value.begin(), value.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+  if (auto text = seven_bit ? imap::quoted(value) : std::nullopt) return std::move(*text);
+  return "{" + std::to_string(value.size()) + "+}\r\n" + std::string(value);
 }
 
 std::vector<std::string> replay_steps(const LoginAttempt& login, const Route& route, const MasterUser* master) {

@@ -34,17 +34,6 @@ std::string_view without_line_end(std::string_view line) {
 
 std::string shown(std::string_view text) { return std::string(text.substr(0, kMaxShown)); }
 
-// An IMAP quoted string, or nothing for text a quoted string can't carry.
-std::optional<std::string> imap_quoted(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '\r' || c == '\n' || c == '\0') return std::nullopt;
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 struct Tagged {
   std::string error;  // the connection failed before the tagged answer
   std::string answer;  // the tagged line after the tag: "OK ...", "NO ...", "BAD ..."
@@ -129,8 +118,8 @@ asio::awaitable<HealthCheckOutcome> check_steps(const route::Backend& backend, c
     }
   }
   if (!settings.login_user.empty() && !preauth) {
-    const auto user = imap_quoted(settings.login_user);
-    const auto password = imap_quoted(settings.login_password);
+    const auto user = imap::quoted(settings.login_user);
+    const auto password = imap::quoted(settings.login_password);
     if (!user || !password) {
       out.error = "the test login's user or password holds CR, LF or NUL";
       stream.close();

@@ -60,15 +60,6 @@ asio::awaitable<std::string> upstream_starttls(Stream& stream, const std::string
   co_return "";
 }
 
-std::string id_string(std::string_view value) {
-  std::string quoted = "\"";
-  for (char c : value) {
-    if (c == '"' || c == '\\') quoted += '\\';
-    quoted += c;
-  }
-  return quoted + "\"";
-}
-
 // A tag for this process's sessions in the server's log: several imapscope instances
 // behind one balancer number their sessions from 1 each.
 const std::string& instance_tag() {
@@ -93,8 +84,8 @@ asio::awaitable<IdOutcome> forward_by_id(Stream& stream, std::string& greeting, 
                                            const ClientAddresses& client, std::uint64_t session_id,
                                            const Timeouts& timeouts) {
   const std::string command =
-      std::string(kIdTag) + " ID (\"x-originating-ip\" " + id_string(client.source_ip) + " \"x-originating-port\" \"" +
-      std::to_string(client.source_port) + "\" \"x-connected-ip\" " + id_string(client.local_ip) +
+      std::string(kIdTag) + " ID (\"x-originating-ip\" " + imap::quoted(client.source_ip).value_or("NIL") + " \"x-originating-port\" \"" +
+      std::to_string(client.source_port) + "\" \"x-connected-ip\" " + imap::quoted(client.local_ip).value_or("NIL") +
       " \"x-connected-port\" \"" + std::to_string(client.local_port) + "\" \"x-session-id\" \"imapscope-" +
       instance_tag() + "-" + std::to_string(session_id) + "\")\r\n";
   if (auto [wec, n] = co_await stream.write_all(command); wec) co_return IdOutcome{true, "ID: " + wec.message()};
