@@ -1,4 +1,5 @@
 #include "proxy/app/config.hpp"
+#include "proxy/app/config_parts.hpp"
 #include "proxy/app/config_routing.hpp"
 
 #include <algorithm>
@@ -14,14 +15,10 @@
 #include "proxy/util/private_files.hpp"
 
 namespace imapscope::app {
-namespace {
 
-using nlohmann::json;
-
-using Reader = util::JsonReader;
-
-std::chrono::milliseconds millis(Reader& r, const std::string& key, std::chrono::milliseconds fallback) {
-  return std::chrono::milliseconds(r.number(key, static_cast<std::uint64_t>(fallback.count()), 1, 86'400'000));
+std::chrono::milliseconds millis(util::JsonReader& r, const std::string& key, std::chrono::milliseconds fallback,
+                                 std::uint64_t min) {
+  return std::chrono::milliseconds(r.number(key, static_cast<std::uint64_t>(fallback.count()), min, 86'400'000));
 }
 
 transport::ClientForwarding parse_forwarding(const std::string& mode) {
@@ -30,6 +27,13 @@ transport::ClientForwarding parse_forwarding(const std::string& mode) {
   if (mode == "id") return transport::ClientForwarding::ImapId;
   return transport::ClientForwarding::None;
 }
+
+namespace {
+
+using nlohmann::json;
+
+using Reader = util::JsonReader;
+
 
 transport::UpstreamSettings read_upstream(Reader r) {
   transport::UpstreamSettings u;

@@ -1,17 +1,13 @@
 #include "proxy/app/config_routing.hpp"
 
 #include "proxy/app/config.hpp"
+#include "proxy/app/config_parts.hpp"
 #include "proxy/util/private_files.hpp"
 
 namespace imapscope::app {
 namespace {
 
 using Reader = util::JsonReader;
-
-std::chrono::milliseconds millis(Reader& r, const std::string& key, std::chrono::milliseconds fallback,
-                                 std::uint64_t min = 1) {
-  return std::chrono::milliseconds(r.number(key, static_cast<std::uint64_t>(fallback.count()), min, 86'400'000));
-}
 
 // A password for a backend login (master user, health check): a secret file.
 std::string read_password_file(Reader& r, const std::string& key) {
@@ -61,10 +57,7 @@ void read_routing(Reader r, transport::RoutingSettings& routing) {
   routing.upstream_ca = r.string("upstream_ca", "");
   routing.verify = r.boolean("verify", true);
   const auto forward = r.choice("forward_client", "none", {"none", "proxy-v1", "proxy-v2", "id"});
-  routing.forward_client = forward == "proxy-v1"   ? transport::ClientForwarding::ProxyV1
-                           : forward == "proxy-v2" ? transport::ClientForwarding::ProxyV2
-                           : forward == "id"       ? transport::ClientForwarding::ImapId
-                                                   : transport::ClientForwarding::None;
+  routing.forward_client = parse_forwarding(forward);
   routing.master_user = r.string("master_user", "");
   routing.master_password = read_password_file(r, "master_password_file");
   if (routing.master_user.empty() != routing.master_password.empty()) {
